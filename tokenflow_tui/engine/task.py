@@ -1,0 +1,499 @@
+"""TokenFlowTask: a pool of async workers running a handler over many requests.
+
+Requests are pulled lazily from the input, so an input of millions is never held at once, and each
+finished request goes either to the results list or, with a sink, out of the task for good.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import traceback
+from collections import deque
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+
+from .actions import ActionContinue, ActionDone
+from .checkpoint import request_from_data, request_to_data
+from .clock import Clock, SystemClock
+from .events import (
+    EventCallback,
+    EventDispatcher,
+    TokenFlowCancelledEvent,
+    TokenFlowContinueEvent,
+    TokenFlowDoneEvent,
+    TokenFlowUserExceptionEvent,
+    UnexpectedUserException,
+)
+from .stats import LatencyHistogram, RateWindow, StatsSnapshot
+from .trajectory import (
+    TokenFlowRequest,
+    TokenFlowRequestTrajectory,
+    TokenFlowRequestTrajectoryElement,
+    new_request,
+)
+
+logger = logging.getLogger("tokenflow")
+
+RequestFn = Callable[[TokenFlowRequestTrajectory], Awaitable[tuple[Any, ...]]]
+Sink = Callable[[TokenFlowRequest], Any]
+
+IDLE, RUNNING, STOPPING, PAUSED, DONE = "idle", "running", "stopping", "paused", "done"
+CHECKPOINT_VERSION = 1
+
+
+def _default_is_failure(result: Any) -> bool:
+    return type(result) is UnexpectedUserException
+
+
+class TokenFlowTask:
+    """Runs `request_fn` over every request with a pool of workers on the running event loop.
+
+    `request_params` is the seed's list (ids are the 0-based positions); `requests` instead takes
+    (id, params) pairs from any iterable, read only as workers need them. `sink` receives each
+    finished request once and the task keeps none; `is_failure(result)` tells which final results
+    count as failed (default: the handler raised).
+    """
+
+    def __init__(
+        self,
+        request_fn: RequestFn,
+        request_params: Iterable[Any] | None = None,
+        event_callback: EventCallback | None = None,
+        *,
+        requests: Iterable[tuple[Any, Any]] | None = None,
+        total: int | None = None,
+        sink: Sink | None = None,
+        is_failure: Callable[[Any], bool] | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if request_params is not None and requests is not None:
+            raise ValueError("TokenFlowTask: give request_params or requests, not both")
+        if not callable(request_fn):
+            raise TypeError(f"TokenFlowTask: request_fn must be an async function, got {request_fn!r}")
+        if request_params is not None:
+            if total is None and hasattr(request_params, "__len__"):
+                total = len(request_params)  # type: ignore[arg-type]
+            requests = enumerate(request_params)
+        self.request_fn = request_fn
+        self.event_callback = event_callback
+        self._events = EventDispatcher(event_callback) if event_callback is not None else None
+        self._source: Iterator[tuple[Any, Any]] | None = iter(requests if requests is not None else ())
+        self._consumed = 0
+        self._total = total
+        self._sink = sink
+        self._is_failure = is_failure or _default_is_failure
+        self._clock: Clock = clock or SystemClock()
+
+        self._ready: deque[TokenFlowRequest] = deque()
+        self._delayed: dict[asyncio.Task[None], TokenFlowRequest] = {}
+        self._running: dict[int, TokenFlowRequest] = {}
+        self._results: list[TokenFlowRequest] = []
+        self._workers: set[asyncio.Task[None]] = set()
+        self._target = 1
+        self._state = IDLE
+        self._wakeup = asyncio.Event()
+        self._done_event = asyncio.Event()
+        self._stream: asyncio.Queue[TokenFlowRequest | None] | None = None
+
+        self._done = 0
+        self._failed = 0
+        self._attempts = 0
+        self._retries = 0
+        self._carried = 0  # requests finished before a checkpoint this task was restored from
+        self._elapsed_before = 0.0
+        self._run_started: float | None = None
+        self._finish_rate = RateWindow()
+        self._latency = LatencyHistogram()
+        self._check_all_finished()
+
+    # ----- control -------------------------------------------------------------------------
+
+    def run(self, n_workers: int | None = None) -> None:
+        """Start (or resume) the workers on the running event loop and return at once."""
+        if self._state in (RUNNING, STOPPING):
+            raise RuntimeError(
+                f"TokenFlowTask.run: the task is already {self._state}; "
+                "call soft_stop() or hard_stop() before running it again"
+            )
+        if n_workers is not None:
+            self._check_worker_count("run", n_workers)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "TokenFlowTask.run must be called from a coroutine on a running event loop"
+            ) from None
+        if self._state == DONE:
+            return
+        if n_workers is not None:
+            self._target = n_workers
+        self._state = RUNNING
+        self._run_started = self._clock.monotonic()
+        self._spawn_workers()
+
+    async def soft_stop(self) -> None:
+        """Start nothing new; return once the in-flight requests have finished and been recorded."""
+        if self._state != RUNNING:
+            return
+        self._state = STOPPING
+        self._wakeup.set()
+        await asyncio.gather(*list(self._workers), return_exceptions=True)
+        self._pause()
+
+    async def hard_stop(self) -> None:
+        """Cancel the in-flight requests now; each one's interrupted attempt runs again on the next run()."""
+        if self._state not in (RUNNING, STOPPING):
+            return
+        self._state = STOPPING
+        workers = list(self._workers)
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        self._pause()
+
+    def set_workers(self, n_workers: int) -> None:
+        """Change the worker count: more start at once; surplus ones leave after their current request."""
+        self._check_worker_count("set_workers", n_workers)
+        self._target = n_workers
+        if self._state == RUNNING:
+            self._spawn_workers()
+            if len(self._workers) > n_workers:
+                self._wakeup.set()  # idle surplus workers notice and leave
+
+    async def wait_for_done(self) -> list[TokenFlowRequest]:
+        """Every request this task finished, ordered by id (empty when a sink took them)."""
+        await self._done_event.wait()
+        await asyncio.gather(*list(self._workers), return_exceptions=True)
+        if self._events is not None:
+            await self._events.flush()
+        return sorted(self._results, key=_request_id)
+
+    def finished(self) -> list[TokenFlowRequest]:
+        """The requests finished so far (none when a sink takes them), in finishing order."""
+        return list(self._results)
+
+    async def stream(self) -> AsyncIterator[TokenFlowRequest]:
+        """Yield each finished request once, as it finishes; the task keeps none of them."""
+        if self._sink is not None or self._stream is not None:
+            raise RuntimeError("TokenFlowTask.stream: this task already hands its results to a sink")
+        queue: asyncio.Queue[TokenFlowRequest | None] = asyncio.Queue()
+        for request in self._results:
+            queue.put_nowait(request)
+        self._results = []
+        if self._state == DONE:
+            queue.put_nowait(None)
+        self._stream = queue
+        self._sink = queue.put_nowait
+        while (request := await queue.get()) is not None:
+            yield request
+
+    @property
+    def state(self) -> str:
+        """idle, running, stopping, paused or done."""
+        return self._state
+
+    @property
+    def target_workers(self) -> int:
+        return self._target
+
+    # ----- statistics and checkpoint ---------------------------------------------------------
+
+    def stats(self) -> StatsSnapshot:
+        now = self._clock.monotonic()
+        elapsed = self._elapsed(now)
+        finished = self._done + self._failed
+        in_flight = len(self._running)
+        if self._total is not None:
+            queued = self._total - finished - in_flight
+        else:
+            queued = len(self._ready) + len(self._delayed)
+        rate = self._finish_rate.rate
+        latency = self._latency.percentile
+        return StatsSnapshot(
+            state=self._state,
+            total=self._total,
+            done=self._done,
+            failed=self._failed,
+            in_flight=in_flight,
+            queued=queued,
+            attempts=self._attempts,
+            retries=self._retries,
+            workers=len(self._workers),
+            target_workers=self._target,
+            elapsed_s=elapsed,
+            rate_1s=rate(now, 1, elapsed),
+            rate_10s=rate(now, 10, elapsed),
+            rate_60s=rate(now, 60, elapsed),
+            rate_avg=(finished - self._carried) / elapsed if elapsed > 0 else 0.0,
+            latency_p50_s=latency(50),
+            latency_p95_s=latency(95),
+            latency_p99_s=latency(99),
+        )
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Plain data (dicts, lists, str, int, float, bool, None) to resume from with `from_checkpoint`.
+
+        It holds the unfinished requests the task has taken from its input, with their trajectories
+        (an attempt in flight is left out: it runs again), how many inputs were taken, and the counters.
+        """
+        pending = list(self._running.values()) + list(self._ready) + list(self._delayed.values())
+        return {
+            "version": CHECKPOINT_VERSION,
+            "consumed": self._consumed,
+            "input_exhausted": self._source is None,
+            "target_workers": self._target,
+            "counters": {
+                "done": self._done,
+                "failed": self._failed,
+                "attempts": self._attempts,
+                "retries": self._retries,
+                "elapsed_s": self._elapsed(self._clock.monotonic()),
+            },
+            "latency_histogram": self._latency.to_data(),
+            "pending": [
+                request_to_data(request, in_flight=id(request) in self._running) for request in pending
+            ],
+        }
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        data: dict[str, Any],
+        request_fn: RequestFn,
+        request_params: Iterable[Any] | None = None,
+        event_callback: EventCallback | None = None,
+        **options: Any,
+    ) -> TokenFlowTask:
+        """A task that resumes from `checkpoint()` data, given the same input the first task had."""
+        if not isinstance(data, dict) or data.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"TokenFlowTask.from_checkpoint: not a version {CHECKPOINT_VERSION} checkpoint")
+        requests = options.pop("requests", None)
+        if request_params is not None:
+            requests = enumerate(request_params)
+        consumed = int(data["consumed"])
+        source = itertools.islice(requests if requests is not None else (), consumed, None)
+        counters = data["counters"]
+        pending = [request_from_data(item) for item in data["pending"]]
+        total = options.pop("total", None)
+        if total is None and request_params is not None and hasattr(request_params, "__len__"):
+            total = len(request_params)  # type: ignore[arg-type]
+        elif data.get("input_exhausted"):
+            total = counters["done"] + counters["failed"] + len(pending)
+        task = cls(request_fn, None, event_callback, requests=source, total=total, **options)
+        task._consumed = consumed
+        task._ready.extend(pending)
+        task._done, task._failed = int(counters["done"]), int(counters["failed"])
+        task._attempts, task._retries = int(counters["attempts"]), int(counters["retries"])
+        task._carried = task._done + task._failed
+        task._elapsed_before = float(counters["elapsed_s"])
+        task._latency = LatencyHistogram.from_data(data.get("latency_histogram", {}))
+        task._target = int(data.get("target_workers", 1))
+        if data.get("input_exhausted"):
+            task._source = None
+        task._check_all_finished()
+        return task
+
+    # ----- internals -------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_worker_count(where: str, n_workers: Any) -> None:
+        if type(n_workers) is not int or n_workers < 1:
+            raise ValueError(f"TokenFlowTask.{where}: n_workers must be a whole number ≥ 1, got {n_workers!r}")
+
+    def _elapsed(self, now: float) -> float:
+        if self._run_started is None:
+            return self._elapsed_before
+        return self._elapsed_before + (now - self._run_started)
+
+    def _pause(self) -> None:
+        if self._run_started is not None:
+            self._elapsed_before = self._elapsed(self._clock.monotonic())
+            self._run_started = None
+        if self._state != DONE:
+            self._state = PAUSED
+
+    def _spawn_workers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(self._target - len(self._workers)):
+            self._workers.add(loop.create_task(self._worker()))
+
+    def _take(self) -> TokenFlowRequest | None:
+        if self._ready:
+            return self._ready.popleft()
+        source = self._source
+        if source is None:
+            return None
+        try:
+            request_id, params = next(source)
+        except StopIteration:
+            self._source = None
+            self._total = self._done + self._failed + len(self._running) + len(self._delayed)
+            self._check_all_finished()
+            return None
+        self._consumed += 1
+        return new_request(request_id, params)
+
+    def _check_all_finished(self) -> None:
+        if self._total is not None and self._done + self._failed >= self._total and self._state != DONE:
+            if self._source is not None and self._total == 0:
+                self._source = None
+            self._pause()
+            self._state = DONE
+            self._done_event.set()
+            self._wakeup.set()
+            if self._stream is not None:
+                self._stream.put_nowait(None)
+
+    async def _worker(self) -> None:
+        me = asyncio.current_task()
+        clock_time = self._clock.time
+        monotonic = self._clock.monotonic
+        running = self._running
+        try:
+            while self._state == RUNNING and len(self._workers) <= self._target:
+                request = self._take()
+                if request is None:
+                    if self._state != RUNNING:
+                        break
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                key = id(request)
+                running[key] = request
+                trajectory = request.request_trajectory
+                element = trajectory.trajectory[-1]
+                element.started_at = clock_time()
+                started = monotonic()
+                try:
+                    outcome = await self.request_fn(trajectory)
+                except asyncio.CancelledError:
+                    del running[key]
+                    element.started_at = None
+                    self._ready.appendleft(request)
+                    if self._events is not None:
+                        self._events.emit(TokenFlowCancelledEvent(request.id, trajectory.snapshot()))
+                    raise
+                except Exception as exc:
+                    del running[key]
+                    self._record_exception(request, element, started, exc, traceback.format_exc())
+                    continue
+                del running[key]
+                self._record(request, element, started, outcome)
+        finally:
+            self._workers.discard(me)  # type: ignore[arg-type]
+
+    def _record(
+        self,
+        request: TokenFlowRequest,
+        element: TokenFlowRequestTrajectoryElement,
+        started: float,
+        outcome: Any,
+    ) -> None:
+        now = self._clock.monotonic()
+        element.latency_s = now - started
+        self._attempts += 1
+        self._latency.add(now - started)
+        if type(outcome) is tuple and len(outcome) == 3:
+            action, result, payload = outcome
+        elif type(outcome) is tuple and len(outcome) == 2:
+            action, result = outcome
+            payload = None
+        else:
+            self._record_bad_return(request, element, outcome, now)
+            return
+        element.result = result
+        element.action = action
+        kind = type(action)
+        if kind is ActionDone:
+            if self._events is not None:
+                self._events.emit(TokenFlowDoneEvent(request.id, result, request.request_trajectory.snapshot(), payload))
+            self._finish(request, now, self._is_failure(result))
+        elif kind is ActionContinue:
+            self._retries += 1
+            trajectory = request.request_trajectory
+            if self._events is not None:
+                self._events.emit(
+                    TokenFlowContinueEvent(request.id, action.continue_params, result, trajectory.snapshot(), payload)
+                )
+            trajectory.add(TokenFlowRequestTrajectoryElement(action.continue_params))
+            if action.delay_s > 0:
+                self._delay(request, action.delay_s)
+            else:
+                self._ready.append(request)
+                self._wakeup.set()
+        else:
+            element.result = element.action = None
+            self._record_bad_return(request, element, outcome, now)
+
+    def _record_bad_return(
+        self, request: TokenFlowRequest, element: TokenFlowRequestTrajectoryElement, outcome: Any, now: float
+    ) -> None:
+        message = (
+            "handler must return (action, result) or (action, result, payload) with action "
+            f"ActionDone() or ActionContinue(params); it returned {_short_repr(outcome)}"
+        )
+        self._fail_with_exception(request, element, now, message, message)
+
+    def _record_exception(
+        self,
+        request: TokenFlowRequest,
+        element: TokenFlowRequestTrajectoryElement,
+        started: float,
+        exc: Exception,
+        traceback_str: str,
+    ) -> None:
+        now = self._clock.monotonic()
+        element.latency_s = now - started
+        self._attempts += 1
+        self._latency.add(now - started)
+        logger.error("handler raised on request %r: %s", request.id, exc)
+        self._fail_with_exception(request, element, now, f"{type(exc).__name__}: {exc}", traceback_str)
+
+    def _fail_with_exception(
+        self, request: TokenFlowRequest, element: TokenFlowRequestTrajectoryElement, now: float, message: str, tb: str
+    ) -> None:
+        result = UnexpectedUserException(message, tb)
+        element.result = result
+        element.action = ActionDone()
+        if self._events is not None:
+            self._events.emit(
+                TokenFlowUserExceptionEvent(request.id, message, tb, request.request_trajectory.snapshot())
+            )
+        self._finish(request, now, True)
+
+    def _finish(self, request: TokenFlowRequest, now: float, failed: bool) -> None:
+        if failed:
+            self._failed += 1
+        else:
+            self._done += 1
+        self._finish_rate.add(now)
+        if self._sink is None:
+            self._results.append(request)
+        else:
+            try:
+                self._sink(request)
+            except Exception:
+                logger.exception("result sink raised on request %r", request.id)
+        if self._total is not None and self._done + self._failed >= self._total:
+            self._check_all_finished()
+
+    def _delay(self, request: TokenFlowRequest, delay_s: float) -> None:
+        release = asyncio.get_running_loop().create_task(self._release_later(delay_s))
+        self._delayed[release] = request
+
+    async def _release_later(self, delay_s: float) -> None:
+        await self._clock.sleep(delay_s)
+        request = self._delayed.pop(asyncio.current_task())  # type: ignore[arg-type]
+        self._ready.append(request)
+        self._wakeup.set()
+
+
+def _request_id(request: TokenFlowRequest) -> Any:
+    return request.id
+
+
+def _short_repr(value: Any, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+

@@ -1,0 +1,1 @@
+"""Job files, the built-in handler, the store and the runner."""

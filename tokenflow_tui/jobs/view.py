@@ -1,0 +1,92 @@
+"""What a front end (dashboard or headless) sees of a running job and may ask of it.
+
+The runner implements `RunControl`; the dashboard pulls `snapshot()` and the visible rows on a timer
+and never receives a message per request.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol, Sequence
+
+from ..engine import StatsSnapshot
+
+# error kinds of an attempt, in the order the dashboard lists them
+ERROR_KINDS = ("http_429", "http_5xx", "http_4xx", "timeout", "connection", "bad_response", "handler_exception")
+ROW_FILTERS = ("all", "in_flight", "retried", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class ChartPoint:
+    """One second of the run (seconds of running time since the run's first start)."""
+
+    t: int
+    finished: int
+    tokens: int
+    errors: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RunSnapshot:
+    job_name: str
+    output_dir: str
+    state: str  # running, pausing, paused, stopping, done
+    reason: str | None  # why the job paused or stopped by itself, in a sentence
+    stats: StatsSnapshot
+    prompt_tokens: int
+    completion_tokens: int
+    tokens_per_s_now: float
+    tokens_per_s_avg: float
+    errors_by_kind: Mapping[str, int]  # failed attempts, by kind
+    failed_by_kind: Mapping[str, int]  # failed requests, by the kind of their last error
+    history: Sequence[ChartPoint]  # the last few minutes, oldest first
+    saved_at: float | None  # wall-clock time of the last save
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRow:
+    index: int  # input line, 0-based
+    id: Any
+    state: str  # queued, in_flight, retrying, done, failed
+    attempts: int
+    last_status: str  # "200", "429", "timeout", … or "" before any attempt
+    latency_ms: float | None
+    preview: str  # start of the answer or the error message
+
+
+@dataclass(frozen=True, slots=True)
+class SaveReport:
+    results: int  # records in results.jsonl
+    path: str
+    saved_at: float
+
+
+class RunControl(Protocol):
+    def snapshot(self) -> RunSnapshot: ...
+
+    def row_count(self, row_filter: str = "all") -> int: ...
+
+    def rows(self, row_filter: str, start: int, stop: int) -> list[RequestRow]: ...
+
+    def trajectory(self, index: int) -> list[dict[str, Any]]:
+        """The request's attempts as in results.jsonl (`params`, `result` or `error`, `started_at`, `latency_ms`)."""
+        ...
+
+    def failed_groups(self) -> dict[str, list[int]]:
+        """Indexes of the failed requests by the error kind of their last attempt."""
+        ...
+
+    async def pause(self) -> None: ...
+
+    async def resume(self) -> None: ...
+
+    async def stop_now(self) -> None: ...
+
+    def set_workers(self, n: int) -> str | None:
+        """Change the worker target; returns why not, in a sentence, when it cannot."""
+        ...
+
+    async def save(self) -> SaveReport: ...
+
+    def retry(self, indexes: Sequence[int]) -> int:
+        """Queue failed requests again; returns how many were queued."""
+        ...

@@ -61,6 +61,14 @@ class SaveReport:
 
 
 class RunControl(Protocol):
+    async def run(self) -> int:
+        """Run the job until every request is finished or the run is shut down; the exit code (§2.1)."""
+        ...
+
+    async def shutdown(self) -> int:
+        """Pause softly, save and release the output; the exit code (0 all finished, 130 otherwise)."""
+        ...
+
     def snapshot(self) -> RunSnapshot: ...
 
     def row_count(self, row_filter: str = "all") -> int: ...

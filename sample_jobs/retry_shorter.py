@@ -1,0 +1,44 @@
+"""A seed-style handler: asks the built-in simulator, and retries with a shorter answer limit.
+
+Each call is one attempt; returning ActionContinue(params) records it and tries again with the new
+params, so the request's whole trajectory ends up in results.jsonl.
+"""
+from __future__ import annotations
+
+import os
+
+import httpx
+
+from tokenflow import ActionContinue, ActionDone, TokenFlowRequestTrajectory
+
+_client: httpx.AsyncClient | None = None
+
+
+def client() -> httpx.AsyncClient:
+    """One client for the run, made on first use (the runner sets TOKENFLOW_BASE_URL first)."""
+    global _client
+    if _client is None:
+        base_url = os.environ.get("TOKENFLOW_BASE_URL", "http://127.0.0.1:8765/v1")
+        _client = httpx.AsyncClient(base_url=base_url, timeout=30)
+    return _client
+
+
+async def handler(trajectory: TokenFlowRequestTrajectory):
+    params = trajectory.last().request_params
+    if trajectory.length() > 3:
+        return ActionDone(), {"error": "gave up after 3 attempts"}
+    try:
+        response = await client().post(
+            "/chat/completions",
+            json={"model": "sim-1", "messages": [{"role": "user", "content": params["prompt"]}],
+                  "max_tokens": params.get("max_tokens", 8)},
+        )
+        response.raise_for_status()
+        choice = response.json()["choices"][0]
+    except (httpx.HTTPError, KeyError, ValueError) as error:
+        return ActionContinue(params), {"error": str(error)}
+    if choice["finish_reason"] == "length":
+        # cut short: try again asking for a shorter answer
+        shorter = {**params, "prompt": params["prompt"] + " Answer in three words.", "max_tokens": 16}
+        return ActionContinue(shorter), {"cut_short": choice["message"]["content"]}
+    return ActionDone(), {"answer": choice["message"]["content"]}

@@ -187,6 +187,32 @@ class TokenFlowTask:
         while (request := await queue.get()) is not None:
             yield request
 
+    def add_requests(self, requests: Iterable[tuple[Any, Any]]) -> int:
+        """Queue more (id, params) requests, e.g. failed ones to try again; how many were added."""
+        if self._state == DONE:
+            raise RuntimeError("TokenFlowTask.add_requests: the task is done; build a new task for more requests")
+        added = 0
+        for request_id, params in requests:
+            self._ready.append(new_request(request_id, params))
+            added += 1
+        if self._total is not None:
+            self._total += added
+        if added:
+            self._wakeup.set()
+        return added
+
+    def in_flight(self) -> list[TokenFlowRequest]:
+        """The requests whose handler is running now."""
+        return list(self._running.values())
+
+    def waiting(self) -> list[TokenFlowRequest]:
+        """Requests taken from the input that wait for their next attempt (requeued or delayed)."""
+        return list(self._ready) + list(self._delayed.values())
+
+    def elapsed_s(self) -> float:
+        """Running time so far (paused time does not count); cheaper than `stats()`."""
+        return self._elapsed(self._clock.monotonic())
+
     @property
     def state(self) -> str:
         """idle, running, stopping, paused or done."""

@@ -456,3 +456,19 @@ async def test_sync_callback_exception_is_logged_not_fatal(caplog):
     with caplog.at_level(logging.ERROR, logger="tokenflow"):
         assert len(await task.wait_for_done()) == 2
     assert caplog.text.count("event callback raised") == 2
+
+
+async def test_add_requests_queues_more_work_and_in_flight_and_waiting_show_what_the_task_holds():
+    gate = Gate()
+    task = TokenFlowTask(gate, [0, 1])
+    task.run(1)
+    await until(lambda: len(gate.started) == 1)
+    assert [r.id for r in task.in_flight()] == [0]
+    assert task.add_requests([(10, 10), (11, 11)]) == 2
+    assert [r.id for r in task.waiting()] == [10, 11]
+    assert task.stats().total == 4
+    gate.release.set()
+    result = await task.wait_for_done()
+    assert [r.id for r in result] == [0, 1, 10, 11]
+    with pytest.raises(RuntimeError, match="the task is done"):
+        task.add_requests([(12, 12)])

@@ -1,1 +1,4 @@
 """The Textual dashboard."""
+from .app import TokenFlowApp, run_dashboard
+
+__all__ = ["TokenFlowApp", "run_dashboard"]

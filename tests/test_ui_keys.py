@@ -1,0 +1,305 @@
+"""Every key of the dashboard and its effect on the run, on the screens and on the exit code."""
+from __future__ import annotations
+
+import pytest
+
+from tokenflow_tui.ui.screens.dialogs import ConfirmQuitScreen, HelpScreen
+from tokenflow_tui.ui.screens.failed import FailedScreen
+from tokenflow_tui.ui.screens.main import MainScreen
+from tokenflow_tui.ui.screens.trajectory import TrajectoryScreen
+from tokenflow_tui.ui.widgets.requests import FilterBar, RequestTable
+from tokenflow_tui.ui.widgets.status import RunHeader
+
+from ui_fakes import SIZE, Notes, ScriptedRun, make_app, settle
+
+CONTROL_CALLS = {"pause", "resume", "stop_now", "set_workers", "save", "shutdown", "retry"}
+
+
+def control_calls(run: ScriptedRun) -> list[tuple]:
+    return [call for call in run.calls if call[0] in CONTROL_CALLS]
+
+
+async def press(key: str, run: ScriptedRun, *, worker: str | None = None) -> tuple[list[tuple], Notes]:
+    """Press `key` on a fresh dashboard; the control calls it made and the notifications it showed."""
+    notes = Notes()
+    app = make_app(run)
+    async with app.run_test(size=SIZE, message_hook=notes) as pilot:
+        await pilot.press(key)
+        await settle(pilot, *([worker] if worker else []))
+    return control_calls(run), notes
+
+
+async def test_p_pauses_a_running_job_softly() -> None:
+    run = ScriptedRun()
+    notes = Notes()
+    app = make_app(run)
+    async with app.run_test(size=SIZE, message_hook=notes) as pilot:
+        await pilot.press("p")
+        await settle(pilot, "pause")
+        assert control_calls(run) == [("pause",)]
+        assert notes == ["pausing: 64 requests in flight will finish, nothing new starts"]
+        app.main_screen.refresh_data()
+        assert "PAUSED" in app.main_screen.query_one(RunHeader).render().plain
+
+
+@pytest.mark.parametrize("state", ["paused", "pausing"])
+async def test_p_resumes_a_paused_or_pausing_job(state: str) -> None:
+    calls, notes = await press("p", ScriptedRun(state=state), worker="resume")
+    assert calls == [("resume",)]
+    assert notes == ["resuming"]
+
+
+@pytest.mark.parametrize(("state", "why"), [
+    ("done", "the job is done"),
+    ("starting", "the job is starting: try again in a moment"),
+    ("stopping", "the job is stopping: p resumes it once it has stopped"),
+])
+async def test_p_says_why_it_does_nothing(state: str, why: str) -> None:
+    calls, notes = await press("p", ScriptedRun(state=state))
+    assert calls == []
+    assert notes == [why]
+
+
+async def test_x_stops_now() -> None:
+    calls, notes = await press("x", ScriptedRun(in_flight=12), worker="stop_now")
+    assert calls == [("stop_now",)]
+    assert notes == ["stopping now: 12 requests in flight go back to the queue"]
+
+
+@pytest.mark.parametrize(("state", "why"), [
+    ("paused", "the job is paused: nothing is in flight"),
+    ("stopping", "the job is stopping already"),
+    ("done", "the job is done"),
+    ("starting", "the job is starting: try again in a moment"),
+])
+async def test_x_says_why_it_does_nothing(state: str, why: str) -> None:
+    calls, notes = await press("x", ScriptedRun(state=state))
+    assert calls == []
+    assert notes == [why]
+
+
+@pytest.mark.parametrize(("key", "workers", "wanted", "note"), [
+    ("plus", 64, 65, "workers: 64 → 65"),
+    ("minus", 64, 63, "workers: 64 → 63"),
+    ("right_square_bracket", 64, 74, "workers: 64 → 74"),
+    ("left_square_bracket", 64, 54, "workers: 64 → 54"),
+    ("left_square_bracket", 5, 1, "workers: 5 → 1"),
+    ("minus", 1, 0, "at 1 worker already"),
+    ("left_square_bracket", 1, -9, "at 1 worker already"),
+    ("right_square_bracket", 995, 1_005, "at most 1,000 workers"),
+])
+async def test_worker_keys_ask_for_a_new_target(key: str, workers: int, wanted: int, note: str) -> None:
+    run = ScriptedRun(workers=workers)
+    calls, notes = await press(key, run)
+    assert calls == [("set_workers", wanted)]
+    assert notes == [note]
+    assert run.target_workers == (wanted if 1 <= wanted <= 1_000 else workers)
+
+
+async def test_the_new_worker_target_shows_on_the_next_refresh() -> None:
+    run = ScriptedRun()
+    app = make_app(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("right_square_bracket")
+        app.main_screen.refresh_data()
+        await pilot.pause()
+        assert "64 → 74" in app.main_screen.query_one("#speed").render().plain
+
+
+@pytest.mark.parametrize("key", ["plus", "minus", "right_square_bracket", "left_square_bracket"])
+async def test_worker_keys_when_done(key: str) -> None:
+    calls, notes = await press(key, ScriptedRun(state="done"))
+    assert calls == []
+    assert notes == ["the job is done"]
+
+
+async def test_s_saves_and_says_what_was_saved() -> None:
+    calls, notes = await press("s", ScriptedRun(), worker="save")
+    assert calls == [("save",)]
+    assert notes == ["saved 1,200 results to runs/demo/results.jsonl at 22:25:54"]
+
+
+async def test_s_while_saving_says_so() -> None:
+    run = ScriptedRun()
+    run.save_gate.clear()
+    notes = Notes()
+    app = make_app(run)
+    async with app.run_test(size=SIZE, message_hook=notes) as pilot:
+        await pilot.press("s")
+        await pilot.pause()
+        await pilot.press("s")
+        await pilot.pause()
+        assert notes == ["saving already"]
+        run.save_gate.set()
+        await settle(pilot, "save")
+    assert control_calls(run) == [("save",)]
+    assert notes[-1].startswith("saved 1,200 results")
+
+
+async def test_q_with_nothing_in_flight_saves_and_quits_with_the_shutdown_code() -> None:
+    run = ScriptedRun(state="paused", in_flight=0)
+    app = make_app(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("q")
+        await settle(pilot, "shutdown")
+    assert control_calls(run) == [("shutdown",)]
+    assert app.return_value == 130
+
+
+async def test_q_in_flight_asks_first_and_n_cancels() -> None:
+    run = ScriptedRun()
+    app = make_app(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmQuitScreen)
+        await pilot.press("n")
+        assert isinstance(app.screen, MainScreen)
+        await pilot.press("q", "escape")
+        assert isinstance(app.screen, MainScreen)
+        assert control_calls(run) == []
+    assert app.return_value is None
+
+
+@pytest.mark.parametrize("confirm", ["y", "enter"])
+async def test_q_in_flight_then_confirm_quits(confirm: str) -> None:
+    run = ScriptedRun()
+    app = make_app(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("q", confirm)
+        await settle(pilot, "shutdown")
+    assert control_calls(run) == [("shutdown",)]
+    assert app.return_value == 130
+
+
+async def test_ctrl_q_takes_the_same_way_out() -> None:
+    run = ScriptedRun(in_flight=0)
+    app = make_app(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+q")
+        await settle(pilot, "shutdown")
+    assert control_calls(run) == [("shutdown",)]
+    assert app.return_value == 130
+
+
+@pytest.mark.parametrize("code", [0, 2])
+async def test_q_after_the_run_returned_exits_with_its_code(code: int) -> None:
+    run = ScriptedRun()
+    app = make_app(run)
+    async with app.run_test(size=SIZE) as pilot:
+        run.finish(code)
+        await settle(pilot, "run")
+        await pilot.press("q")
+        await pilot.pause()
+    assert control_calls(run) == []
+    assert app.return_value == code
+
+
+async def test_question_mark_shows_the_keys_and_blocks_run_keys() -> None:
+    run = ScriptedRun()
+    app = make_app(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = app.screen.query_one("Static").render().plain
+        for described in ("pause softly", "ten workers less", "save and quit", "queue the selected request again"):
+            assert described in text
+        await pilot.press("p", "x", "plus", "s")
+        await pilot.pause()
+        assert control_calls(run) == []
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+
+
+async def test_enter_opens_the_selected_request_and_escape_comes_back() -> None:
+    run = ScriptedRun()
+    app = make_app(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("down", "down", "enter")
+        assert isinstance(app.screen, TrajectoryScreen)
+        assert app.screen.row.index == 2
+        await pilot.press("escape")
+        assert app.screen is app.main_screen
+
+
+async def test_enter_on_an_empty_list_says_why() -> None:
+    notes = Notes()
+    app = make_app(ScriptedRun(finished=0, in_flight=0))
+    async with app.run_test(size=SIZE, message_hook=notes) as pilot:
+        await pilot.press("2", "enter")
+        assert app.screen is app.main_screen
+    assert notes == ["no request to show: the list is empty"]
+
+
+async def test_f_opens_the_failed_browser_and_escape_comes_back() -> None:
+    app = make_app(ScriptedRun())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f")
+        assert isinstance(app.screen, FailedScreen)
+        await pilot.press("escape")
+        assert app.screen is app.main_screen
+
+
+async def test_f_without_failures_says_why() -> None:
+    calls, notes = await press("f", ScriptedRun(finished=5))
+    assert notes == ["no failed requests"]
+
+
+async def test_run_keys_work_from_other_screens() -> None:
+    run = ScriptedRun()
+    app = make_app(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("enter", "p")
+        await settle(pilot, "pause")
+        assert control_calls(run) == [("pause",)]
+        assert isinstance(app.screen, TrajectoryScreen)
+
+
+async def test_tab_cycles_the_filters_and_digits_pick_one() -> None:
+    run = ScriptedRun()
+    app = make_app(run)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.main_screen.query_one(RequestTable)
+        seen = []
+        for _ in range(4):
+            await pilot.press("tab")
+            await pilot.pause()
+            seen.append((table.row_filter, table.count, run.rows_asked[-1][0]))
+        assert seen == [("in_flight", 64, "in_flight"), ("retried", 163, "retried"),
+                        ("failed", 24, "failed"), ("all", 2_000, "all")]
+        await pilot.press("4")
+        await pilot.pause()
+        assert table.row_filter == "failed"
+        assert {row.state for row in run.rows("failed", 0, 24)} == {"failed"}
+        assert "4 failed 24" in app.main_screen.query_one(FilterBar).render().plain
+        await pilot.press("enter")
+        assert app.screen.row.state == "failed"
+
+
+async def test_the_summary_replaces_the_charts_when_the_run_returns() -> None:
+    run = ScriptedRun()
+    app = make_app(run)
+    async with app.run_test(size=SIZE) as pilot:
+        main = app.main_screen
+        assert not main.query_one("#summary").display
+        run.finish(0)
+        await settle(pilot, "run")
+        assert main.has_class("-finished")
+        assert main.query_one("#summary").display and not main.query_one("#charts").display
+        summary = main.query_one("#summary").render().plain
+        assert "Every request has a final record." in summary
+        assert "runs/demo/results.jsonl" in summary
+        assert "429 rate limit 18" in summary
+
+
+async def test_a_run_that_raises_is_reported_and_the_app_stays() -> None:
+    run = ScriptedRun()
+    notes = Notes()
+    app = make_app(run)
+    async with app.run_test(size=SIZE, message_hook=notes) as pilot:
+        run.crash(OSError("disk full"))
+        await settle(pilot, "run")
+        assert notes == ["the run failed: disk full"]
+        assert "The run stopped on an error: disk full" in app.main_screen.query_one("#summary").render().plain
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_value == 1

@@ -1,0 +1,166 @@
+"""The trajectory screen and the failed browser."""
+from __future__ import annotations
+
+import json
+
+from textual.widgets import OptionList
+
+from tokenflow_tui.ui.screens.failed import FailedScreen
+from tokenflow_tui.ui.widgets.failed import FailedList
+from tokenflow_tui.ui.widgets.trajectory import TrajectoryView
+
+from ui_fakes import SIZE, Notes, ScriptedRun, make_app, settle
+
+
+def view_text(screen) -> str:
+    return screen.query_one(TrajectoryView).query_one("Static").render().plain
+
+
+async def test_trajectory_shows_every_attempt_in_full() -> None:
+    run = ScriptedRun()
+    app = make_app(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(*["down"] * 7, "enter")
+        text = view_text(app.screen)
+        title = app.screen.query_one("#trajectory-title").render().plain
+    assert title == "Request #7  id doc-000007  ·  failed  ·  4 attempts"
+    for number, clock in enumerate(("22:13:23", "22:13:26", "22:13:29", "22:13:32"), 1):
+        assert f"Attempt {number} · {clock} · " in text
+    assert "Attempt 4 · 22:13:32 · 300 ms · status 429" in text
+    assert '"content": "Summarise document 7."' in text
+    assert "error · 429 rate limit\n  Rate limit reached for gpt-4o-mini: retry after 2 s" in text
+
+
+async def test_trajectory_of_a_done_request_shows_the_answer_and_usage() -> None:
+    app = make_app(ScriptedRun())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("enter")
+        text = view_text(app.screen)
+    assert "Attempt 2 · 22:13:23 · 220 ms · status 200" in text
+    assert "answer\n  Document 0 argues" in text
+    assert '"finish_reason": "stop"' in text
+
+
+async def test_trajectory_of_a_queued_request() -> None:
+    app = make_app(ScriptedRun())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("end", "enter")
+        assert view_text(app.screen) == "No attempt yet: the request is waiting in the queue."
+
+
+async def test_trajectory_of_a_request_in_flight() -> None:
+    app = make_app(ScriptedRun())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2", "down", "enter")  # request 1201, its first attempt under way
+        assert app.screen.row.index == 1_201
+        text = view_text(app.screen)
+    assert text.startswith("Attempt 1 · 22:25:52 · —\nparams")
+    assert text.endswith("in flight: no answer yet")
+
+
+async def test_c_copies_the_trajectory_as_json() -> None:
+    run = ScriptedRun()
+    notes = Notes()
+    app = make_app(run)
+    async with app.run_test(size=SIZE, message_hook=notes) as pilot:
+        await pilot.press(*["down"] * 7, "enter", "c")
+        assert json.loads(app.clipboard) == run.trajectory(7)
+    assert notes == ["copied the attempts of request #7 to the clipboard"]
+
+
+async def open_failed(pilot) -> FailedScreen:
+    await pilot.press("f")
+    await pilot.pause()
+    return pilot.app.screen
+
+
+async def test_failed_browser_groups_by_kind_and_shows_the_selected_trajectory() -> None:
+    run = ScriptedRun()
+    app = make_app(run)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_failed(pilot)
+        groups = screen.query_one(OptionList)
+        labels = [groups.get_option_at_index(i).prompt.plain for i in range(groups.option_count)]
+        assert [" ".join(label.split()) for label in labels] == [
+            "429 rate limit 11", "5xx server 4", "timeout 3", "connection 3", "bad response 3"]
+        failed_list = screen.query_one(FailedList)
+        assert failed_list.indexes == run.failed_groups()["http_429"]
+        assert screen.query_one(TrajectoryView).border_title == "request #7"
+
+        await pilot.press("down")  # the next kind
+        await pilot.pause()
+        assert failed_list.indexes == run.failed_groups()["http_5xx"] == [107, 457, 807, 1157]
+        await pilot.press("tab", "down")  # into the requests, the second one
+        await pilot.pause()
+        assert failed_list.selected_index() == 457
+        assert screen.query_one(TrajectoryView).border_title == "request #457"
+        assert "error · 5xx server\n  Service Unavailable" in view_text(screen)
+
+
+async def test_r_queues_the_selected_request_again() -> None:
+    run = ScriptedRun()
+    notes = Notes()
+    app = make_app(run)
+    async with app.run_test(size=SIZE, message_hook=notes) as pilot:
+        screen = await open_failed(pilot)
+        await pilot.press("tab", "down", "r")
+        await pilot.pause()
+        assert run.calls[-1] == ("retry", (57,))
+        assert 57 not in screen.query_one(FailedList).indexes
+        assert screen.query_one(OptionList).get_option_at_index(0).prompt.plain.split()[-1] == "10"
+    assert notes == ["queued 1 request again"]
+
+
+async def test_R_queues_the_whole_kind_again() -> None:
+    run = ScriptedRun()
+    notes = Notes()
+    app = make_app(run)
+    async with app.run_test(size=SIZE, message_hook=notes) as pilot:
+        screen = await open_failed(pilot)
+        indexes = list(run.failed_groups()["http_429"])
+        await pilot.press("R")
+        await pilot.pause()
+        assert run.calls[-1] == ("retry", tuple(indexes))
+        assert "http_429" not in run.failed_groups()
+        assert screen.query_one(OptionList).highlighted_option.id == "http_5xx"
+    assert notes == ["queued 11 requests again"]
+
+
+async def test_retry_of_the_last_failures_leaves_an_empty_browser() -> None:
+    run = ScriptedRun(finished=60)  # failed: 7 and 57, both 429s
+    notes = Notes()
+    app = make_app(run)
+    async with app.run_test(size=SIZE, message_hook=notes) as pilot:
+        screen = await open_failed(pilot)
+        await pilot.press("R")
+        await pilot.pause()
+        assert screen.query_one(OptionList).option_count == 0
+        await pilot.press("r", "R", "c")
+        await pilot.pause()
+    assert notes == ["queued 2 requests again", "no request selected", "no error kind selected",
+                     "no request selected"]
+
+
+async def test_retry_of_a_request_that_is_not_failed_any_more_says_so() -> None:
+    run = ScriptedRun()
+    notes = Notes()
+    app = make_app(run)
+    async with app.run_test(size=SIZE, message_hook=notes) as pilot:
+        await open_failed(pilot)
+        run.retry([7])  # queued again behind the browser's back
+        await pilot.press("r")
+        await pilot.pause()
+    assert notes == ["nothing queued: request #7 is no longer failed"]
+
+
+async def test_retry_after_the_run_returned_says_how_to_retry() -> None:
+    run = ScriptedRun()
+    notes = Notes()
+    app = make_app(run)
+    async with app.run_test(size=SIZE, message_hook=notes) as pilot:
+        run.finish(0)
+        await settle(pilot, "run")
+        await open_failed(pilot)
+        await pilot.press("r")
+        await pilot.pause()
+    assert notes == ["the run has ended: run the job again with --retry-failed to queue its failures again"]

@@ -1,0 +1,37 @@
+"""Screens of the dashboard at 120×40, fixed theme, clock, lag and data (pytest-textual-snapshot)."""
+from __future__ import annotations
+
+from ui_fakes import SIZE, ScriptedRun, make_app, settle
+
+REASON = "paused by itself: the API answered 401 Unauthorized; check OPENAI_API_KEY"
+
+
+def test_main_running(snap_compare) -> None:
+    assert snap_compare(make_app(ScriptedRun()), terminal_size=SIZE)
+
+
+def test_main_paused_with_a_reason(snap_compare) -> None:
+    run = ScriptedRun(state="paused", in_flight=0, reason=REASON)
+    assert snap_compare(make_app(run), terminal_size=SIZE)
+
+
+def test_main_finished(snap_compare) -> None:
+    run = ScriptedRun()
+
+    async def finish(pilot) -> None:
+        run.finish(0)
+        await settle(pilot, "run")
+
+    assert snap_compare(make_app(run), terminal_size=SIZE, run_before=finish)
+
+
+def test_quit_confirmation(snap_compare) -> None:
+    assert snap_compare(make_app(ScriptedRun()), terminal_size=SIZE, press=["q"])
+
+
+def test_trajectory(snap_compare) -> None:
+    assert snap_compare(make_app(ScriptedRun()), terminal_size=SIZE, press=["down"] * 7 + ["enter"])
+
+
+def test_failed_browser(snap_compare) -> None:
+    assert snap_compare(make_app(ScriptedRun()), terminal_size=SIZE, press=["f", "tab", "down"])

@@ -1,0 +1,98 @@
+"""The dashboard's pure parts: formatting, charts, the loop-lag monitor."""
+from __future__ import annotations
+
+from datetime import timezone
+
+import pytest
+
+from tokenflow_tui.jobs.view import ChartPoint
+from tokenflow_tui.ui.formatting import clock_time, compact, count, duration, fit, latency, one_line, plural
+from tokenflow_tui.ui.lag import LoopLagMonitor
+from tokenflow_tui.ui.plot import bar_rows, nice_ceiling, per_second, sparkline
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (None, "—"), (0, "0"), (3.25, "3.2"), (812, "812"), (52_140, "52.1k"), (999_999, "1000k"),
+    (1_234_567, "1.2M"), (250_000_000, "250M"),
+])
+def test_compact(value: float | None, text: str) -> None:
+    assert compact(value) == text
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(None, "—"), (5.9, "0:05"), (754.3, "12:34"), (3723, "1:02:03")])
+def test_duration(seconds: float | None, text: str) -> None:
+    assert duration(seconds) == text
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(None, "—"), (0.2125, "212 ms"), (1.27, "1.27 s"), (150, "2.5 min")])
+def test_latency(seconds: float | None, text: str) -> None:
+    assert latency(seconds) == text
+
+
+def test_small_formatters() -> None:
+    assert count(1_234_567) == "1,234,567"
+    assert clock_time(1_700_000_000.0, timezone.utc) == "22:13:20"
+    assert plural(1, "request") == "1 request" and plural(1_200, "result") == "1,200 results"
+    assert fit("abc", 5) == "abc  " and fit("abc", 5, right=True) == "  abc"
+    assert fit("abcdef", 4) == "abc…" and fit("日本語", 4) == "日 …"
+    assert one_line("a\n  b\tc ") == "a b c"
+
+
+def test_per_second_aligns_the_last_point_right_and_fills_gaps() -> None:
+    history = [ChartPoint(t=t, finished=t * 10, tokens=0) for t in (3, 4, 6)]
+    assert per_second(history, 5, lambda p: p.finished) == [0, 30, 40, 0, 60]
+    assert per_second(history, 2, lambda p: p.finished) == [0, 60]
+    assert per_second([], 3, lambda p: p.finished) == [0, 0, 0]
+
+
+def test_bar_rows_in_eighths_with_a_floor_for_small_values() -> None:
+    assert bar_rows([0, 1, 8, 16], 2, 16) == ["   █", " ▁██"]
+    assert bar_rows([0.01], 1, 100) == ["▁"]  # one error must not vanish
+    assert sparkline([0, 4, 8], 8) == " ▄█"
+
+
+@pytest.mark.parametrize(("x", "top"), [(0, 1), (0.3, 0.5), (7, 10), (81, 100), (100, 100), (101, 200), (4_900, 5_000)])
+def test_nice_ceiling(x: float, top: float) -> None:
+    assert nice_ceiling(x) == pytest.approx(top)
+
+
+class FakeLoop:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.scheduled: list[tuple[float, object]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback):
+        self.scheduled.append((when, callback))
+        return self
+
+    def cancel(self) -> None:
+        self.scheduled.clear()
+
+    def run_next(self, late_by: float) -> None:
+        when, callback = self.scheduled.pop(0)
+        self.now = when + late_by
+        callback()
+
+
+def test_lag_monitor_notes_lateness_and_keeps_the_last_minute() -> None:
+    loop = FakeLoop()
+    monitor = LoopLagMonitor(interval_s=0.1, window_s=60, loop=loop)  # type: ignore[arg-type]
+    assert monitor.p99_ms() is None
+    monitor.start()
+    assert loop.scheduled[0][0] == pytest.approx(100.1)
+    loop.run_next(0.250)  # one stall of 250 ms ...
+    for _ in range(98):
+        loop.run_next(0.002)
+    assert monitor.p99_ms() == pytest.approx(250)  # ... is the p99 of 99 samples
+    loop.run_next(0.002)
+    assert monitor.p99_ms() == pytest.approx(2)  # but not of 100
+    loop.run_next(0.250)
+    assert monitor.p99_ms() == pytest.approx(250)  # two of 101 are
+    for _ in range(600):
+        loop.run_next(0.002)
+    assert monitor.p99_ms() == pytest.approx(2)  # a minute later both are forgotten
+    monitor.stop()
+    assert loop.scheduled == []

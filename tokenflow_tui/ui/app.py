@@ -1,0 +1,202 @@
+"""The Textual app: hosts the run on its event loop and maps keys to the run's controls."""
+from __future__ import annotations
+
+import time
+from datetime import tzinfo
+from typing import Any, Callable, Coroutine
+
+from textual.app import App
+from textual.binding import Binding
+from textual.screen import ModalScreen
+from textual.worker import Worker, WorkerState
+
+from ..engine import StatsSnapshot
+from ..jobs.view import RunControl
+from .context import DashboardContext
+from .formatting import clock_time, plural
+from .lag import LagProbe, LoopLagMonitor
+from .screens.dialogs import ConfirmQuitScreen, HelpScreen
+from .screens.failed import FailedScreen
+from .screens.main import MainScreen
+from .screens.trajectory import TrajectoryScreen
+
+_WORKERS = Binding.Group("workers", compact=True)
+# what each background call is, for the one error handler of all workers
+_WORKER_WHAT = {
+    "run": "the run", "pause": "pausing", "resume": "resuming", "stop_now": "stopping",
+    "save": "saving", "shutdown": "saving before quitting",
+}
+# why pausing or stopping cannot be done in these states
+_NOT_YET = {"done": "the job is done", "starting": "the job is starting: try again in a moment"}
+# keys that act on the run; a modal dialog on top takes the keyboard instead
+_RUN_ACTIONS = {"toggle_pause", "stop_now", "scale", "save", "quit", "help"}
+
+
+class TokenFlowApp(App[int]):
+    """The dashboard of one run; `run()` returns the exit code of the run (or of its shutdown on quit)."""
+
+    CSS_PATH = "tokenflow.tcss"
+    TITLE = "TokenFlow"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [
+        Binding("p", "toggle_pause", "pause/resume", id="pause",
+                tooltip="pause softly (requests in flight finish, nothing new starts) or resume"),
+        Binding("x", "stop_now", "stop now", id="stop_now",
+                tooltip="stop hard: requests in flight are cancelled and go back to the queue"),
+        Binding("plus", "scale(1)", "+1", id="workers_up", key_display="+", group=_WORKERS,
+                tooltip="one worker more"),
+        Binding("minus", "scale(-1)", "-1", id="workers_down", key_display="-", group=_WORKERS,
+                tooltip="one worker less"),
+        Binding("right_square_bracket", "scale(10)", "+10", id="workers_up_10", key_display="]",
+                group=_WORKERS, tooltip="ten workers more"),
+        Binding("left_square_bracket", "scale(-10)", "-10", id="workers_down_10", key_display="[",
+                group=_WORKERS, tooltip="ten workers less"),
+        Binding("s", "save", "save", id="save", tooltip="save progress now: results flushed, checkpoint written"),
+        Binding("q", "quit", "quit", id="quit", tooltip="save and quit (asks first while requests are in flight)"),
+        Binding("question_mark", "help", "help", id="help", key_display="?", tooltip="this list of keys"),
+    ]
+
+    def __init__(
+        self,
+        control: RunControl,
+        *,
+        clock: Callable[[], float] = time.time,
+        refresh_s: float = 0.25,
+        chart_refresh_s: float = 1.0,
+        tz: tzinfo | None = None,
+        lag_probe: LagProbe | None = None,
+    ) -> None:
+        super().__init__()
+        self.control = control
+        self.context = DashboardContext(control, clock, tz, refresh_s, chart_refresh_s,
+                                        lag_probe if lag_probe is not None else LoopLagMonitor())
+        self.main_screen = MainScreen(self.context)
+        self.run_code: int | None = None  # set when control.run() has returned
+        self._quitting = False
+
+    def get_default_screen(self) -> MainScreen:
+        return self.main_screen
+
+    def on_mount(self) -> None:
+        self.context.lag.start()
+        self._call("run", self.control.run())
+
+    def on_unmount(self) -> None:
+        self.context.lag.stop()
+
+    def _call(self, name: str, work: Coroutine[Any, Any, Any]) -> Worker[Any]:
+        # control calls may await a long time (a soft pause waits for requests in flight); a worker
+        # keeps the keyboard responsive meanwhile
+        return self.run_worker(work, name=name, group=name, exit_on_error=False)
+
+    def _busy(self, name: str) -> bool:
+        return any(worker.name == name and not worker.is_finished for worker in self.workers)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if event.state == WorkerState.ERROR:
+            what = _WORKER_WHAT.get(worker.name, worker.name)
+            self.notify(f"{what} failed: {worker.error}", severity="error", timeout=30)
+            if worker.name == "run":
+                self.run_code = 1
+                self.main_screen.show_finished(1, str(worker.error))
+            elif worker.name == "shutdown":
+                self._quitting = False
+        elif event.state == WorkerState.SUCCESS and worker.name == "run":
+            self.run_code = int(worker.result)
+            self.main_screen.show_finished(self.run_code)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (action in _RUN_ACTIONS and isinstance(self.screen, ModalScreen))
+
+    def _pull(self) -> tuple[str, StatsSnapshot]:
+        """The run's state ("done" once run() has returned) and its numbers, as of now."""
+        snapshot = self.control.snapshot()
+        return ("done" if self.run_code is not None else snapshot.state), snapshot.stats
+
+    def action_toggle_pause(self) -> None:
+        state, stats = self._pull()
+        if state in _NOT_YET:
+            self.notify(_NOT_YET[state], severity="warning")
+        elif state == "stopping":
+            self.notify("the job is stopping: p resumes it once it has stopped", severity="warning")
+        elif state in ("paused", "pausing"):
+            self._call("resume", self.control.resume())
+            self.notify("resuming")
+        else:
+            self._call("pause", self.control.pause())
+            self.notify(f"pausing: {plural(stats.in_flight, 'request')} in flight will finish, nothing new starts")
+
+    def action_stop_now(self) -> None:
+        state, stats = self._pull()
+        if state in _NOT_YET:
+            self.notify(_NOT_YET[state], severity="warning")
+        elif state == "stopping":
+            self.notify("the job is stopping already", severity="warning")
+        elif state == "paused":
+            self.notify("the job is paused: nothing is in flight", severity="warning")
+        else:
+            self._call("stop_now", self.control.stop_now())
+            self.notify(f"stopping now: {plural(stats.in_flight, 'request')} in flight go back to the queue")
+
+    def action_scale(self, delta: int) -> None:
+        state, stats = self._pull()
+        if state == "done":
+            self.notify("the job is done", severity="warning")
+            return
+        target = stats.target_workers
+        wanted = target + delta
+        if wanted < 1 < target:
+            wanted = 1  # ten less from 5 means down to 1; from 1 the runner says why not
+        refusal = self.control.set_workers(wanted)
+        if refusal:
+            self.notify(refusal, severity="warning")
+        else:
+            self.notify(f"workers: {target:,} → {wanted:,}")
+
+    def action_save(self) -> None:
+        if self._busy("save"):
+            self.notify("saving already", severity="warning")
+            return
+        self._call("save", self._save())
+
+    async def _save(self) -> None:
+        report = await self.control.save()
+        self.notify(f"saved {plural(report.results, 'result')} to {report.path} "
+                    f"at {clock_time(report.saved_at, self.context.tz)}")
+
+    async def action_quit(self) -> None:
+        if self._quitting:
+            self.notify("quitting: waiting for the save to finish", severity="warning")
+        elif self.run_code is not None:
+            self.exit(self.run_code)
+        elif in_flight := self.control.snapshot().stats.in_flight:
+            self.push_screen(ConfirmQuitScreen(in_flight), self._quit_answered)
+        else:
+            self._save_and_quit()
+
+    def _quit_answered(self, quit_: bool | None) -> None:
+        if quit_:
+            self._save_and_quit()
+
+    def _save_and_quit(self) -> None:
+        self._quitting = True
+        self.notify("saving and quitting…")
+        self._call("shutdown", self._shutdown_and_exit())
+
+    async def _shutdown_and_exit(self) -> None:
+        self.exit(await self.control.shutdown())
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen([
+            ("Anywhere", self.BINDINGS),
+            ("Dashboard", MainScreen.BINDINGS),
+            ("Failed requests", FailedScreen.BINDINGS),
+            ("Trajectory", TrajectoryScreen.BINDINGS),
+        ]))
+
+
+def run_dashboard(control: RunControl) -> int:
+    """Show the dashboard until the user quits; the exit code (1 if the app itself failed)."""
+    code = TokenFlowApp(control).run()
+    return 1 if code is None else code

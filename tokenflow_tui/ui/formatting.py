@@ -1,0 +1,111 @@
+"""How numbers, durations and times read on the dashboard."""
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+from typing import Mapping
+
+from rich.cells import cell_len, set_cell_size
+
+from ..jobs.view import ERROR_KINDS
+
+DASH = "—"
+MUTED = "$foreground-muted"  # labels and hints, quieter than the numbers
+
+ERROR_LABELS = {
+    "http_429": "429 rate limit",
+    "http_5xx": "5xx server",
+    "http_4xx": "4xx client",
+    "timeout": "timeout",
+    "connection": "connection",
+    "bad_response": "bad response",
+    "handler_exception": "handler error",
+}
+
+
+def error_label(kind: str) -> str:
+    return ERROR_LABELS.get(kind, kind)
+
+
+def count(n: int | None) -> str:
+    """1,234,567"""
+    return DASH if n is None else f"{n:,}"
+
+
+def compact(x: float | None) -> str:
+    """A rate or total in at most about five characters: 812, 52.1k, 1.2M."""
+    if x is None:
+        return DASH
+    for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= factor:
+            value = x / factor
+            return f"{value:.1f}{suffix}" if value < 100 else f"{value:.0f}{suffix}"
+    return f"{x:.1f}" if 0 < abs(x) < 10 else f"{x:.0f}"
+
+
+def duration(seconds: float | None) -> str:
+    """0:05, 12:34, 1:02:03; a dash when unknown."""
+    if seconds is None:
+        return DASH
+    total = int(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def latency(seconds: float | None) -> str:
+    """850 ms, 1.20 s, 2.5 min."""
+    if seconds is None:
+        return DASH
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def clock_time(timestamp: float | None, tz: tzinfo | None) -> str:
+    """HH:MM:SS of a wall-clock timestamp in `tz` (None: the machine's local time)."""
+    if timestamp is None:
+        return DASH
+    return datetime.fromtimestamp(timestamp, tz).strftime("%H:%M:%S")
+
+
+def plural(n: int, word: str) -> str:
+    """'1 request', '2 requests'."""
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
+def fit(text: str, width: int, *, right: bool = False) -> str:
+    """`text` on exactly `width` cells: padded, or cut with an ellipsis."""
+    if width <= 0:
+        return ""
+    if cell_len(text) > width:
+        return set_cell_size(text, width - 1) + "…"
+    pad = " " * (width - cell_len(text))
+    return pad + text if right else text + pad
+
+
+def one_line(text: str) -> str:
+    """Whitespace runs, newlines included, as single spaces."""
+    return " ".join(text.split())
+
+# one colour per error kind, the same in every chart and list, so a kind is recognised at a glance
+ERROR_STYLES = {
+    "http_429": "#e5c07b",
+    "http_5xx": "#e06c75",
+    "http_4xx": "#c678dd",
+    "timeout": "#d19a66",
+    "connection": "#56b6c2",
+    "bad_response": "#61afef",
+    "handler_exception": "#98c379",
+}
+
+
+def error_style(kind: str) -> str:
+    return ERROR_STYLES.get(kind, MUTED)
+
+
+def ordered_kinds(by_kind: Mapping[str, object]) -> list[str]:
+    """The kinds with a non-empty value, in the dashboard's order (ERROR_KINDS), unknown kinds last."""
+    known = [kind for kind in ERROR_KINDS if by_kind.get(kind)]
+    return known + sorted(kind for kind in by_kind if kind not in ERROR_KINDS and by_kind[kind])

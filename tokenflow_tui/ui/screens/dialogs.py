@@ -1,0 +1,68 @@
+"""Modal dialogs: the quit confirmation and the list of keys."""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+
+from ..formatting import MUTED, plural
+
+
+class ConfirmQuitScreen(ModalScreen[bool]):
+    """Asks before quitting while requests are in flight; dismissed with True to quit."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "save and quit", id="confirm_quit"),
+        Binding("n,escape", "answer(False)", "cancel", id="cancel_quit"),
+    ]
+
+    def __init__(self, in_flight: int) -> None:
+        super().__init__()
+        self.in_flight = in_flight
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="quit-dialog", classes="dialog"):
+            yield Static(Content.assemble(
+                (f"{plural(self.in_flight, 'request')} in flight.", "bold"), "\n\n",
+                "Quitting pauses the job: no new request starts, those in flight finish, progress is "
+                "saved, then TokenFlow exits. A rerun resumes where it stopped.",
+            ))
+            with Horizontal(classes="buttons"):
+                yield Button("Save and quit (y)", id="quit-yes", variant="error")
+                yield Button("Cancel (n)", id="quit-no")
+
+    def on_mount(self) -> None:
+        self.query_one("#quit-yes").focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "quit-yes")
+
+    def action_answer(self, quit_: bool) -> None:
+        self.dismiss(quit_)
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every key of the dashboard, by the screen where it works."""
+
+    BINDINGS = [Binding("escape,question_mark", "app.pop_screen", "close", id="close_help")]
+
+    def __init__(self, sections: Sequence[tuple[str, Iterable[Binding]]]) -> None:
+        super().__init__()
+        self.sections = sections
+
+    def compose(self) -> ComposeResult:
+        lines = []
+        for title, bindings in self.sections:
+            lines.append(Content.styled(title, "bold $accent"))
+            for binding in bindings:
+                key = binding.key_display or self.app.get_key_display(binding)
+                lines.append(Content.assemble((f"  {key:<7}", "bold"), binding.tooltip or binding.description))
+            lines.append(Content(""))
+        lines.append(Content.styled("escape or ? closes this help", MUTED))
+        with VerticalScroll(id="help-dialog", classes="dialog"):
+            yield Static(Content("\n").join(lines))

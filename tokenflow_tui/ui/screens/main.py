@@ -1,0 +1,130 @@
+"""The dashboard: the run at a glance, refreshed on a timer, and the table of requests."""
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import ModalScreen, Screen
+from textual.timer import Timer
+from textual.widgets import Footer
+
+from ...jobs.view import ROW_FILTERS, RunSnapshot
+from ..context import DashboardContext
+from ..widgets.charts import ErrorChart, ThroughputChart
+from ..widgets.numbers import counts_content, latency_content, speed_content, tokens_content
+from ..widgets.panel import LivePanel
+from ..widgets.requests import FILTER_LABELS, RequestsPanel
+from ..widgets.status import RunHeader, RunProgress
+from ..widgets.summary import summary_content
+from .failed import FailedScreen
+from .trajectory import TrajectoryScreen
+
+
+class MainScreen(Screen[None]):
+    BINDINGS = [
+        Binding("enter", "open_trajectory", "trajectory", id="trajectory",
+                tooltip="the selected request's attempts, in full"),
+        Binding("f", "failed", "failed", id="failed",
+                tooltip="failed requests grouped by error kind; queue them again from there"),
+        Binding("tab", "cycle_filter", "filter", id="cycle_filter",
+                tooltip="show all requests, those in flight, those retried, those failed"),
+        *(
+            Binding(str(number), f"filter('{name}')", FILTER_LABELS[name], show=False, id=f"filter_{name}",
+                    tooltip=f"show {FILTER_LABELS[name]} requests")
+            for number, name in enumerate(ROW_FILTERS, 1)
+        ),
+    ]
+
+    def __init__(self, context: DashboardContext) -> None:
+        super().__init__()
+        self.context = context
+        self.snapshot: RunSnapshot | None = None
+        self.exit_code: int | None = None  # set once the run has returned
+        self.run_error: str | None = None
+        self._refresh_timers: list[Timer] = []
+
+    def compose(self) -> ComposeResult:
+        yield RunHeader(id="run-header")
+        yield RunProgress(id="run-progress")
+        with Horizontal(id="numbers"):
+            for name in ("counts", "speed", "latency", "tokens"):
+                yield LivePanel(id=name, classes="numbers")
+        with Horizontal(id="charts"):
+            yield ThroughputChart(id="throughput")
+            yield ErrorChart(id="errors")
+        yield LivePanel(id="summary")
+        yield RequestsPanel(self.context.control, id="requests")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        titles = {"counts": "requests", "speed": "speed", "latency": "latency", "tokens": "tokens",
+                  "throughput": "finished requests / s", "errors": "errors by kind / s", "summary": "finished"}
+        for widget_id, title in titles.items():
+            self.query_one(f"#{widget_id}").border_title = title
+        self._refresh_timers = [
+            self.set_interval(self.context.refresh_s, self.refresh_data, name="refresh"),
+            self.set_interval(self.context.chart_refresh_s, self.refresh_charts, name="charts"),
+        ]
+        self.query_one("#request-table").focus()
+        self.refresh_data()
+        self.refresh_charts()
+
+    def on_screen_suspend(self) -> None:
+        # under a modal dialog the dashboard is still in view, so it keeps refreshing
+        if not isinstance(self.app.screen, ModalScreen):
+            for timer in self._refresh_timers:
+                timer.pause()
+
+    def on_screen_resume(self) -> None:
+        for timer in self._refresh_timers:
+            timer.resume()
+        if self.is_mounted:
+            self.refresh_data()
+            self.refresh_charts()
+
+    def refresh_data(self) -> None:
+        """Pull a snapshot and the visible rows, and repaint what changed."""
+        context = self.context
+        snapshot = self.snapshot = context.control.snapshot()
+        with self.app.batch_update():
+            self.query_one(RunHeader).show_snapshot(snapshot, context.clock(), context.tz)
+            self.query_one(RunProgress).show_stats(snapshot.stats)
+            self.query_one("#counts", LivePanel).set_content(counts_content(snapshot))
+            self.query_one("#speed", LivePanel).set_content(speed_content(snapshot, context.lag.p99_ms()))
+            self.query_one("#latency", LivePanel).set_content(latency_content(snapshot))
+            self.query_one("#tokens", LivePanel).set_content(tokens_content(snapshot))
+            if self.exit_code is not None:
+                self.query_one("#summary", LivePanel).set_content(
+                    summary_content(snapshot, self.exit_code, self.run_error))
+            self.query_one(RequestsPanel).refresh_rows()
+
+    def refresh_charts(self) -> None:
+        if self.snapshot is not None:
+            self.query_one(ThroughputChart).show_history(self.snapshot.history)
+            self.query_one(ErrorChart).show_history(self.snapshot.history)
+
+    def show_finished(self, exit_code: int, error: str | None = None) -> None:
+        """The run has returned: the summary takes the charts' place."""
+        self.exit_code, self.run_error = exit_code, error
+        self.add_class("-finished")
+        self.refresh_data()
+
+    def action_cycle_filter(self) -> None:
+        self.query_one(RequestsPanel).cycle_filter()
+
+    def action_filter(self, row_filter: str) -> None:
+        self.query_one(RequestsPanel).set_filter(row_filter)
+
+    def action_open_trajectory(self) -> None:
+        row = self.query_one(RequestsPanel).selected()
+        if row is None:
+            self.notify("no request to show: the list is empty", severity="warning")
+            return
+        self.app.push_screen(TrajectoryScreen(self.context, row))
+
+    def action_failed(self) -> None:
+        groups = self.context.control.failed_groups()
+        if not any(groups.values()):
+            self.notify("no failed requests", severity="warning")
+            return
+        self.app.push_screen(FailedScreen(self.context, groups))

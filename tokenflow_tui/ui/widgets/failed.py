@@ -1,0 +1,52 @@
+"""The failed browser's lists: error kinds with their counts, and the requests of one kind."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from rich.segment import Segment
+from textual.content import Content
+from textual.strip import Strip
+from textual.widgets.option_list import Option
+
+from ...jobs.view import RunControl
+from ..formatting import count, error_label, error_style, fit, one_line
+from .line_list import LineList
+
+
+def group_option(kind: str, n: int) -> Option:
+    label = Content.assemble((fit(error_label(kind), 15), error_style(kind)), (f"{count(n):>9}", "bold"))
+    return Option(label, id=kind)
+
+
+class FailedList(LineList[tuple[int, str, str]]):
+    """Failed requests by index with their last error; a trajectory is read only for a visible row."""
+
+    def __init__(self, control: RunControl, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.control = control
+        self.indexes: list[int] = []
+
+    def show_indexes(self, indexes: list[int]) -> None:
+        self.indexes = indexes
+        self.rewind()
+        self.reload(len(indexes))
+        if indexes:
+            self.post_message(self.Highlighted(self, 0))
+
+    def selected_index(self) -> int | None:
+        return self.indexes[self.cursor] if self.indexes else None
+
+    def fetch(self, start: int, stop: int) -> Sequence[tuple[int, str, str]]:
+        """Index, status code and message of the last error of each request."""
+        return [(index, *_last_error(self.control.trajectory(index))) for index in self.indexes[start:stop]]
+
+    def render_item(self, item: tuple[int, str, str], width: int, selected: bool) -> Strip:
+        index, status, message = item
+        style = self.line_style(selected)
+        text = f"{fit(f'#{index}', 9)} {fit(status, 4)} {fit(message, width - 15)}"
+        return Strip([Segment(text, style)]).crop_extend(0, width, style)
+
+
+def _last_error(attempts: list[dict[str, Any]]) -> tuple[str, str]:
+    error = (attempts[-1].get("error") or {}) if attempts else {}
+    return str(error.get("status_code") or ""), one_line(str(error.get("message", "")))

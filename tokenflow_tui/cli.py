@@ -1,13 +1,58 @@
-"""The `tokenflow` command line."""
+"""The `tokenflow` command line (DESIGN §2.1)."""
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
+import shutil
+import sys
+import time
+from pathlib import Path
+
+EXIT_INVALID = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tokenflow", description="Send many requests to OpenAI-compatible APIs.")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    from .jobs import export as export_module
+    from .jobs import report as report_module
+    from .sim import cli as sim_cli
+
+    parser = argparse.ArgumentParser(
+        prog="tokenflow",
+        description="Send many requests to OpenAI-compatible APIs, with crash-safe results and a live dashboard.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run a job (the dashboard on a terminal); a rerun resumes")
+    run.add_argument("job", type=Path, metavar="JOB.toml")
+    run.add_argument("--headless", action="store_true", help="plain progress lines, even on a terminal")
+    run.add_argument("--workers", type=_positive_int, metavar="N", help="start with N workers")
+    run.add_argument("--output", type=Path, metavar="DIR", help="write the run here instead of the job's output")
+    run.add_argument("--restart", action="store_true", help="discard earlier progress of this output (kept aside)")
+    run.add_argument("--retry-failed", action="store_true", help="queue again the requests whose last record failed")
+
+    validate = commands.add_parser("validate", help="check a job and its input without sending anything")
+    validate.add_argument("job", type=Path, metavar="JOB.toml")
+
+    simulate = commands.add_parser("simulate", help="serve the built-in OpenAI-compatible simulator")
+    sim_cli.add_arguments(simulate)
+
+    export = commands.add_parser("export", help="one line per input request, in input order")
+    export_module.add_export_arguments(export)
+
+    report = commands.add_parser("report", help="counts, failures by kind, tokens, latency")
+    report_module.add_report_arguments(report)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,4 +61,98 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    if args.command == "run":
+        return run_command(args)
+    if args.command == "validate":
+        return validate_command(args)
+    if args.command == "simulate":
+        from .sim import cli as sim_cli
+
+        return sim_cli.run(args)
+    if args.command == "export":
+        from .jobs import export as export_module
+
+        return export_module.export_command(args)
+    from .jobs import report as report_module
+
+    return report_module.report_command(args)
+
+
+def _print_problems(error) -> None:
+    for line in error.lines():
+        print(line, file=sys.stderr)
+
+
+def validate_command(args: argparse.Namespace) -> int:
+    from .jobs.config import load_job
+    from .jobs.describe import describe
+    from .jobs.handler_loader import load_handler
+    from .jobs.inputs import scan_input
+    from .jobs.problems import JobError
+
+    try:
+        job = load_job(args.job)
+        summary = scan_input(job)
+        if job.handler is not None:
+            load_handler(job)
+    except JobError as error:
+        _print_problems(error)
+        return EXIT_INVALID
+    print(f"{args.job}: valid")
+    for line in describe(job, summary):
+        print(f"  {line}")
     return 0
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from .jobs.config import load_job
+    from .jobs.problems import JobError
+    from .jobs.runner import JobRunner, RunError
+
+    try:
+        job = load_job(args.job)
+    except JobError as error:
+        _print_problems(error)
+        return EXIT_INVALID
+    if args.output is not None:
+        job = dataclasses.replace(job, job=dataclasses.replace(job.job, output=args.output.resolve()))
+    interactive = sys.stdout.isatty() and sys.stdin.isatty() and not args.headless
+    if args.restart and not _set_aside(job.output, ask=interactive):
+        return EXIT_INVALID
+    runner = JobRunner(job, workers=args.workers, retry_failed=args.retry_failed)
+    try:
+        runner.open()
+    except JobError as error:
+        _print_problems(error)
+        return EXIT_INVALID
+    except RunError as error:
+        print(f"tokenflow run: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    if interactive:
+        from .ui import run_dashboard
+
+        try:
+            return run_dashboard(runner)
+        finally:
+            runner.close()
+    from .jobs.headless import run_headless
+
+    return asyncio.run(run_headless(runner, sys.stderr))
+
+
+def _set_aside(output: Path, ask: bool) -> bool:
+    """Move an output's earlier progress aside for --restart (asking first on a terminal)."""
+    files = [output / name for name in ("results.jsonl", "state.toml") if (output / name).exists()]
+    if not files:
+        return True
+    if ask:
+        answer = input(f"Discard the progress in {output} (it is moved to a backup folder)? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("tokenflow run: nothing was changed", file=sys.stderr)
+            return False
+    backup = output / f"previous-{time.strftime('%Y%m%d-%H%M%S')}"
+    backup.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        shutil.move(str(path), backup / path.name)
+    print(f"earlier progress moved to {backup}", file=sys.stderr)
+    return True

@@ -1,0 +1,507 @@
+"""The job runner: job → engine → finished requests → store and statistics.
+
+One piece that every front end hosts unchanged: the headless progress printer and the dashboard
+both call `run()` on their event loop and pull `snapshot()` on a timer.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Mapping, Sequence
+
+import orjson
+
+from ..engine import Clock, StatsSnapshot, SystemClock, TokenFlowRequest, TokenFlowRequestTrajectory, TokenFlowTask
+from ..engine.events import UnexpectedUserException
+from .config import Job, fingerprint
+from .inputs import InputSummary, iter_input, scan_input
+from .output_lock import LockedError, OutputLock
+from .records import build_record
+from .request_table import RequestTable, attempt_status, record_preview, unfinished_row
+from .export import STATE_REQUESTS_KEY, STATE_RESULTS_KEY
+from .results_file import RESULTS_FILE, ResultsSummary, ResultsWriter, StoreError, recover
+from .run_stats import RunStats
+from .state_file import STATE_FILE, read_state, write_state
+from .view import RequestRow, RunSnapshot, SaveReport
+
+STATE_VERSION = 1
+EXIT_DONE, EXIT_STOPPED_BY_ITSELF, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class RunError(Exception):
+    """The run cannot start or go on; the message is a sentence for the user."""
+
+
+Handler = Callable[[TokenFlowRequestTrajectory], Awaitable[tuple[Any, ...]]]
+
+
+class JobRunner:
+    """Runs one job on the running event loop; implements `view.RunControl`."""
+
+    def __init__(
+        self,
+        job: Job,
+        *,
+        workers: int | None = None,
+        retry_failed: bool = False,
+        clock: Clock | None = None,
+        save_interval_s: float = 10.0,
+        environ: Mapping[str, str] = os.environ,
+    ) -> None:
+        self.job = job
+        self.output_dir = job.output
+        self._summary = InputSummary(0, ())
+        self._workers = workers or job.workers.count
+        self._retry_failed = retry_failed
+        self._clock: Clock = clock or SystemClock()
+        self._save_interval_s = save_interval_s
+        self._environ = environ
+        self._builtin = job.handler is None
+        self._table = RequestTable(0)
+        self._stats = RunStats()
+        self._elapsed_before = 0.0
+        self._lock: OutputLock | None = None
+        self._writer: ResultsWriter | None = None
+        self._task: TokenFlowTask | None = None
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._save_lock = asyncio.Lock()
+        self._saved_at: float | None = None
+        self._last_save = SaveReport(0, str(self.output_dir / RESULTS_FILE), 0.0)
+        self._reason: str | None = None
+        self._stopping_hard = False
+        self._shutdown = asyncio.Event()
+        self._done = 0  # over every run of this output, as results.jsonl says
+        self._failed = 0
+        self._read_fd: int | None = None
+        self._fingerprint = ""
+
+    # ----- opening and resuming ------------------------------------------------------------
+
+    def open(self) -> None:
+        """Take the output directory, repair and read earlier progress.
+
+        Raises JobError for a bad input and RunError (a sentence) when the output cannot be used.
+        """
+        try:
+            self._open()
+        except (StoreError, LockedError) as error:
+            self.close()
+            raise RunError(str(error)) from None
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> None:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = OutputLock(self.output_dir)
+        results_path = self.output_dir / RESULTS_FILE
+        state = read_state(self.output_dir / STATE_FILE)
+        self._fingerprint = fingerprint(self.job)
+        if state is not None and state.get("fingerprint") != self._fingerprint:
+            raise RunError(
+                f"{self.output_dir} holds the progress of a different job file or input "
+                "(they changed since it was written); rerun with --restart to discard it, "
+                "or set another output directory"
+            )
+        if state is not None and STATE_REQUESTS_KEY in state:
+            # the same input was checked when the run began: a resume need not read it twice
+            self._summary = InputSummary(int(state[STATE_REQUESTS_KEY]), ())
+        else:
+            self._summary = scan_input(self.job)
+        saved = ResultsSummary.from_data(state.get(STATE_RESULTS_KEY)) if state is not None else None
+        recovery = recover(results_path, saved)
+        if len(recovery.status) > self._summary.count:
+            raise RunError(
+                f"{results_path} has a record for input request {len(recovery.status) - 1}, but the input "
+                f"has only {self._summary.count} requests; rerun with --restart to discard it"
+            )
+        self._table = RequestTable(self._summary.count)
+        self._table.restore(recovery.status, recovery.offsets)
+        if state is not None:
+            self._stats = RunStats.from_data(state.get("stats", {}))
+            self._elapsed_before = float(state.get("elapsed_s", 0.0))
+            if self._workers == self.job.workers.count and "workers" in state:
+                self._workers = int(state["workers"])
+        self._writer = ResultsWriter(results_path, recovery.summary)
+        self._read_fd = os.open(results_path, os.O_RDONLY)
+        self._stats.failed_by_kind.clear()
+        for index in self._table.failed_indexes():
+            kind = _error_kind(self._read_record(self._table.offsets[index]))
+            if self._retry_failed:
+                self._table.requeue(index)
+            else:
+                self._table.failed[index] = kind
+                self._stats.failed_by_kind[kind] += 1
+        self._failed = len(self._table.failed)
+        self._done = recovery.done
+
+    # ----- RunControl --------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Run until every request is finished or `shutdown()`; the results stay readable after."""
+        if self._writer is None:
+            self.open()
+        try:
+            handler = await self._start_handler()
+            remaining = self._summary.count - self._done - self._failed
+            self._task = TokenFlowTask(
+                self._counting(handler),
+                requests=((item.index, item.params) for item in iter_input(self.job, skip=self._table.is_finished)),
+                total=remaining,
+                sink=self._on_finished,
+                is_failure=self._is_failure,
+                clock=self._clock,
+            )
+            self._task.set_workers(self._workers)
+            self._task.run()
+            saver = asyncio.create_task(self._save_periodically())
+            finished = asyncio.create_task(self._task.wait_for_done())
+            shutdown = asyncio.create_task(self._shutdown.wait())
+            await asyncio.wait({finished, shutdown}, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in (saver, finished, shutdown):
+                waiter.cancel()
+            if not self._shutdown.is_set():
+                await self.save()
+            return self._exit_code()
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            await self._close_connections()
+
+    async def shutdown(self) -> int:
+        """Pause softly, save and release the output; the exit code (0 when all finished, else 130)."""
+        if self._task is not None and self._task.state in ("running", "stopping"):
+            await self._task.soft_stop()
+        try:
+            await self.save()
+        except RunError:
+            pass  # what could not be written is sent again by the next run
+        self.close()
+        self._shutdown.set()
+        return self._exit_code()
+
+    async def pause(self, reason: str | None = None) -> None:
+        if self._task is None or self._task.state != "running":
+            return
+        self._reason = reason
+        await self._task.soft_stop()
+        await self.save()
+
+    async def resume(self) -> None:
+        if self._task is None or self._task.state != "paused":
+            return
+        self._reason = None
+        self._stopping_hard = False
+        self._task.run(self._workers)
+
+    async def stop_now(self) -> None:
+        if self._task is None or self._task.state not in ("running", "stopping"):
+            return
+        self._stopping_hard = True
+        await self._task.hard_stop()
+        await self.save()
+
+    def set_workers(self, n: int) -> str | None:
+        if n < 1:
+            return "at 1 worker already: a job needs at least one"
+        if n > 100_000:
+            return "at most 100,000 workers"
+        self._workers = n
+        if self._task is not None:
+            self._task.set_workers(n)
+        return None
+
+    async def save(self) -> SaveReport:
+        """Flush and fsync results.jsonl, then write state.toml; the writing happens off the loop."""
+        async with self._save_lock:
+            if self._writer is None:
+                return self._last_save  # the run is closed: everything was saved then
+            # counted before the flush, so the state never claims more than the file holds
+            done, failed = self._done, self._failed
+            try:
+                summary = await asyncio.to_thread(self._writer.flush)
+            except StoreError as error:
+                # the unwritten records stay in memory; pausing stops more from piling up
+                self._reason = f"saving failed: {error}"
+                if self._task is not None and self._task.state == "running":
+                    await self._task.soft_stop()
+                raise RunError(f"{self._reason}; the job is paused: make room, then resume") from None
+            state = self._state_data(summary, done, failed)
+            await asyncio.to_thread(write_state, self.output_dir / STATE_FILE, state)
+            self._saved_at = state["saved_at"]
+            self._last_save = SaveReport(summary.records, str(self.output_dir / RESULTS_FILE), self._saved_at)
+            return self._last_save
+
+    def retry(self, indexes: Sequence[int]) -> int:
+        if self._task is None or self._task.state == "done":
+            return 0
+        again = []
+        for index in indexes:
+            record = self._read_record(self._table.offsets[index])
+            kind = self._table.requeue(index)
+            if kind is None or record is None:
+                continue
+            self._stats.unfail(kind)
+            self._failed -= 1
+            # the first attempt's params are the input line as it was read
+            again.append((index, record["attempts"][0]["params"]))
+        self._task.add_requests(again)
+        return len(again)
+
+    def snapshot(self) -> RunSnapshot:
+        elapsed = self._elapsed()
+        stats = self._overall_stats(elapsed)
+        state = self._state_name()
+        tokens = self._stats.total_tokens
+        return RunSnapshot(
+            job_name=self.job.name,
+            output_dir=str(self.output_dir),
+            state=state,
+            reason=self._reason,
+            stats=stats,
+            prompt_tokens=self._stats.prompt_tokens,
+            completion_tokens=self._stats.completion_tokens,
+            tokens_per_s_now=self._stats.tokens_rate(elapsed),
+            tokens_per_s_avg=tokens / elapsed if elapsed > 0 else 0.0,
+            errors_by_kind=dict(self._stats.errors_by_kind),
+            failed_by_kind={k: v for k, v in self._stats.failed_by_kind.items() if v},
+            history=self._stats.history(elapsed),
+            saved_at=self._saved_at,
+        )
+
+    def row_count(self, row_filter: str = "all") -> int:
+        return len(self._row_indexes(row_filter))
+
+    def rows(self, row_filter: str, start: int, stop: int) -> list[RequestRow]:
+        indexes = self._row_indexes(row_filter)[start:stop]
+        held = self._held_requests()
+        rows = []
+        for index in indexes:
+            if self._table.is_finished(index):
+                rows.append(self._table.finished_row(index, self._read_record))
+            else:
+                request, in_flight = held.get(index, (None, False))
+                rows.append(unfinished_row(index, request, in_flight))
+        return rows
+
+    def trajectory(self, index: int) -> list[dict[str, Any]]:
+        if self._table.is_finished(index):
+            record = self._read_record(self._table.offsets[index]) or {}
+            return list(record.get("attempts") or [])
+        request, _ = self._held_requests().get(index, (None, False))
+        if request is None:
+            return []
+        return build_record(request, self._builtin)["attempts"]
+
+    def failed_groups(self) -> dict[str, list[int]]:
+        groups: dict[str, list[int]] = {}
+        for index, kind in self._table.failed.items():
+            groups.setdefault(kind, []).append(index)
+        return groups
+
+    # ----- internals ---------------------------------------------------------------------------
+
+    def _row_indexes(self, row_filter: str) -> Sequence[int]:
+        if row_filter == "all":
+            return range(self._table.count)
+        if row_filter == "in_flight":
+            return sorted(r.id for r in self._task.in_flight()) if self._task is not None else []
+        if row_filter == "retried":
+            waiting = [r.id for r in self._task.waiting()] if self._task is not None else []
+            return sorted(set(self._table.retried).union(waiting))
+        if row_filter == "failed":
+            return list(self._table.failed)
+        raise ValueError(f"unknown row filter {row_filter!r}")
+
+    def _held_requests(self) -> dict[int, tuple[TokenFlowRequest, bool]]:
+        if self._task is None:
+            return {}
+        held = {r.id: (r, False) for r in self._task.waiting()}
+        held.update((r.id, (r, True)) for r in self._task.in_flight())
+        return held
+
+    def _read_record(self, offset: int) -> dict[str, Any] | None:
+        """The record at `offset` of results.jsonl, from the writer's buffer or the disk."""
+        if offset < 0 or self._writer is None or self._read_fd is None:
+            return None
+        line = self._writer.pending_line(offset)
+        if line is None:
+            chunk = os.pread(self._read_fd, 1 << 16, offset)
+            line = chunk.split(b"\n", 1)[0]
+        try:
+            return orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return None
+
+    async def _start_handler(self) -> Handler:
+        endpoint = self.job.endpoint
+        base_url = endpoint.base_url if endpoint is not None else None
+        if endpoint is not None and endpoint.simulate:
+            from ..sim import SimulatorProcess
+
+            simulator = SimulatorProcess(endpoint.simulator.to_config())
+            await simulator.__aenter__()
+            self._closers.append(lambda: simulator.__aexit__(None, None, None))
+            base_url = simulator.base_url
+        if not self._builtin:
+            from .handler_loader import load_handler
+
+            if base_url is not None:
+                # a user's handler does its own requests: this tells it where the endpoint is
+                os.environ["TOKENFLOW_BASE_URL"] = base_url
+            return load_handler(self.job)
+        from .openai_handler import HandlerSettings, OpenAIHandler
+        from .transport import make_client
+
+        assert endpoint is not None and base_url is not None
+        api_key = self._environ.get(endpoint.api_key_env) if endpoint.api_key_env else None
+        client = make_client(endpoint.transport, self._workers_cap(), endpoint.timeout_s)
+        self._closers.append(client.aclose)
+        settings = HandlerSettings(
+            base_url=base_url,
+            api=endpoint.api,
+            model=endpoint.model,
+            params=dict(self.job.request.params),
+            timeout_s=endpoint.timeout_s,
+            max_attempts=self.job.retry.max_attempts,
+            backoff_base_s=self.job.retry.backoff_base_s,
+            backoff_max_s=self.job.retry.backoff_max_s,
+        )
+        return OpenAIHandler(settings, client, api_key, on_auth_error=self._on_auth_error)
+
+    def _workers_cap(self) -> int:
+        return max(self._workers, self.job.workers.max)
+
+    def _on_auth_error(self, status_code: int, message: str) -> None:
+        if self._task is None or self._task.state != "running" or self._reason is not None:
+            return
+        variable = self.job.endpoint.api_key_env if self.job.endpoint else None
+        hint = f"check the key in ${variable}" if variable else "check the endpoint's key"
+        reason = f"the server refused the key ({status_code}: {message}); {hint}, then resume"
+        asyncio.get_running_loop().create_task(self.pause(reason))
+        self._reason = reason
+
+    def _counting(self, handler: Handler) -> Handler:
+        """The handler, with each attempt's tokens and error kind noted for the charts."""
+        note = self._stats.note_attempt
+        elapsed = self._elapsed
+
+        async def counted(trajectory: TokenFlowRequestTrajectory) -> tuple[Any, ...]:
+            try:
+                outcome = await handler(trajectory)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                note(elapsed(), None, "handler_exception")
+                raise
+            result = outcome[1] if type(outcome) is tuple and len(outcome) >= 2 else None
+            if type(result) is dict:
+                error = result.get("error")
+                note(elapsed(), result.get("usage"), error.get("kind") if type(error) is dict else None)
+            else:
+                note(elapsed(), None, None)
+            return outcome
+
+        return counted
+
+    def _is_failure(self, result: Any) -> bool:
+        if type(result) is UnexpectedUserException:
+            return True
+        return self._builtin and type(result) is dict and "error" in result
+
+    def _on_finished(self, request: TokenFlowRequest) -> None:
+        assert self._writer is not None
+        record = build_record(request, self._builtin)
+        offset = self._writer.append(record)
+        index = request.id
+        failed_kind = _error_kind(record) if record["status"] == "failed" else None
+        if failed_kind is None:
+            self._done += 1
+        else:
+            self._failed += 1
+        attempts = record["attempts"]
+        last = attempts[-1] if attempts else {}
+        self._table.note_finished(
+            index, record["id"], failed_kind, len(attempts), attempt_status(last),
+            last.get("latency_ms"), record_preview(record), offset,
+        )
+        self._stats.note_finished(self._elapsed(), failed_kind)
+
+    def _overall_stats(self, elapsed: float) -> StatsSnapshot:
+        """The engine's statistics of this run, with the counts of earlier runs of this output."""
+        count = self._summary.count
+        if self._task is None:
+            finished = self._done + self._failed
+            return StatsSnapshot("idle", count, self._done, self._failed, 0, count - finished, 0, 0, 0,
+                                 self._workers, elapsed, 0.0, 0.0, 0.0, 0.0, None, None, None)
+        engine = self._task.stats()
+        queued = count - self._done - self._failed - engine.in_flight
+        return dataclasses.replace(
+            engine, total=count, done=self._done, failed=self._failed, queued=queued, elapsed_s=elapsed
+        )
+
+    def _elapsed(self) -> float:
+        return self._elapsed_before + (self._task.elapsed_s() if self._task is not None else 0.0)
+
+    def _state_name(self) -> str:
+        if self._task is None:
+            return "starting"
+        state = self._task.state
+        if state == "stopping":
+            return "stopping" if self._stopping_hard else "pausing"
+        return {"idle": "starting"}.get(state, state)
+
+    def _exit_code(self) -> int:
+        if self._done + self._failed >= self._summary.count:
+            return EXIT_DONE
+        return EXIT_INTERRUPTED
+
+    def _state_data(self, results: ResultsSummary, done: int, failed: int) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "job": self.job.name,
+            "fingerprint": self._fingerprint,
+            "saved_at": self._clock.time(),
+            STATE_REQUESTS_KEY: self._summary.count,
+            STATE_RESULTS_KEY: results.to_data(),
+            "done": done,
+            "failed": failed,
+            "workers": self._workers,
+            "paused": self._task is not None and self._task.state == "paused",
+            "elapsed_s": self._elapsed(),
+            "stats": self._stats.to_data(),
+        }
+
+    async def _save_periodically(self) -> None:
+        while True:
+            await self._clock.sleep(self._save_interval_s)
+            try:
+                await self.save()
+            except RunError:
+                pass  # the job paused itself with the reason; the next save tries again
+
+    async def _close_connections(self) -> None:
+        """Close the HTTP client and stop the simulator."""
+        for close in reversed(self._closers):
+            await close()
+        self._closers.clear()
+
+    def close(self) -> None:
+        """Close the results file and let go of the output directory."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._read_fd is not None:
+            os.close(self._read_fd)
+            self._read_fd = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+def _error_kind(record: dict[str, Any] | None) -> str:
+    error = (record or {}).get("error")
+    return str(error.get("kind", "unknown")) if isinstance(error, dict) else "unknown"

@@ -131,14 +131,20 @@ class TokenFlowTask:
         self._run_started = self._clock.monotonic()
         self._spawn_workers()
 
+    def stop_soon(self) -> None:
+        """Start nothing new from now on (what soft_stop does before it waits); callable from anywhere."""
+        if self._state == RUNNING:
+            self._state = STOPPING
+            self._wakeup.set()
+
     async def soft_stop(self) -> None:
         """Start nothing new; return once the in-flight requests have finished and been recorded."""
-        if self._state != RUNNING:
+        self.stop_soon()
+        if self._state != STOPPING:
             return
-        self._state = STOPPING
-        self._wakeup.set()
         await asyncio.gather(*list(self._workers), return_exceptions=True)
-        self._pause()
+        if self._state == STOPPING:
+            self._pause()
 
     async def hard_stop(self) -> None:
         """Cancel the in-flight requests now; each one's interrupted attempt runs again on the next run()."""

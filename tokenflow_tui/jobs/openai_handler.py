@@ -214,9 +214,12 @@ class OpenAIHandler:
                 payload = {"retry_after_s": retry_after}
             if self._on_rate_limit is not None:
                 self._on_rate_limit(delay)
-        elif status in (401, 403) and self._on_auth_error is not None:
+        # with a hook the job pauses on a refused key, so the request waits for the resume
+        # instead of ending failed
+        auth_pause = status in (401, 403) and self._on_auth_error is not None
+        if auth_pause:
             self._on_auth_error(status, error["message"])
-        if attempt < settings.max_attempts and is_retryable(kind, status):
+        if attempt < settings.max_attempts and (auth_pause or is_retryable(kind, status)):
             return ActionContinue(line, delay), result, payload
         return _DONE, result, payload
 

@@ -63,10 +63,10 @@ class RequestTable:
 
     def requeue(self, index: int) -> str | None:
         """Mark a failed request as queued again; its last error kind, or None if it had not failed."""
-        kind = self.failed.pop(index, None)
-        if kind is not None:
-            self._state[index] = NO_RECORD
-        return kind
+        if self._state[index] != FAILED:
+            return None
+        self._state[index] = NO_RECORD
+        return self.failed.pop(index, "unknown")
 
     def failed_indexes(self) -> list[int]:
         found, state, at = [], self._state, -1

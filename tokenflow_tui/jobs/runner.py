@@ -72,6 +72,7 @@ class JobRunner:
         self._reason: str | None = None
         self._stopping_hard = False
         self._shutdown = asyncio.Event()
+        self._pending: set[asyncio.Future[Any]] = set()
         self._done = 0  # over every run of this output, as results.jsonl says
         self._failed = 0
         self._read_fd: int | None = None
@@ -184,7 +185,7 @@ class JobRunner:
         return self._exit_code()
 
     async def pause(self, reason: str | None = None) -> None:
-        if self._task is None or self._task.state != "running":
+        if self._task is None or self._task.state not in ("running", "stopping"):
             return
         self._reason = reason
         await self._task.soft_stop()
@@ -372,6 +373,12 @@ class JobRunner:
         )
         return OpenAIHandler(settings, client, api_key, on_auth_error=self._on_auth_error)
 
+    def _background(self, work: Awaitable[Any]) -> None:
+        """Run `work` on the loop, holding a reference so it is not collected before it ends."""
+        task = asyncio.ensure_future(work)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
     def _workers_cap(self) -> int:
         return max(self._workers, self.job.workers.max)
 
@@ -381,8 +388,9 @@ class JobRunner:
         variable = self.job.endpoint.api_key_env if self.job.endpoint else None
         hint = f"check the key in ${variable}" if variable else "check the endpoint's key"
         reason = f"the server refused the key ({status_code}: {message}); {hint}, then resume"
-        asyncio.get_running_loop().create_task(self.pause(reason))
+        self._task.stop_soon()  # at once: no worker may start another request with a refused key
         self._reason = reason
+        self._background(self.pause(reason))
 
     def _counting(self, handler: Handler) -> Handler:
         """The handler, with each attempt's tokens and error kind noted for the charts."""

@@ -1,4 +1,4 @@
-"""A seed-style handler: asks the built-in simulator, and retries with a shorter answer limit.
+"""A seed-style handler: asks for a short answer, and when it comes back cut short, retries with room for more.
 
 Each call is one attempt; returning ActionContinue(params) records it and tries again with the new
 params, so the request's whole trajectory ends up in results.jsonl.
@@ -31,14 +31,14 @@ async def handler(trajectory: TokenFlowRequestTrajectory):
         response = await client().post(
             "/chat/completions",
             json={"model": "sim-1", "messages": [{"role": "user", "content": params["prompt"]}],
-                  "max_tokens": params.get("max_tokens", 8)},
+                  "max_tokens": params.get("max_tokens", 4)},
         )
         response.raise_for_status()
         choice = response.json()["choices"][0]
     except (httpx.HTTPError, KeyError, ValueError) as error:
         return ActionContinue(params), {"error": str(error)}
     if choice["finish_reason"] == "length":
-        # cut short: try again asking for a shorter answer
-        shorter = {**params, "prompt": params["prompt"] + " Answer in three words.", "max_tokens": 16}
-        return ActionContinue(shorter), {"cut_short": choice["message"]["content"]}
+        # cut short: try again with twice the room
+        roomier = {**params, "max_tokens": params.get("max_tokens", 4) * 2}
+        return ActionContinue(roomier), {"cut_short": choice["message"]["content"]}
     return ActionDone(), {"answer": choice["message"]["content"]}

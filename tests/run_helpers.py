@@ -1,0 +1,62 @@
+"""Shared helpers for tests that run whole jobs: job files, inputs, reading results, the CLI."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+
+def write_input(path: Path, count: int, start: int = 0) -> list[str]:
+    """`count` prompt lines with ids q<i>; returns the prompts."""
+    prompts = [f"tell me about item {i}" for i in range(start, start + count)]
+    with path.open("w") as out:
+        for i, prompt in enumerate(prompts, start):
+            out.write(json.dumps({"id": f"q{i}", "prompt": prompt}) + "\n")
+    return prompts
+
+
+def write_job(directory: Path, sections: dict[str, Any], name: str = "job.toml") -> Path:
+    path = directory / name
+    path.write_text(tomli_w.dumps(sections))
+    return path
+
+
+def simulated_job(directory: Path, count: int, *, fail: dict[str, float] | None = None, latency_ms: float = 5,
+                  workers: int = 32, max_attempts: int = 3, timeout_s: float = 2.0, seed: int = 1) -> Path:
+    write_input(directory / "prompts.jsonl", count)
+    simulator: dict[str, Any] = {"latency_ms": latency_ms, "seed": seed}
+    if fail:
+        simulator["fail"] = fail
+    return write_job(directory, {
+        "job": {"name": "t", "input": "prompts.jsonl", "output": "out"},
+        "endpoint": {"simulate": True, "timeout_s": timeout_s, "simulator": simulator},
+        "request": {"params": {"max_tokens": 64}},
+        "workers": {"count": workers},
+        "retry": {"max_attempts": max_attempts, "backoff_base_s": 0.01, "backoff_max_s": 0.05},
+    })
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Every line of results.jsonl as JSON (a line that is not raises)."""
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def tokenflow(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
+              cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The real command line, in a child process."""
+    return subprocess.run(
+        [sys.executable, "-m", "tokenflow_tui", *args], capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})}, cwd=cwd, stdin=subprocess.DEVNULL,
+    )
+
+
+def start_tokenflow(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tokenflow_tui", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+    )

@@ -472,3 +472,23 @@ async def test_add_requests_queues_more_work_and_in_flight_and_waiting_show_what
     assert [r.id for r in result] == [0, 1, 10, 11]
     with pytest.raises(RuntimeError, match="the task is done"):
         task.add_requests([(12, 12)])
+
+
+async def test_before_attempt_holds_each_attempt_back_until_it_returns():
+    opened = asyncio.Event()
+    seen: list[int] = []
+
+    async def gate(request):
+        seen.append(request.id)
+        await opened.wait()
+
+    task = TokenFlowTask(upper, ["a", "b"], before_attempt=gate)
+    task.run(2)
+    await until(lambda: seen == [0, 1])
+    assert task.stats().attempts == 0 and task.stats().in_flight == 2
+    await task.hard_stop()  # a request held at the gate goes back to the queue
+    assert task.stats().queued == 2
+    opened.set()
+    task.run(1)
+    assert [r.request_trajectory.last().result for r in await task.wait_for_done()] == ["A", "B"]
+    assert seen[:2] == [0, 1] and sorted(seen[2:]) == [0, 1]

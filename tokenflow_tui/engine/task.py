@@ -51,7 +51,8 @@ class TokenFlowTask:
     `request_params` is the seed's list (ids are the 0-based positions); `requests` instead takes
     (id, params) pairs from any iterable, read only as workers need them. `sink` receives each
     finished request once and the task keeps none; `is_failure(result)` tells which final results
-    count as failed (default: the handler raised).
+    count as failed (default: the handler raised). `before_attempt(request)` is awaited before
+    each attempt, e.g. to hold dispatch back under a rate limit.
     """
 
     def __init__(
@@ -65,6 +66,7 @@ class TokenFlowTask:
         sink: Sink | None = None,
         is_failure: Callable[[Any], bool] | None = None,
         clock: Clock | None = None,
+        before_attempt: Callable[[TokenFlowRequest], Awaitable[None]] | None = None,
     ) -> None:
         if request_params is not None and requests is not None:
             raise ValueError("TokenFlowTask: give request_params or requests, not both")
@@ -83,6 +85,7 @@ class TokenFlowTask:
         self._sink = sink
         self._is_failure = is_failure or _default_is_failure
         self._clock: Clock = clock or SystemClock()
+        self._before_attempt = before_attempt
 
         self._ready: deque[TokenFlowRequest] = deque()
         self._delayed: dict[asyncio.Task[None], TokenFlowRequest] = {}
@@ -399,9 +402,11 @@ class TokenFlowTask:
                 running[key] = request
                 trajectory = request.request_trajectory
                 element = trajectory.trajectory[-1]
-                started = monotonic()
-                element.started_at = started + wall_offset
                 try:
+                    if self._before_attempt is not None:
+                        await self._before_attempt(request)
+                    started = monotonic()
+                    element.started_at = started + wall_offset
                     outcome = await self.request_fn(trajectory)
                 except asyncio.CancelledError:
                     del running[key]
@@ -412,6 +417,8 @@ class TokenFlowTask:
                     raise
                 except Exception as exc:
                     del running[key]
+                    if element.started_at is None:  # the gate failed before the attempt began
+                        started = monotonic()
                     self._record_exception(request, element, started, exc, traceback.format_exc())
                     continue
                 del running[key]

@@ -60,3 +60,45 @@ def start_tokenflow(*args: str, env: dict[str, str] | None = None) -> subprocess
         [sys.executable, "-m", "tokenflow_tui", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
     )
+
+
+GATED_HANDLER = '''
+import asyncio
+import run_helpers
+from tokenflow import ActionContinue, ActionDone
+
+
+async def handler(trajectory):
+    params = trajectory.last().request_params
+    if params.get("fail"):
+        raise RuntimeError("no luck for " + params["prompt"])
+    await run_helpers.GATE.wait()
+    if params.get("retry") and trajectory.length() == 1:
+        return ActionContinue(params), {"retrying": True}
+    return ActionDone(), {"echo": params["prompt"]}
+'''
+
+
+class _Gate:
+    """The gate the gated handler waits on; tests set or replace the event."""
+
+    event = None
+
+    async def wait(self) -> None:
+        await self.event.wait()
+
+
+GATE = _Gate()
+
+
+def gated_job(directory: Path, lines: list[dict[str, Any]], workers: int = 2) -> Path:
+    """A [handler] job whose handler waits on GATE before each attempt (a line with "fail" raises at once)."""
+    (directory / "handler.py").write_text(GATED_HANDLER)
+    with (directory / "in.jsonl").open("w") as out:
+        for line in lines:
+            out.write(json.dumps(line) + "\n")
+    return write_job(directory, {
+        "job": {"name": "gated", "input": "in.jsonl", "output": "out"},
+        "handler": {"path": "handler.py:handler"},
+        "workers": {"count": workers},
+    })

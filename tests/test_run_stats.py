@@ -1,0 +1,64 @@
+"""Per-second history, tokens and error kinds of a run, and their round trip through state.toml."""
+from __future__ import annotations
+
+import dataclasses
+
+import tomli_w
+import tomllib
+
+from tokenflow_tui.engine.stats import StatsSnapshot
+from tokenflow_tui.jobs.headless import final_line, format_duration, progress_line
+from tokenflow_tui.jobs.run_stats import RunStats
+from tokenflow_tui.jobs.view import ChartPoint, RunSnapshot
+
+
+def test_history_has_one_point_per_second_with_gaps_filled():
+    stats = RunStats()
+    stats.note_attempt(0.2, {"prompt_tokens": 3, "completion_tokens": 4}, None)
+    stats.note_finished(0.2, None)
+    stats.note_attempt(0.7, None, "http_429")
+    stats.note_attempt(3.1, {"prompt_tokens": 1, "completion_tokens": 1}, None)
+    stats.note_finished(3.1, "timeout")
+    assert stats.history(4.5) == [
+        ChartPoint(0, 1, 7, {"http_429": 1}),
+        ChartPoint(1, 0, 0, {}),
+        ChartPoint(2, 0, 0, {}),
+        ChartPoint(3, 1, 2, {}),
+    ]
+    assert (stats.prompt_tokens, stats.completion_tokens, stats.total_tokens) == (4, 5, 9)
+    assert stats.errors_by_kind == {"http_429": 1}
+    assert stats.failed_by_kind == {"timeout": 1}
+    stats.unfail("timeout")
+    assert stats.failed_by_kind["timeout"] == 0
+
+
+def test_state_round_trip_restores_the_chart_history():
+    stats = RunStats()
+    for t in range(5):
+        stats.note_attempt(t + 0.5, {"prompt_tokens": t, "completion_tokens": 1}, "http_5xx" if t == 2 else None)
+        stats.note_finished(t + 0.5, None)
+    history = stats.history(5.0)
+    text = tomli_w.dumps({"stats": stats.to_data()})
+    restored = RunStats.from_data(tomllib.loads(text)["stats"])
+    assert restored.history(5.0) == history
+    restored.note_finished(6.2, None)
+    assert restored.history(7.0)[-2:] == [ChartPoint(5, 0, 0, {}), ChartPoint(6, 1, 0, {})]
+    assert restored.errors_by_kind == {"http_5xx": 1}
+
+
+def _snapshot(**stats) -> RunSnapshot:
+    base = StatsSnapshot("running", 5000, 1200, 34, 100, 3666, 1400, 166, 100, 100, 65.0,
+                         300.0, 312.4, 290.0, 280.0, 0.25, 0.4, 0.5)
+    return RunSnapshot("demo", "runs/demo", "running", None, dataclasses.replace(base, **stats), 1000, 2000,
+                       6178.2, 5000.0, {}, {}, [], None)
+
+
+def test_progress_and_final_lines():
+    assert progress_line(_snapshot()) == (
+        "demo: 1,234/5,000 (24.7%) · 34 failed · 100 in flight · 312 req/s · 6,178 tok/s · ETA 0:00:12")
+    assert final_line(_snapshot(done=4990, failed=10), 0) == (
+        "demo: finished 5,000 requests (4,990 done, 10 failed) in 0:01:05; results in runs/demo/results.jsonl")
+    assert final_line(_snapshot(), 130) == (
+        "demo: stopped with 1,234 of 5,000 requests finished; progress saved in runs/demo/results.jsonl; "
+        "run the same command again to resume")
+    assert format_duration(None) == "–" and format_duration(3725.9) == "1:02:05"

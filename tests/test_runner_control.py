@@ -1,0 +1,109 @@
+"""The runner as the dashboard sees it: snapshot, rows, trajectories, failed groups and controls."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tokenflow_tui.jobs.config import load_job
+from tokenflow_tui.jobs.runner import JobRunner
+
+import run_helpers
+from run_helpers import gated_job, read_records
+
+
+async def until(predicate, limit: int = 2000) -> None:
+    for _ in range(limit):
+        if predicate():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition not reached")
+
+
+@pytest.fixture
+def gate():
+    run_helpers.GATE.event = asyncio.Event()
+    return run_helpers.GATE.event
+
+
+async def test_rows_trajectories_and_failed_groups_follow_the_run(tmp_path, gate):
+    lines = [{"id": "a", "prompt": "one"}, {"id": "b", "prompt": "two", "fail": True},
+             {"id": "c", "prompt": "three", "retry": True}, {"id": "d", "prompt": "four"}]
+    runner = JobRunner(load_job(gated_job(tmp_path, lines, workers=2)), save_interval_s=3600)
+    runner.open()
+    running = asyncio.create_task(runner.run())
+    await until(lambda: runner.row_count("in_flight") == 2)
+    rows = runner.rows("all", 0, 4)
+    assert [(r.index, r.id, r.state, r.attempts) for r in rows] == [
+        (0, "a", "in_flight", 1), (1, "b", "failed", 1), (2, "c", "in_flight", 1), (3, 3, "queued", 0)]
+    snap = runner.snapshot()
+    assert (snap.job_name, snap.state, snap.stats.total, snap.stats.in_flight, snap.stats.queued) == (
+        "gated", "running", 4, 2, 1)
+    gate.set()
+    assert await asyncio.wait_for(running, 10) == 0
+    assert runner.failed_groups() == {"handler_exception": [1]}
+    assert runner.row_count("failed") == 1 and runner.row_count("retried") == 1
+    (failed_row,) = runner.rows("failed", 0, 10)
+    assert (failed_row.id, failed_row.state, failed_row.last_status) == ("b", "failed", "handler_exception")
+    assert failed_row.preview == "RuntimeError: no luck for two"
+    trajectory = runner.trajectory(2)
+    assert [a["result"] for a in trajectory] == [{"retrying": True}, {"echo": "three"}]
+    assert trajectory == read_records(tmp_path / "out" / "results.jsonl")[[r["index"] for r in read_records(
+        tmp_path / "out" / "results.jsonl")].index(2)]["attempts"]
+    snap = runner.snapshot()
+    assert (snap.stats.done, snap.stats.failed, snap.failed_by_kind) == (3, 1, {"handler_exception": 1})
+    runner.close()
+
+
+async def test_pause_resume_save_and_worker_changes(tmp_path, gate):
+    lines = [{"prompt": f"p{i}"} for i in range(6)]
+    runner = JobRunner(load_job(gated_job(tmp_path, lines, workers=2)), save_interval_s=3600)
+    runner.open()
+    running = asyncio.create_task(runner.run())
+    await until(lambda: runner.row_count("in_flight") == 2)
+    assert runner.set_workers(0) == "at 1 worker already: a job needs at least one"
+    assert runner.set_workers(3) is None
+    await until(lambda: runner.row_count("in_flight") == 3)
+    pausing = asyncio.create_task(runner.pause())
+    await until(lambda: runner.snapshot().state == "pausing")
+    gate.set()
+    await pausing
+    snap = runner.snapshot()
+    assert (snap.state, snap.stats.done, snap.stats.in_flight) == ("paused", 3, 0)
+    report = await runner.save()
+    assert report.results == 3 and report.path == str(tmp_path / "out" / "results.jsonl")
+    assert "paused = true" in (tmp_path / "out" / "state.toml").read_text()
+    await runner.resume()
+    assert await asyncio.wait_for(running, 10) == 0
+    assert len(read_records(tmp_path / "out" / "results.jsonl")) == 6
+    runner.close()
+
+
+async def test_stop_now_sends_in_flight_requests_back_and_shutdown_exits_130(tmp_path, gate):
+    runner = JobRunner(load_job(gated_job(tmp_path, [{"prompt": f"p{i}"} for i in range(4)])), save_interval_s=3600)
+    runner.open()
+    running = asyncio.create_task(runner.run())
+    await until(lambda: runner.row_count("in_flight") == 2)
+    await runner.stop_now()
+    snap = runner.snapshot()
+    assert (snap.state, snap.stats.in_flight, snap.stats.queued) == ("paused", 0, 4)
+    assert await runner.shutdown() == 130
+    assert await asyncio.wait_for(running, 10) == 130
+    assert (tmp_path / "out" / "results.jsonl").read_text() == ""
+
+
+async def test_retry_queues_a_failed_request_again_while_the_job_runs(tmp_path, gate):
+    lines = [{"prompt": "bad", "fail": True}] + [{"prompt": f"p{i}"} for i in range(3)]
+    runner = JobRunner(load_job(gated_job(tmp_path, lines, workers=1)), save_interval_s=3600)
+    runner.open()
+    running = asyncio.create_task(runner.run())
+    await until(lambda: runner.snapshot().stats.failed == 1 and runner.row_count("in_flight") == 1)
+    assert runner.retry([0, 2]) == 1  # index 2 did not fail
+    assert runner.failed_groups() == {}
+    assert runner.snapshot().stats.failed == 0
+    gate.set()
+    assert await asyncio.wait_for(running, 10) == 0
+    records = read_records(tmp_path / "out" / "results.jsonl")
+    assert [r["index"] for r in records].count(0) == 2
+    assert runner.failed_groups() == {"handler_exception": [0]}
+    runner.close()

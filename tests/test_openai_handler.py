@@ -268,14 +268,26 @@ async def test_400_is_not_retried(server, client):
 
 
 @pytest.mark.parametrize("status", [401, 403])
-async def test_auth_errors_are_not_retried_and_reported(server, client, status):
+async def test_auth_errors_are_reported_and_wait_for_the_resume_when_the_job_pauses(server, client, status):
     server.route = json_reply(status, {"error": {"message": "Incorrect API key provided: sk-****9c0d."}})
     auth: list[tuple[int, str]] = []
     handler = make_handler(client, server.url, on_auth_error=lambda *args: auth.append(args))
-    action, result, _ = await attempt(handler, {"prompt": "x"})
-    assert action == ActionDone()
+    line = {"prompt": "x"}
+    action, result, _ = await attempt(handler, line)
+    # the hook pauses the job: the request goes back to the queue rather than failing
+    assert type(action) is ActionContinue and action.continue_params is line
     assert result["error"]["kind"] == "http_4xx"
     assert auth == [(status, f"HTTP {status}: Incorrect API key provided: sk-****9c0d.")]
+    action, _, _ = await attempt(handler, line, 5)  # but not past the job's attempts
+    assert action == ActionDone()
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_auth_errors_without_a_hook_are_not_retried(server, client, status):
+    server.route = json_reply(status, {"error": {"message": "Incorrect API key provided."}})
+    action, result, _ = await attempt(make_handler(client, server.url), {"prompt": "x"})
+    assert action == ActionDone()
+    assert result["error"]["status_code"] == status
 
 
 async def test_the_last_attempt_ends_the_request_with_its_error(server, client):

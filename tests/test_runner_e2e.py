@@ -8,7 +8,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
 
 from tokenflow_tui.sim import SimulatorConfig, SimulatorProcess
 

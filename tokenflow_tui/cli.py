@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-EXIT_INVALID = 2
+from .jobs.exit_codes import EXIT_INVALID
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,7 +5,8 @@ import asyncio
 import signal
 from typing import TextIO
 
-from .runner import EXIT_STOPPED_BY_ITSELF, JobRunner
+from .exit_codes import EXIT_STOPPED_BY_ITSELF
+from .runner import JobRunner
 from .view import RunSnapshot
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 import orjson
@@ -20,6 +19,7 @@ from .inputs import InputSummary, iter_input, scan_input
 from .output_lock import LockedError, OutputLock
 from .records import build_record
 from .request_table import RequestTable, attempt_status, record_preview, unfinished_row
+from .exit_codes import EXIT_DONE, EXIT_INTERRUPTED
 from .export import STATE_REQUESTS_KEY, STATE_RESULTS_KEY
 from .results_file import RESULTS_FILE, ResultsSummary, ResultsWriter, StoreError, recover
 from .run_stats import RunStats
@@ -27,7 +27,6 @@ from .state_file import STATE_FILE, read_state, write_state
 from .view import RequestRow, RunSnapshot, SaveReport
 
 STATE_VERSION = 1
-EXIT_DONE, EXIT_STOPPED_BY_ITSELF, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class RunError(Exception):

@@ -10,7 +10,7 @@ from tokenflow_tui.ui.screens.trajectory import TrajectoryScreen
 from tokenflow_tui.ui.widgets.requests import FilterBar, RequestTable
 from tokenflow_tui.ui.widgets.status import RunHeader
 
-from ui_fakes import SIZE, Notes, ScriptedRun, make_app, settle
+from ui_fakes import SIZE, FixedLag, Notes, ScriptedRun, make_app, settle
 
 CONTROL_CALLS = {"pause", "resume", "stop_now", "set_workers", "save", "shutdown", "retry"}
 
@@ -42,11 +42,57 @@ async def test_p_pauses_a_running_job_softly() -> None:
         assert "PAUSED" in app.main_screen.query_one(RunHeader).render().plain
 
 
-@pytest.mark.parametrize("state", ["paused", "pausing"])
-async def test_p_resumes_a_paused_or_pausing_job(state: str) -> None:
-    calls, notes = await press("p", ScriptedRun(state=state), worker="resume")
+async def test_p_resumes_a_paused_job() -> None:
+    run = ScriptedRun(state="paused")
+    calls, notes = await press("p", run, worker="resume")
     assert calls == [("resume",)]
     assert notes == ["resuming"]
+    assert run.state == "running"
+
+
+async def test_p_while_our_pause_waits_resumes_once_it_has_paused() -> None:
+    run = ScriptedRun()
+    run.pause_gate.clear()  # requests in flight still finishing
+    notes = Notes()
+    app = make_app(run)
+    async with app.run_test(size=SIZE, message_hook=notes) as pilot:
+        await pilot.press("p")
+        await pilot.pause()
+        assert run.state == "pausing"
+        await pilot.press("p")
+        await pilot.pause()
+        assert control_calls(run) == [("pause",)]  # the run would ignore a resume now
+        run.pause_gate.set()
+        await settle(pilot, "pause", "resume")
+        assert control_calls(run) == [("pause",), ("resume",)]
+        assert run.state == "running"
+    assert notes == ["pausing: 64 requests in flight will finish, nothing new starts",
+                     "resuming once the requests in flight have finished"]
+
+
+async def test_p_a_third_time_takes_the_resume_back() -> None:
+    run = ScriptedRun()
+    run.pause_gate.clear()
+    notes = Notes()
+    app = make_app(run)
+    async with app.run_test(size=SIZE, message_hook=notes) as pilot:
+        for _ in range(3):
+            await pilot.press("p")
+            await pilot.pause()
+        run.pause_gate.set()
+        await settle(pilot, "pause", "resume")
+        assert control_calls(run) == [("pause",)]
+        assert run.state == "paused"
+        await pilot.press("p")  # and a fourth time resumes, now that the job has paused
+        await settle(pilot, "resume")
+        assert run.state == "running"
+    assert notes[1:] == ["resuming once the requests in flight have finished", "staying paused", "resuming"]
+
+
+async def test_p_while_the_run_pauses_by_itself_says_to_wait() -> None:
+    calls, notes = await press("p", ScriptedRun(state="pausing"))
+    assert calls == []
+    assert notes == ["the job is pausing: p resumes it once it has paused"]
 
 
 @pytest.mark.parametrize(("state", "why"), [
@@ -60,10 +106,14 @@ async def test_p_says_why_it_does_nothing(state: str, why: str) -> None:
     assert notes == [why]
 
 
-async def test_x_stops_now() -> None:
-    calls, notes = await press("x", ScriptedRun(in_flight=12), worker="stop_now")
+@pytest.mark.parametrize(("in_flight", "note"), [
+    (12, "stopping now: 12 requests in flight go back to the queue"),
+    (1, "stopping now: 1 request in flight goes back to the queue"),
+])
+async def test_x_stops_now(in_flight: int, note: str) -> None:
+    calls, notes = await press("x", ScriptedRun(in_flight=in_flight), worker="stop_now")
     assert calls == [("stop_now",)]
-    assert notes == ["stopping now: 12 requests in flight go back to the queue"]
+    assert notes == [note]
 
 
 @pytest.mark.parametrize(("state", "why"), [
@@ -104,6 +154,23 @@ async def test_the_new_worker_target_shows_on_the_next_refresh() -> None:
         app.main_screen.refresh_data()
         await pilot.pause()
         assert "64 → 74" in app.main_screen.query_one("#speed").render().plain
+
+
+async def test_steering_keys_leave_the_footer_once_the_run_has_returned() -> None:
+    run = ScriptedRun()
+    notes = Notes()
+    app = make_app(run)
+    steering = {"p", "x", "plus", "minus", "right_square_bracket", "left_square_bracket"}
+    async with app.run_test(size=SIZE, message_hook=notes) as pilot:
+        assert steering <= set(app.screen.active_bindings)
+        run.finish(0)
+        await settle(pilot, "run")
+        assert not steering & set(app.screen.active_bindings)
+        assert {"s", "q", "f", "enter"} <= set(app.screen.active_bindings)
+        await pilot.press("p", "x", "plus", "minus", "right_square_bracket", "left_square_bracket")
+        await pilot.pause()
+    assert control_calls(run) == []
+    assert notes == []
 
 
 @pytest.mark.parametrize("key", ["plus", "minus", "right_square_bracket", "left_square_bracket"])
@@ -169,6 +236,25 @@ async def test_q_in_flight_then_confirm_quits(confirm: str) -> None:
         await settle(pilot, "shutdown")
     assert control_calls(run) == [("shutdown",)]
     assert app.return_value == 130
+
+
+async def test_quitting_says_how_not_to_wait_and_x_stops_the_requests_in_flight() -> None:
+    run = ScriptedRun(in_flight=12)
+    run.shutdown_gate.clear()  # the soft pause of the shutdown waits for the requests in flight
+    notes = Notes()
+    app = make_app(run)
+    async with app.run_test(size=SIZE, message_hook=notes) as pilot:
+        await pilot.press("q", "y")
+        await pilot.pause()
+        assert run.state == "pausing"
+        await pilot.press("x")
+        await settle(pilot, "stop_now")
+        assert control_calls(run) == [("shutdown",), ("stop_now",)]
+        run.shutdown_gate.set()
+        await settle(pilot, "shutdown")
+    assert app.return_value == 130
+    assert notes == ["saving and quitting once 12 requests in flight have finished; x stops them now",
+                     "stopping now: 12 requests in flight go back to the queue"]
 
 
 async def test_ctrl_q_takes_the_same_way_out() -> None:
@@ -303,3 +389,28 @@ async def test_a_run_that_raises_is_reported_and_the_app_stays() -> None:
         await pilot.press("q")
         await pilot.pause()
     assert app.return_value == 1
+
+
+async def test_the_loop_lag_probe_starts_with_the_run_not_with_the_app() -> None:
+    run = ScriptedRun(state="starting")
+    lag = FixedLag()
+    app = make_app(run, lag_probe=lag)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert lag.started == 0  # the app's first layout and the run's start-up are not the loop's lag
+        run.state = "running"
+        app.main_screen.refresh_data()
+        app.main_screen.refresh_data()
+        assert lag.started == 1
+    assert lag.stopped == 1
+
+
+@pytest.mark.parametrize(("state", "eta", "now"), [
+    ("running", "ETA 0:13", "requests/s        58       51\ntokens/s        9.6k     8.4k"),
+    ("paused", "ETA —", "requests/s         —       51\ntokens/s           —     8.4k"),
+])
+async def test_eta_and_rates_now_only_while_running(state: str, eta: str, now: str) -> None:
+    app = make_app(ScriptedRun(state=state))
+    async with app.run_test(size=SIZE):
+        assert eta in app.main_screen.query_one(RunHeader).render().plain
+        assert now in app.main_screen.query_one("#speed").render().plain

@@ -58,6 +58,37 @@ async def test_trajectory_of_a_request_in_flight() -> None:
     assert text.endswith("in flight: no answer yet")
 
 
+def title_text(screen) -> str:
+    return screen.query_one("#trajectory-title").render().plain
+
+
+async def test_trajectory_of_a_request_in_flight_follows_it_until_it_is_finished() -> None:
+    run = ScriptedRun()
+    app = make_app(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2", "down", "enter")  # request 1201, its first attempt under way
+        screen = app.screen
+        assert title_text(screen) == "Request #1201  id doc-001201  ·  in flight  ·  1 attempt"
+        screen.follow()  # nothing changed: nothing repainted
+        assert view_text(screen).endswith("in flight: no answer yet")
+        run.advance(100)  # it finished
+        screen.follow()
+        await pilot.pause()
+        assert title_text(screen) == "Request #1201  id doc-001201  ·  done  ·  1 attempt"
+        assert view_text(screen).endswith('answer\n  Document 1201 argues that small caches beat large ones '
+                                          'when reads are local.\ndetails\n  {\n    "usage": {\n'
+                                          '      "prompt_tokens": 120,\n      "completion_tokens": 45,\n'
+                                          '      "total_tokens": 165\n    },\n    "finish_reason": "stop"\n  }')
+        assert screen._follow is not None and screen._follow._task is None  # finished: followed no more
+
+
+async def test_trajectory_of_a_finished_request_is_not_followed() -> None:
+    app = make_app(ScriptedRun())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("enter")
+        assert app.screen._follow is None
+
+
 async def test_c_copies_the_trajectory_as_json() -> None:
     run = ScriptedRun()
     notes = Notes()
@@ -106,9 +137,57 @@ async def test_r_queues_the_selected_request_again() -> None:
         await pilot.press("tab", "down", "r")
         await pilot.pause()
         assert run.calls[-1] == ("retry", (57,))
-        assert 57 not in screen.query_one(FailedList).indexes
+        failed_list = screen.query_one(FailedList)
+        assert 57 not in failed_list.indexes
         assert screen.query_one(OptionList).get_option_at_index(0).prompt.plain.split()[-1] == "10"
-    assert notes == ["queued 1 request again"]
+        # the cursor keeps its place, on the request that followed: r again retries the next one
+        assert failed_list.indexes[:3] == [7, 207, 357] and failed_list.selected_index() == 207
+        assert screen.query_one(TrajectoryView).border_title == "request #207"
+        await pilot.press("r")
+        await pilot.pause()
+        assert run.calls[-1] == ("retry", (207,))
+        assert failed_list.selected_index() == 357
+    assert notes == ["queued 1 request again", "queued 1 request again"]
+
+
+async def test_failed_browser_follows_new_failures_and_keeps_the_selection() -> None:
+    run = ScriptedRun()
+    app = make_app(run)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_failed(pilot)
+        await pilot.press("tab", "down")
+        await pilot.pause()
+        failed_list = screen.query_one(FailedList)
+        assert failed_list.selected_index() == 57
+        run.advance(400)  # 8 more failures: 3 of them 429s
+        screen.refresh_groups()
+        await pilot.pause()
+        groups = screen.query_one(OptionList)
+        labels = [" ".join(groups.get_option_at_index(i).prompt.plain.split()) for i in range(groups.option_count)]
+        assert labels == ["429 rate limit 14", "5xx server 5", "timeout 5", "connection 4", "bad response 4"]
+        assert screen.query_one("#failed-title").render().plain == "Failed requests  32 in 5 kinds of error"
+        assert failed_list.indexes == run.failed_groups()["http_429"] and len(failed_list.indexes) == 14
+        assert groups.highlighted_option.id == "http_429"
+        assert failed_list.selected_index() == 57
+        assert screen.query_one(TrajectoryView).border_title == "request #57"
+
+
+async def test_failed_browser_keeps_the_selection_when_new_kinds_appear() -> None:
+    run = ScriptedRun(finished=60)  # failed: 7 and 57, both 429s
+    app = make_app(run)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_failed(pilot)
+        await pilot.press("tab", "down")
+        await pilot.pause()
+        run.advance(1_140)  # four more kinds: the kinds list is rebuilt
+        screen.refresh_groups()
+        await pilot.pause()
+        groups = screen.query_one(OptionList)
+        assert groups.option_count == 5
+        assert groups.highlighted_option.id == "http_429"
+        failed_list = screen.query_one(FailedList)
+        assert len(failed_list.indexes) == 11 and failed_list.selected_index() == 57
+        assert screen.query_one(TrajectoryView).border_title == "request #57"
 
 
 async def test_R_queues_the_whole_kind_again() -> None:
@@ -164,3 +243,35 @@ async def test_retry_after_the_run_returned_says_how_to_retry() -> None:
         await pilot.press("r")
         await pilot.pause()
     assert notes == ["the run has ended: run the job again with --retry-failed to queue its failures again"]
+
+
+class BrokenReads(ScriptedRun):
+    """A run whose trajectory reads raise, and whose snapshots raise once `broken` is set."""
+
+    broken = False
+
+    def trajectory(self, index: int) -> list[dict]:
+        raise AttributeError("'NoneType' object has no attribute 'get'")
+
+    def snapshot(self):
+        if self.broken:
+            raise KeyError("stats")
+        return super().snapshot()
+
+
+async def test_a_read_that_raises_is_reported_once_and_the_dashboard_stays_up() -> None:
+    run = BrokenReads()
+    notes = Notes()
+    app = make_app(run)
+    async with app.run_test(size=SIZE, message_hook=notes) as pilot:
+        await pilot.press("enter")
+        assert view_text(app.screen) == "The attempts of this request could not be read."
+        await pilot.press("escape", "enter", "escape")
+        run.broken = True
+        app.main_screen.refresh_data()  # the last snapshot is drawn again
+        app.main_screen.refresh_data()
+        await pilot.pause()
+        assert app.screen is app.main_screen and app.is_running
+        assert "1,176" in app.main_screen.query_one("#counts").render().plain
+    assert notes == ["reading request #0 failed: AttributeError: 'NoneType' object has no attribute 'get'",
+                     "reading the run's numbers failed: KeyError: 'stats'"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tokenflow_tui.ui.widgets.requests import RequestTable
 
-from ui_fakes import SIZE, ScriptedRun, make_app
+from ui_fakes import SIZE, FixedLag, ScriptedRun, make_app
 
 # refreshes only when a test calls refresh_data, so that it can count what each one does
 NO_TIMER = {"refresh_s": 3600, "chart_refresh_s": 3600}
@@ -93,3 +93,26 @@ async def test_hidden_dashboard_pulls_nothing_and_catches_up_when_shown() -> Non
         await pilot.press("escape")
         await pilot.pause()
         assert run.snapshots > snapshots
+
+
+async def beats(app, n: int) -> tuple[int, int]:
+    """Run `n` beats of the refresh timer by hand; the snapshots pulled and chart repaints asked."""
+    main = app.main_screen
+    charts = []
+    main.refresh_charts = lambda: charts.append(1)  # counted, not drawn
+    before = app.control.inner.snapshots
+    for _ in range(n):
+        main.tick()
+    return app.control.inner.snapshots - before, len(charts)
+
+
+async def test_each_beat_pulls_the_numbers_and_every_fourth_the_charts() -> None:
+    app = make_app(ScriptedRun(), lag_probe=FixedLag(3.0), refresh_s=3600, chart_refresh_s=4 * 3600)
+    async with app.run_test(size=SIZE):
+        assert await beats(app, 8) == (8, 2)
+
+
+async def test_a_late_loop_is_pulled_and_painted_half_as_often() -> None:
+    app = make_app(ScriptedRun(), lag_probe=FixedLag(250.0), refresh_s=3600, chart_refresh_s=4 * 3600)
+    async with app.run_test(size=SIZE):
+        assert await beats(app, 8) == (4, 2)

@@ -6,9 +6,11 @@ from datetime import timezone
 import pytest
 
 from tokenflow_tui.jobs.view import ChartPoint
-from tokenflow_tui.ui.formatting import clock_time, compact, count, duration, fit, latency, one_line, plural
+from tokenflow_tui.ui.formatting import (clock_time, compact, count, duration, fit, latency, one_line, plural,
+                                         short_status)
 from tokenflow_tui.ui.lag import LoopLagMonitor
 from tokenflow_tui.ui.plot import bar_rows, nice_ceiling, per_second, sparkline
+from tokenflow_tui.ui.widgets.trajectory import attempt_content
 
 
 @pytest.mark.parametrize(("value", "text"), [
@@ -36,6 +38,27 @@ def test_small_formatters() -> None:
     assert fit("abc", 5) == "abc  " and fit("abc", 5, right=True) == "  abc"
     assert fit("abcdef", 4) == "abc…" and fit("日本語", 4) == "日 …"
     assert one_line("a\n  b\tc ") == "a b c"
+
+
+@pytest.mark.parametrize(("status", "shown"), [
+    ("200", "200"), ("429", "429"), ("timeout", "timeout"), ("connection", "conn"), ("bad_response", "bad"),
+    ("handler_exception", "error"), ("", ""),
+])
+def test_short_status_fits_the_status_columns(status: str, shown: str) -> None:
+    assert short_status(status) == shown
+
+
+def test_an_attempt_error_shows_its_details_but_not_empty_ones() -> None:
+    attempt = {
+        "params": {"prompt": "hi"}, "started_at": 1_700_000_000.0, "latency_ms": 148.0,
+        "error": {"kind": "connection", "message": "connection reset by peer", "status_code": None,
+                  "excerpt": None, "retry_after_s": 2},
+    }
+    assert attempt_content(1, attempt, timezone.utc).plain == (
+        "Attempt 1 · 22:13:20 · 148 ms\n"
+        "params\n  {\n    \"prompt\": \"hi\"\n  }\n"
+        "error · connection\n  connection reset by peer\n  retry_after_s: 2"
+    )
 
 
 def test_per_second_aligns_the_last_point_right_and_fills_gaps() -> None:

@@ -96,6 +96,10 @@ class ScriptedRun:
         self._finished_event = asyncio.Event()
         self.save_gate = asyncio.Event()  # clear it to hold save() until it is set again
         self.save_gate.set()
+        self.pause_gate = asyncio.Event()  # clear it to hold pause() in "pausing" until it is set again
+        self.pause_gate.set()
+        self.shutdown_gate = asyncio.Event()  # clear it to hold shutdown() in "pausing"
+        self.shutdown_gate.set()
         self.run_error: Exception | None = None
 
     # the script
@@ -179,6 +183,8 @@ class ScriptedRun:
 
     async def shutdown(self) -> int:
         self.calls.append(("shutdown",))
+        self.state = "pausing"
+        await self.shutdown_gate.wait()
         self.state = "paused"
         self._finished_event.set()
         return self.shutdown_code
@@ -249,11 +255,15 @@ class ScriptedRun:
 
     async def pause(self) -> None:
         self.calls.append(("pause",))
+        self.state = "pausing"
+        await self.pause_gate.wait()
         self.state = "paused"
 
     async def resume(self) -> None:
         self.calls.append(("resume",))
-        self.state = "running"
+        # like the runner: only a job that has paused resumes
+        if self.state == "paused":
+            self.state = "running"
 
     async def stop_now(self) -> None:
         self.calls.append(("stop_now",))

@@ -14,6 +14,7 @@ from ..engine import StatsSnapshot
 from ..jobs.view import RunControl
 from .context import DashboardContext
 from .formatting import clock_time, plural
+from .guard import GuardedControl
 from .lag import LagProbe, LoopLagMonitor
 from .screens.dialogs import ConfirmQuitScreen, HelpScreen
 from .screens.failed import FailedScreen
@@ -30,6 +31,9 @@ _WORKER_WHAT = {
 _NOT_YET = {"done": "the job is done", "starting": "the job is starting: try again in a moment"}
 # keys that act on the run; a modal dialog on top takes the keyboard instead
 _RUN_ACTIONS = {"toggle_pause", "stop_now", "scale", "save", "quit", "help"}
+# keys that steer a running job: once the run has returned there is nothing left to steer, so they
+# leave the footer rather than answer "the job is done" to every press
+_STEERING = {"toggle_pause", "stop_now", "scale"}
 
 
 class TokenFlowApp(App[int]):
@@ -67,18 +71,23 @@ class TokenFlowApp(App[int]):
         lag_probe: LagProbe | None = None,
     ) -> None:
         super().__init__()
-        self.control = control
-        self.context = DashboardContext(control, clock, tz, refresh_s, chart_refresh_s,
+        self.control = GuardedControl(control, self._report_control_error)
+        self.context = DashboardContext(self.control, clock, tz, refresh_s, chart_refresh_s,
                                         lag_probe if lag_probe is not None else LoopLagMonitor())
         self.main_screen = MainScreen(self.context)
         self.run_code: int | None = None  # set when control.run() has returned
         self._quitting = False
+        self._resume_wanted = False  # p was pressed again while our pause waited for requests in flight
+
+    def _report_control_error(self, message: str) -> None:
+        self.notify(message, severity="error", timeout=30)
 
     def get_default_screen(self) -> MainScreen:
         return self.main_screen
 
     def on_mount(self) -> None:
-        self.context.lag.start()
+        # the lag probe starts with the run itself (MainScreen.refresh_data): the app's first layout and
+        # the run's start-up each hold the loop once, and would stand for the loop's lag for a minute
         self._call("run", self.control.run())
 
     def on_unmount(self) -> None:
@@ -90,7 +99,11 @@ class TokenFlowApp(App[int]):
         return self.run_worker(work, name=name, group=name, exit_on_error=False)
 
     def _busy(self, name: str) -> bool:
-        return any(worker.name == name and not worker.is_finished for worker in self.workers)
+        return self._unfinished(name) is not None
+
+    def _unfinished(self, name: str) -> Worker[Any] | None:
+        """The unfinished worker of that name, if any."""
+        return next((w for w in self.workers if w.name == name and not w.is_finished), None)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
@@ -105,8 +118,12 @@ class TokenFlowApp(App[int]):
         elif event.state == WorkerState.SUCCESS and worker.name == "run":
             self.run_code = int(worker.result)
             self.main_screen.show_finished(self.run_code)
+        if worker.name == "run" and worker.is_finished:
+            self.refresh_bindings()  # the steering keys leave the footer
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in _STEERING and self.run_code is not None:
+            return False
         return not (action in _RUN_ACTIONS and isinstance(self.screen, ModalScreen))
 
     def _pull(self) -> tuple[str, StatsSnapshot]:
@@ -120,12 +137,38 @@ class TokenFlowApp(App[int]):
             self.notify(_NOT_YET[state], severity="warning")
         elif state == "stopping":
             self.notify("the job is stopping: p resumes it once it has stopped", severity="warning")
-        elif state in ("paused", "pausing"):
+        elif state == "paused":
             self._call("resume", self.control.resume())
             self.notify("resuming")
+        elif state == "pausing":
+            self._toggle_while_pausing()
         else:
             self._call("pause", self.control.pause())
             self.notify(f"pausing: {plural(stats.in_flight, 'request')} in flight will finish, nothing new starts")
+
+    def _toggle_while_pausing(self) -> None:
+        """p while a soft pause waits for the requests in flight: resume once it is over, or take that back.
+
+        The run can only resume a job that has paused, so the resume waits for our pause to end; a
+        pause the app did not ask for (the run paused itself, or we are quitting) is left alone.
+        """
+        if self._unfinished("resume") is not None:
+            # a flag, not a cancel: cancelling the waiting worker would cancel the pause it awaits
+            self._resume_wanted = not self._resume_wanted
+            self.notify("resuming once the requests in flight have finished" if self._resume_wanted
+                        else "staying paused")
+        elif (pause := self._unfinished("pause")) is not None:
+            self._resume_wanted = True
+            self._call("resume", self._resume_after(pause))
+            self.notify("resuming once the requests in flight have finished")
+        else:
+            self.notify("the job is pausing: p resumes it once it has paused", severity="warning")
+
+    async def _resume_after(self, pause: Worker[Any]) -> None:
+        await pause.wait()
+        if self._resume_wanted:
+            self._resume_wanted = False
+            await self.control.resume()
 
     def action_stop_now(self) -> None:
         state, stats = self._pull()
@@ -137,7 +180,8 @@ class TokenFlowApp(App[int]):
             self.notify("the job is paused: nothing is in flight", severity="warning")
         else:
             self._call("stop_now", self.control.stop_now())
-            self.notify(f"stopping now: {plural(stats.in_flight, 'request')} in flight go back to the queue")
+            goes = "goes" if stats.in_flight == 1 else "go"
+            self.notify(f"stopping now: {plural(stats.in_flight, 'request')} in flight {goes} back to the queue")
 
     def action_scale(self, delta: int) -> None:
         state, stats = self._pull()
@@ -181,7 +225,13 @@ class TokenFlowApp(App[int]):
 
     def _save_and_quit(self) -> None:
         self._quitting = True
-        self.notify("saving and quitting…")
+        in_flight = self.control.snapshot().stats.in_flight
+        if in_flight:
+            # a stalled request can hold a soft pause up to the endpoint's timeout: say how not to wait
+            self.notify(f"saving and quitting once {plural(in_flight, 'request')} in flight "
+                        f"{'has' if in_flight == 1 else 'have'} finished; x stops them now")
+        else:
+            self.notify("saving and quitting…")
         self._call("shutdown", self._shutdown_and_exit())
 
     async def _shutdown_and_exit(self) -> None:

@@ -26,6 +26,15 @@ def error_label(kind: str) -> str:
     return ERROR_LABELS.get(kind, kind)
 
 
+# the status column is 7 cells: an attempt with no HTTP status shows its error kind, shortened
+_SHORT_STATUS = {"connection": "conn", "bad_response": "bad", "handler_exception": "error"}
+
+
+def short_status(status: str) -> str:
+    """'200', '429', 'timeout', 'conn' …: an attempt's status as the narrow columns show it."""
+    return _SHORT_STATUS.get(status, status)
+
+
 def count(n: int | None) -> str:
     """1,234,567"""
     return DASH if n is None else f"{n:,}"

@@ -63,6 +63,8 @@ class HelpScreen(ModalScreen[None]):
                 key = binding.key_display or self.app.get_key_display(binding)
                 lines.append(Content.assemble((f"  {key:<7}", "bold"), binding.tooltip or binding.description))
             lines.append(Content(""))
-        lines.append(Content.styled("escape or ? closes this help", MUTED))
-        with VerticalScroll(id="help-dialog", classes="dialog"):
+        lines.append(Content.styled("↑ ↓ page up/down home end move in lists; escape or ? closes this help", MUTED))
+        with VerticalScroll(id="help-dialog", classes="dialog") as dialog:
+            # the list is taller than a small terminal: the way out stays in view on the border
+            dialog.border_subtitle = "escape or ? closes"
             yield Static(Content("\n").join(lines))

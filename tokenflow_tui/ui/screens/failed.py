@@ -45,6 +45,15 @@ class FailedScreen(Screen[None]):
         self.query_one("#failed-trajectory").border_title = "trajectory"
         self._show_groups(None)
         self.query_one("#failed-groups").focus()
+        # failures go on arriving while the job runs: the lists follow, at the charts' pace
+        self.set_interval(self.context.chart_refresh_s, self.refresh_groups, name="failed-groups")
+
+    def refresh_groups(self) -> None:
+        """Pull the groups again; redraw only when they changed, keeping the selected kind and request."""
+        groups = self.context.control.failed_groups()
+        if groups != self.groups:
+            self.groups = groups
+            self._show_groups(self._selected_kind())
 
     def _show_groups(self, keep: str | None) -> None:
         """Fill the kinds list from `self.groups`, keeping the kind `keep` selected when it is still there."""
@@ -54,12 +63,22 @@ class FailedScreen(Screen[None]):
             ("Failed requests", "bold"), f"  {total:,} in {plural(len(kinds), 'kind')} of error",
         ))
         options = self.query_one("#failed-groups", OptionList)
+        failed_list = self.query_one(FailedList)
+        shown = [option.id for option in options.options]
+        if kinds and kinds == shown:
+            # the same kinds: new counts in place, so the highlight (and the list under it) stays
+            for kind in kinds:
+                options.replace_option_prompt(kind, group_option(kind, len(self.groups[kind])).prompt)
+            failed_list.update_indexes(self.groups.get(keep or "", []))
+            return
         options.clear_options()
         options.add_options([group_option(kind, len(self.groups[kind])) for kind in kinds])
         if kinds:
+            # fires OptionHighlighted: `_group_highlighted` shows the kind's requests
             options.highlighted = kinds.index(keep) if keep in kinds else 0
         else:
-            self.query_one(FailedList).show_indexes([])
+            failed_list.kind = None
+            failed_list.show_indexes([])
             self.query_one(TrajectoryView).show_attempts([], self.context.tz)
 
     def _selected_kind(self) -> str | None:
@@ -72,7 +91,11 @@ class FailedScreen(Screen[None]):
         kind = event.option.id or ""
         failed_list = self.query_one(FailedList)
         failed_list.border_title = error_label(kind)
-        failed_list.show_indexes(self.groups.get(kind, []))
+        if kind == failed_list.kind:
+            failed_list.update_indexes(self.groups.get(kind, []))
+        else:
+            failed_list.kind = kind
+            failed_list.show_indexes(self.groups.get(kind, []))
 
     @on(LineList.Highlighted, "#failed-list")
     def _request_highlighted(self, event: LineList.Highlighted) -> None:

@@ -1,29 +1,40 @@
 """One request's whole trajectory."""
 from __future__ import annotations
 
+from typing import Any
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.content import Content
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer
 
 from ...jobs.view import RequestRow
 from ..context import DashboardContext
 from ..formatting import plural
 from ..widgets.panel import LivePanel
-from ..widgets.trajectory import TrajectoryView
+from ..widgets.trajectory import QUEUED, TrajectoryView
 
 BACK = Binding("escape", "app.pop_screen", "back", id="back", tooltip="back to the previous screen")
 COPY = Binding("c", "copy", "copy JSON", id="copy", tooltip="copy the attempts, as JSON, to the clipboard")
 
 
+# a request in these states has its final record: its trajectory no longer changes
+FINISHED = ("done", "failed")
+
+
 class TrajectoryScreen(Screen[None]):
+    """The attempts of one request; followed live until the request is finished."""
+
     BINDINGS = [BACK, COPY]
 
     def __init__(self, context: DashboardContext, row: RequestRow) -> None:
         super().__init__()
         self.context = context
         self.row = row
+        self.attempts: list[dict[str, Any]] = []
+        self._follow: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield LivePanel(id="trajectory-title")
@@ -31,15 +42,39 @@ class TrajectoryScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._show(self.context.control.trajectory(self.row.index), scroll_home=True)
+        self.query_one(TrajectoryView).focus()
+        if self.row.state not in FINISHED:
+            # the row was taken when enter was pressed: an attempt may end while the screen is open
+            self._follow = self.set_interval(self.context.refresh_s, self.follow, name="follow")
+
+    def follow(self) -> None:
+        """Pull the request's row and attempts again; repaint only when they changed."""
+        control, index = self.context.control, self.row.index
+        rows = control.rows("all", index, index + 1)  # in the "all" list, position = input index
+        if rows:
+            self.row = rows[0]
+        attempts = control.trajectory(index)
+        if attempts != self.attempts:
+            self._show(attempts, scroll_home=False)
+        else:
+            self._show_title()
+        if self.row.state in FINISHED and self._follow is not None:
+            self._follow.stop()
+
+    def _show(self, attempts: list[dict[str, Any]], *, scroll_home: bool) -> None:
+        self.attempts = attempts
+        self._show_title()
+        # a request that has started has attempts: none means they could not be read (the run said why)
+        empty = QUEUED if self.row.state == "queued" else "The attempts of this request could not be read."
+        self.query_one(TrajectoryView).show_attempts(attempts, self.context.tz, scroll_home=scroll_home, empty=empty)
+
+    def _show_title(self) -> None:
         row = self.row
-        attempts = self.context.control.trajectory(row.index)
         self.query_one(LivePanel).set_content(Content.assemble(
             (f"Request #{row.index}", "bold"), f"  id {row.id}  ·  {row.state.replace('_', ' ')}  ·  ",
-            plural(len(attempts), "attempt"),
+            plural(len(self.attempts), "attempt"),
         ))
-        view = self.query_one(TrajectoryView)
-        view.show_attempts(attempts, self.context.tz)
-        view.focus()
 
     def action_copy(self) -> None:
         self.query_one(TrajectoryView).copy_all()

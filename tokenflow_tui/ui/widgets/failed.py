@@ -5,11 +5,12 @@ from typing import Any, Sequence
 
 from rich.segment import Segment
 from textual.content import Content
+from textual.geometry import Region
 from textual.strip import Strip
 from textual.widgets.option_list import Option
 
 from ...jobs.view import RunControl
-from ..formatting import count, error_label, error_style, fit, one_line
+from ..formatting import count, error_label, error_style, fit, one_line, short_status
 from .line_list import LineList
 
 
@@ -24,14 +25,35 @@ class FailedList(LineList[tuple[int, str, str]]):
     def __init__(self, control: RunControl, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.control = control
+        self.kind: str | None = None  # the error kind whose requests these are
         self.indexes: list[int] = []
 
     def show_indexes(self, indexes: list[int]) -> None:
+        """A new list (another kind of error): from its first request."""
         self.indexes = indexes
         self.rewind()
         self.reload(len(indexes))
         if indexes:
             self.post_message(self.Highlighted(self, 0))
+
+    def update_indexes(self, indexes: list[int]) -> None:
+        """The same kind's list, changed (more failures, or some queued again): the cursor stays on
+        its request if it is still there, else at its place, on the request that followed."""
+        selected = self.selected_index()
+        if indexes == self.indexes:
+            return
+        self.indexes = indexes
+        self._window = ()  # every visible line is fetched again
+        position = self.cursor
+        if selected is not None and selected in indexes:
+            position = indexes.index(selected)
+        self.cursor = max(0, min(position, len(indexes) - 1))
+        self.reload(len(indexes))
+        self.refresh()
+        if indexes:
+            self.scroll_to_region(Region(0, self.cursor, 1, 1), animate=False, x_axis=False, immediate=True)
+        if self.selected_index() != selected:
+            self.post_message(self.Highlighted(self, self.cursor))
 
     def selected_index(self) -> int | None:
         return self.indexes[self.cursor] if self.indexes else None
@@ -43,10 +65,11 @@ class FailedList(LineList[tuple[int, str, str]]):
     def render_item(self, item: tuple[int, str, str], width: int, selected: bool) -> Strip:
         index, status, message = item
         style = self.line_style(selected)
-        text = f"{fit(f'#{index}', 9)} {fit(status, 4)} {fit(message, width - 15)}"
+        text = f"{fit(f'#{index}', 9)} {fit(status, 7)} {fit(message, width - 18)}"
         return Strip([Segment(text, style)]).crop_extend(0, width, style)
 
 
 def _last_error(attempts: list[dict[str, Any]]) -> tuple[str, str]:
     error = (attempts[-1].get("error") or {}) if attempts else {}
-    return str(error.get("status_code") or ""), one_line(str(error.get("message", "")))
+    status = str(error.get("status_code") or short_status(str(error.get("kind", ""))))
+    return status, one_line(str(error.get("message", "")))

@@ -4,7 +4,7 @@ from __future__ import annotations
 from textual.content import Content
 
 from ...jobs.view import RunSnapshot
-from ..formatting import MUTED, compact, count, latency
+from ..formatting import DASH, MUTED, compact, count, latency
 
 
 def _rows(rows: list[tuple[str, str | Content]], label_width: int) -> Content:
@@ -28,16 +28,23 @@ def counts_content(snapshot: RunSnapshot) -> Content:
     ], 10)
 
 
+# nothing is in flight in these states, so there is no rate "now" (what the run reports then is the
+# tail of a window that ended with the last request)
+_IDLE = ("paused", "done")
+
+
 def speed_content(snapshot: RunSnapshot, lag_p99_ms: float | None) -> Content:
     stats = snapshot.stats
     workers = f"{stats.workers:,}"
-    if stats.target_workers != stats.workers:
+    if stats.target_workers != stats.workers and snapshot.state != "done":
         workers += f" → {stats.target_workers:,}"
-    lag = "—" if lag_p99_ms is None else f"{lag_p99_ms:.0f} ms"
+    lag = DASH if lag_p99_ms is None else f"{lag_p99_ms:.0f} ms"
+    idle = snapshot.state in _IDLE
     return _rows([
         ("", Content.assemble(("now".rjust(9), MUTED), ("avg".rjust(9), MUTED))),
-        ("requests/s", Content.assemble(_right(compact(stats.rate_10s), 9), _right(compact(stats.rate_avg), 9))),
-        ("tokens/s", Content.assemble(_right(compact(snapshot.tokens_per_s_now), 9),
+        ("requests/s", Content.assemble(_right(DASH if idle else compact(stats.rate_10s), 9),
+                                       _right(compact(stats.rate_avg), 9))),
+        ("tokens/s", Content.assemble(_right(DASH if idle else compact(snapshot.tokens_per_s_now), 9),
                                      _right(compact(snapshot.tokens_per_s_avg), 9))),
         ("workers", _right(workers, 18)),
         ("loop lag", Content.assemble(("p99".rjust(9), MUTED), _right(lag, 9))),

@@ -11,7 +11,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from ...jobs.view import ROW_FILTERS, RequestRow, RunControl
-from ..formatting import MUTED, count, fit, latency, one_line
+from ..formatting import MUTED, count, fit, latency, one_line, short_status
 from .line_list import LineList
 from .panel import LivePanel
 
@@ -55,7 +55,7 @@ class RequestTable(LineList[RequestRow]):
         millis = row.latency_ms
         before = f"{fit(str(row.index), 8, right=True)} {fit(str(row.id), 14)} "
         after = " ".join((
-            "", fit(str(row.attempts), 3, right=True), fit(row.last_status, 7),
+            "", fit(str(row.attempts), 3, right=True), fit(short_status(row.last_status), 7),
             fit(latency(None if millis is None else millis / 1000), 9, right=True),
             fit(one_line(row.preview), width - _FIXED_WIDTH),
         ))

@@ -9,7 +9,7 @@ from textual.widget import Widget
 
 from ...engine import StatsSnapshot
 from ...jobs.view import RunSnapshot
-from ..formatting import MUTED, clock_time, count, duration
+from ..formatting import DASH, MUTED, clock_time, count, duration
 from .panel import LivePanel
 
 STATE_STYLES = {
@@ -27,6 +27,11 @@ def results_path(snapshot: RunSnapshot) -> str:
     return str(Path(snapshot.output_dir) / "results.jsonl")
 
 
+def eta(state: str, stats: StatsSnapshot) -> str:
+    # a rate measured while running says nothing of when a paused job will end
+    return duration(stats.eta_s) if state == "running" else DASH
+
+
 class RunHeader(LivePanel):
     """Job name and state, elapsed and ETA, last save; below, why the job stopped by itself."""
 
@@ -42,7 +47,7 @@ class RunHeader(LivePanel):
             (snapshot.job_name, "bold"), "  ",
             (f" {state.upper()} ", f"{STATE_STYLES.get(state, 'bold')} reverse"),
             "   elapsed ", (duration(stats.elapsed_s), "bold"),
-            *(() if state == "done" else ("   ETA ", (duration(stats.eta_s), "bold"))),
+            *(() if state == "done" else ("   ETA ", (eta(state, stats), "bold"))),
             "   saved ", saved,
         )
         if snapshot.reason:

@@ -44,7 +44,9 @@ def attempt_content(number: int, attempt: dict[str, Any], tz: tzinfo | None) -> 
     if error is not None:
         kind = str(error.get("kind", "error"))
         lines = [str(error.get("message", ""))]
-        lines += [f"{key}: {pretty(value)}" for key, value in error.items() if key not in _ERROR_SHOWN]
+        # an empty detail (the runner writes `"excerpt": null` when there was no body) is noise
+        lines += [f"{key}: {pretty(value)}" for key, value in error.items()
+                  if key not in _ERROR_SHOWN and value not in (None, "")]
         blocks.append(_block(f"error · {error_label(kind)}", "\n".join(lines), error_style(kind)))
     elif "result" in attempt:
         blocks.append(_block("answer", pretty(attempt["result"])))
@@ -56,9 +58,12 @@ def attempt_content(number: int, attempt: dict[str, Any], tz: tzinfo | None) -> 
     return Content("\n").join(blocks)
 
 
-def trajectory_content(attempts: list[dict[str, Any]], tz: tzinfo | None) -> Content:
+QUEUED = "No attempt yet: the request is waiting in the queue."
+
+
+def trajectory_content(attempts: list[dict[str, Any]], tz: tzinfo | None, empty: str = QUEUED) -> Content:
     if not attempts:
-        return Content.styled("No attempt yet: the request is waiting in the queue.", MUTED)
+        return Content.styled(empty, MUTED)
     return Content("\n\n").join(attempt_content(n, a, tz) for n, a in enumerate(attempts, 1))
 
 
@@ -72,10 +77,14 @@ class TrajectoryView(VerticalScroll):
     def compose(self) -> ComposeResult:
         yield Static(classes="trajectory-text")
 
-    def show_attempts(self, attempts: list[dict[str, Any]], tz: tzinfo | None) -> None:
+    def show_attempts(self, attempts: list[dict[str, Any]], tz: tzinfo | None, *, scroll_home: bool = True,
+                      empty: str = QUEUED) -> None:
+        """Show these attempts (`empty` says why there are none); `scroll_home=False` keeps the
+        reader's place (a live update)."""
         self.attempts = attempts
-        self.query_one(Static).update(trajectory_content(attempts, tz))
-        self.scroll_home(animate=False)
+        self.query_one(Static).update(trajectory_content(attempts, tz, empty))
+        if scroll_home:
+            self.scroll_home(animate=False)
 
     def copy_all(self) -> str:
         """Put the attempts on the clipboard as JSON, as in results.jsonl; returns what was copied."""

@@ -62,3 +62,11 @@ def test_progress_and_final_lines():
         "demo: stopped with 1,234 of 5,000 requests finished; progress saved in runs/demo/results.jsonl; "
         "run the same command again to resume")
     assert format_duration(None) == "–" and format_duration(3725.9) == "1:02:05"
+
+
+def test_the_second_still_open_is_kept_in_the_checkpoint():
+    stats = RunStats()
+    stats.note_attempt(0.5, None, "timeout")
+    stats.note_attempt(1.2, None, "timeout")  # second 1 is still open when saved
+    restored = RunStats.from_data(tomllib.loads(tomli_w.dumps({"s": stats.to_data()}))["s"])
+    assert sum(p.errors.get("timeout", 0) for p in restored.history(5.0)) == 2

@@ -107,3 +107,48 @@ async def test_retry_queues_a_failed_request_again_while_the_job_runs(tmp_path, 
     assert [r["index"] for r in records].count(0) == 2
     assert runner.failed_groups() == {"handler_exception": [0]}
     runner.close()
+
+
+async def test_an_unfinished_request_shows_its_finished_attempts(tmp_path, gate):
+    runner = JobRunner(load_job(gated_job(tmp_path, [{"id": "r", "prompt": "x", "retry": True}])), save_interval_s=3600)
+    runner.open()
+    running = asyncio.create_task(runner.run())
+    await until(lambda: runner.row_count("in_flight") == 1)
+    assert runner.trajectory(0) == []  # the first attempt is still in flight
+    gate.set()
+    assert await asyncio.wait_for(running, 10) == 0
+    assert [a["result"] for a in runner.trajectory(0)] == [{"retrying": True}, {"echo": "x"}]
+    runner.close()
+
+
+async def test_resume_during_a_pause_waits_for_it_then_runs(tmp_path, gate):
+    runner = JobRunner(load_job(gated_job(tmp_path, [{"prompt": f"p{i}"} for i in range(4)])), save_interval_s=3600)
+    runner.open()
+    running = asyncio.create_task(runner.run())
+    await until(lambda: runner.row_count("in_flight") == 2)
+    pausing = asyncio.create_task(runner.pause())
+    await until(lambda: runner.snapshot().state == "pausing")
+    resuming = asyncio.create_task(runner.resume())
+    await asyncio.sleep(0)
+    assert not resuming.done()
+    gate.set()
+    await pausing
+    await resuming
+    assert await asyncio.wait_for(running, 10) == 0
+    assert runner.snapshot().stats.done == 4
+    runner.close()
+
+
+async def test_cancelling_run_stops_the_workers_before_the_store_closes(tmp_path, gate):
+    runner = JobRunner(load_job(gated_job(tmp_path, [{"prompt": f"p{i}"} for i in range(4)])), save_interval_s=3600)
+    runner.open()
+    running = asyncio.create_task(runner.run())
+    await until(lambda: runner.row_count("in_flight") == 2)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert runner._task.state == "paused" and runner._task.stats().workers == 0
+    gate.set()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert (tmp_path / "out" / "results.jsonl").read_text() == ""

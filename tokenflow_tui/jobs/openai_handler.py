@@ -54,7 +54,8 @@ class OpenAIHandler:
 
     The request params are an input line: `messages` or `prompt`, optional `id`, optional `params`.
     `on_rate_limit(delay_s)` hears of every 429 with the wait it implies, so a rate controller can
-    slow every worker; `on_auth_error(status_code, message)` hears of every 401 and 403.
+    slow every worker; `on_auth_error(status_code, message)` hears of every 401 and 403;
+    `on_headers(headers)` sees the headers of every response (for the x-ratelimit-* ones).
     """
 
     def __init__(
@@ -66,6 +67,7 @@ class OpenAIHandler:
         clock: Clock | None = None,
         on_rate_limit: Callable[[float], Any] | None = None,
         on_auth_error: Callable[[int, str], Any] | None = None,
+        on_headers: Callable[[httpx.Headers], Any] | None = None,
     ) -> None:
         self._settings = settings
         self._client = client
@@ -84,6 +86,7 @@ class OpenAIHandler:
         self._clock: Clock = clock or SystemClock()
         self._on_rate_limit = on_rate_limit
         self._on_auth_error = on_auth_error
+        self._on_headers = on_headers
 
     async def __call__(self, trajectory: TokenFlowRequestTrajectory) -> tuple[TokenFlowAction, dict[str, Any], Any]:
         line = trajectory.trajectory[-1].request_params
@@ -118,6 +121,8 @@ class OpenAIHandler:
         """The result of one POST, and the response headers when it failed with an HTTP status."""
         try:
             async with self._client.stream("POST", self._url, content=content, headers=self._headers) as response:
+                if self._on_headers is not None:
+                    self._on_headers(response.headers)
                 try:
                     body, complete = await self._read(response)
                 except TRANSPORT_ERRORS as exc:

@@ -77,17 +77,20 @@ class RunStats:
     # ----- checkpoint ------------------------------------------------------------------------
 
     def to_data(self) -> dict[str, Any]:
-        """Plain data for state.toml (no None: TOML has no null)."""
+        """Plain data for state.toml (no None: TOML has no null); the second still open is kept too."""
+        points = list(self._history)
+        if self._second >= 0 and (self._finished or self._tokens or self._errors):
+            points.append(ChartPoint(self._second, self._finished, self._tokens, dict(self._errors)))
         return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "errors_by_kind": dict(self.errors_by_kind),
             "failed_by_kind": {k: v for k, v in self.failed_by_kind.items() if v},
             "history": {
-                "t": [p.t for p in self._history],
-                "finished": [p.finished for p in self._history],
-                "tokens": [p.tokens for p in self._history],
-                "errors": [dict(p.errors) for p in self._history],
+                "t": [p.t for p in points],
+                "finished": [p.finished for p in points],
+                "tokens": [p.tokens for p in points],
+                "errors": [dict(p.errors) for p in points],
             },
         }
 

@@ -16,15 +16,19 @@ from ..engine import Clock, StatsSnapshot, SystemClock, TokenFlowRequest, TokenF
 from ..engine.events import UnexpectedUserException
 from .config import Job, fingerprint
 from .inputs import InputSummary, iter_input, scan_input
+from ..sim import SimulatorProcess
+from .openai_handler import HandlerSettings, OpenAIHandler
 from .output_lock import LockedError, OutputLock
 from .records import build_record
 from .request_table import RequestTable, attempt_status, record_preview, unfinished_row
 from .exit_codes import EXIT_DONE, EXIT_INTERRUPTED
 from .export import STATE_REQUESTS_KEY, STATE_RESULTS_KEY
-from .results_file import RESULTS_FILE, ResultsSummary, ResultsWriter, StoreError, recover
+from .results_file import RESULTS_FILE, ResultsSummary, ResultsWriter, StoreError, os_error_reason, recover
 from .run_stats import RunStats
+from .transport import make_client
 from .state_file import STATE_FILE, read_state, write_state
-from .view import RequestRow, RunSnapshot, SaveReport
+from .traffic import Traffic
+from .view import RequestRow, RunSnapshot, SaveReport, TrafficView
 
 STATE_VERSION = 1
 
@@ -61,9 +65,12 @@ class JobRunner:
         self._table = RequestTable(0)
         self._stats = RunStats()
         self._elapsed_before = 0.0
+        self._attempts_before = 0  # of earlier runs of this output
+        self._retries_before = 0
         self._lock: OutputLock | None = None
         self._writer: ResultsWriter | None = None
         self._task: TokenFlowTask | None = None
+        self._traffic: Traffic | None = None
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._save_lock = asyncio.Lock()
         self._saved_at: float | None = None
@@ -94,7 +101,20 @@ class JobRunner:
             raise
 
     def _open(self) -> None:
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        # a broken handler file or input line is a bad job: said before anything is written (§2.1)
+        if not self._builtin:
+            from .handler_loader import load_handler
+
+            load_handler(self.job)  # imported again when the run starts, once the endpoint is known
+        first_run = not (self.output_dir / STATE_FILE).exists()
+        if first_run:
+            self._summary = scan_input(self.job)
+        if self.output_dir.exists() and not self.output_dir.is_dir():
+            raise RunError(f"the output {self.output_dir} exists and is not a folder")
+        try:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise RunError(f"cannot make the output folder {self.output_dir} ({os_error_reason(error)})") from None
         self._lock = OutputLock(self.output_dir)
         results_path = self.output_dir / RESULTS_FILE
         state = read_state(self.output_dir / STATE_FILE)
@@ -108,7 +128,7 @@ class JobRunner:
         if state is not None and STATE_REQUESTS_KEY in state:
             # the same input was checked when the run began: a resume need not read it twice
             self._summary = InputSummary(int(state[STATE_REQUESTS_KEY]), ())
-        else:
+        elif not first_run:
             self._summary = scan_input(self.job)
         saved = ResultsSummary.from_data(state.get(STATE_RESULTS_KEY)) if state is not None else None
         recovery = recover(results_path, saved)
@@ -122,6 +142,8 @@ class JobRunner:
         if state is not None:
             self._stats = RunStats.from_data(state.get("stats", {}))
             self._elapsed_before = float(state.get("elapsed_s", 0.0))
+            self._attempts_before = int(state.get("attempts", 0))
+            self._retries_before = int(state.get("retries", 0))
             if self._workers == self.job.workers.count and "workers" in state:
                 self._workers = int(state["workers"])
         self._writer = ResultsWriter(results_path, recovery.summary)
@@ -144,15 +166,17 @@ class JobRunner:
         if self._writer is None:
             self.open()
         try:
+            self._traffic = self._build_traffic()
             handler = await self._start_handler()
             remaining = self._summary.count - self._done - self._failed
             self._task = TokenFlowTask(
-                self._counting(handler),
+                self._traffic.wrap(self._counting(handler)),
                 requests=((item.index, item.params) for item in iter_input(self.job, skip=self._table.is_finished)),
                 total=remaining,
                 sink=self._on_finished,
                 is_failure=self._is_failure,
                 clock=self._clock,
+                before_attempt=self._traffic.before_attempt,
             )
             self._task.set_workers(self._workers)
             self._task.run()
@@ -166,6 +190,9 @@ class JobRunner:
                 await self.save()
             return self._exit_code()
         except BaseException:
+            # cancelled by the host (e.g. the app exits): no worker may outlive the store
+            if self._task is not None:
+                await self._task.hard_stop()
             self.close()
             raise
         finally:
@@ -191,10 +218,15 @@ class JobRunner:
         await self.save()
 
     async def resume(self) -> None:
+        """Run again; asked during a pause that is still finishing, it waits for that pause first."""
+        while self._task is not None and self._task.state == "stopping":
+            await self._task.soft_stop()
         if self._task is None or self._task.state != "paused":
             return
         self._reason = None
         self._stopping_hard = False
+        if self._traffic is not None:
+            self._traffic.resumed()
         self._task.run(self._workers)
 
     async def stop_now(self) -> None:
@@ -209,10 +241,20 @@ class JobRunner:
             return "at 1 worker already: a job needs at least one"
         if n > 100_000:
             return "at most 100,000 workers"
-        self._workers = n
-        if self._task is not None:
-            self._task.set_workers(n)
+        if self._traffic is not None:
+            self._traffic.workers_set(n)
+        self._apply_workers(n)
         return None
+
+    def set_limits(self, requests_per_minute: float, tokens_per_minute: int) -> str | None:
+        if self._traffic is None:
+            return "the job has not started yet"
+        return self._traffic.set_limits(requests_per_minute, tokens_per_minute)
+
+    def set_budget(self, max_total_tokens: int, max_cost_usd: float) -> str | None:
+        if self._traffic is None:
+            return "the job has not started yet"
+        return self._traffic.set_budget(max_total_tokens, max_cost_usd)
 
     async def save(self) -> SaveReport:
         """Flush and fsync results.jsonl, then write state.toml; the writing happens off the loop."""
@@ -270,6 +312,7 @@ class JobRunner:
             failed_by_kind={k: v for k, v in self._stats.failed_by_kind.items() if v},
             history=self._stats.history(elapsed),
             saved_at=self._saved_at,
+            traffic=self._traffic.view() if self._traffic is not None else TrafficView(),
         )
 
     def row_count(self, row_filter: str = "all") -> int:
@@ -294,7 +337,10 @@ class JobRunner:
         request, _ = self._held_requests().get(index, (None, False))
         if request is None:
             return []
-        return build_record(request, self._builtin)["attempts"]
+        made = [e for e in request.request_trajectory.trajectory if e.action is not None]
+        if not made:
+            return []
+        return build_record(TokenFlowRequest(request.id, TokenFlowRequestTrajectory(made)), self._builtin)["attempts"]
 
     def failed_groups(self) -> dict[str, list[int]]:
         groups: dict[str, list[int]] = {}
@@ -328,9 +374,13 @@ class JobRunner:
         if offset < 0 or self._writer is None or self._read_fd is None:
             return None
         line = self._writer.pending_line(offset)
-        if line is None:
-            chunk = os.pread(self._read_fd, 1 << 16, offset)
-            line = chunk.split(b"\n", 1)[0]
+        size = 1 << 16
+        while line is None:
+            chunk = os.pread(self._read_fd, size, offset)
+            end = chunk.find(b"\n")
+            if end >= 0 or len(chunk) < size:
+                line = chunk[:end] if end >= 0 else chunk
+            size *= 4  # a long answer: read on until the record's end
         try:
             return orjson.loads(line)
         except orjson.JSONDecodeError:
@@ -340,8 +390,6 @@ class JobRunner:
         endpoint = self.job.endpoint
         base_url = endpoint.base_url if endpoint is not None else None
         if endpoint is not None and endpoint.simulate:
-            from ..sim import SimulatorProcess
-
             simulator = SimulatorProcess(endpoint.simulator.to_config())
             await simulator.__aenter__()
             self._closers.append(lambda: simulator.__aexit__(None, None, None))
@@ -353,9 +401,6 @@ class JobRunner:
                 # a user's handler does its own requests: this tells it where the endpoint is
                 os.environ["TOKENFLOW_BASE_URL"] = base_url
             return load_handler(self.job)
-        from .openai_handler import HandlerSettings, OpenAIHandler
-        from .transport import make_client
-
         assert endpoint is not None and base_url is not None
         api_key = self._environ.get(endpoint.api_key_env) if endpoint.api_key_env else None
         client = make_client(endpoint.transport, self._workers_cap(), endpoint.timeout_s)
@@ -370,7 +415,11 @@ class JobRunner:
             backoff_base_s=self.job.retry.backoff_base_s,
             backoff_max_s=self.job.retry.backoff_max_s,
         )
-        return OpenAIHandler(settings, client, api_key, on_auth_error=self._on_auth_error)
+        assert self._traffic is not None
+        return OpenAIHandler(
+            settings, client, api_key, on_auth_error=self._on_auth_error,
+            on_rate_limit=self._traffic.on_rate_limit, on_headers=self._traffic.on_headers,
+        )
 
     def _background(self, work: Awaitable[Any]) -> None:
         """Run `work` on the loop, holding a reference so it is not collected before it ends."""
@@ -382,14 +431,34 @@ class JobRunner:
         return max(self._workers, self.job.workers.max)
 
     def _on_auth_error(self, status_code: int, message: str) -> None:
-        if self._task is None or self._task.state != "running" or self._reason is not None:
-            return
         variable = self.job.endpoint.api_key_env if self.job.endpoint else None
         hint = f"check the key in ${variable}" if variable else "check the endpoint's key"
-        reason = f"the server refused the key ({status_code}: {message}); {hint}, then resume"
-        self._task.stop_soon()  # at once: no worker may start another request with a refused key
+        self._pause_by_itself(f"the server refused the key ({status_code}: {message}); {hint}, then resume")
+
+    def _pause_by_itself(self, reason: str) -> None:
+        """The job pauses on its own (a refused key, a budget, a storm of errors), saying why."""
+        if self._task is None or self._task.state != "running" or self._reason is not None:
+            return
+        self._task.stop_soon()  # at once: no worker may start another request meanwhile
         self._reason = reason
         self._background(self.pause(reason))
+
+    def _build_traffic(self) -> Traffic:
+        """Rate limits, slow-down on 429, adaptive workers, budgets and the storm detector, for this run."""
+        return Traffic(
+            self.job,
+            self._workers,
+            clock=self._clock,
+            running=lambda: self._task is not None and self._task.state == "running",
+            pause=self._pause_by_itself,
+            apply_workers=self._apply_workers,
+            spent=lambda: (self._stats.prompt_tokens, self._stats.completion_tokens),
+        )
+
+    def _apply_workers(self, n: int) -> None:
+        self._workers = n
+        if self._task is not None:
+            self._task.set_workers(n)
 
     def _counting(self, handler: Handler) -> Handler:
         """The handler, with each attempt's tokens and error kind noted for the charts."""
@@ -442,12 +511,13 @@ class JobRunner:
         count = self._summary.count
         if self._task is None:
             finished = self._done + self._failed
-            return StatsSnapshot("idle", count, self._done, self._failed, 0, count - finished, 0, 0, 0,
-                                 self._workers, elapsed, 0.0, 0.0, 0.0, 0.0, None, None, None)
+            return StatsSnapshot("idle", count, self._done, self._failed, 0, count - finished, self._attempts_before,
+                                 self._retries_before, 0, self._workers, elapsed, 0.0, 0.0, 0.0, 0.0, None, None, None)
         engine = self._task.stats()
         queued = count - self._done - self._failed - engine.in_flight
         return dataclasses.replace(
-            engine, total=count, done=self._done, failed=self._failed, queued=queued, elapsed_s=elapsed
+            engine, total=count, done=self._done, failed=self._failed, queued=queued, elapsed_s=elapsed,
+            attempts=self._attempts_before + engine.attempts, retries=self._retries_before + engine.retries,
         )
 
     def _elapsed(self) -> float:
@@ -479,6 +549,8 @@ class JobRunner:
             "workers": self._workers,
             "paused": self._task is not None and self._task.state == "paused",
             "elapsed_s": self._elapsed(),
+            "attempts": self._attempts_before + (self._task.stats().attempts if self._task is not None else 0),
+            "retries": self._retries_before + (self._task.stats().retries if self._task is not None else 0),
             "stats": self._stats.to_data(),
         }
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import math
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, AsyncIterator, Literal, Protocol
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 import aiohttp
 import httpx
@@ -40,40 +41,97 @@ def make_client(transport: TransportName, max_connections: int, timeout_s: float
     """A keep-alive client for up to `max_connections` requests in flight (size it to the worker count)."""
     if max_connections < 1:
         raise ValueError(f"make_client: max_connections must be ≥ 1, got {max_connections}")
+    # one TLS context for every pool: each one made costs tens of milliseconds and a few megabytes
+    verify = httpx.create_ssl_context()
     if transport == "aiohttp":
-        return HttpxAiohttpClient(limits=_limits(max_connections), timeout=timeout_s)
+        return DirectClient([HttpxAiohttpClient(limits=_limits(max_connections), verify=verify)], timeout_s)
     if transport == "httpx":
-        return SplitPoolClient(max_connections, timeout_s)
-    raise ValueError(f"make_client: transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
-
-
-class SplitPoolClient:
-    """Plain httpx split into one AsyncClient per 16 requests in flight; each request goes to the least busy."""
-
-    def __init__(self, max_connections: int, timeout_s: float) -> None:
         count = math.ceil(max_connections / REQUESTS_PER_HTTPX_POOL)
         size, larger = divmod(max_connections, count)
         # the larger pools come first, where ties of the least-busy choice go, so the pools
         # together hold exactly max_connections
         sizes = [size + 1] * larger + [size] * (count - larger)
-        self._clients = [httpx.AsyncClient(limits=_limits(n), timeout=timeout_s) for n in sizes]
-        self._busy = [0] * count
+        return DirectClient([httpx.AsyncClient(limits=_limits(n), verify=verify) for n in sizes], timeout_s)
+    raise ValueError(f"make_client: transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
 
-    @asynccontextmanager
-    async def stream(
+
+class DirectClient:
+    """httpx's Request and Response straight over the transports of one or more httpx.AsyncClients.
+
+    The client's send() costs as much CPU as the transport under it (it builds a cookie jar request
+    per response, runs the auth and redirect flows, wraps the stream), and the built-in handler
+    needs none of that. The clients still choose the transport of a URL (their pool, or a proxy from
+    the environment), once per URL. With several clients (split plain-httpx pools), each request goes
+    to the least busy.
+    """
+
+    def __init__(self, clients: list[httpx.AsyncClient], timeout_s: float) -> None:
+        self._clients = clients
+        self._busy = [0] * len(clients)
+        self._routes: dict[httpx.URL | str, _Route] = {}
+        # only making a connection has its own timeout: the caller bounds the whole exchange (the
+        # handler's deadline), and read and pool timeouts would cost a timer per read and per request
+        self._extensions = {"timeout": httpx.Timeout(None, connect=timeout_s).as_dict()}
+
+    def stream(
         self, method: str, url: httpx.URL | str, *, content: bytes, headers: dict[str, str]
-    ) -> AsyncIterator[httpx.Response]:
-        busy = self._busy
-        index = busy.index(min(busy))
-        busy[index] += 1
-        try:
-            async with self._clients[index].stream(method, url, content=content, headers=headers) as response:
-                yield response
-        finally:
-            busy[index] -= 1
+    ) -> AbstractAsyncContextManager[httpx.Response]:
+        return _Exchange(self, method, url, content, headers)
 
     async def aclose(self) -> None:
         await asyncio.gather(*(client.aclose() for client in self._clients))
+
+    def _route(self, url: httpx.URL | str) -> _Route:
+        route = self._routes.get(url)
+        if route is None:
+            parsed = httpx.URL(url)
+            # a private method of httpx, but the one that honours HTTP(S)_PROXY and NO_PROXY as the client would
+            transports = [client._transport_for_url(parsed) for client in self._clients]
+            route = self._routes[url] = _Route(parsed, parsed.netloc.decode("ascii"), transports)
+        return route
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    url: httpx.URL
+    host: str  # the Host header
+    transports: list[httpx.AsyncBaseTransport]  # one per client
+
+
+class _Exchange:
+    """`async with client.stream(...) as response`: one request, and its response closed at the end."""
+
+    __slots__ = ("_client", "_method", "_url", "_content", "_headers", "_index", "_response")
+
+    def __init__(
+        self, client: DirectClient, method: str, url: httpx.URL | str, content: bytes, headers: dict[str, str]
+    ) -> None:
+        self._client, self._method, self._url, self._content, self._headers = client, method, url, content, headers
+
+    async def __aenter__(self) -> httpx.Response:
+        client, content = self._client, self._content
+        route = client._route(self._url)
+        # the headers Request(content=...) would work out (Host first, Content-Length last), given
+        # whole: httpx's own working out costs three times as much as making the request this way
+        headers = [("Host", route.host), *self._headers.items(), ("Content-Length", str(len(content)))]
+        request = httpx.Request(self._method, route.url, headers=headers, stream=httpx.ByteStream(content),
+                                extensions=client._extensions)
+        request.read()  # as Request(content=...) does: transports send request.content
+        busy = client._busy
+        index = self._index = busy.index(min(busy))
+        busy[index] += 1
+        try:
+            self._response = await route.transports[index].handle_async_request(request)
+        except BaseException:
+            busy[index] -= 1
+            raise
+        return self._response
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        try:
+            await self._response.aclose()
+        finally:
+            self._client._busy[self._index] -= 1
 
 
 def error_kind(exc: BaseException) -> Literal["timeout", "connection"]:

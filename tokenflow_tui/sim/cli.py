@@ -62,6 +62,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--seed", type=int, default=None, help="seed of the fault and jitter draws (default: random)")
     add("--rpm-limit", type=_bounded(int, 0), default=0, help="hidden requests-per-minute limit; 0 = none")
+    add(
+        "--rate-window-s",
+        type=_bounded(float, 0, inclusive=False),
+        default=_DEFAULTS.rate_window_s,
+        help="the limit counts requests per this many seconds (default: %(default)s)",
+    )
+    add("--ratelimit-headers", action="store_true", help="answers carry OpenAI's x-ratelimit-*-requests headers")
     add("--require-key-env", metavar="NAME", help="require the API key held by this environment variable")
     add(
         "--retry-after",
@@ -87,6 +94,7 @@ def config_to_args(config: SimulatorConfig) -> list[str]:
         f"--jitter-ms={config.jitter_ms!r}",
         "--fail=" + ",".join(f"{kind}={probability!r}" for kind, probability in config.fail.items()),
         f"--rpm-limit={config.rpm_limit}",
+        f"--rate-window-s={config.rate_window_s!r}",
         f"--retry-after={config.retry_after}",
         f"--stall-s={config.stall_s!r}",
         f"--drip-interval-ms={config.drip_interval_ms!r}",
@@ -97,6 +105,8 @@ def config_to_args(config: SimulatorConfig) -> list[str]:
         args.append(f"--seed={config.seed}")
     if config.retry_after_ms is not None:
         args.append(f"--retry-after-ms={config.retry_after_ms}")
+    if config.ratelimit_headers:
+        args.append("--ratelimit-headers")
     return args
 
 
@@ -162,6 +172,8 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
         drip_interval_ms=args.drip_interval_ms,
         huge_bytes=args.huge_bytes,
         rpm_limit=args.rpm_limit,
+        rate_window_s=args.rate_window_s,
+        ratelimit_headers=args.ratelimit_headers,
         require_key=key,
         model=args.model,
     )

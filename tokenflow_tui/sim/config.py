@@ -87,7 +87,9 @@ class SimulatorConfig:
 
     retry_after: the Retry-After of a "429" fault: whole seconds, "date" (an HTTP-date),
     "absurd" (999999 seconds) or "none" (no header). retry_after_ms: the retry-after-ms
-    header of a "429" fault, or None for no such header.
+    header of a "429" fault, or None for no such header. rpm_limit: the hidden limit, in requests
+    per `rate_window_s` seconds (a minute, unless a test shrinks the scale). ratelimit_headers:
+    answers carry x-ratelimit-limit-, remaining- and reset-requests headers, as OpenAI's do.
     """
 
     latency_ms: float = 200.0
@@ -100,6 +102,8 @@ class SimulatorConfig:
     drip_interval_ms: float = 100.0
     huge_bytes: int = 64 * 1024 * 1024
     rpm_limit: int = 0
+    rate_window_s: float = 60.0
+    ratelimit_headers: bool = False
     require_key: str | None = field(default=None, repr=False)
     model: str = "sim-1"
 
@@ -129,6 +133,14 @@ class SimulatorConfig:
         _require(
             _is_int(self.rpm_limit) and self.rpm_limit >= 0,
             f"rpm_limit must be a whole number of 0 or more, not {self.rpm_limit!r}",
+        )
+        _require(
+            _is_number(self.rate_window_s) and self.rate_window_s > 0,
+            f"rate_window_s must be a number above 0, not {self.rate_window_s!r}",
+        )
+        _require(
+            isinstance(self.ratelimit_headers, bool),
+            f"ratelimit_headers must be true or false, not {self.ratelimit_headers!r}",
         )
         _require(
             self.require_key is None or (isinstance(self.require_key, str) and self.require_key != ""),

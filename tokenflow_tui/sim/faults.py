@@ -39,6 +39,15 @@ def wait_headers(wait_s: float) -> list[tuple[str, str]]:
     return [("Retry-After", str(max(1, math.ceil(wait_s)))), ("retry-after-ms", str(max(1, math.ceil(wait_s * 1000))))]
 
 
+def ratelimit_headers(limit: int, remaining: int, reset_s: float) -> list[tuple[str, str]]:
+    """OpenAI's x-ratelimit-*-requests headers: the limit, what is left, and when all of it is back."""
+    return [
+        ("x-ratelimit-limit-requests", str(limit)),
+        ("x-ratelimit-remaining-requests", str(remaining)),
+        ("x-ratelimit-reset-requests", f"{max(1, math.ceil(reset_s * 1000))}ms"),
+    ]
+
+
 def huge_chunks(size: int) -> Iterator[bytes]:
     """A JSON object of exactly `size` bytes, made while it is sent rather than held in memory."""
     yield _HUGE_PREFIX

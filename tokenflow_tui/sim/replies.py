@@ -31,10 +31,12 @@ def error_reply(
     return json_reply(status, error_body(message, kind, code, param), headers, delay_s, close)
 
 
-def answer_parts(answer: Completion, answer_id: str, created: int) -> tuple[bytes, bytes]:
+def answer_parts(
+    answer: Completion, answer_id: str, created: int, headers: Iterable[tuple[str, str]] = ()
+) -> tuple[bytes, bytes]:
     """The head and body of an answer: JSON, or server-sent events in a chunked body when streamed."""
     if answer.stream:
-        head = response_head(200, EVENT_STREAM, None, (("Cache-Control", "no-cache"),))
+        head = response_head(200, EVENT_STREAM, None, (("Cache-Control", "no-cache"), *headers))
         return head, chunked(stream_events(answer, answer_id, created))
     body = answer_body(answer, answer_id, created)
-    return response_head(200, JSON, len(body)), body
+    return response_head(200, JSON, len(body), headers), body

@@ -14,7 +14,7 @@ from .answers import Api, BadRequest, models_body, read_completion
 from .config import SimulatorConfig
 from .connection import Connection, Reply
 from .draws import FaultDraw, LatencyDraw
-from .faults import fault_reply, wait_headers
+from .faults import fault_reply, ratelimit_headers, wait_headers
 from .http import HttpError, Request
 from .replies import answer_parts, error_reply, json_reply
 from .window import SlidingWindow
@@ -51,7 +51,8 @@ class Simulator:
         rng = random.Random(self.config.seed)
         self._draw_fault = FaultDraw(self.config.fail, rng)
         self._draw_delay = LatencyDraw(self.config.latency_ms, self.config.jitter_ms, rng)
-        self._window = SlidingWindow(self.config.rpm_limit) if self.config.rpm_limit else None
+        self._window: SlidingWindow | None = None
+        self.set_rate_limit(self.config.rpm_limit, self.config.rate_window_s)
         key = self.config.require_key
         self._authorization = b"Bearer " + key.encode() if key is not None else None
         self._models = json_reply(200, models_body(self.config.model))
@@ -70,6 +71,23 @@ class Simulator:
         self._server = await loop.create_server(lambda: Connection(self), host, port, backlog=_BACKLOG)
         self._host = host
         self._port = self._server.sockets[0].getsockname()[1]
+
+    def set_rate_limit(self, limit: int, window_s: float | None = None) -> None:
+        """Change the hidden limit while serving (0: none): `limit` requests per `window_s` seconds.
+
+        The requests admitted lately still count against the new limit, as they would at a provider.
+        """
+        if limit < 0 or (window_s is not None and not window_s > 0):
+            raise ValueError(f"set_rate_limit: limit must be ≥ 0 and window_s > 0, got {limit!r} and {window_s!r}")
+        old = self._window
+        if not limit:
+            self._window = None
+            return
+        if old is None:
+            self._window = SlidingWindow(limit, window_s or self.config.rate_window_s)
+        else:
+            old.limit = limit
+            old.window_s = window_s or old.window_s
 
     @property
     def port(self) -> int:
@@ -151,22 +169,31 @@ class Simulator:
         except BadRequest as error:
             outcomes["bad_request"] += 1
             return error_reply(400, error.message, "invalid_request_error", param=error.param)
-        if self._window is not None:
-            wait_s = self._window.admit(self._clock.monotonic())
+        window = self._window
+        limit_headers: list[tuple[str, str]] = []
+        if window is not None:
+            now = self._clock.monotonic()
+            wait_s = window.admit(now)
             if wait_s > 0:
                 outcomes["rate_limited"] += 1
                 return error_reply(
                     429,
-                    f"Rate limit reached for {self.config.model}: {self.config.rpm_limit} requests per minute.",
+                    f"Rate limit reached for {self.config.model}: {window.limit} requests per {_per(window.window_s)}.",
                     "requests",
                     "rate_limit_exceeded",
                     headers=wait_headers(wait_s),
                 )
+            if self.config.ratelimit_headers:
+                limit_headers = ratelimit_headers(window.limit, window.remaining(now), window.reset_s(now))
         fault = self._draw_fault()
         outcomes[fault or "ok"] += 1
         delay_s = self._draw_delay()
         wall_now = self._clock.time()
-        head, body = answer_parts(answer, f"{_ID_PREFIX[api]}{next(self._ids)}", int(wall_now))
+        head, body = answer_parts(answer, f"{_ID_PREFIX[api]}{next(self._ids)}", int(wall_now), limit_headers)
         if fault is None:
             return Reply(head=head, body=body, delay_s=delay_s)
         return fault_reply(fault, self.config, head, body, delay_s, wall_now)
+
+
+def _per(window_s: float) -> str:
+    return "minute" if window_s == 60 else f"{window_s:g} seconds"

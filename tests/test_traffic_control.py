@@ -1,0 +1,301 @@
+"""Traffic as the engine and the handler use it: holds, rate limits, the in-flight cap, budgets, storms.
+
+Time is a ManualClock; the handler is a plain coroutine, so each test says exactly what happened.
+"""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tokenflow_tui.engine import ActionContinue, ActionDone, ManualClock
+from tokenflow_tui.engine.trajectory import new_request
+from tokenflow_tui.jobs.config import load_job
+from tokenflow_tui.jobs.traffic import Traffic
+
+from run_helpers import write_job
+
+
+class FixedRng:
+    def random(self) -> float:
+        return 0.5
+
+
+class Harness:
+    """A Traffic with its callbacks recorded."""
+
+    def __init__(self, tmp_path: Path, limits: dict[str, Any] | None = None, workers: dict[str, Any] | None = None,
+                 params: dict[str, Any] | None = None) -> None:
+        (tmp_path / "in.jsonl").write_text('{"prompt": "x"}\n')
+        sections: dict[str, Any] = {
+            "job": {"name": "t", "input": "in.jsonl"},
+            "endpoint": {"simulate": True},
+            "request": {"params": params or {}},
+            "workers": workers or {"count": 4},
+        }
+        if limits:
+            sections["limits"] = limits
+        self.job = load_job(write_job(tmp_path, sections))
+        self.clock = ManualClock(start=0.0)
+        self.running = True
+        self.pauses: list[str] = []
+        self.workers: list[int] = []
+        self.tokens = (0, 0)
+        self.traffic = Traffic(
+            self.job, self.job.workers.count, clock=self.clock, running=lambda: self.running,
+            pause=self.pauses.append, apply_workers=self.workers.append, spent=lambda: self.tokens, rng=FixedRng(),
+        )
+
+    def start(self, line: dict[str, Any] | None = None) -> tuple[Any, asyncio.Task[None]]:
+        """A request's trip through before_attempt, as a task; (request, task)."""
+        request = new_request(0, line or {"prompt": "x"})
+        return request, asyncio.ensure_future(self.traffic.before_attempt(request))
+
+    async def advance(self, seconds: float) -> None:
+        await settle()
+        self.clock.advance(seconds)
+        await settle()
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def replying(*outcomes: tuple[Any, ...]):
+    """A handler that returns the given outcomes in turn."""
+    queue = list(outcomes)
+
+    async def handler(trajectory):
+        return queue.pop(0)
+
+    return handler
+
+
+def ok(usage: dict[str, int] | None = None) -> tuple[Any, ...]:
+    return ActionDone(), {"text": "hi", "usage": usage, "status_code": 200, "finish_reason": "stop"}, None
+
+
+def failed(kind: str, status: int | None, final: bool = True) -> tuple[Any, ...]:
+    error = {"error": {"kind": kind, "message": "m", "status_code": status, "excerpt": None}}
+    return (ActionDone() if final else ActionContinue({"prompt": "x"}, 1.0)), error, None
+
+
+async def test_one_429_holds_no_one_but_several_hold_every_worker_with_a_jittered_release(tmp_path):
+    h = Harness(tmp_path)
+    h.traffic.on_rate_limit(2.0)
+    _, passing = h.start()
+    await settle()
+    assert passing.done() and h.traffic.view().holds == 0
+    for _ in range(3):
+        h.traffic.on_rate_limit(2.0)
+    view = h.traffic.view()
+    assert (view.holds, view.held_s, view.held_because) == (1, 2.0, "the server answers 429 (too many requests)")
+    _, held = h.start()
+    await h.advance(2.0)
+    assert not held.done()  # released at 2 s + half of the quarter-hold jitter
+    await h.advance(0.25)
+    assert held.done() and held.exception() is None
+    assert h.traffic.view().held_because is None
+
+
+async def test_429s_asking_for_a_long_wait_pace_dispatch_at_the_rate_accepted(tmp_path):
+    h = Harness(tmp_path)
+    wrapped = h.traffic.wrap(replying(*[ok()] * 120))
+    for _ in range(120):  # 120 good answers in the first 6 s: 20 a second
+        request, _ = h.start()
+        await settle()
+        await wrapped(request.request_trajectory)
+    await h.advance(6.0)
+    for _ in range(4):
+        h.traffic.on_rate_limit(2.0)  # a long wait: a limit counted over a long window
+    await h.advance(2.5)  # past the hold and its jitter
+    tasks = [h.start()[1] for _ in range(20)]
+    await settle()
+    # paced at 0.8 × 20 = 16 a second, one at once: the first goes, the next every 1/16 s
+    assert sum(t.done() for t in tasks) == 1
+    await h.advance(0.5)
+    assert sum(t.done() for t in tasks) == 9
+
+
+async def test_a_held_attempt_gives_its_request_back_when_the_job_pauses(tmp_path):
+    h = Harness(tmp_path)
+    for _ in range(4):
+        h.traffic.on_rate_limit(30.0)
+    _, held = h.start()
+    await h.advance(1.0)
+    h.running = False
+    await h.advance(0.1)  # the watcher looks every 0.1 s
+    assert held.cancelled()
+    _, refused = h.start()
+    await settle()
+    assert refused.cancelled()
+
+
+async def test_requests_per_minute_pace_every_worker_together(tmp_path):
+    h = Harness(tmp_path, limits={"requests_per_minute": 60})
+    tasks = [h.start()[1] for _ in range(4)]
+    passed = []
+    for second in range(5):
+        await settle()
+        passed.append(sum(t.done() for t in tasks))
+        await h.advance(1.0)
+    assert passed == [1, 2, 3, 4, 4]
+    assert h.traffic.view().requests_per_minute == 60
+
+
+async def test_tokens_per_minute_reserve_the_estimate_and_the_usage_corrects_it(tmp_path):
+    h = Harness(tmp_path, limits={"tokens_per_minute": 6000}, params={"max_tokens": 6})  # 100 a second, 10 at once
+    line = {"prompt": "a" * 16}  # 4 + 6 = 10 tokens estimated: the whole bucket
+    request, first = h.start(line)
+    await settle()
+    assert first.done()
+    # it used 2 tokens, not 10: 8 come back, so the next waits for 2 more (20 ms), not for 10 (100 ms)
+    await h.traffic.wrap(replying(ok({"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2})))(
+        request.request_trajectory)
+    _, second = h.start(line)
+    await h.advance(0.015)
+    assert not second.done()
+    await h.advance(0.01)
+    assert second.done()
+
+
+async def test_an_adaptive_job_keeps_no_more_in_flight_than_its_target(tmp_path):
+    h = Harness(tmp_path, workers={"count": 2, "adaptive": True, "min": 1, "max": 8})
+    (r1, t1), (r2, t2), (r3, t3) = h.start(), h.start(), h.start()
+    await settle()
+    assert (t1.done(), t2.done(), t3.done()) == (True, True, False)
+    wrapped = h.traffic.wrap(replying(ok(), ok()))
+    await wrapped(r1.request_trajectory)
+    await settle()
+    assert t3.done() and h.workers == []  # a slot came free; slow start: 2 + 0.5 rounds down to 2
+    await wrapped(r2.request_trajectory)
+    assert h.workers == [3]
+    assert h.traffic.view().target_workers == 3
+
+
+async def test_overload_cuts_the_adaptive_target_and_holds_dispatch(tmp_path):
+    h = Harness(tmp_path, workers={"count": 10, "adaptive": True, "min": 2, "max": 20})
+    requests = [h.start()[0] for _ in range(8)]
+    await settle()
+    wrapped = h.traffic.wrap(replying(*[failed("http_429", 429, final=False)] * 8))
+    for request in requests:
+        h.traffic.on_rate_limit(0.5)  # what the handler does before it returns a 429
+        await wrapped(request.request_trajectory)
+    view = h.traffic.view()
+    assert (view.target_workers, view.cuts, view.holds) == (7, 1, 1)
+    assert h.workers == [7]
+
+
+async def test_x_ratelimit_headers_hold_dispatch_until_the_allowance_is_back(tmp_path):
+    h = Harness(tmp_path)
+    h.traffic.on_headers({"x-ratelimit-limit-requests": "100", "x-ratelimit-remaining-requests": "5",
+                          "x-ratelimit-reset-requests": "10s"})
+    assert h.traffic.view().remaining_requests == 5 and h.traffic.view().holds == 0
+    h.traffic.on_headers({"x-ratelimit-limit-requests": "100", "x-ratelimit-remaining-requests": "0",
+                          "x-ratelimit-reset-requests": "10s"})
+    view = h.traffic.view()
+    assert (view.remaining_requests, view.held_s) == (0, pytest.approx(0.1))  # one request of 100 in 10 s
+    assert view.held_because == "the server's x-ratelimit-remaining-requests is spent"
+
+
+async def test_the_token_budget_pauses_the_job_once_and_a_resume_allows_as_many_again(tmp_path):
+    h = Harness(tmp_path, limits={"max_total_tokens": 100})
+    wrapped = h.traffic.wrap(replying(*[ok({"prompt_tokens": 30, "completion_tokens": 10, "total_tokens": 40})] * 4))
+    for spent in ((30, 10), (60, 20), (90, 30)):
+        request, _ = h.start()
+        await settle()
+        h.tokens = spent  # the runner's statistics count the usage before traffic looks
+        await wrapped(request.request_trajectory)
+    assert h.pauses == [
+        "the token budget is spent: 120 tokens used of 100 allowed (limits.max_total_tokens); "
+        "resume to allow as many again"
+    ]
+    h.traffic.resumed()
+    assert h.traffic.view().max_total_tokens == 220
+    request, _ = h.start()
+    await settle()
+    h.tokens = (120, 40)
+    await wrapped(request.request_trajectory)
+    assert len(h.pauses) == 1
+
+
+async def test_a_new_run_of_a_job_that_spent_its_budget_gets_another(tmp_path):
+    (tmp_path / "in.jsonl").write_text('{"prompt": "x"}\n')
+    job = load_job(write_job(tmp_path, {"job": {"name": "t", "input": "in.jsonl"}, "endpoint": {"simulate": True},
+                                        "limits": {"max_total_tokens": 100}}))
+    traffic = Traffic(job, 4, clock=ManualClock(), running=lambda: True, pause=print, apply_workers=print,
+                      spent=lambda: (100, 50))
+    assert (traffic.view().tokens_used, traffic.view().max_total_tokens) == (150, 250)
+
+
+async def test_a_storm_of_errors_retrying_cannot_fix_pauses_the_job(tmp_path):
+    h = Harness(tmp_path)
+    wrapped = h.traffic.wrap(replying(*[failed("http_4xx", 404)] * 30))
+    for _ in range(20):
+        request, _ = h.start()
+        await settle()
+        await wrapped(request.request_trajectory)
+    assert h.pauses == [
+        "20 of the last 20 requests failed with errors that retrying cannot fix (mostly HTTP 404, 20 times); "
+        "check the job and the failed requests, then resume to go on anyway"
+    ]
+    h.traffic.resumed()
+    for _ in range(10):
+        request, _ = h.start()
+        await settle()
+        await wrapped(request.request_trajectory)
+    assert len(h.pauses) == 1  # the user chose to go on
+
+
+async def test_a_handler_that_raises_on_every_request_is_a_storm_too(tmp_path):
+    h = Harness(tmp_path)
+
+    async def broken(trajectory):
+        raise KeyError("answer")
+
+    wrapped = h.traffic.wrap(broken)
+    for _ in range(20):
+        request, _ = h.start()
+        await settle()
+        with pytest.raises(KeyError):
+            await wrapped(request.request_trajectory)
+    assert h.pauses and h.pauses[0].startswith("20 of the last 20 requests failed") and "handler_exception" in h.pauses[0]
+
+
+async def test_retryable_failures_are_not_a_storm(tmp_path):
+    h = Harness(tmp_path)
+    wrapped = h.traffic.wrap(replying(*[failed("http_5xx", 500)] * 40))
+    for _ in range(40):
+        request, _ = h.start()
+        await settle()
+        await wrapped(request.request_trajectory)
+    assert h.pauses == []
+
+
+async def test_live_changes_are_checked_and_explained(tmp_path):
+    h = Harness(tmp_path)
+    traffic = h.traffic
+    assert traffic.set_limits(-1, 0) == "requests per minute must be a number of 0 or more, not -1"
+    assert traffic.set_limits(10, 2.5) == "tokens per minute must be a whole number of 0 or more, not 2.5"
+    assert traffic.set_limits(120, 5000) is None
+    assert (traffic.view().requests_per_minute, traffic.view().tokens_per_minute) == (120, 5000)
+    assert traffic.set_limits(0, 0) is None
+    assert (traffic.view().requests_per_minute, traffic.view().tokens_per_minute) == (0, 0)
+    assert traffic.set_budget(-5, 0) == "the token budget must be a whole number of 0 or more, not -5"
+    assert traffic.set_budget(0, float("nan")) == "the cost budget must be a number of 0 or more, not nan"
+    assert traffic.set_budget(0, 3.0) == (
+        "a cost budget needs the prices in the job file "
+        "(limits.price_input_per_million_usd and limits.price_output_per_million_usd)"
+    )
+    assert traffic.set_budget(5000, 0) is None and traffic.view().max_total_tokens == 5000
+
+
+async def test_the_view_shows_the_cost_with_prices(tmp_path):
+    h = Harness(tmp_path, limits={"max_cost_usd": 2.0, "price_input_per_million_usd": 1.0,
+                                  "price_output_per_million_usd": 4.0})
+    h.tokens = (1_000_000, 100_000)
+    view = h.traffic.view()
+    assert (view.cost_usd, view.max_cost_usd, view.tokens_used) == (pytest.approx(1.4), 2.0, 1_100_000)

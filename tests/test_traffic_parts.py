@@ -1,0 +1,303 @@
+"""The pieces of traffic control, each alone, on plain numbers and injected time."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from tokenflow_tui.jobs.traffic.adaptive import AdaptiveConcurrency
+from tokenflow_tui.jobs.traffic.bucket import TokenBucket
+from tokenflow_tui.jobs.traffic.budget import Budget, Prices
+from tokenflow_tui.jobs.traffic.congestion import Congestion
+from tokenflow_tui.jobs.traffic.estimate import estimate_tokens, usage_tokens
+from tokenflow_tui.jobs.traffic.pace import Pace
+from tokenflow_tui.jobs.traffic.ratelimit_headers import Allowance, parse_duration, read_ratelimit_headers
+from tokenflow_tui.jobs.traffic.slowdown import MAX_HOLD_S, Slowdown
+from tokenflow_tui.jobs.traffic.storm import StormDetector
+
+
+class FixedRng:
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+# ----- the token bucket --------------------------------------------------------------------------
+
+
+def test_a_bucket_paces_evenly_after_a_tenth_of_a_seconds_worth():
+    bucket = TokenBucket(6000, now=0.0)  # 100 a second, 10 at once
+    assert [bucket.reserve(1, 0.0) for _ in range(10)] == [0.0] * 10
+    waits = [bucket.reserve(1, 0.0) for _ in range(3)]
+    assert waits == pytest.approx([0.01, 0.02, 0.03])
+    assert bucket.level(0.03) == pytest.approx(0.0)
+
+
+def test_a_bucket_never_holds_more_than_a_tenth_of_a_second_and_at_least_one_request():
+    bucket = TokenBucket(6000, now=0.0)
+    bucket.reserve(10, 0.0)
+    assert bucket.level(100.0) == pytest.approx(10.0)
+    slow = TokenBucket(6, now=0.0)  # one every 10 s
+    assert slow.reserve(1, 0.0) == 0.0
+    assert slow.reserve(1, 0.0) == pytest.approx(10.0)
+
+
+def test_a_request_larger_than_the_bucket_waits_for_its_debt_and_is_not_starved():
+    bucket = TokenBucket(60_000, now=0.0)  # 1,000 tokens a second, 100 at once
+    assert bucket.reserve(3000, 0.0) == pytest.approx(2.9)
+    assert bucket.reserve(10, 0.0) == pytest.approx(2.91)  # small ones line up behind it
+
+
+def test_adjust_corrects_an_estimate_and_a_new_rate_keeps_the_level():
+    bucket = TokenBucket(60_000, now=0.0)
+    bucket.reserve(100, 0.0)
+    bucket.adjust(-40, 0.0)  # the request used 60 tokens, not 100
+    assert bucket.level(0.0) == pytest.approx(40.0)
+    bucket.adjust(-5000, 0.0)  # a refund never fills it beyond its capacity
+    assert bucket.level(0.0) == pytest.approx(100.0)
+    bucket.set_rate(6000, 0.0)  # 100 a second: the level shrinks to the new capacity
+    assert bucket.level(0.0) == pytest.approx(10.0)
+    with pytest.raises(ValueError, match="the rate must be above 0, got 0"):
+        bucket.set_rate(0, 0.0)
+
+
+# ----- token estimates -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "request_params", "expected"),
+    [
+        ({"prompt": "a" * 40}, {"max_tokens": 100}, 110),
+        ({"prompt": "a" * 41}, {}, 11),
+        ({"prompt": "abc", "params": {"max_tokens": 7}}, {"max_tokens": 100}, 8),
+        ({"messages": [{"role": "user", "content": "x" * 8}, {"role": "assistant", "content": "y" * 4}]}, {}, 3),
+        ({"messages": [{"role": "user", "content": [{"type": "text", "text": "z" * 8}, {"type": "image_url"}]}]},
+         {"max_completion_tokens": 5}, 7),
+        ({"question": "what", "max_tokens": 9}, {}, 9),  # a custom handler's params
+        ("not a dict", {"max_tokens": 100}, 0),
+    ],
+)
+def test_the_token_estimate_is_prompt_characters_over_four_plus_the_completion_cap(line, request_params, expected):
+    assert estimate_tokens(line, request_params) == expected
+
+
+def test_usage_tokens_takes_the_total_or_adds_the_parts():
+    assert usage_tokens({"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 9}) == 9
+    assert usage_tokens({"prompt_tokens": 3, "completion_tokens": 4}) == 7
+    assert usage_tokens({"prompt_tokens": 3}) == 3
+    assert usage_tokens({}) is None
+    assert usage_tokens(None) is None
+
+
+# ----- x-ratelimit headers ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("1s", 1.0), ("6m0s", 360.0), ("20ms", 0.02), ("1h2m3.5s", 3723.5), ("0.25", 0.25), ("7", 7.0),
+     ("2m", 120.0), ("", None), ("soon", None), ("-1", None), ("inf", None), ("5x", None)],
+)
+def test_reset_durations_are_read_as_go_durations_or_seconds(text, seconds):
+    assert parse_duration(text) == (pytest.approx(seconds) if seconds is not None else None)
+
+
+def test_ratelimit_headers_are_read_per_kind_and_absent_ones_give_none():
+    headers = {
+        "x-ratelimit-limit-requests": "500", "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-reset-requests": "120ms", "x-ratelimit-remaining-tokens": "2000",
+    }
+    limits = read_ratelimit_headers(headers)
+    assert limits is not None
+    assert limits.requests == Allowance(limit=500, remaining=0, reset_s=pytest.approx(0.12))
+    assert limits.tokens == Allowance(limit=None, remaining=2000, reset_s=None)
+    assert read_ratelimit_headers({"content-type": "application/json"}) is None
+    assert read_ratelimit_headers({"x-ratelimit-remaining-requests": "many"}) is None
+
+
+def test_an_allowance_says_how_long_until_enough_is_back():
+    # the reset is when all of it is back; one request of 500 comes back in a 500th of that
+    assert Allowance(500, 0, 60.0).wait_s(1) == pytest.approx(0.12)
+    assert Allowance(None, 0, 2.0).wait_s(1) == pytest.approx(2.0)
+    assert Allowance(30_000, 100, 60.0).wait_s(400) == pytest.approx(0.6)
+    assert Allowance(500, 3, 60.0).wait_s(1) is None
+    assert Allowance(500, 0, None).wait_s(1) is None
+
+
+# ----- the slow-down, congestion, storms, budgets ----------------------------------------------
+
+
+def test_the_slowdown_holds_until_its_end_then_releases_each_worker_with_jitter():
+    slowdown = Slowdown(FixedRng(0.5))
+    assert slowdown.release_at(0.0) is None
+    slowdown.hold(4.0, now=10.0, reason="r")
+    assert slowdown.release_at(11.0) == pytest.approx(14.0 + 0.5 * 1.0)  # a quarter of the hold, half of it
+    slowdown.hold(1.0, now=11.0, reason="shorter")  # ends earlier: changes nothing
+    assert (slowdown.remaining_s(11.0), slowdown.reason, slowdown.holds) == (3.0, "r", 1)
+    slowdown.hold(10.0, now=12.0, reason="longer")  # extends the same hold
+    assert (slowdown.remaining_s(12.0), slowdown.reason, slowdown.holds) == (10.0, "longer", 1)
+    assert slowdown.release_at(12.0) == pytest.approx(22.0 + 0.5 * 2.0)  # the jitter is at most 2 s
+    assert slowdown.release_at(22.0) is None
+    slowdown.hold(1e6, now=30.0, reason="absurd")
+    assert (slowdown.remaining_s(30.0), slowdown.holds) == (MAX_HOLD_S, 2)
+
+
+def test_a_short_hold_releases_the_held_workers_over_a_round_trip():
+    slowdown = Slowdown(FixedRng(1.0))
+    slowdown.hold(0.004, now=0.0, reason="r", round_trip_s=0.5)
+    assert slowdown.release_at(0.0) == pytest.approx(0.504)
+
+
+def test_a_pace_starts_only_after_a_long_wait_under_the_rate_accepted_over_the_last_minute():
+    pace = Pace(now=0.0)
+    for i in range(1200):  # a minute's allowance spent in the first 6 s
+        pace.answered(i / 200)
+    assert pace.overloaded(6.0, wait_s=0.01) is False and pace.rate is None  # a per-second limit: no pace
+    pace.answered(7.0)
+    assert pace.overloaded(60.0, wait_s=0.5) is False
+    assert pace.overloaded(60.0, wait_s=30.0) is True
+    assert pace.rate == pytest.approx(1201 / 60 * 0.8)
+
+
+def test_a_pace_grows_with_answers_and_is_cut_at_most_once_a_second():
+    pace = Pace(now=0.0)
+    for i in range(600):
+        pace.answered(i / 10)
+    assert pace.overloaded(60.0, wait_s=5.0) and pace.rate == pytest.approx(8.0)  # 600 a minute × 0.8
+    for _ in range(20):
+        pace.answered(60.5)
+    assert pace.rate == pytest.approx(10.0)  # a tenth of a request a second more per answer
+    assert pace.overloaded(60.9, wait_s=5.0) is False
+    assert pace.overloaded(61.0, wait_s=0.01) is True  # once there is a pace, any 429 cuts it
+    assert pace.rate == pytest.approx(8.0)
+
+
+def test_without_answers_there_is_no_pace_to_follow():
+    pace = Pace(now=0.0)
+    assert pace.overloaded(5.0, wait_s=30.0) is False and pace.rate is None
+
+
+def test_congestion_needs_several_signals_among_the_last_answers():
+    congestion = Congestion()
+    assert [congestion.note(signal) for signal in (True, False, True, False, True)] == [False] * 5
+    assert congestion.note(True) is True  # 4 of the last 8
+    assert congestion.note(False) is False  # an answer that is not a signal is never overload
+    for _ in range(8):
+        congestion.note(False)
+    assert congestion.note(True) is False  # the old ones were forgotten
+
+
+def test_random_faults_at_four_percent_rarely_look_like_overload():
+    rng = random.Random(3)
+    congestion = Congestion()
+    overloads = sum(congestion.note(rng.random() < 0.04) for _ in range(100_000))
+    assert overloads < 20  # of about 4,000 signals
+
+
+def test_a_storm_pauses_when_most_recent_requests_fail_for_good():
+    storm = StormDetector()
+    reasons = [storm.finished("HTTP 404" if i % 4 else None) for i in range(19)]
+    assert reasons == [None] * 19  # not judged before 20 requests
+    assert storm.finished("HTTP 404") == (
+        "15 of the last 20 requests failed with errors that retrying cannot fix (mostly HTTP 404, 15 times); "
+        "check the job and the failed requests, then resume to go on anyway"
+    )
+    storm.forgive()
+    assert all(storm.finished("HTTP 404") is None for _ in range(100))
+
+
+def test_half_of_the_requests_failing_is_not_a_storm():
+    storm = StormDetector()
+    assert all(storm.finished("HTTP 400" if i % 2 else None) is None for i in range(200))
+
+
+def test_budgets_pause_at_their_allowance_and_a_resume_grants_as_much_again():
+    budget = Budget(max_total_tokens=1000, max_cost_usd=0.0, prices=None)
+    assert budget.exceeded(400, 599) is None
+    assert budget.exceeded(400, 600) == (
+        "the token budget is spent: 1,000 tokens used of 1,000 allowed (limits.max_total_tokens); "
+        "resume to allow as many again"
+    )
+    budget.grant_more(400, 650)
+    assert budget.tokens_allowed == 2050 and budget.exceeded(1000, 1000) is None
+    budget.set_limits(0, 0.0)
+    assert budget.exceeded(10**9, 10**9) is None
+
+
+def test_a_cost_budget_counts_with_the_prices_of_the_job():
+    budget = Budget(max_total_tokens=0, max_cost_usd=1.5, prices=Prices(input=0.5, output=2.0))
+    assert budget.cost_usd(1_000_000, 400_000) == pytest.approx(1.3)
+    assert budget.exceeded(1_000_000, 400_000) is None
+    assert budget.exceeded(1_000_000, 500_000) == (
+        "the cost budget is spent: $1.50 used of $1.50 allowed (limits.max_cost_usd); resume to allow as much again"
+    )
+    budget.grant_more(1_000_000, 500_000)
+    assert budget.cost_allowed == pytest.approx(3.0)
+
+
+# ----- the adaptive controller -----------------------------------------------------------------
+
+
+def serve(controller: AdaptiveConcurrency, start: float, seconds: float, *, concurrency: int | None = None,
+          in_flight: int | None = None, latency: float = 0.1) -> float:
+    """Rounds of `concurrency` successes (default: the target), each `latency` long; returns the time reached.
+
+    `in_flight` is what each success reports (default: the target, i.e. every worker busy).
+    """
+    now = start
+    for _ in range(round(seconds / latency)):
+        now += latency
+        for _ in range(concurrency or controller.target):
+            controller.success(now - latency, now, in_flight if in_flight is not None else controller.target)
+    return now
+
+
+def test_slow_start_grows_by_half_each_round_trip_up_to_the_maximum():
+    controller = AdaptiveConcurrency(start=4, low=1, high=50, now=0.0)
+    targets = []
+    now = 0.0
+    for _ in range(6):
+        now = serve(controller, now, 0.1)
+        targets.append(controller.target)
+    assert targets == [6, 9, 13, 20, 30, 45]  # half more each round, counted as successes come
+    serve(controller, now, 0.2)
+    assert controller.target == 50
+
+
+def test_a_loss_cuts_to_seventy_percent_of_what_was_sustained_at_most_once_a_second():
+    controller = AdaptiveConcurrency(start=40, low=2, high=100, now=0.0)
+    # 40 workers, but the server answered only 20 at a time well for the last second
+    now = serve(controller, 0.0, 1.0, concurrency=20, in_flight=1)
+    assert controller.target == 40
+    assert controller.loss(started=now - 0.05, now=now) == 14  # 0.7 × 20
+    assert controller.loss(started=now + 0.1, now=now + 0.5) is None  # within a second of the cut
+    assert controller.loss(started=now - 0.01, now=now + 1.5) is None  # sent before the cut
+    assert controller.cuts == 1
+    assert controller.loss(started=now + 1.2, now=now + 1.5) == 9  # nothing sustained since: 0.7 × 14
+    assert controller.cuts == 2
+
+
+def test_after_a_cut_the_target_climbs_back_lingers_then_probes_above():
+    controller = AdaptiveConcurrency(start=30, low=1, high=100, now=0.0)
+    now = serve(controller, 0.0, 1.0, in_flight=1)
+    assert controller.loss(now - 0.1, now) == 21
+    targets = []
+    for _ in range(6):
+        now = serve(controller, now, 1.0)
+        targets.append(controller.target)
+    # W(t) = 0.4 (t - K)³ + 30 with K = (30 × 0.3 / 0.4)^(1/3) ≈ 2.8 s: back to 30, flat around it, then up
+    assert targets == [27, 29, 30, 30, 34, 42]
+
+
+def test_the_target_stays_within_min_and_max_and_does_not_grow_while_idle():
+    controller = AdaptiveConcurrency(start=12, low=8, high=16, now=0.0)
+    assert controller.loss(-1.0, 5.0) == 8
+    assert controller.loss(6.0, 7.0) is None  # at the minimum already
+    for second in range(8, 30):
+        controller.success(second - 0.1, float(second), in_flight=3)  # few in flight: no growth
+    assert controller.target == 8
+    serve(controller, 30.0, 30.0)
+    assert controller.target == 16
+    controller.reset(4, 70.0)
+    assert controller.target == 8

@@ -1,0 +1,70 @@
+"""The figures of a `tokenflow bench` run as text for a person."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..jobs.transport import TRANSPORTS
+
+
+def format_result(result: dict[str, Any]) -> list[str]:
+    machine = result["machine"]
+    lines = [f"tokenflow bench{' --quick' if result['quick'] else ''}: {machine['cpus']} CPUs, "
+             f"Python {machine['python']}, {_load(machine)}"]
+    if result["repeat"] > 1:
+        lines.append(f"every figure is the median of {result['repeat']} rounds")
+    lines += ["", *_engine(result["engine"]), "", *_http(result["http"]), "", *_targets(result["targets"])]
+    return lines
+
+
+def _load(machine: dict[str, Any]) -> str:
+    before, after = machine.get("load_before"), machine.get("load_after")
+    if not before or not after:
+        return "load unknown"
+    return f"load average {before[0]:.2f} before, {after[0]:.2f} after (1 min)"
+
+
+def _engine(figures: dict[str, Any]) -> list[str]:
+    return [
+        f"Engine overhead: {figures['requests']:,} no-op requests, {figures['workers']} workers",
+        f"  TokenFlowTask          {figures['engine_requests_per_s']:>10,.0f} requests/s   "
+        f"peak RSS {figures['engine_peak_rss_mb']:.0f} MB",
+        f"  bare asyncio pool      {figures['bare_requests_per_s']:>10,.0f} requests/s   "
+        f"(the engine does {figures['engine_vs_bare']:.0%} of that)",
+    ]
+
+
+def _http(points: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "HTTP: tokenflow run --headless against the simulator in its own process",
+        f"  {'':36}{'requests/s':>11}{'CPU ms/request':>16}{'vs yardstick':>14}{'peak RSS':>10}",
+    ]
+    for point in points:
+        lines.append(f"{point['in_flight']:,} in flight, simulator at {point['latency_ms']:g} ms, "
+                     f"{point['requests']:,} requests")
+        for transport in TRANSPORTS:
+            figures = point["transports"][transport]
+            label = f"run, transport {transport}" + (" (default)" if transport == TRANSPORTS[0] else "")
+            lines.append(f"  {label:36}{figures['requests_per_s']:>11,.0f}{figures['cpu_ms_per_request']:>16.3f}"
+                         f"{figures['cpu_vs_yardstick']:>13.2f}x{figures['peak_rss_mb']:>7.0f} MB")
+        loop = point["yardstick"]
+        lines.append(f"  {'yardstick: httpx over aiohttp loop':36}{loop['requests_per_s']:>11,.0f}"
+                     f"{loop['cpu_ms_per_request']:>16.3f}")
+        cheaper = point["cheaper"]
+        lines.append(f"  {cheaper['transport']} wins: {cheaper['cpu_factor']:.2f}x less CPU per request, "
+                     f"{cheaper['rate_factor']:.2f}x the requests/s")
+    lines.append("  (CPU: user + sys of the runner process from the OS, less the interpreter's start and imports)")
+    return lines
+
+
+def _targets(found: list[dict[str, Any]]) -> list[str]:
+    lines = ["Targets (DESIGN §5)"]
+    for target in found:
+        verdict = "met" if target["met"] else "NOT met"
+        bound = "≤" if target["at_most"] else "≥"
+        lines.append(f"  {target['what']}: {_number(target['value'])} (target {bound} {_number(target['target'])}) "
+                     f"{verdict}")
+    return lines
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.2f}"

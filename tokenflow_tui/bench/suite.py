@@ -1,0 +1,152 @@
+"""Runs a plan's measurements and gathers their figures as plain data (what `--json` prints).
+
+Within a point the yardstick and each transport's run take turns, repeat after repeat, so a change
+of load on the machine falls on all of them alike; each figure is the median over the repeats.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+from ..jobs.transport import TRANSPORTS  # the runner's default first
+from ..sim import SimulatorConfig, SimulatorProcess
+from . import engine, headless_run, yardstick
+from .plan import ENGINE_WORKERS, Plan, Point
+
+# DESIGN §5, the figures `bench` can check itself
+ENGINE_TARGET_PER_S = 250_000
+CPU_RATIO_TARGET = 1.3
+CPU_RATIO_POINT = (256, 50)
+RATE_TARGET_PER_S = 2_500
+RATE_POINT = (1000, 200)
+# a measured run counts as hung past 10 ms a request (100/s: ten times slower than plain httpx here)
+_SECONDS_PER_REQUEST = 0.01
+_MIN_TIMEOUT_S = 120.0
+
+Progress = Callable[[str], None]
+
+
+def run_plan(plan: Plan, quick: bool, progress: Progress) -> dict[str, Any]:
+    load_before = _load()
+    result: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "quick": quick,
+        "repeat": plan.repeat,
+        "engine": _engine(plan, progress),
+        "http": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="tokenflow-bench-") as scratch:
+        for point in plan.points:
+            result["http"].append(_point(point, plan.repeat, Path(scratch), progress))
+    result["machine"]["load_before"], result["machine"]["load_after"] = load_before, _load()
+    result["targets"] = targets(result)
+    return result
+
+
+def _engine(plan: Plan, progress: Progress) -> dict[str, Any]:
+    n = plan.engine_requests
+    rates: dict[str, list[float]] = {kind: [] for kind in engine.KINDS}
+    rss: list[float] = []
+    for round_ in range(plan.repeat):
+        for kind in engine.KINDS:
+            progress(f"engine: {kind}, {n:,} no-op requests, {ENGINE_WORKERS} workers{_round(round_, plan.repeat)}")
+            figures = engine.measure(kind, n, ENGINE_WORKERS)
+            rates[kind].append(figures.requests_per_s)
+            if kind == "engine":
+                rss.append(figures.peak_rss_mb)
+    engine_rate, bare_rate = statistics.median(rates["engine"]), statistics.median(rates["bare"])
+    return {
+        "requests": n,
+        "workers": ENGINE_WORKERS,
+        "engine_requests_per_s": engine_rate,
+        "bare_requests_per_s": bare_rate,
+        "engine_vs_bare": engine_rate / bare_rate,
+        "engine_peak_rss_mb": statistics.median(rss),
+    }
+
+
+def _point(point: Point, repeat: int, scratch: Path, progress: Progress) -> dict[str, Any]:
+    timeout = max(_MIN_TIMEOUT_S, point.requests * _SECONDS_PER_REQUEST)
+    where = f"{point.in_flight} in flight, {point.latency_ms:g} ms"
+    loops: list[yardstick.LoopFigures] = []
+    runs: dict[str, list[headless_run.RunFigures]] = {transport: [] for transport in TRANSPORTS}
+    with SimulatorProcess(SimulatorConfig(latency_ms=point.latency_ms)) as simulator:
+        for round_ in range(repeat):
+            suffix = _round(round_, repeat)
+            progress(f"{where}: yardstick loop, {point.requests:,} requests{suffix}")
+            loops.append(yardstick.measure(simulator.base_url, point.in_flight, point.requests, timeout))
+            for transport in TRANSPORTS:
+                progress(f"{where}: tokenflow run --headless, transport {transport}, {point.requests:,} requests{suffix}")
+                folder = scratch / f"{point.in_flight}-{point.latency_ms:g}-{transport}-{round_}"
+                runs[transport].append(headless_run.measure(
+                    folder, simulator.base_url, transport, point.in_flight, point.requests, timeout))
+    loop = _median_of(loops)
+    by_transport = {}
+    for transport, figures in runs.items():
+        median = _median_of(figures)
+        median["cpu_vs_yardstick"] = median["cpu_ms_per_request"] / loop["cpu_ms_per_request"]
+        by_transport[transport] = median
+    return {
+        "in_flight": point.in_flight,
+        "latency_ms": point.latency_ms,
+        "requests": point.requests,
+        "yardstick": loop,
+        "transports": by_transport,
+        "cheaper": _cheaper(by_transport),
+    }
+
+
+def _cheaper(by_transport: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The transport with less client CPU per request, and by how much on CPU and on requests/s."""
+    best, other = sorted(by_transport, key=lambda t: by_transport[t]["cpu_ms_per_request"])
+    winner, loser = by_transport[best], by_transport[other]
+    return {
+        "transport": best,
+        "cpu_factor": loser["cpu_ms_per_request"] / winner["cpu_ms_per_request"],
+        "rate_factor": winner["requests_per_s"] / loser["requests_per_s"],
+    }
+
+
+def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The DESIGN §5 figures this run measured, each with its value and whether it is met."""
+    engine_rate = result["engine"]["engine_requests_per_s"]
+    found = [_target(f"engine, no-op handler, {ENGINE_WORKERS} workers: requests/s", engine_rate,
+                     ENGINE_TARGET_PER_S, at_most=False)]
+    default = TRANSPORTS[0]
+    for point in result["http"]:
+        spot = (point["in_flight"], point["latency_ms"])
+        figures = point["transports"][default]
+        where = f"{spot[0]:,} in flight, {spot[1]:g} ms"
+        if spot == CPU_RATIO_POINT:
+            found.append(_target(f"client CPU per request / the yardstick's, {where}", figures["cpu_vs_yardstick"],
+                                 CPU_RATIO_TARGET, at_most=True))
+        if spot == RATE_POINT:
+            found.append(_target(f"requests/s, {where}", figures["requests_per_s"], RATE_TARGET_PER_S,
+                                 at_most=False))
+    return found
+
+
+def _target(what: str, value: float, target: float, at_most: bool) -> dict[str, Any]:
+    return {"what": what, "value": value, "target": target, "at_most": at_most,
+            "met": value <= target if at_most else value >= target}
+
+
+def _median_of(figures: list[Any]) -> dict[str, Any]:
+    rows = [asdict(f) for f in figures]
+    return {key: statistics.median(row[key] for row in rows) for key in rows[0]}
+
+
+def _round(round_: int, repeat: int) -> str:
+    return f" (round {round_ + 1} of {repeat})" if repeat > 1 else ""
+
+
+def _load() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None  # not every system can tell

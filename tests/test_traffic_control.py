@@ -164,7 +164,7 @@ async def test_tokens_per_minute_reserve_the_estimate_and_the_usage_corrects_it(
 
 async def test_an_adaptive_job_keeps_no_more_in_flight_than_its_target(tmp_path):
     h = Harness(tmp_path, workers={"count": 2, "adaptive": True, "min": 1, "max": 8})
-    (r1, t1), (r2, t2), (r3, t3) = h.start(), h.start(), h.start()
+    (r1, t1), (r2, t2), (_, t3) = h.start(), h.start(), h.start()
     await settle()
     assert (t1.done(), t2.done(), t3.done()) == (True, True, False)
     wrapped = h.traffic.wrap(replying(ok(), ok()))

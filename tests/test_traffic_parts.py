@@ -169,7 +169,7 @@ def test_a_pace_grows_with_answers_and_is_cut_at_most_once_a_second():
         pace.answered(60.5)
     assert pace.rate == pytest.approx(10.0)  # a tenth of a request a second more per answer
     assert pace.overloaded(60.9, wait_s=5.0) is False
-    assert pace.overloaded(61.0, wait_s=0.01) is True  # once there is a pace, any 429 cuts it
+    assert pace.overloaded(61.0, wait_s=0.01) is True  # once there is a pace, a short wait cuts it too
     assert pace.rate == pytest.approx(8.0)
 
 

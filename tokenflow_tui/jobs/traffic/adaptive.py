@@ -1,9 +1,10 @@
 """The adaptive worker count: CUBIC, as TCP uses it, on the number of requests in flight.
 
-It grows while requests succeed and cuts back when the server says it is overloaded (429, 503, a
-timeout). Before the first such loss it grows by half every round trip (slow start); after a loss it
-drops to `BETA` of what the server was seen to sustain, climbs back fast, lingers near that level,
-then probes above it slowly, so most of the time is spent just under the provider's limit.
+It grows while requests succeed and cuts back when the server says it is overloaded (429s, 503s or
+timeouts that are more than an occasional one, as `congestion` judges). Before the first such loss
+it grows by half every round trip (slow start); after a loss it drops to `BETA` of what the server
+was seen to sustain, climbs back fast, lingers near that level, then probes above it slowly, so
+most of the time is spent just under the provider's limit.
 """
 from __future__ import annotations
 

@@ -150,14 +150,12 @@ class Traffic:
 
         When 429s are more than an occasional one, every worker waits that long.
         """
-        now = self._clock.monotonic()
-        congested = self._rate_limited.note(True)
-        if congested:
+        if self._rate_limited.note(True):
+            now = self._clock.monotonic()
             self._slowdown.hold(delay_s, now, "the server answers 429 (too many requests)", self._round_trip_s)
-        # once there is a pace, every 429 says it is too fast
-        if (congested or self._paced is not None) and self._pace.overloaded(now, delay_s):
-            assert self._pace.rate is not None
-            self._paced = _rebucket(self._paced, self._pace.rate * 60, now)
+            if self._pace.overloaded(now, delay_s):
+                assert self._pace.rate is not None
+                self._paced = _rebucket(self._paced, self._pace.rate * 60, now)
 
     def on_headers(self, headers: Mapping[str, str]) -> None:
         """A response's headers: when the x-ratelimit allowance is spent, hold until it comes back."""

@@ -4,8 +4,8 @@ A 429 that asks for a wait of seconds or more means a limit counted over a long 
 requests per minute. Honouring the wait is not enough then: the burst that spent the allowance comes
 back a window later, and so do the 429s. So from the first such 429 on, dispatch is paced a little
 under the rate of good answers over the last minute (the run, when younger), grows by a tenth a
-second while answers come (to three times that rate at most), and is cut again the same way, at
-most once a second, when any 429 comes back.
+second while answers come, and is cut again the same way, at most once a second, when 429s come
+back often (as they started it).
 A limit counted per second asks for milliseconds; the hold and the adaptive worker count suffice.
 """
 from __future__ import annotations
@@ -15,7 +15,6 @@ from collections import deque
 SPAN_S = 60.0  # limits are counted per minute at most: the accepted rate is judged over one
 LONG_WAIT_S = 1.0  # a 429 asking for at least this long starts the pace
 GROWTH = 0.1  # requests a second more per good answer: a tenth more every second at any rate
-HEADROOM = 3.0  # the pace never grows beyond this many times the rate accepted over the last minute
 CUT = 0.8
 CUT_GAP_S = 1.0
 
@@ -33,10 +32,7 @@ class Pace:
         while answers[0] < now - SPAN_S:
             answers.popleft()
         if self.rate is not None:
-            # a window with room lets a burst through, and the 429s come back a window later
-            span = min(SPAN_S, now - self._born)
-            ceiling = HEADROOM * len(answers) / span if span > 0 else self.rate
-            self.rate = min(self.rate + GROWTH, max(ceiling, self.rate))
+            self.rate += GROWTH
 
     def overloaded(self, now: float, wait_s: float) -> bool:
         """The server refuses requests and asks for `wait_s`: set or cut the pace; whether it changed."""

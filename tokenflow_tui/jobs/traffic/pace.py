@@ -10,7 +10,7 @@ A limit counted per second asks for milliseconds; the hold and the adaptive work
 """
 from __future__ import annotations
 
-from collections import deque
+from ...engine.stats import RateWindow
 
 SPAN_S = 60.0  # limits are counted per minute at most: the accepted rate is judged over one
 LONG_WAIT_S = 1.0  # a 429 asking for at least this long starts the pace
@@ -22,15 +22,13 @@ CUT_GAP_S = 1.0
 class Pace:
     def __init__(self, now: float) -> None:
         self._born = now
-        self._answers: deque[float] = deque()  # when good answers came, over the last SPAN_S
+        # good answers counted in 0.1 s buckets: a timestamp each would hold millions at speed
+        self._answers = RateWindow()
         self.rate: float | None = None  # requests a second allowed; None while there is no pace
         self._cut_at = float("-inf")
 
     def answered(self, now: float) -> None:
-        answers = self._answers
-        answers.append(now)
-        while answers[0] < now - SPAN_S:
-            answers.popleft()
+        self._answers.add(now)
         if self.rate is not None:
             self.rate += GROWTH
 
@@ -38,12 +36,9 @@ class Pace:
         """The server refuses requests and asks for `wait_s`: set or cut the pace; whether it changed."""
         if (self.rate is None and wait_s < LONG_WAIT_S) or now - self._cut_at < CUT_GAP_S:
             return False
-        while self._answers and self._answers[0] < now - SPAN_S:
-            self._answers.popleft()
-        if not self._answers:
+        accepted = self._answers.rate(now, SPAN_S, now - self._born)
+        if accepted <= 0:
             return False  # nothing was accepted lately: no rate to follow; the hold does the waiting
-        span = min(SPAN_S, now - self._born)
-        accepted = len(self._answers) / span if span > 0 else 0.0
         rate = accepted if self.rate is None else min(self.rate, accepted)
         self.rate = max(rate * CUT, 1 / SPAN_S)  # never nothing: one a minute sees the limit lift
         self._cut_at = now

@@ -170,8 +170,20 @@ def test_a_pace_grows_with_answers_and_is_cut_at_most_once_a_second():
         pace.answered(60.5)
     assert pace.rate == pytest.approx(10.0)  # a tenth of a request a second more per answer
     assert pace.overloaded(60.9, wait_s=5.0) is False
-    assert pace.overloaded(61.0, wait_s=0.01) is True  # once there is a pace, a short wait cuts it too
+    assert pace.overloaded(61.0, wait_s=0.01) is True  # once there is a pace, any 429 cuts it
     assert pace.rate == pytest.approx(8.0)
+
+
+def test_a_pace_grows_to_three_times_the_rate_accepted_at_most():
+    pace = Pace(now=0.0)
+    for i in range(60):
+        pace.answered(i + 0.5)  # one a second
+    assert pace.overloaded(60.0, wait_s=5.0) and pace.rate == pytest.approx(0.8, rel=0.01)
+    for _ in range(100):
+        pace.answered(60.01)
+    # 0.8 + 0.1 a request would be 10.8; three times the accepted rate (61 a minute, counted once
+    # at the first answer) is the ceiling
+    assert pace.rate == pytest.approx(3 * 61 / 60, rel=0.01)
 
 
 def test_without_answers_there_is_no_pace_to_follow():

@@ -148,14 +148,17 @@ class Traffic:
     def on_rate_limit(self, delay_s: float) -> None:
         """A 429 that `delay_s` later may be retried (the server's Retry-After, or the backoff without one).
 
-        When 429s are more than an occasional one, every worker waits that long.
+        When 429s are more than an occasional one, every worker waits that long (and, for long
+        waits, dispatch is paced from then on).
         """
-        if self._rate_limited.note(True):
-            now = self._clock.monotonic()
+        now = self._clock.monotonic()
+        congested = self._rate_limited.note(True)
+        if congested:
             self._slowdown.hold(delay_s, now, "the server answers 429 (too many requests)", self._round_trip_s)
-            if self._pace.overloaded(now, delay_s):
-                assert self._pace.rate is not None
-                self._paced = _rebucket(self._paced, self._pace.rate * 60, now)
+        # once dispatch is paced, any 429 says the pace is too fast
+        if (congested or self._paced is not None) and self._pace.overloaded(now, delay_s):
+            assert self._pace.rate is not None
+            self._paced = _rebucket(self._paced, self._pace.rate * 60, now)
 
     def on_headers(self, headers: Mapping[str, str]) -> None:
         """A response's headers: when the x-ratelimit allowance is spent, hold until it comes back."""

@@ -490,14 +490,7 @@ CASES = [
 def problem_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: Case) -> list[str]:
     """What `tokenflow validate` would print for the case: load, scan the input, import a handler."""
     monkeypatch.chdir(tmp_path)
-    jobs = tmp_path / "jobs"
-    jobs.mkdir()
-    if case.job is not None:
-        _write(jobs / "job.toml", case.job)
-    if case.input is not None:
-        _write(jobs / "prompts.jsonl", case.input)
-    for name, text in case.files.items():
-        _write(jobs / name, text)
+    write_case(tmp_path / "jobs", case)
     try:
         job = load_job(Path(JOB), case.env)
         scan_input(job)
@@ -506,6 +499,17 @@ def problem_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: Case) -
     except JobError as error:
         return error.lines()
     return []
+
+
+def write_case(jobs: Path, case: Case) -> None:
+    """The case's job file, input and other files, in a new folder `jobs`."""
+    jobs.mkdir()
+    if case.job is not None:
+        _write(jobs / "job.toml", case.job)
+    if case.input is not None:
+        _write(jobs / "prompts.jsonl", case.input)
+    for name, text in case.files.items():
+        _write(jobs / name, text)
 
 
 def _write(path: Path, content: str | bytes) -> None:

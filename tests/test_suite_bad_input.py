@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from test_bad_jobs import CASES as LIBRARY_CASES
-from test_bad_jobs import GOOD_LINE, HANDLER, SIM, Case
+from test_bad_jobs import GOOD_LINE, HANDLER, SIM, Case, write_case
 
 EXTRA_CASES = [
     Case(
@@ -134,14 +134,7 @@ class Outcome:
 
 
 def run_case(root: Path, case: Case, command: str) -> Outcome:
-    jobs = root / "jobs"
-    jobs.mkdir()
-    if case.job is not None:
-        _write(jobs / "job.toml", case.job)
-    if case.input is not None:
-        _write(jobs / "prompts.jsonl", case.input)
-    for name, text in case.files.items():
-        _write(jobs / name, text)
+    write_case(root / "jobs", case)
     env = {key: value for key, value in os.environ.items() if key != "OPENAI_API_KEY"} | case.env
     args = ["run", "jobs/job.toml", "--headless"] if command == "run" else ["validate", "jobs/job.toml"]
     child = subprocess.run([sys.executable, "-m", "tokenflow_tui", *args], cwd=root, env=env, capture_output=True,
@@ -149,12 +142,6 @@ def run_case(root: Path, case: Case, command: str) -> Outcome:
     made = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
     return Outcome(child.returncode, child.stdout, child.stderr.splitlines(), made)
 
-
-def _write(path: Path, content: str | bytes) -> None:
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content, encoding="utf-8")
 
 
 def expected_files(case: Case) -> list[str]:

@@ -27,6 +27,7 @@ import pytest
 from textual.drivers.headless_driver import HeadlessDriver
 
 from tokenflow_tui.jobs.config import load_job
+from tokenflow_tui.jobs.gc_tuning import gc_tuned_for_run
 from tokenflow_tui.jobs.headless import run_headless
 from tokenflow_tui.jobs.runner import JobRunner
 from tokenflow_tui.jobs.view import ChartPoint, RunSnapshot
@@ -233,10 +234,13 @@ async def test_dashboard_cost_with_the_real_runner(tmp_path: Path) -> None:
     figures: dict[str, list[RunFigures]] = {"headless": [], "dashboard": []}
     for number, name in enumerate(order[: 2 * REAL_ROUNDS]):
         output = tmp_path / f"{name}-{number}"
+        # the collector tuned as `tokenflow run` tunes it, for both front ends alike
         if name == "headless":
-            figures[name].append(await run_bench_headless(job_path, output))
+            with gc_tuned_for_run():
+                figures[name].append(await run_bench_headless(job_path, output))
         else:
-            run_figures, app = await run_bench_dashboard(job_path, output)
+            with gc_tuned_for_run():
+                run_figures, app = await run_bench_dashboard(job_path, output)
             assert app.return_value == 0
             figures[name].append(run_figures)
     assert all(f.code == 0 for runs in figures.values() for f in runs)

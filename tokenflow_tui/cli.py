@@ -4,13 +4,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import gc
 import shutil
 import sys
 import time
 from pathlib import Path
 
 from .jobs.exit_codes import EXIT_INVALID
+from .jobs.gc_tuning import tune_gc_for_run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,10 +137,7 @@ def run_command(args: argparse.Namespace) -> int:
     except RunError as error:
         print(f"tokenflow run: {error}", file=sys.stderr)
         return EXIT_INVALID
-    # a run keeps many long-lived objects: full collections over them stall the event loop for
-    # 100+ ms at 1,000 workers, so freeze what start-up made and collect young objects less often
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
+    tune_gc_for_run()
     if interactive:
         from .ui import run_dashboard
 

@@ -5,16 +5,10 @@ import asyncio
 import signal
 from typing import TextIO
 
+from .durations import duration
 from .exit_codes import EXIT_STOPPED_BY_ITSELF
 from .runner import JobRunner
 from .view import RunSnapshot
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def progress_line(snap: RunSnapshot) -> str:
@@ -25,7 +19,7 @@ def progress_line(snap: RunSnapshot) -> str:
     return (
         f"{snap.job_name}: {finished:,}/{total:,} ({percent:.1f}%) · {s.failed:,} failed · "
         f"{s.in_flight:,} in flight · {s.rate_10s:,.0f} req/s · {snap.tokens_per_s_now:,.0f} tok/s · "
-        f"ETA {format_duration(s.eta_s)}"
+        f"ETA {duration(s.eta_s)}"
     )
 
 
@@ -35,7 +29,7 @@ def final_line(snap: RunSnapshot, code: int) -> str:
     if code == 0:
         return (
             f"{snap.job_name}: finished {s.total:,} requests ({s.done:,} done, {s.failed:,} failed) "
-            f"in {format_duration(s.elapsed_s)}; results in {results}"
+            f"in {duration(s.elapsed_s)}; results in {results}"
         )
     return (
         f"{snap.job_name}: stopped with {s.done + s.failed:,} of {s.total:,} requests finished; "

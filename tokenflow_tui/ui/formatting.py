@@ -6,9 +6,9 @@ from typing import Mapping
 
 from rich.cells import cell_len, set_cell_size
 
+from ..jobs.durations import DASH, duration  # noqa: F401 (the dashboard's widgets take them from here)
 from ..jobs.view import ERROR_KINDS
 
-DASH = "—"
 MUTED = "$foreground-muted"  # labels and hints, quieter than the numbers
 
 ERROR_LABELS = {
@@ -49,16 +49,6 @@ def compact(x: float | None) -> str:
             value = x / factor
             return f"{value:.1f}{suffix}" if value < 100 else f"{value:.0f}{suffix}"
     return f"{x:.1f}" if 0 < abs(x) < 10 else f"{x:.0f}"
-
-
-def duration(seconds: float | None) -> str:
-    """0:05, 12:34, 1:02:03; a dash when unknown."""
-    if seconds is None:
-        return DASH
-    total = int(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def latency(seconds: float | None) -> str:

@@ -144,9 +144,17 @@ async def test_full_scale_a_requests_per_minute_limit_that_changes(tmp_path):
     figures, _ = await run_phases(tmp_path, phases, window_s=60, latency_ms=500,
                                   workers={"count": 4, "adaptive": True, "min": 1, "max": 1000})
     share = report("adaptive, per minute", figures, last_s=120)
-    minutes = [[sum(f.ok_per_s[i:i + 60]) for i in range(0, len(f.ok_per_s), 60)] for f in figures]
-    for f, per_minute in zip(figures, minutes):
-        print(f"  limit {f.limit_per_s * 60:g}/min: good answers in each minute {per_minute}")
-    for f, per_minute in zip(figures, minutes):
-        assert per_minute[0] >= 0.8 * f.limit_per_s * 60  # 80 % of each new limit within its first minute
+    for f in figures:
+        per_minute = [sum(f.ok_per_s[i:i + 60]) for i in range(0, len(f.ok_per_s), 60)]
+        print(f"  limit {f.limit_per_s * 60:g}/min: 80 % over 10 s after {f.reached_after_s(over_s=10)} s; "
+              f"good answers in each minute {per_minute}")
     assert share < 0.05
+    for f in figures:
+        # "reaches 80 % of the limit within a minute": the rate of good answers over 10 s (a
+        # steadier measure than 2 s at 10 to 30 a second). Not the count of the first minute: after
+        # the cut to 600 the server admits nothing for 30 s (the 1,200 of the last minute still
+        # count), and 480 in the rest of that minute would take 16 a second, above the new limit,
+        # which a controller that keeps to it does not send
+        reached = f.reached_after_s(over_s=10)
+        assert reached is not None and reached <= 60
+        assert f.reach(last_s=120) >= 0.8  # and it stays there

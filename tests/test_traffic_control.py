@@ -101,23 +101,33 @@ async def test_one_429_holds_no_one_but_several_hold_every_worker_with_a_jittere
     assert h.traffic.view().held_because is None
 
 
-async def test_429s_asking_for_a_long_wait_pace_dispatch_at_the_rate_accepted(tmp_path):
+async def test_429s_asking_for_a_long_wait_pace_dispatch_at_the_limit_they_imply(tmp_path):
     h = Harness(tmp_path)
     wrapped = h.traffic.wrap(replying(*[ok()] * 120))
-    for _ in range(120):  # 120 good answers in the first 6 s: 20 a second
+    for _ in range(120):  # 120 good answers in the first 6 s
         request, _ = h.start()
         await settle()
         await wrapped(request.request_trajectory)
     await h.advance(6.0)
     for _ in range(4):
-        h.traffic.on_rate_limit(2.0)  # a long wait: a limit counted over a long window
-    await h.advance(2.5)  # past the hold and its jitter
+        h.traffic.on_rate_limit(54.0)  # the rest of the minute: 120 a minute is the limit
+    assert h.traffic.view().pace_per_minute == pytest.approx(0.8 * 120)
+    await h.advance(55.0)  # past the hold and its jitter (half of 2 s)
     tasks = [h.start()[1] for _ in range(20)]
     await settle()
-    # paced at 0.8 × 20 = 16 a second, one at once: the first goes, the next every 1/16 s
+    # paced at 1.6 a second, one at once: the first goes, the next every 0.625 s; workers beyond
+    # a second's worth of waiting reservations look again a second later, without reserving yet
     assert sum(t.done() for t in tasks) == 1
+    # two reservations wait (-2 in the bucket): not nineteen at the pace of now, kept if it grows
+    assert h.traffic._paced.level(h.clock.monotonic()) == pytest.approx(-2.0)
+    await h.advance(1.0)
+    assert sum(t.done() for t in tasks) == 2
+    await h.advance(1.0)
+    assert sum(t.done() for t in tasks) == 4
     await h.advance(0.5)
-    assert sum(t.done() for t in tasks) == 9
+    assert sum(t.done() for t in tasks) == 5
+    for t in tasks:
+        t.cancel()
 
 
 async def test_a_held_attempt_gives_its_request_back_when_the_job_pauses(tmp_path):

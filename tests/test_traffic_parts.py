@@ -149,62 +149,102 @@ def test_a_short_hold_releases_the_held_workers_over_a_round_trip():
     assert slowdown.release_at(0.0) == pytest.approx(0.504)
 
 
-def test_a_pace_starts_only_after_a_long_wait_under_the_rate_accepted_over_the_last_minute():
+def test_a_pace_starts_only_after_a_long_wait_at_the_limit_the_wait_implies():
     pace = Pace(now=0.0)
     for i in range(1200):  # a minute's allowance spent in the first 6 s
         pace.answered(i / 200)
     assert pace.overloaded(6.0, wait_s=0.01) is False and pace.rate is None  # a per-second limit: no pace
-    pace.answered(7.0)
-    assert pace.overloaded(60.0, wait_s=0.5) is False
-    assert pace.overloaded(60.0, wait_s=30.0) is True
-    # answers are counted in 0.1 s buckets, so the minute's edge is a bucket wide
-    assert pace.rate == pytest.approx(1201 / 60 * 0.8, rel=0.02)
+    # the server admits nothing for the rest of the minute: the limit is what it took in the
+    # last 60 - 54 s, 1,200 a minute, not the 200 a second the run went at
+    assert pace.overloaded(6.0, wait_s=54.0) is True
+    assert (pace.limit, pace.rate) == (pytest.approx(20.0), pytest.approx(16.0))
 
 
-def test_a_pace_grows_with_answers_and_is_cut_at_most_once_a_second():
+def test_after_a_cut_of_the_limit_the_long_wait_gives_the_new_limit():
+    pace = Pace(now=0.0)
+    for i in range(2400):  # 20 a second for two minutes
+        pace.answered(i / 20)
+    assert pace.overloaded(120.0, wait_s=0.05) is False  # no pace yet, and a short wait starts none
+    # the limit was cut to 600 a minute: the window of 1,200 admits nothing for 30 s
+    assert pace.overloaded(120.0, wait_s=30.0) is True
+    assert pace.limit == pytest.approx(10.0, abs=0.05) and pace.rate == pytest.approx(8.0, abs=0.05)
+
+
+LIMIT = 550 / 60  # 10 answers a second for a minute, and a wait of 5 s: the window held the last 55 s
+
+
+def _paced_after_a_minute_at_ten_a_second() -> Pace:
     pace = Pace(now=0.0)
     for i in range(600):
         pace.answered(i / 10)
-    assert pace.overloaded(60.0, wait_s=5.0) and pace.rate == pytest.approx(8.0)  # 600 a minute × 0.8
-    for _ in range(20):
-        pace.answered(60.5)
-    assert pace.rate == pytest.approx(10.0)  # a tenth of a request a second more per answer
+    assert pace.overloaded(60.0, wait_s=5.0)
+    assert (pace.limit, pace.rate) == (pytest.approx(LIMIT), pytest.approx(0.8 * LIMIT))
+    return pace
+
+
+def test_a_pace_climbs_back_lingers_at_the_limit_then_probes_faster_and_faster():
+    pace = _paced_after_a_minute_at_ten_a_second()
+    rates = {}
+    for step in range(1, 30 * 20 + 1):  # 20 answers a second from then on
+        pace.answered(60.0 + step / 20)
+        rates[step / 20] = pace.rate
+    # the curve: LIMIT × (1 + 0.2 × ((t - 10) / 10)³) requests a second, t seconds after the cut
+    for t, share in ((5.0, 0.975), (10.0, 1.0), (15.0, 1.025), (20.0, 1.2), (30.0, 2.6)):
+        assert rates[t] == pytest.approx(share * LIMIT), t
+
+
+def test_the_curve_waits_through_a_hold_and_grows_to_three_times_the_limit_at_most():
+    pace = _paced_after_a_minute_at_ten_a_second()
+    pace.answered(60.5)
+    pace.answered(90.5)  # 30 s without an answer: a hold, not time on the curve
+    assert pace.rate == pytest.approx(LIMIT * (1 + 0.2 * ((0.5 - 10) / 10) ** 3))  # 0.5 s on the curve
+    for step in range(1, 400):
+        pace.answered(90.5 + step / 10)
+    assert pace.rate == pytest.approx(3 * LIMIT)  # not LIMIT × (1 + 0.2 × 3³)
+
+
+def test_a_pace_is_cut_at_most_once_a_second_by_any_429():
+    pace = _paced_after_a_minute_at_ten_a_second()
     assert pace.overloaded(60.9, wait_s=5.0) is False
-    assert pace.overloaded(61.0, wait_s=0.01) is True  # once there is a pace, any 429 cuts it
-    assert pace.rate == pytest.approx(8.0)
-
-
-def test_a_pace_grows_to_three_times_the_rate_accepted_at_most():
-    pace = Pace(now=0.0)
-    for i in range(60):
-        pace.answered(i + 0.5)  # one a second
-    assert pace.overloaded(60.0, wait_s=5.0) and pace.rate == pytest.approx(0.8, rel=0.01)
-    for _ in range(100):
-        pace.answered(60.01)
-    # 0.8 + 0.1 a request would be 10.8; three times the accepted rate (61 a minute, counted once
-    # at the first answer) is the ceiling
-    assert pace.rate == pytest.approx(3 * 61 / 60, rel=0.01)
+    assert pace.overloaded(61.0, wait_s=0.01) is True  # once there is a pace, any 429 reads the limit again
+    assert pace.limit == pytest.approx(589 / 60)  # the last 59.99 s, in whole buckets
+    assert pace.rate == pytest.approx(0.8 * 589 / 60)
 
 
 def test_without_answers_there_is_no_pace_to_follow():
     pace = Pace(now=0.0)
     assert pace.overloaded(5.0, wait_s=30.0) is False and pace.rate is None
+    pace.answered(1.0)
+    assert pace.overloaded(5.0, wait_s=60.0) is False  # the window holds nothing of ours: no limit to read
 
 
 def test_congestion_needs_several_signals_among_the_last_answers():
     congestion = Congestion()
-    assert [congestion.note(signal) for signal in (True, False, True, False, True)] == [False] * 5
-    assert congestion.note(True) is True  # 4 of the last 8
-    assert congestion.note(False) is False  # an answer that is not a signal is never overload
-    for _ in range(8):
-        congestion.note(False)
-    assert congestion.note(True) is False  # the old ones were forgotten
+    assert [congestion.note(signal, at) for at, signal in enumerate((True, False, True, False, True))] == [False] * 5
+    assert congestion.note(True, 5) is True  # 4 of the last 8
+    assert congestion.note(False, 6) is False  # an answer that is not a signal is never overload
+    for at in range(7, 15):
+        congestion.note(False, at)
+    assert congestion.note(True, 15) is False  # the old ones were forgotten
+
+
+def test_congestion_judges_the_latest_by_the_moment_given_not_by_arrival():
+    congestion = Congestion()
+    for at in range(8):
+        congestion.note(False, at / 10)  # requests sent before the limit was hit, answered well
+    # four refused requests sent after them: the limit is hit, though more good answers of
+    # requests sent earlier (still on their round trip) come in between
+    verdicts = []
+    for i in range(4):
+        verdicts.append(congestion.note(True, 1.0 + i / 100))
+        verdicts.append(congestion.note(False, 0.5 + i / 100))
+    assert verdicts == [False] * 6 + [True, False]
 
 
 def test_random_faults_at_four_percent_rarely_look_like_overload():
     rng = random.Random(3)
     congestion = Congestion()
-    overloads = sum(congestion.note(rng.random() < 0.04) for _ in range(100_000))
+    overloads = sum(congestion.note(rng.random() < 0.04, i) for i in range(100_000))
     assert overloads < 20  # of about 4,000 signals
 
 
@@ -314,3 +354,12 @@ def test_the_target_stays_within_min_and_max_and_does_not_grow_while_idle():
     assert controller.target == 16
     controller.reset(4, 70.0)
     assert controller.target == 8
+
+
+def test_a_long_hold_after_a_cut_is_not_time_on_the_curve():
+    controller = AdaptiveConcurrency(start=30, low=1, high=1000, now=0.0)
+    now = serve(controller, 0.0, 1.0, in_flight=1)
+    assert controller.loss(now - 0.1, now) == 21
+    # dispatch held for 30 s (a 429's Retry-After), then the first answer, with the target in flight
+    controller.success(now + 30.0, now + 30.5, in_flight=21)
+    assert controller.target == 21  # W(0.5 s) of the curve, not W(30.5 s) = 0.4 × 27.7³ + 30 ≈ 8,500

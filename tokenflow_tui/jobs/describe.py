@@ -77,9 +77,18 @@ def _limits(job: Job) -> str:
         parts.append(f"{limits.tokens_per_minute:,} tokens/min")
     if limits.max_total_tokens:
         parts.append(f"{limits.max_total_tokens:,} tokens in all")
+    prices = _prices(job)
     if limits.max_cost_usd:
-        parts.append(
-            f"${limits.max_cost_usd:,.2f} in all (${limits.price_input_per_million_usd:g} in, "
-            f"${limits.price_output_per_million_usd:g} out per million tokens)"
-        )
+        parts.append(f"${limits.max_cost_usd:,.2f} in all ({prices})")
+    elif prices is not None:
+        parts.append(f"no cost budget ({prices})")
     return ", ".join(parts) or "none"
+
+
+def _prices(job: Job) -> str | None:
+    """The prices of the job file, when both are given (the cost is shown, and may be budgeted)."""
+    price_in = job.limits.price_input_per_million_usd
+    price_out = job.limits.price_output_per_million_usd
+    if price_in is None or price_out is None:
+        return None
+    return f"${price_in:g} in, ${price_out:g} out per million tokens"

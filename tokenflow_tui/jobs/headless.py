@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import signal
 from typing import TextIO
 
 from .durations import duration
 from .exit_codes import EXIT_STOPPED_BY_ITSELF
 from .runner import JobRunner
-from .view import RunSnapshot
+from .view import RunSnapshot, TrafficView
 
 
 def progress_line(snap: RunSnapshot) -> str:
@@ -16,11 +17,28 @@ def progress_line(snap: RunSnapshot) -> str:
     total = s.total or 0
     finished = s.done + s.failed
     percent = 100.0 * finished / total if total else 100.0
-    return (
+    line = (
         f"{snap.job_name}: {finished:,}/{total:,} ({percent:.1f}%) · {s.failed:,} failed · "
         f"{s.in_flight:,} in flight · {s.rate_10s:,.0f} req/s · {snap.tokens_per_s_now:,.0f} tok/s · "
         f"ETA {duration(s.eta_s)}"
     )
+    return " · ".join((line, *_traffic_parts(snap.traffic)))
+
+
+def _traffic_parts(traffic: TrafficView) -> list[str]:
+    """The traffic control that acts now: a hold, the adaptive target, the pace, the budgets."""
+    parts = []
+    if traffic.held_s > 0:
+        parts.append(f"held {math.ceil(traffic.held_s)} s")
+    if traffic.target_workers is not None:
+        parts.append(f"target {traffic.target_workers:,} workers")
+    if traffic.pace_per_minute:
+        parts.append(f"paced {traffic.pace_per_minute:,.0f}/min")
+    if traffic.max_total_tokens:
+        parts.append(f"{traffic.tokens_used:,}/{traffic.max_total_tokens:,} tokens")
+    if traffic.max_cost_usd and traffic.cost_usd is not None:
+        parts.append(f"${traffic.cost_usd:,.2f}/${traffic.max_cost_usd:,.2f}")
+    return parts
 
 
 def final_line(snap: RunSnapshot, code: int) -> str:

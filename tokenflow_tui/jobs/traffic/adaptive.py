@@ -16,6 +16,7 @@ SLOW_START_STEP = 0.5  # per success before the first loss: the target grows by 
 CUT_GAP_S = 1.0  # at most one cut a second: one overload is usually reported by many requests
 GOODPUT_WINDOW_S = 1.0  # what the server sustained is judged over this much recent time
 IDLE_SHARE = 0.5  # with fewer than this share of the target in flight, the job is not testing the limit
+IDLE_GAP_S = 1.0  # no answer for this long: dispatch was held (after a 429), and nobody tested the limit
 
 
 class AdaptiveConcurrency:
@@ -50,8 +51,9 @@ class AdaptiveConcurrency:
     def success(self, started: float, now: float, in_flight: int) -> int | None:
         self._note(started, now)
         busy = in_flight >= self.target * IDLE_SHARE
-        if not busy:
-            # nobody is testing the limit (the input ran dry, or dispatch is held): the curve waits
+        if not busy or now - self._last_event > IDLE_GAP_S:
+            # nobody is testing the limit (the input ran dry, or dispatch is held): the curve waits;
+            # else the first answer after a long hold would set the target far past the limit
             self._epoch += now - self._last_event
         self._last_event = now
         if not busy:

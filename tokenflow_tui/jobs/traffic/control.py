@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+from contextvars import ContextVar
 from typing import Any, Awaitable, Callable, Mapping
 
 from ...engine import ActionDone, Clock, TokenFlowRequest, TokenFlowRequestTrajectory
@@ -38,6 +39,9 @@ _OVERLOAD_KINDS = frozenset({"timeout"})
 _OVERLOAD_STATUSES = frozenset({503})
 _TOKENS_AVERAGE_WEIGHT = 0.05  # of the newest request, in the running average of tokens per request
 _ROUND_TRIP_WEIGHT = 0.05  # of the newest answer, in the running average of latency
+_QUEUE_LOOK_S = 1.0  # workers beyond a second's worth of the pace look again this often
+# when the attempt the built-in handler is in was sent: each worker is a task of its own
+_ATTEMPT_STARTED: ContextVar[float] = ContextVar("attempt_started")
 
 
 class Traffic:
@@ -109,6 +113,11 @@ class Traffic:
                 if self._adaptive is not None and self._in_flight >= self._adaptive.target:
                     await waiting.slot()
                     continue
+                if reserved is None and self._paced is not None and self._paced.level(now) < -self._pace_queue():
+                    # a second's worth waits already: a reservation made now would keep the wait
+                    # worked out at today's pace even when the pace grows meanwhile
+                    await waiting.nap(_QUEUE_LOOK_S)
+                    continue
                 if reserved is None and (
                     self._requests is not None or self._tokens is not None or self._paced is not None
                 ):
@@ -129,6 +138,7 @@ class Traffic:
 
         async def watched(trajectory: TokenFlowRequestTrajectory) -> tuple[Any, ...]:
             started = clock.monotonic()
+            _ATTEMPT_STARTED.set(started)
             try:
                 outcome = await handler(trajectory)
             except asyncio.CancelledError:
@@ -152,7 +162,7 @@ class Traffic:
         waits, dispatch is paced from then on).
         """
         now = self._clock.monotonic()
-        congested = self._rate_limited.note(True)
+        congested = self._rate_limited.note(True, _ATTEMPT_STARTED.get(now))
         if congested:
             self._slowdown.hold(delay_s, now, "the server answers 429 (too many requests)", self._round_trip_s)
         # once dispatch is paced, any 429 says the pace is too fast
@@ -263,6 +273,11 @@ class Traffic:
             wait_s = max(wait_s, self._tokens.reserve(tokens, now))
         return (1.0, tokens), wait_s
 
+    def _pace_queue(self) -> float:
+        """Reservations of the pace that may wait at once: a second's worth (one at least)."""
+        assert self._pace.rate is not None
+        return max(self._pace.rate * _QUEUE_LOOK_S, 1.0)
+
     def _give_back(self, reserved: tuple[float, float]) -> None:
         now = self._clock.monotonic()
         requests, tokens = reserved
@@ -293,16 +308,17 @@ class Traffic:
             if status == 429:
                 overloaded = self._slowdown.held(now)  # on_rate_limit judged it
             else:
-                self._rate_limited.note(False)
-                overloaded = self._overloaded.note(kind in _OVERLOAD_KINDS or status in _OVERLOAD_STATUSES)
+                self._rate_limited.note(False, started)
+                # by arrival: a timeout is news of now, though its request was sent long ago
+                overloaded = self._overloaded.note(kind in _OVERLOAD_KINDS or status in _OVERLOAD_STATUSES, now)
             if overloaded and self._adaptive is not None:
                 self._set_target(self._adaptive.loss(started, now))
             if final:
                 retryable = is_retryable(str(kind), status if type(status) is int else None)
                 self._finished(None if retryable else (f"HTTP {status}" if status else str(kind)))
         else:
-            self._rate_limited.note(False)
-            self._overloaded.note(False)
+            self._rate_limited.note(False, started)
+            self._overloaded.note(False, now)
             self._round_trip_s += _ROUND_TRIP_WEIGHT * (now - started - self._round_trip_s)
             self._pace.answered(now)
             if self._adaptive is not None:

@@ -1,7 +1,9 @@
 """Screens of the dashboard at 120×40, fixed theme, clock, lag and data (pytest-textual-snapshot)."""
 from __future__ import annotations
 
-from ui_fakes import SIZE, ScriptedRun, make_app, settle
+from textual.widgets._footer import FooterKey
+
+from ui_fakes import ACTIVE_TRAFFIC, SIZE, ScriptedRun, make_app, settle
 
 REASON = "paused by itself: the API answered 401 Unauthorized; check OPENAI_API_KEY"
 
@@ -21,6 +23,12 @@ def test_main_finished(snap_compare) -> None:
     async def finish(pilot) -> None:
         run.finish(0)
         await settle(pilot, "run")
+        # the footer drops the steering keys by composing itself again, a few messages later
+        for _ in range(50):  # bounded: a handful of pauses is enough
+            keys = {footer_key.key for footer_key in pilot.app.screen.query(FooterKey)}
+            if keys and "p" not in keys:
+                break
+            await pilot.pause()
 
     assert snap_compare(make_app(run), terminal_size=SIZE, run_before=finish)
 
@@ -35,3 +43,9 @@ def test_trajectory(snap_compare) -> None:
 
 def test_failed_browser(snap_compare) -> None:
     assert snap_compare(make_app(ScriptedRun()), terminal_size=SIZE, press=["f", "tab", "down"])
+
+
+def test_main_with_traffic_control(snap_compare) -> None:
+    run = ScriptedRun(workers=48)
+    run.traffic = ACTIVE_TRAFFIC
+    assert snap_compare(make_app(run), terminal_size=SIZE)

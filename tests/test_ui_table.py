@@ -95,24 +95,27 @@ async def test_hidden_dashboard_pulls_nothing_and_catches_up_when_shown() -> Non
         assert run.snapshots > snapshots
 
 
-async def beats(app, n: int) -> tuple[int, int]:
-    """Run `n` beats of the refresh timer by hand; the snapshots pulled and chart repaints asked."""
+async def beats(app, n: int) -> tuple[int, list[int], list[int]]:
+    """Run `n` beats of the refresh timer by hand; the snapshots pulled, and the beats on which the
+    throughput chart and the error chart were asked to repaint."""
     main = app.main_screen
-    charts = []
-    main.refresh_charts = lambda: charts.append(1)  # counted, not drawn
+    painted: dict[str, list[int]] = {"throughput": [], "errors": []}
+    for name, beats_of in painted.items():
+        # counted, not drawn
+        setattr(getattr(main._widgets, name), "show_history", lambda _, beats_of=beats_of: beats_of.append(beat))
     before = app.control.inner.snapshots
-    for _ in range(n):
+    for beat in range(1, n + 1):
         main.tick()
-    return app.control.inner.snapshots - before, len(charts)
+    return app.control.inner.snapshots - before, painted["throughput"], painted["errors"]
 
 
-async def test_each_beat_pulls_the_numbers_and_every_fourth_the_charts() -> None:
+async def test_each_beat_pulls_the_numbers_and_each_chart_repaints_every_fourth_on_a_beat_of_its_own() -> None:
     app = make_app(ScriptedRun(), lag_probe=FixedLag(3.0), refresh_s=3600, chart_refresh_s=4 * 3600)
     async with app.run_test(size=SIZE):
-        assert await beats(app, 8) == (8, 2)
+        assert await beats(app, 8) == (8, [4, 8], [2, 6])
 
 
-async def test_a_late_loop_is_pulled_and_painted_half_as_often() -> None:
+async def test_a_late_loop_is_pulled_half_as_often_and_the_charts_keep_their_pace() -> None:
     app = make_app(ScriptedRun(), lag_probe=FixedLag(250.0), refresh_s=3600, chart_refresh_s=4 * 3600)
     async with app.run_test(size=SIZE):
-        assert await beats(app, 8) == (4, 2)
+        assert await beats(app, 8) == (4, [4, 8], [2, 6])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from datetime import timezone
 from typing import Any, Sequence
 
@@ -13,12 +14,19 @@ from textual.worker import WorkerFailed
 from textual.notifications import Notify
 
 from tokenflow_tui.engine import StatsSnapshot
-from tokenflow_tui.jobs.view import ChartPoint, RequestRow, RunSnapshot, SaveReport
+from tokenflow_tui.jobs.view import ChartPoint, RequestRow, RunSnapshot, SaveReport, TrafficView
 from tokenflow_tui.ui import TokenFlowApp
 
 WALL_START = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 NOW = WALL_START + 754.0  # 22:25:54 UTC
 SIZE = (120, 40)
+# limits, a hold, adaptive workers, budgets and the server's allowance at once
+ACTIVE_TRAFFIC = TrafficView(
+    requests_per_minute=3_000, tokens_per_minute=450_000, held_s=2.4,
+    held_because="the server answers 429 (too many requests)", holds=3, adaptive=True, target_workers=48,
+    workers_min=8, workers_max=256, cuts=5, tokens_used=198_000, max_total_tokens=500_000, cost_usd=0.42,
+    max_cost_usd=2.0, remaining_requests=120, remaining_tokens=81_000, pace_per_minute=2_450, sent=48,
+)
 
 # the failed requests' kinds, 429s the most common
 _FAILED_KINDS = ("http_429", "http_429", "http_5xx", "timeout", "http_429", "connection", "bad_response")
@@ -101,6 +109,8 @@ class ScriptedRun:
         self.shutdown_gate = asyncio.Event()  # clear it to hold shutdown() in "pausing"
         self.shutdown_gate.set()
         self.run_error: Exception | None = None
+        self.traffic = TrafficView()
+        self.prices = False  # a cost budget is refused without prices, as the runner does
 
     # the script
 
@@ -212,6 +222,7 @@ class ScriptedRun:
             tokens_per_s_now=9_636.0 if running else 0.0, tokens_per_s_avg=8_448.0,
             errors_by_kind={"http_429": 412, "http_5xx": 32, "timeout": 11},
             failed_by_kind=failed_by_kind, history=self.history, saved_at=self.saved_at,
+            traffic=self.traffic,
         )
 
     def row_count(self, row_filter: str = "all") -> int:
@@ -276,6 +287,20 @@ class ScriptedRun:
         if n > 1_000:
             return "at most 1,000 workers"
         self.target_workers = n
+        return None
+
+    def set_limits(self, requests_per_minute: float, tokens_per_minute: int) -> str | None:
+        self.calls.append(("set_limits", requests_per_minute, tokens_per_minute))
+        self.traffic = dataclasses.replace(self.traffic, requests_per_minute=requests_per_minute,
+                                           tokens_per_minute=tokens_per_minute)
+        return None
+
+    def set_budget(self, max_total_tokens: int, max_cost_usd: float) -> str | None:
+        self.calls.append(("set_budget", max_total_tokens, max_cost_usd))
+        if max_cost_usd and not self.prices:
+            return "a cost budget needs the prices in the job file"
+        self.traffic = dataclasses.replace(self.traffic, max_total_tokens=max_total_tokens,
+                                           max_cost_usd=max_cost_usd)
         return None
 
     async def save(self) -> SaveReport:

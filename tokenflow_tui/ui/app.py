@@ -11,15 +11,17 @@ from textual.screen import ModalScreen
 from textual.worker import Worker, WorkerState
 
 from ..engine import StatsSnapshot
-from ..jobs.view import RunControl
+from ..jobs.view import RunControl, TrafficView
 from .context import DashboardContext
 from .formatting import clock_time, plural
 from .guard import GuardedControl
 from .lag import LagProbe, LoopLagMonitor
 from .screens.dialogs import ConfirmQuitScreen, HelpScreen
 from .screens.failed import FailedScreen
+from .screens.amounts import AmountsDialog
 from .screens.main import MainScreen
 from .screens.trajectory import TrajectoryScreen
+from .traffic_edits import budget_dialog, change_note, limits_dialog, resume_note, spent_budgets
 
 _WORKERS = Binding.Group("workers", compact=True)
 # what each background call is, for the one error handler of all workers
@@ -30,10 +32,10 @@ _WORKER_WHAT = {
 # why pausing or stopping cannot be done in these states
 _NOT_YET = {"done": "the job is done", "starting": "the job is starting: try again in a moment"}
 # keys that act on the run; a modal dialog on top takes the keyboard instead
-_RUN_ACTIONS = {"toggle_pause", "stop_now", "scale", "save", "quit", "help"}
+_RUN_ACTIONS = {"toggle_pause", "stop_now", "scale", "limits", "budget", "save", "quit", "help"}
 # keys that steer a running job: once the run has returned there is nothing left to steer, so they
 # leave the footer rather than answer "the job is done" to every press
-_STEERING = {"toggle_pause", "stop_now", "scale"}
+_STEERING = {"toggle_pause", "stop_now", "scale", "limits", "budget"}
 
 
 class TokenFlowApp(App[int]):
@@ -138,8 +140,9 @@ class TokenFlowApp(App[int]):
         elif state == "stopping":
             self.notify("the job is stopping: p resumes it once it has stopped", severity="warning")
         elif state == "paused":
+            traffic = self.control.snapshot().traffic  # before the resume grants a spent budget again
             self._call("resume", self.control.resume())
-            self.notify("resuming")
+            self.notify(resume_note(traffic))
         elif state == "pausing":
             self._toggle_while_pausing()
         else:
@@ -197,6 +200,36 @@ class TokenFlowApp(App[int]):
             self.notify(refusal, severity="warning")
         else:
             self.notify(f"workers: {target:,} → {wanted:,}")
+
+    def action_limits(self) -> None:
+        self._edit_traffic(limits_dialog, "limits", self.control.set_limits)
+
+    def action_budget(self) -> None:
+        self._edit_traffic(budget_dialog, "budget", self.control.set_budget)
+
+    def _edit_traffic(self, dialog: Callable[[TrafficView], AmountsDialog], what: str,
+                      apply: Callable[..., str | None]) -> None:
+        """Ask for new amounts in `dialog`, then hand them to the run's `apply` and say what changed."""
+        state = self._pull()[0]
+        if state in _NOT_YET:
+            self.notify(_NOT_YET[state], severity="warning")
+            return
+        asked = dialog(self.control.snapshot().traffic)
+
+        def answered(values: tuple[float, ...] | None) -> None:
+            if values is None:
+                return  # escape: nothing changed, nothing to say
+            refusal = apply(*values)
+            if refusal:
+                self.notify(refusal, severity="warning")
+                return
+            note = change_note(what, asked.amounts, values)
+            snapshot = self.control.snapshot()
+            if snapshot.state == "paused" and not spent_budgets(snapshot.traffic):
+                note += "; p resumes the job"
+            self.notify(note)
+
+        self.push_screen(asked, answered)
 
     def action_save(self) -> None:
         if self._busy("save"):

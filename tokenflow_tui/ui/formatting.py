@@ -51,6 +51,15 @@ def compact(x: float | None) -> str:
     return f"{x:.1f}" if 0 < abs(x) < 10 else f"{x:.0f}"
 
 
+def setting(value: float, *, dollars: bool = False) -> str:
+    """A limit or budget as set: 3,000 · 0.50 · $5.00, and 'none' for 0."""
+    if not value:
+        return "none"
+    if dollars:
+        return f"${value:,.2f}"
+    return f"{int(value):,}" if value == int(value) else f"{value:,.2f}"
+
+
 def latency(seconds: float | None) -> str:
     """850 ms, 1.20 s, 2.5 min."""
     if seconds is None:

@@ -62,13 +62,23 @@ class GuardedControl:
     def failed_groups(self) -> dict[str, list[int]]:
         return self._guard("reading the failed requests", self.inner.failed_groups, {})
 
-    def set_workers(self, n: int) -> str | None:
+    def _refusal(self, what: str, call: Callable[[], str | None]) -> str | None:
         # the refusal is a sentence the app shows anyway: the error becomes one
         try:
-            return self.inner.set_workers(n)
+            return call()
         except Exception as error:  # noqa: BLE001
-            log.exception("setting the workers failed")
-            return f"setting the workers failed: {type(error).__name__}: {error}"
+            log.exception("%s failed", what)
+            return f"{what} failed: {type(error).__name__}: {error}"
+
+    def set_workers(self, n: int) -> str | None:
+        return self._refusal("setting the workers", lambda: self.inner.set_workers(n))
+
+    def set_limits(self, requests_per_minute: float, tokens_per_minute: int) -> str | None:
+        return self._refusal("setting the rate limits",
+                             lambda: self.inner.set_limits(requests_per_minute, tokens_per_minute))
+
+    def set_budget(self, max_total_tokens: int, max_cost_usd: float) -> str | None:
+        return self._refusal("setting the budgets", lambda: self.inner.set_budget(max_total_tokens, max_cost_usd))
 
     def retry(self, indexes: Sequence[int]) -> int:
         return self._guard("queueing the requests again", lambda: self.inner.retry(indexes), 0)

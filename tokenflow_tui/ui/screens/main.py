@@ -1,6 +1,8 @@
 """The dashboard: the run at a glance, refreshed on a timer, and the table of requests."""
 from __future__ import annotations
 
+from functools import cached_property
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -16,12 +18,29 @@ from ..widgets.panel import LivePanel
 from ..widgets.requests import FILTER_LABELS, RequestsPanel
 from ..widgets.status import RunHeader, RunProgress
 from ..widgets.summary import summary_content
+from ..widgets.traffic import TrafficPanel
 from .failed import FailedScreen
 from .trajectory import TrajectoryScreen
 
 
+_TRAFFIC = Binding.Group("traffic", compact=True)  # one footer entry for both keys: the footer fits 120 columns
 # a loop whose callbacks run this late is saturated (DESIGN §5 asks p99 ≤ 100 ms)
 BUSY_LAG_MS = 100.0
+
+
+class _Widgets:
+    """The widgets a refresh repaints, looked up once rather than on every beat."""
+
+    def __init__(self, screen: Screen[None]) -> None:
+        self.header = screen.query_one(RunHeader)
+        self.progress = screen.query_one(RunProgress)
+        self.counts, self.speed, self.latency, self.tokens, self.summary = (
+            screen.query_one(f"#{name}", LivePanel) for name in ("counts", "speed", "latency", "tokens", "summary")
+        )
+        self.traffic = screen.query_one(TrafficPanel)
+        self.throughput = screen.query_one(ThroughputChart)
+        self.errors = screen.query_one(ErrorChart)
+        self.requests = screen.query_one(RequestsPanel)
 
 
 class MainScreen(Screen[None]):
@@ -35,6 +54,11 @@ class MainScreen(Screen[None]):
                 tooltip="failed requests grouped by error kind; queue them again from there"),
         Binding("tab", "cycle_filter", "filter", id="cycle_filter",
                 tooltip="show all requests, those in flight, those retried, those failed"),
+        # on the dashboard only, where the traffic panel shows what they change
+        Binding("l", "app.limits", "limits", id="limits", group=_TRAFFIC,
+                tooltip="change the rate limits: requests and tokens per minute, shared by all workers"),
+        Binding("b", "app.budget", "budget", id="budget", group=_TRAFFIC,
+                tooltip="change the budgets (total tokens, cost) at which the job pauses"),
         *(
             Binding(str(number), f"filter('{name}')", FILTER_LABELS[name], show=False, id=f"filter_{name}",
                     tooltip=f"show {FILTER_LABELS[name]} requests")
@@ -59,6 +83,7 @@ class MainScreen(Screen[None]):
         with Horizontal(id="numbers"):
             for name in ("counts", "speed", "latency", "tokens"):
                 yield LivePanel(id=name, classes="numbers")
+        yield TrafficPanel(id="traffic")
         with Horizontal(id="charts"):
             yield ThroughputChart(id="throughput")
             yield ErrorChart(id="errors")
@@ -68,7 +93,7 @@ class MainScreen(Screen[None]):
 
     def on_mount(self) -> None:
         titles = {"counts": "requests", "speed": "speed", "latency": "latency", "tokens": "tokens",
-                  "throughput": "finished requests / s", "errors": "errors by kind / s", "summary": "finished"}
+                  "throughput": "finished requests / s", "errors": "errors by kind / s", "summary": "finished", "traffic": "traffic control"}
         for widget_id, title in titles.items():
             self.query_one(f"#{widget_id}").border_title = title
         # one timer for numbers and charts, so that a chart's second is painted in the same frame as
@@ -92,43 +117,54 @@ class MainScreen(Screen[None]):
             self.refresh_data()
             self.refresh_charts()
 
-    def tick(self) -> None:
-        """One beat of the refresh timer: the numbers and rows, and every few beats the charts.
+    @cached_property
+    def _widgets(self) -> _Widgets:
+        # on first use, not on mount: the run may return (show_finished) before the screen is mounted
+        return _Widgets(self)
 
-        While the loop is late (its lag p99 above BUSY_LAG_MS) the run has no time to spare: every
-        other beat is skipped, so the dashboard pulls and paints half as often.
+    def tick(self) -> None:
+        """One beat of the refresh timer: the numbers and rows, and every few beats a chart.
+
+        The two charts repaint on different beats, half a chart period apart, so that no frame
+        draws both on top of the numbers. While the loop is late (its lag p99 above BUSY_LAG_MS)
+        the run has no time to spare: every other beat is skipped, so the dashboard pulls and paints
+        half as often (the charts' beats are even ones, so they keep their pace).
         """
         self._ticks += 1
         lag = self.context.lag.p99_ms()
         if lag is not None and lag > BUSY_LAG_MS and self._ticks % 2:
             return
         self.refresh_data()
-        if self._ticks % self._chart_every == 0:
-            self.refresh_charts()
+        phase = self._ticks % self._chart_every
+        if self.snapshot is not None:
+            if phase == 0:
+                self._widgets.throughput.show_history(self.snapshot.history)
+            if phase == 2 * (self._chart_every // 4):
+                self._widgets.errors.show_history(self.snapshot.history)
 
     def refresh_data(self) -> None:
         """Pull a snapshot and the visible rows, and repaint what changed."""
-        context = self.context
+        context, widgets = self.context, self._widgets
         snapshot = self.snapshot = context.control.snapshot()
         if not self._lag_started and snapshot.state != "starting":
             self._lag_started = True
             context.lag.start()
         with self.app.batch_update():
-            self.query_one(RunHeader).show_snapshot(snapshot, context.clock(), context.tz)
-            self.query_one(RunProgress).show_stats(snapshot.stats)
-            self.query_one("#counts", LivePanel).set_content(counts_content(snapshot))
-            self.query_one("#speed", LivePanel).set_content(speed_content(snapshot, context.lag.p99_ms()))
-            self.query_one("#latency", LivePanel).set_content(latency_content(snapshot))
-            self.query_one("#tokens", LivePanel).set_content(tokens_content(snapshot))
+            widgets.header.show_snapshot(snapshot, context.clock(), context.tz)
+            widgets.progress.show_stats(snapshot.stats)
+            widgets.counts.set_content(counts_content(snapshot))
+            widgets.speed.set_content(speed_content(snapshot, context.lag.p99_ms()))
+            widgets.latency.set_content(latency_content(snapshot))
+            widgets.tokens.set_content(tokens_content(snapshot))
+            widgets.traffic.show_traffic(snapshot.traffic)
             if self.exit_code is not None:
-                self.query_one("#summary", LivePanel).set_content(
-                    summary_content(snapshot, self.exit_code, self.run_error))
-            self.query_one(RequestsPanel).refresh_rows()
+                widgets.summary.set_content(summary_content(snapshot, self.exit_code, self.run_error))
+            widgets.requests.refresh_rows()
 
     def refresh_charts(self) -> None:
         if self.snapshot is not None:
-            self.query_one(ThroughputChart).show_history(self.snapshot.history)
-            self.query_one(ErrorChart).show_history(self.snapshot.history)
+            self._widgets.throughput.show_history(self.snapshot.history)
+            self._widgets.errors.show_history(self.snapshot.history)
 
     def show_finished(self, exit_code: int, error: str | None = None) -> None:
         """The run has returned: the summary takes the charts' place."""

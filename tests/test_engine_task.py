@@ -492,3 +492,86 @@ async def test_before_attempt_holds_each_attempt_back_until_it_returns():
     task.run(1)
     assert [r.request_trajectory.last().result for r in await task.wait_for_done()] == ["A", "B"]
     assert seen[:2] == [0, 1] and sorted(seen[2:]) == [0, 1]
+
+
+async def test_rates_and_eta_count_running_time_only_so_a_pause_does_not_inflate_the_eta():
+    clock = ManualClock(start=1000.0)
+
+    async def one_second(t):
+        await clock.sleep(1.0)
+        return ActionDone(), None
+
+    task = TokenFlowTask(one_second, list(range(1000)), clock=clock)
+    task.run(10)
+
+    async def tick(seconds: float = 1.0) -> None:
+        """Move the clock on, then let the workers that wake take their next request."""
+        clock.advance(seconds)
+        await until(lambda: clock.sleeping == 10 or task.state == "paused")
+
+    await until(lambda: clock.sleeping == 10)
+    for _ in range(10):
+        await tick()
+    stopping = asyncio.ensure_future(task.soft_stop())
+    await tick()  # the ten in flight finish; nothing new starts
+    await stopping
+    assert (task.stats().done, task.stats().elapsed_s) == (110, 11.0)
+    clock.advance(100.0)  # paused
+    task.run(10)
+    await until(lambda: clock.sleeping == 10)
+    await tick()
+    stats = task.stats()
+    # ten finished in each of the last ten running seconds; the window's span is 9.9 s at a whole tick
+    assert (stats.done, stats.elapsed_s, stats.rate_10s) == (120, 12.0, 100 / 9.9)
+    assert stats.rate_1s == 10 / 0.9
+    assert stats.rate_avg == 10.0
+    assert stats.eta_s == 880 / (100 / 9.9)  # 87 s; counting the pause it was 880 s
+    await task.hard_stop()
+
+
+async def test_a_task_restored_from_a_checkpoint_rates_only_its_own_running_time():
+    clock = ManualClock()
+
+    async def one_second(t):
+        await clock.sleep(1.0)
+        return ActionDone(), None
+
+    first = TokenFlowTask(one_second, list(range(100)), clock=clock)
+    first.run(10)
+    await until(lambda: clock.sleeping == 10)
+    for _ in range(5):
+        clock.advance(10.0)
+        await until(lambda: clock.sleeping == 10)
+    await first.hard_stop()
+    data = first.checkpoint()
+    assert (data["counters"]["done"], data["counters"]["elapsed_s"]) == (50, 50.0)
+
+    second = TokenFlowTask.from_checkpoint(data, one_second, list(range(100)), clock=clock)
+    second.run(10)
+    await until(lambda: clock.sleeping == 10)
+    clock.advance(1.0)
+    await until(lambda: clock.sleeping == 10)
+    stats = second.stats()
+    assert (stats.done, stats.elapsed_s) == (60, 51.0)
+    # ten in the one second since the restore, not ten over 51 s
+    assert (stats.rate_avg, stats.rate_10s, stats.eta_s) == (10.0, 10.0, 4.0)
+    await second.hard_stop()
+
+
+async def test_hard_stop_requeues_the_cancelled_requests_in_input_order():
+    gate = Gate()
+    task = TokenFlowTask(gate, list(range(100)))
+    task.run(40)
+    await until(lambda: len(gate.started) == 40)
+    gate.release_waiting()  # the first forty finish; each worker takes the next request
+    await until(lambda: len(gate.started) == 80)
+    task.add_requests([(100, 100)])  # taken after every request of the input read so far
+    task.set_workers(41)
+    await until(lambda: len(gate.started) == 81)
+    await task.hard_stop()
+    assert [r.id for r in task.waiting()] == list(range(40, 80)) + [100]
+    gate.release.set()
+    task.run(3)
+    results = await task.wait_for_done()
+    assert [r.id for r in results] == list(range(101))
+    assert gate.started[81:121] == list(range(40, 80))  # run again first, in input order

@@ -1,7 +1,6 @@
-"""Job files that are right: the exact settings they give, defaults, handlers, fingerprint, description."""
+"""Job files that are right: the exact settings they give, defaults, handlers, description."""
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import re
@@ -21,7 +20,6 @@ from tokenflow_tui.jobs.config import (
     RetrySection,
     SimulatorSection,
     WorkersSection,
-    fingerprint,
     load_job,
 )
 from tokenflow_tui.jobs.describe import describe
@@ -332,17 +330,7 @@ def test_every_key_of_valid_documents_is_found():
     assert checked > 1000
 
 
-# ----- fingerprint and description ------------------------------------------------------------
-
-
-def test_the_fingerprint_covers_the_job_file_and_the_input(jobs):
-    path = write_job(jobs, '[job]\nname = "t"\ninput = "prompts.jsonl"\n[endpoint]\nsimulate = true\n')
-    job = load_job(path, {})
-    job_bytes = path.read_bytes()
-    expected = hashlib.sha256(len(job_bytes).to_bytes(8, "big") + job_bytes + b'{"prompt": "hi"}\n').hexdigest()
-    assert fingerprint(job) == expected
-    (jobs / "prompts.jsonl").write_text('{"prompt": "hi!"}\n')
-    assert fingerprint(job) != expected
+# ----- description -----------------------------------------------------------------------
 
 
 def test_describe_a_remote_job(jobs):

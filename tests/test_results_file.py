@@ -90,6 +90,42 @@ def test_buffer_is_written_once_past_the_threshold(tmp_path: Path, monkeypatch: 
     writer.close()
 
 
+def test_write_buffered_writes_whole_records_without_fsync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "results.jsonl"
+    writer = ResultsWriter(path)
+    synced: list[int] = []
+    monkeypatch.setattr(os, "fsync", synced.append)
+    writer.append(record(0))
+    writer.append(record(1, "failed"))
+    writer.write_buffered()
+    assert path.read_bytes() == encode_record(record(0)) + encode_record(record(1, "failed"))
+    assert (writer.buffered, writer.summary.records, synced) == (0, 2, [])
+    writer.write_buffered()  # nothing buffered: nothing written
+    assert path.stat().st_size == writer.summary.size
+    writer.flush()
+    assert len(synced) == 2  # a save still makes the file and its new directory entry durable
+    writer.close()
+
+
+def test_write_buffered_leaves_the_records_to_a_flush_under_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "results.jsonl"
+    writer = ResultsWriter(path)
+    writer.append(record(0))
+    real_write = os.write
+
+    def write_while_the_timer_fires(fd: int, data: Any) -> int:
+        writer.append(record(1))
+        writer.write_buffered()  # a flush holds the file: this one leaves record 1 in the buffer
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write_while_the_timer_fires)
+    writer.flush(fsync=False)
+    monkeypatch.undo()
+    assert (path.read_bytes(), writer.buffered) == (encode_record(record(0)), 1)
+    writer.close()
+    assert path.read_bytes() == encode_record(record(0)) + encode_record(record(1))
+
+
 def test_writer_refuses_a_file_it_was_not_told_about(tmp_path: Path) -> None:
     path = tmp_path / "results.jsonl"
     path.write_bytes(encode_record(record(0)) + b'{"id":')

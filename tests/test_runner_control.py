@@ -5,11 +5,15 @@ import asyncio
 
 import pytest
 
+from tokenflow_tui.engine import ManualClock
+from tokenflow_tui.engine.trajectory import TokenFlowRequestTrajectoryElement, new_request
 from tokenflow_tui.jobs.config import load_job
+from tokenflow_tui.jobs.request_table import attempt_status, unfinished_row
+from tokenflow_tui.jobs.results_file import WRITE_INTERVAL_S
 from tokenflow_tui.jobs.runner import JobRunner
 
 import run_helpers
-from run_helpers import gated_job, read_records
+from run_helpers import gated_job, read_records, write_input, write_job
 
 
 async def until(predicate, limit: int = 2000) -> None:
@@ -152,3 +156,63 @@ async def test_cancelling_run_stops_the_workers_before_the_store_closes(tmp_path
     for _ in range(20):
         await asyncio.sleep(0)
     assert (tmp_path / "out" / "results.jsonl").read_text() == ""
+
+
+async def test_finished_records_reach_the_file_every_write_interval_without_a_save(tmp_path, gate):
+    clock = ManualClock()
+    lines = [{"prompt": "bad", "fail": True}, {"prompt": "slow"}]
+    runner = JobRunner(load_job(gated_job(tmp_path, lines, workers=2)), save_interval_s=3600, clock=clock)
+    runner.open()
+    running = asyncio.create_task(runner.run())
+    results = tmp_path / "out" / "results.jsonl"
+    await until(lambda: runner.snapshot().stats.failed == 1)
+    clock.advance(WRITE_INTERVAL_S / 2)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert results.read_bytes() == b""  # buffered until the interval has passed
+    clock.advance(WRITE_INTERVAL_S / 2)
+    await until(lambda: results.stat().st_size > 0)
+    assert [(r["index"], r["status"]) for r in read_records(results)] == [(0, "failed")]
+    assert not (tmp_path / "out" / "state.toml").exists()  # a plain write, not a save
+    gate.set()
+    assert await asyncio.wait_for(running, 10) == 0
+    runner.close()
+
+
+async def test_the_handler_file_is_imported_once_per_run(tmp_path):
+    (tmp_path / "h.py").write_text(
+        "import pathlib\n"
+        "with open(pathlib.Path(__file__).with_name('imports.txt'), 'a') as out:\n"
+        "    out.write('imported\\n')\n"
+        "from tokenflow import ActionDone\n\n"
+        "async def handler(trajectory):\n"
+        "    return ActionDone(), 'ok'\n")
+    write_input(tmp_path / "in.jsonl", 3)
+    job = write_job(tmp_path, {"job": {"name": "once", "input": "in.jsonl", "output": "out"},
+                               "handler": {"path": "h.py:handler"}})
+    runner = JobRunner(load_job(job), save_interval_s=3600)
+    runner.open()
+    assert await asyncio.wait_for(runner.run(), 10) == 0
+    runner.close()
+    assert (tmp_path / "imports.txt").read_text() == "imported\n"
+    assert len(read_records(tmp_path / "out" / "results.jsonl")) == 3
+
+
+TIMEOUT = {"kind": "timeout", "message": "late", "status_code": None}
+SLOW_DOWN = {"kind": "http_429", "message": "slow down", "status_code": 429}
+
+
+@pytest.mark.parametrize(("result", "stored", "status"), [
+    ({"error": SLOW_DOWN}, {"error": SLOW_DOWN, "status_code": 429}, "429"),
+    ({"error": TIMEOUT}, {"error": TIMEOUT, "status_code": None}, "timeout"),
+    ({"text": "hi", "status_code": 200}, {"result": "hi", "status_code": 200}, "200"),
+    ({"text": "hi", "status_code": None}, {"result": "hi", "status_code": None}, "ok"),
+    ("a handler's own result", {"result": "a handler's own result"}, "ok"),
+])
+def test_a_retrying_row_shows_the_status_its_stored_attempt_will(result, stored, status):
+    request = new_request(7, {"prompt": "x"})
+    request.request_trajectory.mark_last_continue(result, {"prompt": "x"})
+    request.request_trajectory.add(TokenFlowRequestTrajectoryElement({"prompt": "x"}))
+    row = unfinished_row(7, request, in_flight=False)
+    assert (row.state, row.attempts, row.last_status) == ("retrying", 1, status)
+    assert attempt_status(stored) == status  # the same helper reads both

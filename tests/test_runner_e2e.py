@@ -189,8 +189,8 @@ def test_a_changed_input_is_refused_with_a_message_naming_restart(tmp_path):
     changed = tokenflow("run", str(job), "--headless")
     assert changed.returncode == 2
     assert changed.stderr.strip() == (
-        f"tokenflow run: {tmp_path / 'out'} holds the progress of a different job file or input (they changed "
-        "since it was written); rerun with --restart to discard it, or set another output directory"
+        f"tokenflow run: {tmp_path / 'out'} holds progress that no longer matches the job: the input changed "
+        "since it was saved; rerun with --restart to discard it, or set another output directory"
     )
     restarted = tokenflow("run", str(job), "--headless", "--restart")
     assert restarted.returncode == 0, restarted.stderr

@@ -13,17 +13,20 @@ from .jobs.exit_codes import EXIT_INVALID
 from .jobs.gc_tuning import tune_gc_for_run
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .jobs import export as export_module
-    from .jobs import report as report_module
-    from .bench import cli as bench_cli
-    from .sim import cli as sim_cli
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; with `command`, only that command's options are added.
 
+    The options of `simulate`, `export`, `report` and `bench` live in their modules: importing all of
+    them would slow every call down by tens of milliseconds.
+    """
     parser = argparse.ArgumentParser(
         prog="tokenflow",
         description="Send many requests to OpenAI-compatible APIs, with crash-safe results and a live dashboard.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def wanted(name: str) -> bool:
+        return command is None or command == name
 
     run = commands.add_parser("run", help="run a job (the dashboard on a terminal); a rerun resumes")
     run.add_argument("job", type=Path, metavar="JOB.toml")
@@ -37,16 +40,28 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("job", type=Path, metavar="JOB.toml")
 
     simulate = commands.add_parser("simulate", help="serve the built-in OpenAI-compatible simulator")
-    sim_cli.add_arguments(simulate)
+    if wanted("simulate"):
+        from .sim import cli as sim_cli
+
+        sim_cli.add_arguments(simulate)
 
     export = commands.add_parser("export", help="one line per input request, in input order")
-    export_module.add_export_arguments(export)
+    if wanted("export"):
+        from .jobs import export as export_module
+
+        export_module.add_export_arguments(export)
 
     report = commands.add_parser("report", help="counts, failures by kind, tokens, latency")
-    report_module.add_report_arguments(report)
+    if wanted("report"):
+        from .jobs import report as report_module
+
+        report_module.add_report_arguments(report)
 
     bench = commands.add_parser("bench", help="measure this machine: engine overhead, HTTP cost per request")
-    bench_cli.add_arguments(bench)
+    if wanted("bench"):
+        from .bench import cli as bench_cli
+
+        bench_cli.add_arguments(bench)
     return parser
 
 
@@ -61,7 +76,9 @@ def _positive_int(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    # the first word that is not an option names the command (the top level has no option with a value)
+    parser = build_parser(next((word for word in argv if not word.startswith("-")), None))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
@@ -116,7 +133,8 @@ def validate_command(args: argparse.Namespace) -> int:
 def run_command(args: argparse.Namespace) -> int:
     from .jobs.config import load_job
     from .jobs.problems import JobError
-    from .jobs.runner import JobRunner, RunError
+    from .jobs.run_open import RunError
+    from .jobs.runner import JobRunner
 
     try:
         job = load_job(args.job)

@@ -15,7 +15,11 @@ _LAT_BOUNDS = [_LAT_MIN_S * 2 ** (i / _LAT_STEPS_PER_OCTAVE) for i in range(1, _
 
 @dataclass(frozen=True, slots=True)
 class StatsSnapshot:
-    """A point-in-time view of a task; `total` is None while the input length is unknown."""
+    """A point-in-time view of a task; `total` is None while the input length is unknown.
+
+    Times and rates count running time only: `rate_10s` is over the last 10 s the task ran, so
+    right after a pause it still says how fast the task goes (and `eta_s` with it).
+    """
 
     state: str
     total: int | None

@@ -88,6 +88,7 @@ class TokenFlowTask:
         self._before_attempt = before_attempt
 
         self._ready: deque[TokenFlowRequest] = deque()
+        self._seq = itertools.count()  # numbers the requests in the order the task takes them
         self._delayed: dict[asyncio.Task[None], TokenFlowRequest] = {}
         self._running: dict[int, TokenFlowRequest] = {}
         self._results: list[TokenFlowRequest] = []
@@ -104,6 +105,7 @@ class TokenFlowTask:
         self._retries = 0
         self._carried = 0  # requests finished before a checkpoint this task was restored from
         self._elapsed_before = 0.0
+        self._counted_from = 0.0  # running time at which this task's rates begin (a checkpoint's)
         self._run_started: float | None = None
         self._finish_rate = RateWindow()
         self._latency = LatencyHistogram()
@@ -150,14 +152,23 @@ class TokenFlowTask:
             self._pause()
 
     async def hard_stop(self) -> None:
-        """Cancel the in-flight requests now; each one's interrupted attempt runs again on the next run()."""
+        """Cancel the in-flight requests now; each one's interrupted attempt runs again on the next run().
+
+        They go back to the front of the queue in the order the task took them from its input.
+        """
         if self._state not in (RUNNING, STOPPING):
             return
         self._state = STOPPING
+        in_flight = {id(request) for request in self._running.values()}
         workers = list(self._workers)
         for worker in workers:
             worker.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
+        # each cancelled worker put its request at the front, in whatever order the workers ended
+        ready, front = self._ready, []
+        while ready and id(ready[0]) in in_flight:
+            front.append(ready.popleft())
+        ready.extendleft(sorted(front, key=_request_seq, reverse=True))
         self._pause()
 
     def set_workers(self, n_workers: int) -> None:
@@ -202,7 +213,7 @@ class TokenFlowTask:
             raise RuntimeError("TokenFlowTask.add_requests: the task is done; build a new task for more requests")
         added = 0
         for request_id, params in requests:
-            self._ready.append(new_request(request_id, params))
+            self._ready.append(new_request(request_id, params, next(self._seq)))
             added += 1
         if self._total is not None:
             self._total += added
@@ -234,8 +245,8 @@ class TokenFlowTask:
     # ----- statistics and checkpoint ---------------------------------------------------------
 
     def stats(self) -> StatsSnapshot:
-        now = self._clock.monotonic()
-        elapsed = self._elapsed(now)
+        elapsed = self._elapsed(self._clock.monotonic())
+        counted = elapsed - self._counted_from
         finished = self._done + self._failed
         in_flight = len(self._running)
         if self._total is not None:
@@ -256,10 +267,11 @@ class TokenFlowTask:
             workers=len(self._workers),
             target_workers=self._target,
             elapsed_s=elapsed,
-            rate_1s=rate(now, 1, elapsed),
-            rate_10s=rate(now, 10, elapsed),
-            rate_60s=rate(now, 60, elapsed),
-            rate_avg=(finished - self._carried) / elapsed if elapsed > 0 else 0.0,
+            # over running time, so that time spent paused dilutes neither them nor the ETA after a resume
+            rate_1s=rate(elapsed, 1, counted),
+            rate_10s=rate(elapsed, 10, counted),
+            rate_60s=rate(elapsed, 60, counted),
+            rate_avg=(finished - self._carried) / counted if counted > 0 else 0.0,
             latency_p50_s=latency(50),
             latency_p95_s=latency(95),
             latency_p99_s=latency(99),
@@ -316,11 +328,13 @@ class TokenFlowTask:
             total = counters["done"] + counters["failed"] + len(pending)
         task = cls(request_fn, None, event_callback, requests=source, total=total, **options)
         task._consumed = consumed
+        for request in pending:
+            request.seq = next(task._seq)
         task._ready.extend(pending)
         task._done, task._failed = int(counters["done"]), int(counters["failed"])
         task._attempts, task._retries = int(counters["attempts"]), int(counters["retries"])
         task._carried = task._done + task._failed
-        task._elapsed_before = float(counters["elapsed_s"])
+        task._elapsed_before = task._counted_from = float(counters["elapsed_s"])
         task._latency = LatencyHistogram.from_data(data.get("latency_histogram", {}))
         task._target = int(data.get("target_workers", 1))
         if data.get("input_exhausted"):
@@ -366,7 +380,7 @@ class TokenFlowTask:
             self._check_all_finished()
             return None
         self._consumed += 1
-        return new_request(request_id, params)
+        return new_request(request_id, params, next(self._seq))
 
     def _check_all_finished(self) -> None:
         if self._total is not None and self._done + self._failed >= self._total and self._state != DONE:
@@ -385,6 +399,9 @@ class TokenFlowTask:
         me = asyncio.current_task()
         monotonic = self._clock.monotonic
         wall_offset = self._clock.time() - monotonic()  # one clock read per attempt gives both
+        # a worker lives within one stretch of running, where running time = monotonic() - run_origin
+        first_read = monotonic()
+        run_origin = first_read - self._elapsed(first_read)
         running = self._running
         ready = self._ready
         latency = self._latency
@@ -444,7 +461,7 @@ class TokenFlowTask:
                         self._failed += 1
                     else:
                         self._done += 1
-                    rate.add(now)
+                    rate.add(now - run_origin)
                     self._hand_out(request)
                 elif kind is ActionContinue:
                     element.result = result
@@ -510,7 +527,7 @@ class TokenFlowTask:
             self._failed += 1
         else:
             self._done += 1
-        self._finish_rate.add(now)
+        self._finish_rate.add(self._elapsed(now))
         self._hand_out(request)
 
     def _hand_out(self, request: TokenFlowRequest) -> None:
@@ -538,6 +555,10 @@ class TokenFlowTask:
 
 def _request_id(request: TokenFlowRequest) -> Any:
     return request.id
+
+
+def _request_seq(request: TokenFlowRequest) -> int:
+    return request.seq
 
 
 def _short_repr(value: Any, limit: int = 200) -> str:

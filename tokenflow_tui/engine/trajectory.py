@@ -56,9 +56,11 @@ class TokenFlowRequestTrajectory:
 class TokenFlowRequest:
     id: Any
     request_trajectory: TokenFlowRequestTrajectory
+    # when the task took it: its place in the task's input (a hard stop requeues by it)
+    seq: int = field(default=0, compare=False, repr=False)
 
 
-def new_request(request_id: Any, params: Any) -> TokenFlowRequest:
+def new_request(request_id: Any, params: Any, seq: int = 0) -> TokenFlowRequest:
     return TokenFlowRequest(
-        request_id, TokenFlowRequestTrajectory([TokenFlowRequestTrajectoryElement(params)])
+        request_id, TokenFlowRequestTrajectory([TokenFlowRequestTrajectoryElement(params)]), seq
     )

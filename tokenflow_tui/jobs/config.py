@@ -5,7 +5,6 @@ and keeps no secret (the API key stays in the environment; only its variable's n
 """
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import math
 import os
@@ -53,7 +52,6 @@ _NAME = re.compile(r"[A-Za-z0-9._-]+")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TOML_PLACE = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 _TOML_END = re.compile(r"\s*\(at end of document\)$")
-_HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,18 +179,6 @@ def load_job(path: Path, environ: Mapping[str, str] = os.environ) -> Job:
     if reader.problems:
         raise JobError(sort_problems(reader.problems))
     return job
-
-
-def fingerprint(job: Job) -> str:
-    """sha256 of the job file and the input file, to tell whether a run's progress still belongs to them."""
-    digest = hashlib.sha256()
-    job_bytes = job.job_path.read_bytes()
-    digest.update(len(job_bytes).to_bytes(8, "big"))  # so no other split of the same bytes collides
-    digest.update(job_bytes)
-    with open(job.job.input, "rb") as stream:
-        while chunk := stream.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _syntax_problem(file: str, text: str, message: str) -> Problem:

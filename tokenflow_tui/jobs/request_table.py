@@ -108,15 +108,17 @@ def unfinished_row(index: int, request: TokenFlowRequest | None, in_flight: bool
     last = done[-1]
     result = last.result
     error = result.get("error") if isinstance(result, dict) else None
-    status = _result_status(result)
+    status = attempt_status(result)
     preview = error.get("message", "") if isinstance(error, dict) else _text_preview(result)
     latency = last.latency_s * 1000 if last.latency_s is not None else None
     return RequestRow(index, user_id, state, len(done) + (1 if in_flight else 0), status, latency,
                       preview[:_PREVIEW_CHARS])
 
 
-def attempt_status(attempt: dict[str, Any]) -> str:
-    """What the status column shows for an attempt as stored in results.jsonl."""
+def attempt_status(attempt: Any) -> str:
+    """What the status column shows for an attempt: as stored in results.jsonl, or its handler's result."""
+    if not isinstance(attempt, dict):
+        return "ok"
     error = attempt.get("error")
     if isinstance(error, dict):
         code = error.get("status_code")
@@ -125,22 +127,17 @@ def attempt_status(attempt: dict[str, Any]) -> str:
     return str(code) if code else "ok"
 
 
+def record_error_kind(record: dict[str, Any] | None) -> str:
+    """The error kind of a failed record ("unknown" when it names none)."""
+    error = (record or {}).get("error")
+    return str(error.get("kind", "unknown")) if isinstance(error, dict) else "unknown"
+
+
 def record_preview(record: dict[str, Any]) -> str:
     error = record.get("error")
     if record.get("status") == "failed" and isinstance(error, dict):
         return str(error.get("message", ""))[:_PREVIEW_CHARS]
     return _text_preview(record.get("result"))[:_PREVIEW_CHARS]
-
-
-def _result_status(result: Any) -> str:
-    if isinstance(result, dict):
-        error = result.get("error")
-        if isinstance(error, dict):
-            code = error.get("status_code")
-            return str(code) if code else str(error.get("kind", "error"))
-        if "status_code" in result:
-            return str(result["status_code"])
-    return "ok"
 
 
 def _text_preview(value: Any) -> str:

@@ -26,6 +26,9 @@ from .records import encode_record
 
 RESULTS_FILE = "results.jsonl"
 FLUSH_BYTES = 1 << 20
+# how often a run writes its finished records without waiting for the buffer to fill: what a
+# kill -9 loses (and the next run sends again) is at most this much of the run's records
+WRITE_INTERVAL_S = 0.2
 READ_BYTES = 8 << 20
 NO_RECORD, DONE, FAILED = 0, 1, 2
 STATUS_NAMES = {DONE: "done", FAILED: "failed"}
@@ -124,8 +127,7 @@ class ResultsWriter:
     def append(self, record: dict[str, Any]) -> int:
         """Add a record (see records.build_record); returns its byte offset in the file.
 
-        Writes (without fsync) once the buffer passes 1 MiB, unless a flush is already writing.
-        Never raises for the disk: after a failed write, records wait in memory for `flush`.
+        Writes (without fsync, see `write_buffered`) once the buffer passes FLUSH_BYTES.
         """
         line = encode_record(record)
         usage = record["usage"]
@@ -140,15 +142,24 @@ class ResultsWriter:
                 counts[3] += usage.get("total_tokens") or 0
             counts[4] += len(record["attempts"])
             full = len(self._pending) >= FLUSH_BYTES
-        if full and self._auto_write and self._io_lock.acquire(blocking=False):
-            try:
-                self._write()
-            except StoreError:
-                # the next save reports it; a sink that raised on every record would flood the log
-                self._auto_write = False
-            finally:
-                self._io_lock.release()
+        if full:
+            self.write_buffered()
         return offset
+
+    def write_buffered(self) -> None:
+        """Write the buffered records without fsync, unless a flush is writing already.
+
+        Never raises for the disk: after a failed write, records wait in memory for `flush`.
+        """
+        if not self._auto_write or not self._io_lock.acquire(blocking=False):
+            return
+        try:
+            self._write()
+        except StoreError:
+            # the next save reports it; a sink that raised on every record would flood the log
+            self._auto_write = False
+        finally:
+            self._io_lock.release()
 
     def pending_line(self, offset: int) -> bytes | None:
         """The record at `offset` while it is not yet in the file (without its newline), else None."""

@@ -8,33 +8,29 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from typing import Any, Awaitable, Callable, Mapping, Sequence
-
-import orjson
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Sequence
 
 from ..engine import Clock, StatsSnapshot, SystemClock, TokenFlowRequest, TokenFlowRequestTrajectory, TokenFlowTask
 from ..engine.events import UnexpectedUserException
-from .config import Job, fingerprint
-from .inputs import InputSummary, iter_input, scan_input
-from ..sim import SimulatorProcess
-from .openai_handler import HandlerSettings, OpenAIHandler
-from .output_lock import LockedError, OutputLock
-from .records import build_record
-from .request_table import RequestTable, attempt_status, record_preview, unfinished_row
+from .config import Job
 from .exit_codes import EXIT_DONE, EXIT_INTERRUPTED
 from .export import STATE_REQUESTS_KEY, STATE_RESULTS_KEY
-from .results_file import RESULTS_FILE, ResultsSummary, ResultsWriter, StoreError, os_error_reason, recover
+from .inputs import InputSummary, iter_input
+from .output_lock import LockedError
+from .records import build_record
+from .request_table import RequestTable, attempt_status, record_error_kind, record_preview
+from .results_file import RESULTS_FILE, WRITE_INTERVAL_S, ResultsSummary, StoreError
+from .run_open import OpenedRun, RunError, open_run
+from .run_rows import RunRows
 from .run_stats import RunStats
-from .transport import make_client
-from .state_file import STATE_FILE, read_state, write_state
+from .state_file import STATE_FILE, write_state
 from .traffic import Traffic
 from .view import RequestRow, RunSnapshot, SaveReport, TrafficView
 
+if TYPE_CHECKING:
+    from .run_endpoint import RunEndpoint
+
 STATE_VERSION = 1
-
-
-class RunError(Exception):
-    """The run cannot start or go on; the message is a sentence for the user."""
 
 
 Handler = Callable[[TokenFlowRequestTrajectory], Awaitable[tuple[Any, ...]]]
@@ -67,11 +63,12 @@ class JobRunner:
         self._elapsed_before = 0.0
         self._attempts_before = 0  # of earlier runs of this output
         self._retries_before = 0
-        self._lock: OutputLock | None = None
-        self._writer: ResultsWriter | None = None
+        self._opened: OpenedRun | None = None  # the output, held from open() to close()
+        self._rows = RunRows(self._table, self._current_task, self._read_record, self._builtin)
+        self._user_handler: Handler | None = None
+        self._endpoint: RunEndpoint | None = None
         self._task: TokenFlowTask | None = None
         self._traffic: Traffic | None = None
-        self._closers: list[Callable[[], Awaitable[None]]] = []
         self._save_lock = asyncio.Lock()
         self._saved_at: float | None = None
         self._last_save = SaveReport(0, str(self.output_dir / RESULTS_FILE), 0.0)
@@ -81,15 +78,16 @@ class JobRunner:
         self._pending: set[asyncio.Future[Any]] = set()
         self._done = 0  # over every run of this output, as results.jsonl says
         self._failed = 0
-        self._read_fd: int | None = None
-        self._fingerprint = ""
+        self._fingerprint: dict[str, str] = {}
 
     # ----- opening and resuming ------------------------------------------------------------
 
     def open(self) -> None:
-        """Take the output directory, repair and read earlier progress.
+        """Take the output directory, repair and read earlier progress; import what the run needs.
 
-        Raises JobError for a bad input and RunError (a sentence) when the output cannot be used.
+        Raises JobError for a bad input or handler file and RunError (a sentence) when the output
+        cannot be used. The command line calls it before the event loop starts, so that these imports
+        do not stall the loop.
         """
         try:
             self._open()
@@ -101,69 +99,33 @@ class JobRunner:
             raise
 
     def _open(self) -> None:
-        # a broken handler file or input line is a bad job: said before anything is written (§2.1)
         if not self._builtin:
             from .handler_loader import load_handler
 
-            load_handler(self.job)  # imported again when the run starts, once the endpoint is known
-        first_run = not (self.output_dir / STATE_FILE).exists()
-        if first_run:
-            self._summary = scan_input(self.job)
-        if self.output_dir.exists() and not self.output_dir.is_dir():
-            raise RunError(f"the output {self.output_dir} exists and is not a folder")
-        try:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise RunError(f"cannot make the output folder {self.output_dir} ({os_error_reason(error)})") from None
-        self._lock = OutputLock(self.output_dir)
-        results_path = self.output_dir / RESULTS_FILE
-        state = read_state(self.output_dir / STATE_FILE)
-        self._fingerprint = fingerprint(self.job)
-        if state is not None and state.get("fingerprint") != self._fingerprint:
-            raise RunError(
-                f"{self.output_dir} holds the progress of a different job file or input "
-                "(they changed since it was written); rerun with --restart to discard it, "
-                "or set another output directory"
-            )
-        if state is not None and STATE_REQUESTS_KEY in state:
-            # the same input was checked when the run began: a resume need not read it twice
-            self._summary = InputSummary(int(state[STATE_REQUESTS_KEY]), ())
-        elif not first_run:
-            self._summary = scan_input(self.job)
-        saved = ResultsSummary.from_data(state.get(STATE_RESULTS_KEY)) if state is not None else None
-        recovery = recover(results_path, saved)
-        if len(recovery.status) > self._summary.count:
-            raise RunError(
-                f"{results_path} has a record for input request {len(recovery.status) - 1}, but the input "
-                f"has only {self._summary.count} requests; rerun with --restart to discard it"
-            )
-        self._table = RequestTable(self._summary.count)
-        self._table.restore(recovery.status, recovery.offsets)
-        if state is not None:
-            self._stats = RunStats.from_data(state.get("stats", {}))
-            self._elapsed_before = float(state.get("elapsed_s", 0.0))
-            self._attempts_before = int(state.get("attempts", 0))
-            self._retries_before = int(state.get("retries", 0))
-            if self._workers == self.job.workers.count and "workers" in state:
-                self._workers = int(state["workers"])
-        self._writer = ResultsWriter(results_path, recovery.summary)
-        self._read_fd = os.open(results_path, os.O_RDONLY)
-        self._stats.failed_by_kind.clear()
-        for index in self._table.failed_indexes():
-            kind = _error_kind(self._read_record(self._table.offsets[index]))
-            if self._retry_failed:
-                self._table.requeue(index)
-            else:
-                self._table.failed[index] = kind
-                self._stats.failed_by_kind[kind] += 1
-        self._failed = len(self._table.failed)
-        self._done = recovery.done
+            # a broken handler file is a bad job: said before anything is written (§2.1)
+            self._user_handler = load_handler(self.job)
+        if self.job.endpoint is not None:
+            from .run_endpoint import RunEndpoint  # the HTTP stack: only a run with an endpoint needs it
+
+            self._endpoint = RunEndpoint(self.job)
+        opened = self._opened = open_run(self.job, self._retry_failed)
+        self._summary = opened.summary
+        self._fingerprint = opened.fingerprint
+        self._table = opened.table
+        self._rows = RunRows(self._table, self._current_task, self._read_record, self._builtin)
+        self._stats = opened.stats
+        self._elapsed_before = opened.elapsed_s
+        self._attempts_before = opened.attempts
+        self._retries_before = opened.retries
+        if self._workers == self.job.workers.count and opened.workers is not None:
+            self._workers = opened.workers
+        self._done, self._failed = opened.done, opened.failed
 
     # ----- RunControl --------------------------------------------------------------------------
 
     async def run(self) -> int:
         """Run until every request is finished or `shutdown()`; the results stay readable after."""
-        if self._writer is None:
+        if self._opened is None:
             self.open()
         try:
             self._traffic = self._build_traffic()
@@ -181,10 +143,11 @@ class JobRunner:
             self._task.set_workers(self._workers)
             self._task.run()
             saver = asyncio.create_task(self._save_periodically())
+            writer = asyncio.create_task(self._write_periodically())
             finished = asyncio.create_task(self._task.wait_for_done())
             shutdown = asyncio.create_task(self._shutdown.wait())
             await asyncio.wait({finished, shutdown}, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in (saver, finished, shutdown):
+            for waiter in (saver, writer, finished, shutdown):
                 waiter.cancel()
             if not self._shutdown.is_set():
                 await self.save()
@@ -196,7 +159,8 @@ class JobRunner:
             self.close()
             raise
         finally:
-            await self._close_connections()
+            if self._endpoint is not None:
+                await self._endpoint.close()
 
     async def shutdown(self) -> int:
         """Pause softly, save and release the output; the exit code (0 when all finished, else 130)."""
@@ -259,12 +223,12 @@ class JobRunner:
     async def save(self) -> SaveReport:
         """Flush and fsync results.jsonl, then write state.toml; the writing happens off the loop."""
         async with self._save_lock:
-            if self._writer is None:
+            if self._opened is None:
                 return self._last_save  # the run is closed: everything was saved then
             # counted before the flush, so the state never claims more than the file holds
             done, failed = self._done, self._failed
             try:
-                summary = await asyncio.to_thread(self._writer.flush)
+                summary = await asyncio.to_thread(self._opened.writer.flush)
             except StoreError as error:
                 # the unwritten records stay in memory; pausing stops more from piling up
                 self._reason = f"saving failed: {error}"
@@ -316,110 +280,38 @@ class JobRunner:
         )
 
     def row_count(self, row_filter: str = "all") -> int:
-        return len(self._row_indexes(row_filter))
+        return self._rows.row_count(row_filter)
 
     def rows(self, row_filter: str, start: int, stop: int) -> list[RequestRow]:
-        indexes = self._row_indexes(row_filter)[start:stop]
-        held = self._held_requests()
-        rows = []
-        for index in indexes:
-            if self._table.is_finished(index):
-                rows.append(self._table.finished_row(index, self._read_record))
-            else:
-                request, in_flight = held.get(index, (None, False))
-                rows.append(unfinished_row(index, request, in_flight))
-        return rows
+        return self._rows.rows(row_filter, start, stop)
 
     def trajectory(self, index: int) -> list[dict[str, Any]]:
-        if self._table.is_finished(index):
-            record = self._read_record(self._table.offsets[index]) or {}
-            return list(record.get("attempts") or [])
-        request, _ = self._held_requests().get(index, (None, False))
-        if request is None:
-            return []
-        made = [e for e in request.request_trajectory.trajectory if e.action is not None]
-        if not made:
-            return []
-        return build_record(TokenFlowRequest(request.id, TokenFlowRequestTrajectory(made)), self._builtin)["attempts"]
+        return self._rows.trajectory(index)
 
     def failed_groups(self) -> dict[str, list[int]]:
-        groups: dict[str, list[int]] = {}
-        for index, kind in self._table.failed.items():
-            groups.setdefault(kind, []).append(index)
-        return groups
+        return self._rows.failed_groups()
 
     # ----- internals ---------------------------------------------------------------------------
 
-    def _row_indexes(self, row_filter: str) -> Sequence[int]:
-        if row_filter == "all":
-            return range(self._table.count)
-        if row_filter == "in_flight":
-            return sorted(r.id for r in self._task.in_flight()) if self._task is not None else []
-        if row_filter == "retried":
-            waiting = [r.id for r in self._task.waiting()] if self._task is not None else []
-            return sorted(set(self._table.retried).union(waiting))
-        if row_filter == "failed":
-            return list(self._table.failed)
-        raise ValueError(f"unknown row filter {row_filter!r}")
-
-    def _held_requests(self) -> dict[int, tuple[TokenFlowRequest, bool]]:
-        if self._task is None:
-            return {}
-        held = {r.id: (r, False) for r in self._task.waiting()}
-        held.update((r.id, (r, True)) for r in self._task.in_flight())
-        return held
+    def _current_task(self) -> TokenFlowTask | None:
+        return self._task
 
     def _read_record(self, offset: int) -> dict[str, Any] | None:
-        """The record at `offset` of results.jsonl, from the writer's buffer or the disk."""
-        if offset < 0 or self._writer is None or self._read_fd is None:
-            return None
-        line = self._writer.pending_line(offset)
-        size = 1 << 16
-        while line is None:
-            chunk = os.pread(self._read_fd, size, offset)
-            end = chunk.find(b"\n")
-            if end >= 0 or len(chunk) < size:
-                line = chunk[:end] if end >= 0 else chunk
-            size *= 4  # a long answer: read on until the record's end
-        try:
-            return orjson.loads(line)
-        except orjson.JSONDecodeError:
-            return None
+        """The record at `offset` of results.jsonl (None once the run is closed)."""
+        return self._opened.reader.read(offset) if self._opened is not None else None
 
     async def _start_handler(self) -> Handler:
-        endpoint = self.job.endpoint
-        base_url = endpoint.base_url if endpoint is not None else None
-        if endpoint is not None and endpoint.simulate:
-            simulator = SimulatorProcess(endpoint.simulator.to_config())
-            await simulator.__aenter__()
-            self._closers.append(lambda: simulator.__aexit__(None, None, None))
-            base_url = simulator.base_url
-        if not self._builtin:
-            from .handler_loader import load_handler
-
+        endpoint = self._endpoint
+        base_url = await endpoint.start() if endpoint is not None else None
+        if self._user_handler is not None:
             if base_url is not None:
                 # a user's handler does its own requests: this tells it where the endpoint is
                 os.environ["TOKENFLOW_BASE_URL"] = base_url
-            return load_handler(self.job)
-        assert endpoint is not None and base_url is not None
-        api_key = self._environ.get(endpoint.api_key_env) if endpoint.api_key_env else None
-        client = make_client(endpoint.transport, self._workers_cap(), endpoint.timeout_s)
-        self._closers.append(client.aclose)
-        settings = HandlerSettings(
-            base_url=base_url,
-            api=endpoint.api,
-            model=endpoint.model,
-            params=dict(self.job.request.params),
-            timeout_s=endpoint.timeout_s,
-            max_attempts=self.job.retry.max_attempts,
-            backoff_base_s=self.job.retry.backoff_base_s,
-            backoff_max_s=self.job.retry.backoff_max_s,
-        )
-        assert self._traffic is not None
-        return OpenAIHandler(
-            settings, client, api_key, on_auth_error=self._on_auth_error,
-            on_rate_limit=self._traffic.on_rate_limit, on_headers=self._traffic.on_headers,
-        )
+            return self._user_handler
+        assert endpoint is not None and self._traffic is not None and self.job.endpoint is not None
+        key_env = self.job.endpoint.api_key_env
+        api_key = self._environ.get(key_env) if key_env else None
+        return endpoint.builtin_handler(self._workers_cap(), api_key, self._traffic, self._on_auth_error)
 
     def _background(self, work: Awaitable[Any]) -> None:
         """Run `work` on the loop, holding a reference so it is not collected before it ends."""
@@ -489,11 +381,11 @@ class JobRunner:
         return self._builtin and type(result) is dict and "error" in result
 
     def _on_finished(self, request: TokenFlowRequest) -> None:
-        assert self._writer is not None
+        assert self._opened is not None
         record = build_record(request, self._builtin)
-        offset = self._writer.append(record)
+        offset = self._opened.writer.append(record)
         index = request.id
-        failed_kind = _error_kind(record) if record["status"] == "failed" else None
+        failed_kind = record_error_kind(record) if record["status"] == "failed" else None
         if failed_kind is None:
             self._done += 1
         else:
@@ -562,25 +454,17 @@ class JobRunner:
             except RunError:
                 pass  # the job paused itself with the reason; the next save tries again
 
-    async def _close_connections(self) -> None:
-        """Close the HTTP client and stop the simulator."""
-        for close in reversed(self._closers):
-            await close()
-        self._closers.clear()
+    async def _write_periodically(self) -> None:
+        """Hand finished records to the file often (no fsync): a kill -9 then sends few of them again."""
+        while True:
+            await self._clock.sleep(WRITE_INTERVAL_S)
+            writer = self._opened.writer if self._opened is not None else None
+            if writer is not None and writer.buffered:
+                # off the loop: a write may wait for the disk when the page cache is full
+                await asyncio.to_thread(writer.write_buffered)
 
     def close(self) -> None:
         """Close the results file and let go of the output directory."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        if self._read_fd is not None:
-            os.close(self._read_fd)
-            self._read_fd = None
-        if self._lock is not None:
-            self._lock.close()
-            self._lock = None
-
-
-def _error_kind(record: dict[str, Any] | None) -> str:
-    error = (record or {}).get("error")
-    return str(error.get("kind", "unknown")) if isinstance(error, dict) else "unknown"
+        if self._opened is not None:
+            self._opened.close()  # a failed flush raises here: the file stays open for another try
+            self._opened = None

@@ -5,22 +5,29 @@ environment, and the least-busy bookkeeping of split pools. Servers on 127.0.0.1
 from __future__ import annotations
 
 import asyncio
+import gzip
 import socket
 
 import httpx
 import pytest
 
-from tokenflow_tui.jobs.transport import TRANSPORTS, make_client
+from tokenflow_tui.jobs.transport import TRANSPORTS, make_client, read_body, response_headers
 
 ANSWER = b'{"ok":true}'
 BODY = b'{"model":"m","messages":[{"role":"user","content":"hi"}]}'
 HEADERS = {"content-type": "application/json", "authorization": "Bearer sk-test"}
 
 
-class RawServer:
-    """Records each request's head and body as they came over the socket, and answers 200 with ANSWER."""
+def reply(body: bytes, *headers: str) -> bytes:
+    head = "".join(f"{header}\r\n" for header in ("Content-Type: application/json", *headers))
+    return b"HTTP/1.1 200 OK\r\n%sContent-Length: %d\r\n\r\n%s" % (head.encode(), len(body), body)
 
-    def __init__(self) -> None:
+
+class RawServer:
+    """Records each request's head and body as they came over the socket, and answers each with `answer`."""
+
+    def __init__(self, answer: bytes = reply(ANSWER)) -> None:
+        self.answer = answer
         self.requests: list[tuple[str, dict[str, str], bytes]] = []
         self.port = 0
         self._server: asyncio.Server | None = None
@@ -43,8 +50,7 @@ class RawServer:
                 headers = {name.lower(): value for name, _, value in (f.partition(": ") for f in fields)}
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 self.requests.append((line, headers, body))
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: %d\r\n\r\n%s" % (len(ANSWER), ANSWER))
+                writer.write(self.answer)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -115,3 +121,43 @@ async def test_failed_and_finished_requests_leave_no_pool_busy(transport):
         assert client._busy == [0] * (1 if transport == "aiohttp" else 3)
     finally:
         await client.aclose()
+
+
+async def read_with(transport: str, answer: bytes, limit: int) -> tuple[dict[str, str | None], bytes, bool]:
+    """The headers asked for by read_body's callers, and what read_body makes of `answer`."""
+    async with RawServer(answer) as server:
+        client = make_client(transport, 4, 5.0)
+        try:
+            url = httpx.URL(f"http://127.0.0.1:{server.port}/v1/chat/completions")
+            async with client.stream("POST", url, content=BODY, headers=HEADERS) as response:
+                headers = response_headers(response)
+                names = ("content-type", "X-RateLimit-Remaining-Requests", "retry-after")
+                seen = {name: headers.get(name) for name in names}
+                return seen, *await read_body(response, limit)
+        finally:
+            await client.aclose()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_body_of_many_chunks_is_read_whole_with_its_headers(transport):
+    body = bytes(range(256)) * 1000  # 256 kB: many reads
+    answer = reply(body, "x-ratelimit-remaining-requests: 7", "X-RateLimit-Remaining-Requests: 8")
+    headers, read, complete = await read_with(transport, answer, len(body))
+    assert (read, complete) == (body, True)
+    # names in any case; of a repeated header, the first (httpx would join both)
+    expected_remaining = "7" if transport == "aiohttp" else "7, 8"
+    assert headers == {"content-type": "application/json", "X-RateLimit-Remaining-Requests": expected_remaining,
+                       "retry-after": None}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_body_declared_one_byte_over_the_limit_is_not_read(transport):
+    body = b"x" * 40_000
+    _, read, complete = await read_with(transport, reply(body), len(body) - 1)
+    assert (read, complete) == (b"", False)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_compressed_body_is_decoded(transport):
+    _, read, complete = await read_with(transport, reply(gzip.compress(ANSWER * 50), "Content-Encoding: gzip"), 10_000)
+    assert (read, complete) == (ANSWER * 50, True)

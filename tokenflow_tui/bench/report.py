@@ -20,7 +20,7 @@ def _load(machine: dict[str, Any]) -> str:
     before, after = machine.get("load_before"), machine.get("load_after")
     if not before or not after:
         return "load unknown"
-    return f"load average {before[0]:.2f} before, {after[0]:.2f} after (1 min)"
+    return f"load average {before[0]:.2f} before, {after[0]:.2f} after (1 min; other work lowers every figure)"
 
 
 def _engine(figures: dict[str, Any]) -> list[str]:
@@ -52,12 +52,17 @@ def _http(points: list[dict[str, Any]]) -> list[str]:
         cheaper = point["cheaper"]
         lines.append(f"  {cheaper['transport']} wins: {cheaper['cpu_factor']:.2f}x less CPU per request, "
                      f"{cheaper['rate_factor']:.2f}x the requests/s")
-    lines.append("  (CPU: user + sys of the runner process from the OS, less the interpreter's start and imports)")
+    lines += [
+        "  requests/s: finished requests over the run's own running time",
+        "  CPU ms/request: user + sys of the runner process from the OS, less the interpreter's start and imports",
+        "  vs yardstick: that CPU over the yardstick's, a minimal loop of httpx over the httpx-aiohttp",
+        "  transport in the same run (below 1.00x: the run costs less per request than the yardstick)",
+    ]
     return lines
 
 
 def _targets(found: list[dict[str, Any]]) -> list[str]:
-    lines = ["Targets (DESIGN §5)"]
+    lines = ["Targets this project sets itself (DESIGN §5)"]
     for target in found:
         verdict = "met" if target["met"] else "NOT met"
         bound = "≤" if target["at_most"] else "≥"

@@ -5,7 +5,6 @@ JSON-able result and tells the engine whether to retry and when.
 """
 from __future__ import annotations
 
-import asyncio
 import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping
@@ -14,8 +13,9 @@ import httpx
 import orjson
 
 from ..engine import ActionContinue, ActionDone, Clock, SystemClock, TokenFlowAction, TokenFlowRequestTrajectory
+from .deadlines import Deadlines
 from .retry_policy import Rng, is_retryable, parse_retry_after, retry_delay_s
-from .transport import TRANSPORT_ERRORS, ClientLike, error_kind
+from .transport import TRANSPORT_ERRORS, ClientLike, error_kind, read_body, response_headers
 
 EXCERPT_CHARS = 200
 _MESSAGE_CHARS = 400
@@ -67,7 +67,7 @@ class OpenAIHandler:
         clock: Clock | None = None,
         on_rate_limit: Callable[[float], Any] | None = None,
         on_auth_error: Callable[[int, str], Any] | None = None,
-        on_headers: Callable[[httpx.Headers], Any] | None = None,
+        on_headers: Callable[[Mapping[str, str]], Any] | None = None,
     ) -> None:
         self._settings = settings
         self._client = client
@@ -81,6 +81,7 @@ class OpenAIHandler:
         self._api_key = api_key
         self._base_body = {"model": settings.model, **settings.params}
         self._timeout_s = settings.timeout_s
+        self._deadlines = Deadlines(settings.timeout_s)
         self._max_body_bytes = settings.max_body_bytes
         self._rng: Rng = rng or random.Random()
         self._clock: Clock = clock or SystemClock()
@@ -92,7 +93,7 @@ class OpenAIHandler:
         line = trajectory.trajectory[-1].request_params
         content = orjson.dumps(self._body(line))
         try:
-            async with asyncio.timeout(self._timeout_s):
+            with self._deadlines:
                 result, headers = await self._attempt(content)
         except TimeoutError:
             result, headers = self._timeout_error(), None
@@ -117,50 +118,36 @@ class OpenAIHandler:
             body["prompt"] = prompt
         return body
 
-    async def _attempt(self, content: bytes) -> tuple[dict[str, Any], httpx.Headers | None]:
+    async def _attempt(self, content: bytes) -> tuple[dict[str, Any], Mapping[str, str] | None]:
         """The result of one POST, and the response headers when it failed with an HTTP status."""
         try:
             async with self._client.stream("POST", self._url, content=content, headers=self._headers) as response:
+                headers = response_headers(response)
                 if self._on_headers is not None:
-                    self._on_headers(response.headers)
+                    self._on_headers(headers)
                 try:
-                    body, complete = await self._read(response)
+                    body, complete = await read_body(response, self._max_body_bytes)
                 except TRANSPORT_ERRORS as exc:
                     if error_kind(exc) == "timeout":
                         return self._timeout_error(), None
                     message = f"the response was cut short: {_describe(exc)}"
                     return self._error("bad_response", message, response.status_code, None), None
-                return self._parse(response, body, complete)
+                return self._parse(response, headers, body, complete)
         except TRANSPORT_ERRORS as exc:
             if error_kind(exc) == "timeout":
                 return self._timeout_error(), None
             return self._error("connection", f"the connection failed: {_describe(exc)}", None, None), None
 
-    async def _read(self, response: httpx.Response) -> tuple[bytes, bool]:
-        """The body, or as much as fits in the cap and False when it is larger (a big one is not read at all)."""
-        limit = self._max_body_bytes
-        declared = response.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            return b"", False
-        chunks = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > limit:
-                return b"".join(chunks), False
-            chunks.append(chunk)
-        return b"".join(chunks), True
-
     def _parse(
-        self, response: httpx.Response, body: bytes, complete: bool
-    ) -> tuple[dict[str, Any], httpx.Headers | None]:
+        self, response: httpx.Response, headers: Mapping[str, str], body: bytes, complete: bool
+    ) -> tuple[dict[str, Any], Mapping[str, str] | None]:
         status = response.status_code
         if not complete:
             message = f"the response body is larger than the {self._max_body_bytes} bytes allowed"
             return self._error("bad_response", message, status, body), None
         if not 200 <= status < 300:
-            return self._http_error(response, body), response.headers
-        content_type = response.headers.get("content-type", "")
+            return self._http_error(response, body), headers
+        content_type = headers.get("content-type", "")
         media_type = content_type.partition(";")[0].strip().lower()
         if media_type != "application/json" and not media_type.endswith("+json"):
             message = f"the response is not JSON (content type {content_type!r})"
@@ -205,7 +192,7 @@ class OpenAIHandler:
         return self._error(kind, message, status, body)
 
     def _after_error(
-        self, attempt: int, line: Any, result: dict[str, Any], headers: httpx.Headers | None
+        self, attempt: int, line: Any, result: dict[str, Any], headers: Mapping[str, str] | None
     ) -> tuple[TokenFlowAction, dict[str, Any], Any]:
         error = result["error"]
         kind = error["kind"]

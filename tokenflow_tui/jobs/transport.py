@@ -8,7 +8,7 @@ import asyncio
 import math
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Mapping, Protocol
 
 import aiohttp
 import httpx
@@ -22,6 +22,9 @@ REQUESTS_PER_HTTPX_POOL = 16
 # a little under the 5 s idle timeout of common servers (uvicorn, so vLLM and SGLang), so the client
 # drops an idle connection before the server does and a POST never lands on a closing socket
 KEEPALIVE_EXPIRY_S = 4.0
+
+# as httpx-aiohttp reads a body
+READ_CHUNK_BYTES = 16 * 1024
 
 # what a failing request can raise: httpx's errors, and the aiohttp ones httpx-aiohttp lets through
 TRANSPORT_ERRORS: tuple[type[Exception], ...] = (httpx.TransportError, aiohttp.ClientError)
@@ -129,9 +132,71 @@ class _Exchange:
 
     async def __aexit__(self, *exc_info: object) -> None:
         try:
-            await self._response.aclose()
+            raw = _aiohttp_response(self._response)
+            if raw is None:
+                await self._response.aclose()
+            else:
+                # what Response.aclose() ends in, without its two context managers
+                await raw.__aexit__(None, None, None)
         finally:
             self._client._busy[self._index] -= 1
+
+
+async def read_body(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    """The body, or as much as fits in `limit` bytes and False when it is larger (one declared larger is not read)."""
+    raw = _aiohttp_response(response)
+    if raw is None or "Content-Encoding" in raw.headers:
+        return await _read_decoded(response, limit)
+    # straight from aiohttp's stream: httpx's four nested async generators per response
+    # (aiter_bytes, aiter_raw, the stream's, aiohttp's iter_chunked) cost more than the read
+    if _declared_over(raw.headers.get("Content-Length"), limit):
+        return b"", False
+    content = raw.content
+    chunks = []
+    size = 0
+    while True:
+        chunk = await content.read(READ_CHUNK_BYTES)
+        size += len(chunk)
+        if size > limit:
+            return b"".join(chunks), False
+        chunks.append(chunk)
+        if content.at_eof():
+            # one chunk is the common case: no copy
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks), True
+
+
+async def _read_decoded(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    if _declared_over(response.headers.get("content-length"), limit):
+        return b"", False
+    chunks = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            return b"".join(chunks), False
+        chunks.append(chunk)
+    return b"".join(chunks), True
+
+
+def response_headers(response: httpx.Response) -> Mapping[str, str]:
+    """The response's headers, case-insensitive; the first value of a repeated one.
+
+    Over httpx-aiohttp they are aiohttp's own: a lookup in httpx.Headers scans and decodes every
+    header, about twenty times the cost.
+    """
+    raw = _aiohttp_response(response)
+    return response.headers if raw is None else raw.headers
+
+
+def _declared_over(content_length: str | None, limit: int) -> bool:
+    return content_length is not None and content_length.isdigit() and int(content_length) > limit
+
+
+def _aiohttp_response(response: httpx.Response) -> aiohttp.ClientResponse | None:
+    """The aiohttp response under an httpx-aiohttp one (None for any other)."""
+    # the attribute is httpx-aiohttp's own: should a release rename it, the body is read through httpx
+    raw = getattr(response.stream, "_aiohttp_response", None)
+    return raw if type(raw) is aiohttp.ClientResponse else None
 
 
 def error_kind(exc: BaseException) -> Literal["timeout", "connection"]:

@@ -156,21 +156,48 @@ async def test_the_new_worker_target_shows_on_the_next_refresh() -> None:
         assert "64 → 74" in app.main_screen.query_one("#speed").render().plain
 
 
-async def test_steering_keys_leave_the_footer_once_the_run_has_returned() -> None:
+def footer_keys(app) -> set[str]:
+    """The keys the screen's footer would show."""
+    return {key for key, active in app.screen.active_bindings.items() if active.binding.show}
+
+
+async def test_steering_keys_leave_the_footer_once_the_run_has_returned_and_say_why() -> None:
     run = ScriptedRun()
     notes = Notes()
     app = make_app(run)
-    steering = {"p", "x", "plus", "minus", "right_square_bracket", "left_square_bracket"}
+    steering = ["p", "x", "plus", "minus", "right_square_bracket", "left_square_bracket", "l", "b"]
     async with app.run_test(size=SIZE, message_hook=notes) as pilot:
-        assert steering <= set(app.screen.active_bindings)
+        assert set(steering) <= footer_keys(app)
         run.finish(0)
         await settle(pilot, "run")
-        assert not steering & set(app.screen.active_bindings)
-        assert {"s", "q", "f", "enter"} <= set(app.screen.active_bindings)
-        await pilot.press("p", "x", "plus", "minus", "right_square_bracket", "left_square_bracket")
+        assert not set(steering) & footer_keys(app)
+        assert {"s", "q", "f", "enter"} <= footer_keys(app)
+        for key in steering:
+            await pilot.press(key)
+            await pilot.pause()
+        assert app.screen is app.main_screen  # l and b open no dialog
+        await pilot.press("enter")  # on the trajectory screen too
+        await pilot.press("p")
         await pilot.pause()
     assert control_calls(run) == []
-    assert notes == []
+    assert notes == ["the job is done: nothing is left to pause, stop or change (q quits)"] * (len(steering) + 1)
+
+
+async def test_p_while_quitting_says_the_app_quits_rather_than_waiting_to_resume() -> None:
+    run = ScriptedRun(in_flight=12)
+    run.shutdown_gate.clear()  # the quit's pause waits for the requests in flight
+    notes = Notes()
+    app = make_app(run)
+    async with app.run_test(size=SIZE, message_hook=notes) as pilot:
+        await pilot.press("q", "y")
+        await pilot.pause()
+        await pilot.press("p")
+        await pilot.pause()
+        assert notes[-1] == "quitting once the requests in flight have finished; x stops them now"
+        assert control_calls(run) == [("shutdown",)]
+        run.shutdown_gate.set()
+        await settle(pilot, "shutdown")
+    assert app.return_value == 130
 
 
 @pytest.mark.parametrize("key", ["plus", "minus", "right_square_bracket", "left_square_bracket"])
@@ -286,7 +313,7 @@ async def test_question_mark_shows_the_keys_and_blocks_run_keys() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
-        text = app.screen.query_one("Static").render().plain
+        text = "\n".join(static.render().plain for static in app.screen.query("Static"))
         for described in ("pause softly", "ten workers less", "save and quit", "queue the selected request again"):
             assert described in text
         await pilot.press("p", "x", "plus", "s")

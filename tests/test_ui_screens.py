@@ -1,6 +1,7 @@
 """The trajectory screen and the failed browser."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from textual.widgets import OptionList
@@ -80,6 +81,32 @@ async def test_trajectory_of_a_request_in_flight_follows_it_until_it_is_finished
                                           '      "prompt_tokens": 120,\n      "completion_tokens": 45,\n'
                                           '      "total_tokens": 165\n    },\n    "finish_reason": "stop"\n  }')
         assert screen._follow is not None and screen._follow._task is None  # finished: followed no more
+
+
+class EndedAttemptsOnly(ScriptedRun):
+    """Like the runner: the trajectory of a request in flight holds the attempts that have ended."""
+
+    def trajectory(self, index: int) -> list[dict]:
+        if index == 1_209:
+            return super().trajectory(7)[:2]  # two attempts ended (429s), the third under way
+        return [attempt for attempt in super().trajectory(index) if attempt["latency_ms"] is not None]
+
+    def row(self, i: int):
+        row = super().row(i)
+        return dataclasses.replace(row, attempts=3) if i == 1_209 else row
+
+
+async def test_trajectory_of_a_request_in_flight_says_which_attempt_is_under_way() -> None:
+    app = make_app(EndedAttemptsOnly())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2", "down", "enter")  # request 1201: its first attempt under way
+        assert title_text(app.screen) == "Request #1201  id doc-001201  ·  in flight  ·  1 attempt"
+        assert view_text(app.screen) == "Attempt 1 is under way: it shows here once it has ended."
+        await pilot.press("escape", *["down"] * 8, "enter")  # request 1209: two attempts ended, a third under way
+        assert title_text(app.screen) == "Request #1209  id doc-001209  ·  in flight  ·  3 attempts"
+        text = view_text(app.screen)
+        assert "Attempt 2 · " in text and "Attempt 3 · " not in text
+        assert text.endswith("\n\nAttempt 3 is under way: it shows here once it has ended.")
 
 
 async def test_trajectory_of_a_finished_request_is_not_followed() -> None:
@@ -214,6 +241,12 @@ async def test_retry_of_the_last_failures_leaves_an_empty_browser() -> None:
         await pilot.press("R")
         await pilot.pause()
         assert screen.query_one(OptionList).option_count == 0
+        # it says that none is left, and no title still names the kind or the request queued again
+        assert screen.query_one("#failed-title").render().plain == "Failed requests  none left"
+        failed_list = screen.query_one(FailedList)
+        assert failed_list.border_title == "" and failed_list.render_line(0).text.strip() == "none left"
+        assert screen.query_one(TrajectoryView).border_title == "trajectory"
+        assert view_text(screen) == "No failed request is left: those queued again wait in the queue."
         await pilot.press("r", "R", "c")
         await pilot.pause()
     assert notes == ["queued 2 requests again", "no request selected", "no error kind selected",

@@ -49,3 +49,13 @@ def test_main_with_traffic_control(snap_compare) -> None:
     run = ScriptedRun(workers=48)
     run.traffic = ACTIVE_TRAFFIC
     assert snap_compare(make_app(run), terminal_size=SIZE)
+
+
+def test_failed_browser_on_a_small_terminal(snap_compare) -> None:
+    # the trajectory under the two lists, wrapped under its keys; help and quit lead the footer
+    assert snap_compare(make_app(ScriptedRun()), terminal_size=(80, 24), press=["f", "tab", "down"])
+
+
+def test_main_paused_on_a_small_terminal(snap_compare) -> None:
+    run = ScriptedRun(state="paused", in_flight=0)
+    assert snap_compare(make_app(run), terminal_size=(80, 24))

@@ -159,21 +159,31 @@ async def test_l_with_a_bad_number_says_why_in_the_dialog_and_escape_cancels() -
     assert notes == []
 
 
-async def test_b_changes_the_budgets_and_says_the_runners_refusal() -> None:
+async def test_b_changes_the_budgets_and_shows_the_runners_refusal_in_the_dialog() -> None:
     run = ScriptedRun()
     notes = Notes()
     app = make_app(run)
     async with app.run_test(size=SIZE, message_hook=notes) as pilot:
         await pilot.press("b", *"500000", "enter")
         await pilot.pause()
-        await pilot.press("b", "tab", *"2.5", "enter")  # no prices in this job: the run refuses
+        await pilot.press("b", *"800000", "tab", *"2.5", "enter")  # no prices in this job: the run refuses
+        await pilot.pause()
+        # the dialog stays, with what was typed and why it was refused
+        assert isinstance(app.screen, AmountsDialog)
+        assert await dialog_values(app) == ["800000", "2.5"]
+        error = app.screen.query_one("#amount-error")
+        assert error.display and error.render().plain == "a cost budget needs the prices in the job file"
+        await pilot.press("backspace", "backspace", "backspace")  # editing hides the error, now stale
+        await pilot.pause()
+        assert not error.display
+        await pilot.press("0", "enter")
         await pilot.pause()
         assert app.screen is app.main_screen
     assert [call for call in run.calls if call[0] == "set_budget"] == [
-        ("set_budget", 500_000, 0), ("set_budget", 500_000, 2.5)]
+        ("set_budget", 500_000, 0), ("set_budget", 800_000, 2.5), ("set_budget", 800_000, 0)]
     assert notes == ["budget: max total tokens none → 500,000 · max cost (USD) none (unchanged)",
-                     "a cost budget needs the prices in the job file"]
-    assert run.traffic.max_total_tokens == 500_000 and run.traffic.max_cost_usd == 0
+                     "budget: max total tokens 500,000 → 800,000 · max cost (USD) none (unchanged)"]
+    assert run.traffic.max_total_tokens == 800_000 and run.traffic.max_cost_usd == 0
 
 
 async def test_the_budget_dialog_says_what_is_spent_so_far() -> None:
@@ -240,7 +250,7 @@ async def test_traffic_keys_are_in_the_help_and_blocked_under_a_dialog() -> None
     app = make_app(run)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("question_mark")
-        text = app.screen.query_one("Static").render().plain
+        text = "\n".join(static.render().plain for static in app.screen.query("Static"))
         assert "change the rate limits" in text and "change the budgets" in text
         await pilot.press("escape", "l")
         await pilot.pause()
@@ -328,5 +338,10 @@ async def test_a_run_that_raises_on_new_limits_is_reported_as_a_sentence() -> No
     async with app.run_test(size=SIZE, message_hook=notes) as pilot:
         await pilot.press("l", "enter")
         await pilot.pause()
+        assert isinstance(app.screen, AmountsDialog)
+        assert app.screen.query_one("#amount-error").render().plain == (
+            "setting the rate limits failed: RuntimeError: the buckets are gone")
+        await pilot.press("escape")
+        await pilot.pause()
         assert app.screen is app.main_screen
-    assert notes == ["setting the rate limits failed: RuntimeError: the buckets are gone"]
+    assert notes == []

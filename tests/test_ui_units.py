@@ -1,6 +1,7 @@
 """The dashboard's pure parts: formatting, charts, the loop-lag monitor."""
 from __future__ import annotations
 
+import dataclasses
 from datetime import timezone
 
 import pytest
@@ -10,7 +11,12 @@ from tokenflow_tui.ui.formatting import (clock_time, compact, count, duration, f
                                          short_status)
 from tokenflow_tui.ui.lag import LoopLagMonitor
 from tokenflow_tui.ui.plot import bar_rows, nice_ceiling, per_second, sparkline
-from tokenflow_tui.ui.widgets.trajectory import attempt_content
+from tokenflow_tui.ui.widgets.numbers import workers_text
+from tokenflow_tui.ui.widgets.status import RunHeader
+from tokenflow_tui.ui.widgets.summary import summary_content
+from tokenflow_tui.ui.widgets.trajectory import attempt_content, hanging
+
+from ui_fakes import NOW, ScriptedRun
 
 
 @pytest.mark.parametrize(("value", "text"), [
@@ -119,3 +125,66 @@ def test_lag_monitor_notes_lateness_and_keeps_the_last_minute() -> None:
     assert monitor.p99_ms() == pytest.approx(2)  # a minute later both are forgotten
     monitor.stop()
     assert loop.scheduled == []
+
+
+@pytest.mark.parametrize(("state", "workers", "target", "shown"), [
+    ("running", 64, 64, "64"),
+    ("running", 64, 74, "64 → 74"),
+    ("pausing", 20, 100, "20 finishing"),  # going down to none, not up to the target
+    ("paused", 0, 12, "12 on resume"),
+    ("done", 0, 64, "0"),
+])
+def test_workers_say_what_the_count_is_doing(state: str, workers: int, target: int, shown: str) -> None:
+    run = ScriptedRun(state=state, workers=workers)
+    run.target_workers = target
+    assert workers_text(run.snapshot()) == shown
+
+
+def test_the_header_says_not_saved_yet_without_a_saved_label() -> None:
+    run = ScriptedRun()
+    run.saved_at = None
+    header = RunHeader()
+    header.show_snapshot(run.snapshot(), NOW, timezone.utc)
+    assert header.render().plain.splitlines()[0].endswith("ETA 0:13   not saved yet")
+    run.saved_at = NOW - 42
+    header.show_snapshot(run.snapshot(), NOW, timezone.utc)
+    assert header.render().plain.splitlines()[0].endswith("ETA 0:13   saved 22:25:12 (0:42 ago)")
+
+
+def test_the_summary_of_a_reopened_finished_run_says_why_there_is_no_latency() -> None:
+    run = ScriptedRun()
+    run.finish(0)
+    snapshot = run.snapshot()
+    measured = summary_content(snapshot, 0, None).plain.splitlines()
+    assert "latency   p50 212 ms · p95 488 ms · p99 1.27 s" in measured
+    unmeasured = dataclasses.replace(snapshot, stats=dataclasses.replace(
+        snapshot.stats, latency_p50_s=None, latency_p95_s=None, latency_p99_s=None))
+    assert "latency   none measured: no request was sent since the dashboard opened" in (
+        summary_content(unmeasured, 0, None).plain.splitlines())
+
+
+@pytest.mark.parametrize(("line", "width", "lines"), [
+    ("  short", 20, ["  short"]),
+    ("  a message that goes on", 14, ["  a message", "    that goes", "    on"]),
+    ('    "key": "a long value"', 16, ['    "key": "a', '      long', '      value"']),
+    ("  abcdefghijkl", 8, ["  abcd", "    efgh", "    ijkl"]),  # no space: folded
+    ("  anything", 0, ["  anything"]),  # no width known yet: left to the widget
+])
+def test_hanging_keeps_continuations_under_their_line(line: str, width: int, lines: list[str]) -> None:
+    assert hanging(line, width) == lines
+
+
+def test_the_summary_fits_its_failures_to_the_panel() -> None:
+    run = ScriptedRun()
+    run.finish(0)
+    snapshot = run.snapshot()
+
+    def failures(width: int) -> str:
+        return next(line for line in summary_content(snapshot, 0, None, width).plain.splitlines()
+                    if line.startswith("failures"))
+
+    every = "failures  429 rate limit 18 · 5xx server 6 · timeout 6 · connection 5 · bad response 5"
+    assert failures(0) == failures(len(every)) == every  # 0: the width is not known yet
+    assert failures(76) == "failures  429 rate limit 18 · 5xx server 6 · timeout 6 · 2 more (f)"
+    assert failures(40) == "failures  429 rate limit 18 · 4 more (f)"
+    assert failures(20) == "failures  429 rate …"

@@ -18,7 +18,7 @@ from .guard import GuardedControl
 from .lag import LagProbe, LoopLagMonitor
 from .screens.dialogs import ConfirmQuitScreen, HelpScreen
 from .screens.failed import FailedScreen
-from .screens.amounts import AmountsDialog
+from .screens.amounts import AmountsDialog, Apply
 from .screens.main import MainScreen
 from .screens.trajectory import TrajectoryScreen
 from .traffic_edits import budget_dialog, change_note, limits_dialog, resume_note, spent_budgets
@@ -34,8 +34,12 @@ _NOT_YET = {"done": "the job is done", "starting": "the job is starting: try aga
 # keys that act on the run; a modal dialog on top takes the keyboard instead
 _RUN_ACTIONS = {"toggle_pause", "stop_now", "scale", "limits", "budget", "save", "quit", "help"}
 # keys that steer a running job: once the run has returned there is nothing left to steer, so they
-# leave the footer rather than answer "the job is done" to every press
+# leave the footer, and a press of one says why it does nothing (_FINISHED)
 _STEERING = {"toggle_pause", "stop_now", "scale", "limits", "budget"}
+# the steering keys once the run has returned: Textual tries the next binding of a key whose action
+# is refused, so this one answers them then
+_FINISHED = Binding("p,x,plus,minus,right_square_bracket,left_square_bracket,l,b", "finished_note", show=False)
+_FINISHED_NOTE = "the job is done: nothing is left to pause, stop or change (q quits)"
 
 
 class TokenFlowApp(App[int]):
@@ -44,7 +48,7 @@ class TokenFlowApp(App[int]):
     CSS_PATH = "tokenflow.tcss"
     TITLE = "TokenFlow"
     ENABLE_COMMAND_PALETTE = False
-    BINDINGS = [
+    KEYS = [
         Binding("p", "toggle_pause", "pause/resume", id="pause",
                 tooltip="pause softly (requests in flight finish, nothing new starts) or resume"),
         Binding("x", "stop_now", "stop now", id="stop_now",
@@ -61,6 +65,7 @@ class TokenFlowApp(App[int]):
         Binding("q", "quit", "quit", id="quit", tooltip="save and quit (asks first while requests are in flight)"),
         Binding("question_mark", "help", "help", id="help", key_display="?", tooltip="this list of keys"),
     ]
+    BINDINGS = [*KEYS, _FINISHED]
 
     def __init__(
         self,
@@ -109,6 +114,8 @@ class TokenFlowApp(App[int]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
+        if worker.name == "run" and worker.is_finished and self._busy("run"):
+            return  # an earlier round's end, told late: the round now running tells its own
         if event.state == WorkerState.ERROR:
             what = _WORKER_WHAT.get(worker.name, worker.name)
             self.notify(f"{what} failed: {worker.error}", severity="error", timeout=30)
@@ -123,10 +130,24 @@ class TokenFlowApp(App[int]):
         if worker.name == "run" and worker.is_finished:
             self.refresh_bindings()  # the steering keys leave the footer
 
+    def on_failed_screen_queued(self, _: FailedScreen.Queued) -> None:
+        """Failed requests were queued again: a run still going takes them up; one that has returned runs again."""
+        if self._busy("run"):
+            return
+        self.run_code = None
+        self.main_screen.remove_class("-finished")  # the summary comes back with the new round's end
+        self.refresh_bindings()
+        self._call("run", self.control.run())
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "finished_note":
+            return self.run_code is not None and not isinstance(self.screen, ModalScreen)
         if action in _STEERING and self.run_code is not None:
             return False
         return not (action in _RUN_ACTIONS and isinstance(self.screen, ModalScreen))
+
+    def action_finished_note(self) -> None:
+        self.notify(_FINISHED_NOTE, severity="warning")
 
     def _pull(self) -> tuple[str, StatsSnapshot]:
         """The run's state ("done" once run() has returned) and its numbers, as of now."""
@@ -137,6 +158,9 @@ class TokenFlowApp(App[int]):
         state, stats = self._pull()
         if state in _NOT_YET:
             self.notify(_NOT_YET[state], severity="warning")
+        elif self._quitting:
+            # the pause under way is the quit's: the app exits once it is over, so p cannot resume
+            self.notify("quitting once the requests in flight have finished; x stops them now", severity="warning")
         elif state == "stopping":
             self.notify("the job is stopping: p resumes it once it has stopped", severity="warning")
         elif state == "paused":
@@ -207,22 +231,18 @@ class TokenFlowApp(App[int]):
     def action_budget(self) -> None:
         self._edit_traffic(budget_dialog, "budget", self.control.set_budget)
 
-    def _edit_traffic(self, dialog: Callable[[TrafficView], AmountsDialog], what: str,
-                      apply: Callable[..., str | None]) -> None:
-        """Ask for new amounts in `dialog`, then hand them to the run's `apply` and say what changed."""
+    def _edit_traffic(self, dialog: Callable[[TrafficView, Apply], AmountsDialog], what: str,
+                      apply: Apply) -> None:
+        """Ask for new amounts in `dialog`, which hands them to the run's `apply`, then say what changed."""
         state = self._pull()[0]
         if state in _NOT_YET:
             self.notify(_NOT_YET[state], severity="warning")
             return
-        asked = dialog(self.control.snapshot().traffic)
+        asked = dialog(self.control.snapshot().traffic, apply)
 
         def answered(values: tuple[float, ...] | None) -> None:
             if values is None:
                 return  # escape: nothing changed, nothing to say
-            refusal = apply(*values)
-            if refusal:
-                self.notify(refusal, severity="warning")
-                return
             note = change_note(what, asked.amounts, values)
             snapshot = self.control.snapshot()
             if snapshot.state == "paused" and not spent_budgets(snapshot.traffic):
@@ -272,7 +292,7 @@ class TokenFlowApp(App[int]):
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen([
-            ("Anywhere", self.BINDINGS),
+            ("Anywhere", self.KEYS),
             ("Dashboard", MainScreen.BINDINGS),
             ("Failed requests", FailedScreen.BINDINGS),
             ("Trajectory", TrajectoryScreen.BINDINGS),

@@ -4,24 +4,25 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..jobs.view import TrafficView
-from .screens.amounts import Amount, AmountsDialog
+from .screens.amounts import Amount, AmountsDialog, Apply
 
 
-def limits_dialog(view: TrafficView) -> AmountsDialog:
+def limits_dialog(view: TrafficView, apply: Apply) -> AmountsDialog:
     return AmountsDialog("Rate limits, shared by all workers", [
         Amount("requests/min", view.requests_per_minute),
         Amount("tokens/min", view.tokens_per_minute, whole=True),
-    ], "0 means no limit · enter applies · escape cancels")
+    ], "0 means no limit · enter applies · escape cancels", apply)
 
 
-def budget_dialog(view: TrafficView) -> AmountsDialog:
+def budget_dialog(view: TrafficView, apply: Apply) -> AmountsDialog:
     used = f"{view.tokens_used:,} tokens"
     if view.cost_usd is not None:
         used += f" · ${view.cost_usd:,.2f}"
     return AmountsDialog("Budgets: the job pauses when one is spent", [
         Amount("max total tokens", view.max_total_tokens, whole=True),
         Amount("max cost (USD)", view.max_cost_usd, dollars=True),
-    ], f"counted from the start of the job, {used} so far · 0 means none · enter applies · escape cancels")
+    ], f"counted from the start of the job, {used} so far · 0 means none · enter applies · escape cancels",
+        apply)
 
 
 def change_note(what: str, amounts: Sequence[Amount], values: Sequence[float]) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from textual import on
 from textual.app import ComposeResult
@@ -51,16 +52,22 @@ def read_amount(amount: Amount, text: str) -> float | str:
     return value
 
 
+Apply = Callable[..., str | None]  # the run's setter: None once applied, else why not
+
+
 class AmountsDialog(ModalScreen["tuple[float, ...] | None"]):
-    """Dismissed with the amounts typed, in the order given, or None when cancelled."""
+    """Hands the amounts typed, in the order given, to `apply`; dismissed with them once it takes them,
+    or with None when cancelled. What `apply` refuses (a sentence) is shown in the dialog, which stays
+    open with what was typed, so one field the run refuses does not throw away the others."""
 
     BINDINGS = [Binding("escape", "cancel", "cancel", id="cancel_amounts")]
 
-    def __init__(self, title: str, amounts: list[Amount], note: str) -> None:
+    def __init__(self, title: str, amounts: list[Amount], note: str, apply: Apply) -> None:
         super().__init__()
         self.title_text = title
         self.amounts = amounts
         self.note = note
+        self.apply_amounts = apply
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog amounts-dialog"):
@@ -81,13 +88,25 @@ class AmountsDialog(ModalScreen["tuple[float, ...] | None"]):
         for number, amount in enumerate(self.amounts):
             value = read_amount(amount, self.query_one(f"#amount-{number}", Input).value)
             if isinstance(value, str):
-                error = self.query_one("#amount-error", Static)
-                error.update(Content.styled(value, "bold $error"))
-                error.display = True
+                self._show_error(value)
                 self.query_one(f"#amount-{number}", Input).focus()
                 return
             values.append(value)
+        refusal = self.apply_amounts(*values)
+        if refusal:
+            self._show_error(refusal)
+            return
         self.dismiss(tuple(values))
+
+    @on(Input.Changed)
+    def _edited(self) -> None:
+        # the error was about what was there before: it would now point at a fixed field
+        self.query_one("#amount-error", Static).display = False
+
+    def _show_error(self, message: str) -> None:
+        error = self.query_one("#amount-error", Static)
+        error.update(Content.styled(message, "bold $error"))
+        error.display = True
 
     def action_cancel(self) -> None:
         self.dismiss(None)

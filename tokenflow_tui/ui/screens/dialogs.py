@@ -56,15 +56,16 @@ class HelpScreen(ModalScreen[None]):
         self.sections = sections
 
     def compose(self) -> ComposeResult:
-        lines = []
-        for title, bindings in self.sections:
-            lines.append(Content.styled(title, "bold $accent"))
-            for binding in bindings:
-                key = binding.key_display or self.app.get_key_display(binding)
-                lines.append(Content.assemble((f"  {key:<7}", "bold"), binding.tooltip or binding.description))
-            lines.append(Content(""))
-        lines.append(Content.styled("↑ ↓ page up/down home end move in lists; escape or ? closes this help", MUTED))
         with VerticalScroll(id="help-dialog", classes="dialog") as dialog:
             # the list is taller than a small terminal: the way out stays in view on the border
             dialog.border_subtitle = "escape or ? closes"
-            yield Static(Content("\n").join(lines))
+            for title, bindings in self.sections:
+                yield Static(Content.styled(title, "bold $accent"), classes="help-title")
+                for binding in bindings:
+                    key = binding.key_display or self.app.get_key_display(binding)
+                    # a key and its text side by side, so a text that wraps stays in its column
+                    with Horizontal(classes="help-key"):
+                        yield Static(Content.styled(key, "bold"), classes="key")
+                        yield Static(binding.tooltip or binding.description, classes="what")
+            yield Static(Content.styled("↑ ↓ page up/down home end move in lists; escape or ? closes this help",
+                                        MUTED), classes="help-title")

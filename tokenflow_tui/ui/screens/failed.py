@@ -4,21 +4,28 @@ from __future__ import annotations
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Container
 from textual.content import Content
+from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, OptionList
+from textual.widgets import OptionList
 
 from ..context import DashboardContext
 from ..formatting import error_label, ordered_kinds, plural
 from ..widgets.failed import FailedList, group_option
+from ..widgets.footer import KeyFooter
 from ..widgets.line_list import LineList
 from ..widgets.panel import LivePanel
 from ..widgets.trajectory import TrajectoryView
 from .trajectory import BACK, COPY
 
 
+NONE_LEFT = "No failed request is left: those queued again wait in the queue."
+
+
 class FailedScreen(Screen[None]):
+    # beside the two lists (68 columns) a trajectory needs 40 to be read (see the .tcss)
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
     BINDINGS = [
         BACK,
         Binding("r", "retry_one", "retry", id="retry_one", tooltip="queue the selected request again"),
@@ -27,6 +34,9 @@ class FailedScreen(Screen[None]):
         COPY,
     ]
 
+    class Queued(Message):
+        """Failed requests were queued again: a run that has returned must run again for them (the app does)."""
+
     def __init__(self, context: DashboardContext, groups: dict[str, list[int]]) -> None:
         super().__init__()
         self.context = context
@@ -34,11 +44,11 @@ class FailedScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield LivePanel(id="failed-title")
-        with Horizontal(id="failed-body"):
+        with Container(id="failed-body"):  # a grid: see the .tcss
             yield OptionList(id="failed-groups")
             yield FailedList(self.context.control, id="failed-list")
             yield TrajectoryView(id="failed-trajectory")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#failed-groups").border_title = "error kind"
@@ -59,9 +69,8 @@ class FailedScreen(Screen[None]):
         """Fill the kinds list from `self.groups`, keeping the kind `keep` selected when it is still there."""
         kinds = ordered_kinds(self.groups)
         total = sum(len(self.groups[kind]) for kind in kinds)
-        self.query_one("#failed-title", LivePanel).set_content(Content.assemble(
-            ("Failed requests", "bold"), f"  {total:,} in {plural(len(kinds), 'kind')} of error",
-        ))
+        counted = f"  {total:,} in {plural(len(kinds), 'kind')} of error" if kinds else "  none left"
+        self.query_one("#failed-title", LivePanel).set_content(Content.assemble(("Failed requests", "bold"), counted))
         options = self.query_one("#failed-groups", OptionList)
         failed_list = self.query_one(FailedList)
         shown = [option.id for option in options.options]
@@ -77,9 +86,13 @@ class FailedScreen(Screen[None]):
             # fires OptionHighlighted: `_group_highlighted` shows the kind's requests
             options.highlighted = kinds.index(keep) if keep in kinds else 0
         else:
+            # all queued again (or never any): no kind, no request, so no title naming one
             failed_list.kind = None
+            failed_list.border_title = ""
             failed_list.show_indexes([])
-            self.query_one(TrajectoryView).show_attempts([], self.context.tz)
+            view = self.query_one(TrajectoryView)
+            view.border_title = "trajectory"
+            view.show_attempts([], self.context.tz, empty=NONE_LEFT)
 
     def _selected_kind(self) -> str | None:
         options = self.query_one("#failed-groups", OptionList)
@@ -124,6 +137,7 @@ class FailedScreen(Screen[None]):
         queued = control.retry(indexes)
         if queued:
             self.notify(f"queued {plural(queued, 'request')} again")
+            self.post_message(self.Queued())
         elif control.snapshot().state == "done":
             self.notify("the run has ended: run the job again with --retry-failed to queue its failures again",
                         severity="warning")

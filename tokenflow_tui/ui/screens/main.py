@@ -8,11 +8,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
-from textual.widgets import Footer
 
 from ...jobs.view import ROW_FILTERS, RunSnapshot
 from ..context import DashboardContext
 from ..widgets.charts import ErrorChart, ThroughputChart
+from ..widgets.footer import KeyFooter
 from ..widgets.numbers import counts_content, latency_content, speed_content, tokens_content
 from ..widgets.panel import LivePanel
 from ..widgets.requests import FILTER_LABELS, RequestsPanel
@@ -23,7 +23,8 @@ from .failed import FailedScreen
 from .trajectory import TrajectoryScreen
 
 
-_TRAFFIC = Binding.Group("traffic", compact=True)  # one footer entry for both keys: the footer fits 120 columns
+# one footer entry for both keys, "l b" rather than "lb" (which reads as pounds): the footer fits 120 columns
+_TRAFFIC = Binding.Group("traffic", compact=False)
 # a loop whose callbacks run this late is saturated (DESIGN §5 asks p99 ≤ 100 ms)
 BUSY_LAG_MS = 100.0
 
@@ -89,7 +90,7 @@ class MainScreen(Screen[None]):
             yield ErrorChart(id="errors")
         yield LivePanel(id="summary")
         yield RequestsPanel(self.context.control, id="requests")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         titles = {"counts": "requests", "speed": "speed", "latency": "latency", "tokens": "tokens",
@@ -158,7 +159,8 @@ class MainScreen(Screen[None]):
             widgets.tokens.set_content(tokens_content(snapshot))
             widgets.traffic.show_traffic(snapshot.traffic)
             if self.exit_code is not None:
-                widgets.summary.set_content(summary_content(snapshot, self.exit_code, self.run_error))
+                widgets.summary.set_content(summary_content(snapshot, self.exit_code, self.run_error,
+                                                            widgets.summary.size.width))
             widgets.requests.refresh_rows()
 
     def refresh_charts(self) -> None:

@@ -8,11 +8,11 @@ from textual.binding import Binding
 from textual.content import Content
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer
 
 from ...jobs.view import RequestRow
 from ..context import DashboardContext
 from ..formatting import plural
+from ..widgets.footer import KeyFooter
 from ..widgets.panel import LivePanel
 from ..widgets.trajectory import QUEUED, TrajectoryView
 
@@ -39,7 +39,7 @@ class TrajectoryScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield LivePanel(id="trajectory-title")
         yield TrajectoryView(id="trajectory")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self._show(self.context.control.trajectory(self.row.index), scroll_home=True)
@@ -65,15 +65,22 @@ class TrajectoryScreen(Screen[None]):
     def _show(self, attempts: list[dict[str, Any]], *, scroll_home: bool) -> None:
         self.attempts = attempts
         self._show_title()
-        # a request that has started has attempts: none means they could not be read (the run said why)
-        empty = QUEUED if self.row.state == "queued" else "The attempts of this request could not be read."
-        self.query_one(TrajectoryView).show_attempts(attempts, self.context.tz, scroll_home=scroll_home, empty=empty)
+        # the run gives the attempts that have ended: the row counts the one under way too
+        under_way = self.row.state == "in_flight" and len(attempts) < self.row.attempts
+        note = f"Attempt {len(attempts) + 1} is under way: it shows here once it has ended." if under_way else ""
+        if self.row.state == "queued":
+            empty = QUEUED
+        else:
+            # a request that has started has attempts: none means they could not be read (the run said why)
+            empty = note or "The attempts of this request could not be read."
+        self.query_one(TrajectoryView).show_attempts(attempts, self.context.tz, scroll_home=scroll_home,
+                                                     empty=empty, after=note)
 
     def _show_title(self) -> None:
         row = self.row
         self.query_one(LivePanel).set_content(Content.assemble(
             (f"Request #{row.index}", "bold"), f"  id {row.id}  ·  {row.state.replace('_', ' ')}  ·  ",
-            plural(len(self.attempts), "attempt"),
+            plural(max(row.attempts, len(self.attempts)), "attempt"),
         ))
 
     def action_copy(self) -> None:

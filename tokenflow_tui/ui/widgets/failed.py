@@ -62,6 +62,9 @@ class FailedList(LineList[tuple[int, str, str]]):
         """Index, status code and message of the last error of each request."""
         return [(index, *_last_error(self.control.trajectory(index))) for index in self.indexes[start:stop]]
 
+    def empty_text(self) -> str:
+        return "none left"
+
     def render_item(self, item: tuple[int, str, str], width: int, selected: bool) -> Strip:
         index, status, message = item
         style = self.line_style(selected)

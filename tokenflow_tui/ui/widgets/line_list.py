@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Generic, Sequence, TypeVar
 
+from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.binding import Binding
@@ -30,7 +31,7 @@ class LineList(ScrollView, Generic[T], can_focus=True):
         Binding("home", "first", "first", show=False),
         Binding("end", "last", "last", show=False),
     ]
-    COMPONENT_CLASSES = {"line-list--cursor"}
+    COMPONENT_CLASSES = {"line-list--cursor", "line-list--empty"}
 
     class Highlighted(Message):
         """The cursor moved to another item."""
@@ -62,6 +63,10 @@ class LineList(ScrollView, Generic[T], can_focus=True):
 
     def render_item(self, item: T, width: int, selected: bool) -> Strip:
         raise NotImplementedError
+
+    def empty_text(self) -> str:
+        """What the first line says while there is no item: an empty list looks broken otherwise."""
+        return ""
 
     def reload(self, count: int) -> None:
         """Take the new item count, fetch the visible items again and repaint those that changed."""
@@ -116,6 +121,9 @@ class LineList(ScrollView, Generic[T], can_focus=True):
         position = self.scroll_offset.y + y
         item = self._item(position) if position < self._count else None
         if item is None:
+            if position == 0 and not self._count:
+                style = self.line_style(False, "line-list--empty")
+                return Strip([Segment(self.empty_text(), style)]).crop_extend(0, width, style)
             return Strip.blank(width, self.line_style(False))
         return self.render_item(item, width, position == self.cursor)
 

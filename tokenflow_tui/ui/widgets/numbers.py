@@ -33,11 +33,22 @@ def counts_content(snapshot: RunSnapshot) -> Content:
 _IDLE = ("paused", "done")
 
 
+def workers_text(snapshot: RunSnapshot) -> str:
+    """'64', '64 → 74' while the count moves to a new target, '12 finishing' while a pause waits for
+    the requests in flight, '64 on resume' while paused (the target, not a move towards it)."""
+    stats = snapshot.stats
+    if snapshot.state == "paused":
+        return f"{stats.target_workers:,} on resume"
+    if snapshot.state == "pausing":
+        return f"{stats.workers:,} finishing"
+    if stats.target_workers != stats.workers and snapshot.state != "done":
+        return f"{stats.workers:,} → {stats.target_workers:,}"
+    return f"{stats.workers:,}"
+
+
 def speed_content(snapshot: RunSnapshot, lag_p99_ms: float | None) -> Content:
     stats = snapshot.stats
-    workers = f"{stats.workers:,}"
-    if stats.target_workers != stats.workers and snapshot.state != "done":
-        workers += f" → {stats.target_workers:,}"
+    workers = workers_text(snapshot)
     lag = DASH if lag_p99_ms is None else f"{lag_p99_ms:.0f} ms"
     idle = snapshot.state in _IDLE
     return _rows([

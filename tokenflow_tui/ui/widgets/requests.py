@@ -21,6 +21,8 @@ ROW_STATES = ("queued", "in_flight", "retrying", "done", "failed")
 COLUMNS = (("#", 8, True), ("id", 14, False), ("state", 9, False), ("att", 3, True),
            ("status", 7, False), ("latency", 9, True))
 _FIXED_WIDTH = sum(width + 1 for _, width, _ in COLUMNS)
+_EMPTY = {"all": "no requests in the input", "in_flight": "no request in flight now",
+          "retried": "no request retried so far", "failed": "no request has failed"}
 
 
 class FilterBar(LivePanel):
@@ -49,6 +51,9 @@ class RequestTable(LineList[RequestRow]):
 
     def fetch(self, start: int, stop: int) -> Sequence[RequestRow]:
         return self.control.rows(self.row_filter, start, stop)
+
+    def empty_text(self) -> str:
+        return _EMPTY[self.row_filter]
 
     def render_item(self, row: RequestRow, width: int, selected: bool) -> Strip:
         base = self.line_style(selected)

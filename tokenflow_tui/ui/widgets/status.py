@@ -42,13 +42,13 @@ class RunHeader(LivePanel):
             saved = Content.styled("not saved yet", MUTED)
         else:
             ago = duration(max(0.0, now - snapshot.saved_at))
-            saved = Content.assemble((clock_time(snapshot.saved_at, tz), "bold"), f" ({ago} ago)")
+            saved = Content.assemble("saved ", (clock_time(snapshot.saved_at, tz), "bold"), f" ({ago} ago)")
         line = Content.assemble(
             (snapshot.job_name, "bold"), "  ",
             (f" {state.upper()} ", f"{STATE_STYLES.get(state, 'bold')} reverse"),
             "   elapsed ", (duration(stats.elapsed_s), "bold"),
             *(() if state == "done" else ("   ETA ", (eta(state, stats), "bold"))),
-            "   saved ", saved,
+            "   ", saved,
         )
         if snapshot.reason:
             below = Content.styled(f"⚠ {snapshot.reason}", "bold $warning")

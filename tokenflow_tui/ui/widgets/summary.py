@@ -3,12 +3,17 @@ from __future__ import annotations
 
 from textual.content import Content
 
+from ...engine import StatsSnapshot
 from ...jobs.view import RunSnapshot
 from ..formatting import MUTED, count, duration, error_label, error_style, latency, ordered_kinds
 from .status import results_path
 
 
-def summary_content(snapshot: RunSnapshot, exit_code: int, error: str | None) -> Content:
+_LABEL = 10  # "failures  ", "tokens    "…
+
+
+def summary_content(snapshot: RunSnapshot, exit_code: int, error: str | None, width: int = 0) -> Content:
+    """The summary, its list of failures fitted to `width` cells (0: not known yet, all of it)."""
     stats = snapshot.stats
     if error is not None:
         outcome = Content.styled(f"The run stopped on an error: {error}", "bold $error")
@@ -30,18 +35,34 @@ def summary_content(snapshot: RunSnapshot, exit_code: int, error: str | None) ->
             ("   of ", MUTED), (count(stats.total), "bold"),
             ("   retries ", MUTED), (count(stats.retries), "bold"),
         ),
-        Content.assemble(("failures  ", MUTED), Content(" · ").join(failures) if failures else "none"),
+        Content.assemble(("failures  ", MUTED), _fitted(failures, width - _LABEL) if failures else "none"),
         Content.assemble(
             ("tokens    ", MUTED), (count(tokens), "bold"),
             f" ({count(snapshot.prompt_tokens)} prompt + {count(snapshot.completion_tokens)} completion)",
         ),
-        Content.assemble(
-            ("latency   ", MUTED),
-            f"p50 {latency(stats.latency_p50_s)} · p95 {latency(stats.latency_p95_s)} · "
-            f"p99 {latency(stats.latency_p99_s)}",
-        ),
+        Content.assemble(("latency   ", MUTED), _latencies(stats)),
         Content.assemble(("results   ", MUTED), (results_path(snapshot), "bold")),
         Content.styled("q quits · f browses the failed requests · enter shows a request's trajectory",
                        MUTED),
     ]
     return Content("\n").join(lines)
+
+
+def _latencies(stats: StatsSnapshot) -> str:
+    if stats.latency_p50_s is None:
+        # the percentiles are of this session's attempts: a reopened run that had nothing left has none
+        return "none measured: no request was sent since the dashboard opened"
+    return (f"p50 {latency(stats.latency_p50_s)} · p95 {latency(stats.latency_p95_s)} · "
+            f"p99 {latency(stats.latency_p99_s)}")
+
+
+def _fitted(items: list[Content], width: int) -> Content:
+    """The items joined with " · ", or as many as fit and how many more: the panel cuts a longer line."""
+    joined = Content(" · ").join(items)
+    if width <= 0 or joined.cell_length <= width:
+        return joined
+    for shown in range(len(items) - 1, 0, -1):
+        line = Content.assemble(Content(" · ").join(items[:shown]), (f" · {len(items) - shown} more (f)", MUTED))
+        if line.cell_length <= width:
+            return line
+    return joined.truncate(width, ellipsis=True)

@@ -5,6 +5,7 @@ import json
 from datetime import tzinfo
 from typing import Any
 
+from rich.cells import cell_len
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.content import Content
@@ -22,12 +23,26 @@ def pretty(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
 
-def _block(title: str, body: str, style: str = "") -> Content:
-    indented = "\n".join("  " + line for line in body.splitlines() or [""])
-    return Content.assemble((title, f"bold {MUTED}"), "\n", (indented, style))
+def hanging(line: str, width: int) -> list[str]:
+    """`line` on lines of at most `width` cells, each continuation indented two more than the line,
+    so that a wrapped value stays under its key (Textual's own wrapping starts them at the margin)."""
+    if width <= 0 or cell_len(line) <= width:
+        return [line]
+    text = line.lstrip(" ")
+    hang = min(len(line) - len(text) + 2, width // 2)
+    lead = min(len(line) - len(text), hang)
+    pieces = Content(text).wrap(max(1, width - hang))
+    return [" " * lead + pieces[0].plain, *(" " * hang + piece.plain for piece in pieces[1:])]
 
 
-def attempt_content(number: int, attempt: dict[str, Any], tz: tzinfo | None) -> Content:
+def _block(title: str, body: str, style: str, width: int) -> Content:
+    lines = ["  " + line for line in body.splitlines() or [""]]
+    wrapped = [piece for line in lines for piece in hanging(line, width)]
+    return Content.assemble((title, f"bold {MUTED}"), "\n", ("\n".join(wrapped), style))
+
+
+def attempt_content(number: int, attempt: dict[str, Any], tz: tzinfo | None, width: int = 0) -> Content:
+    """One attempt; its lines wrapped to `width` cells with hanging indents (0: left to the widget)."""
     error = attempt.get("error")
     millis = attempt.get("latency_ms")
     status = attempt.get("status_code") or (error or {}).get("status_code")
@@ -39,7 +54,7 @@ def attempt_content(number: int, attempt: dict[str, Any], tz: tzinfo | None) -> 
         heading.append(f"status {status}")
     blocks = [
         Content.styled(" · ".join(heading), "bold $error" if error else "bold $success"),
-        _block("params", pretty(attempt.get("params"))),
+        _block("params", pretty(attempt.get("params")), "", width),
     ]
     if error is not None:
         kind = str(error.get("kind", "error"))
@@ -47,24 +62,29 @@ def attempt_content(number: int, attempt: dict[str, Any], tz: tzinfo | None) -> 
         # an empty detail (the runner writes `"excerpt": null` when there was no body) is noise
         lines += [f"{key}: {pretty(value)}" for key, value in error.items()
                   if key not in _ERROR_SHOWN and value not in (None, "")]
-        blocks.append(_block(f"error · {error_label(kind)}", "\n".join(lines), error_style(kind)))
+        blocks.append(_block(f"error · {error_label(kind)}", "\n".join(lines), error_style(kind), width))
     elif "result" in attempt:
-        blocks.append(_block("answer", pretty(attempt["result"])))
+        blocks.append(_block("answer", pretty(attempt["result"]), "", width))
     else:
         blocks.append(Content.styled("in flight: no answer yet", f"italic {MUTED}"))
     extra = {key: attempt[key] for key in ("usage", "finish_reason") if attempt.get(key) is not None}
     if extra:
-        blocks.append(_block("details", pretty(extra), MUTED))
+        blocks.append(_block("details", pretty(extra), MUTED, width))
     return Content("\n").join(blocks)
 
 
 QUEUED = "No attempt yet: the request is waiting in the queue."
 
 
-def trajectory_content(attempts: list[dict[str, Any]], tz: tzinfo | None, empty: str = QUEUED) -> Content:
+def trajectory_content(attempts: list[dict[str, Any]], tz: tzinfo | None, empty: str = QUEUED,
+                       width: int = 0, after: str = "") -> Content:
+    """The attempts, then `after` (what is not shown yet); `empty` alone when there are none."""
     if not attempts:
         return Content.styled(empty, MUTED)
-    return Content("\n\n").join(attempt_content(n, a, tz) for n, a in enumerate(attempts, 1))
+    shown = [attempt_content(n, a, tz, width) for n, a in enumerate(attempts, 1)]
+    if after:
+        shown.append(Content.styled(after, f"italic {MUTED}"))
+    return Content("\n\n").join(shown)
 
 
 class TrajectoryView(VerticalScroll):
@@ -73,18 +93,32 @@ class TrajectoryView(VerticalScroll):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.attempts: list[dict[str, Any]] = []
+        self._tz: tzinfo | None = None
+        self._empty = QUEUED
+        self._after = ""
+        self._width = 0  # the text is wrapped for this many cells
 
     def compose(self) -> ComposeResult:
         yield Static(classes="trajectory-text")
 
     def show_attempts(self, attempts: list[dict[str, Any]], tz: tzinfo | None, *, scroll_home: bool = True,
-                      empty: str = QUEUED) -> None:
-        """Show these attempts (`empty` says why there are none); `scroll_home=False` keeps the
-        reader's place (a live update)."""
-        self.attempts = attempts
-        self.query_one(Static).update(trajectory_content(attempts, tz, empty))
+                      empty: str = QUEUED, after: str = "") -> None:
+        """Show these attempts (`empty` says why there are none, `after` what follows them);
+        `scroll_home=False` keeps the reader's place (a live update)."""
+        self.attempts, self._tz, self._empty, self._after = attempts, tz, empty, after
+        self._paint()
         if scroll_home:
             self.scroll_home(animate=False)
+
+    def _paint(self) -> None:
+        # room is kept for the scrollbar, which appears only once the text is long
+        self._width = self.content_region.width - self.styles.scrollbar_size_vertical
+        self.query_one(Static).update(trajectory_content(self.attempts, self._tz, self._empty, self._width,
+                                                         self._after))
+
+    def on_resize(self) -> None:
+        if self.content_region.width - self.styles.scrollbar_size_vertical != self._width:
+            self._paint()
 
     def copy_all(self) -> str:
         """Put the attempts on the clipboard as JSON, as in results.jsonl; returns what was copied."""

@@ -97,12 +97,23 @@ def open_run(job: Job, retry_failed: bool = False) -> OpenedRun:
         if state is not None:
             opened.stats = RunStats.from_data(state.get("stats", {}))
             opened.elapsed_s = float(state.get("elapsed_s", 0.0))
-            opened.attempts = int(state.get("attempts", 0))
-            opened.retries = int(state.get("retries", 0))
             opened.workers = int(state["workers"]) if "workers" in state else None
+        _count_from_results(opened, recovery.summary)
         _note_failed(opened, retry_failed)
         undo.pop_all()
     return opened
+
+
+def _count_from_results(opened: OpenedRun, summary: ResultsSummary) -> None:
+    """Tokens, attempts and retries as results.jsonl holds them.
+
+    state.toml was saved up to 10 s before a crash, and records reach the file more often: the
+    file, not the checkpoint, says what the finished requests cost (a token budget depends on it).
+    """
+    opened.stats.prompt_tokens = summary.prompt_tokens
+    opened.stats.completion_tokens = summary.completion_tokens
+    opened.attempts = summary.attempts
+    opened.retries = summary.attempts - summary.records
 
 
 def _note_failed(opened: OpenedRun, retry_failed: bool) -> None:

@@ -1,12 +1,13 @@
 """Shared helpers for tests that run whole jobs: job files, inputs, reading results, the CLI."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import tomli_w
 
@@ -39,6 +40,15 @@ def simulated_job(directory: Path, count: int, *, fail: dict[str, float] | None 
         "workers": {"count": workers},
         "retry": {"max_attempts": max_attempts, "backoff_base_s": 0.01, "backoff_max_s": 0.05},
     })
+
+
+async def until(predicate: Callable[[], bool], limit: int = 2000) -> None:
+    """Let the loop run until `predicate()` holds (at most `limit` short turns, then fail)."""
+    for _ in range(limit):
+        if predicate():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition not reached")
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:

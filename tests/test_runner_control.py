@@ -13,15 +13,7 @@ from tokenflow_tui.jobs.results_file import WRITE_INTERVAL_S
 from tokenflow_tui.jobs.runner import JobRunner
 
 import run_helpers
-from run_helpers import gated_job, read_records, write_input, write_job
-
-
-async def until(predicate, limit: int = 2000) -> None:
-    for _ in range(limit):
-        if predicate():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("condition not reached")
+from run_helpers import gated_job, read_records, until, write_input, write_job
 
 
 @pytest.fixture

@@ -265,17 +265,22 @@ async def test_retry_of_a_request_that_is_not_failed_any_more_says_so() -> None:
     assert notes == ["nothing queued: request #7 is no longer failed"]
 
 
-async def test_retry_after_the_run_returned_says_how_to_retry() -> None:
+async def test_retry_after_the_run_returned_runs_again_then_shows_the_summary() -> None:
     run = ScriptedRun()
     notes = Notes()
     app = make_app(run)
     async with app.run_test(size=SIZE, message_hook=notes) as pilot:
         run.finish(0)
         await settle(pilot, "run")
+        assert app.main_screen.has_class("-finished")
         await open_failed(pilot)
         await pilot.press("r")
         await pilot.pause()
-    assert notes == ["the run has ended: run the job again with --retry-failed to queue its failures again"]
+        assert (run.calls.count(("run",)), app.run_code, app.main_screen.has_class("-finished")) == (2, None, False)
+        run.finish(0)
+        await settle(pilot, "run")
+        assert (app.run_code, app.main_screen.has_class("-finished")) == (0, True)
+    assert notes == ["queued 1 request again"]
 
 
 class BrokenReads(ScriptedRun):

@@ -14,6 +14,9 @@ from .results_file import DONE, FAILED, NO_RECORD
 STATE_NAMES = {NO_RECORD: "queued", DONE: "done", FAILED: "failed"}
 _PREVIEW_CHARS = 120
 _RECENT_PREVIEWS = 20_000  # finished rows whose preview is kept in memory; older ones are read from disk
+# rows read back from disk, kept: the dashboard draws the same ~50 rows several times a second, and
+# a finished row only changes when its request is queued again and finishes again
+_READ_ROWS = 1_024
 
 
 class RequestTable:
@@ -32,6 +35,7 @@ class RequestTable:
         self.failed: dict[int, str] = {}  # index → error kind of its last attempt, in failing order
         self.retried: list[int] = []
         self._previews: OrderedDict[int, tuple[Any, str]] = OrderedDict()
+        self._read_rows: OrderedDict[int, RequestRow] = OrderedDict()
 
     def note_finished(
         self, index: int, user_id: Any, failed_kind: str | None, attempts: int, status: str,
@@ -52,6 +56,7 @@ class RequestTable:
             self.failed.pop(index, None)
         if attempts > 1:
             self.retried.append(index)
+        self._read_rows.pop(index, None)
         self._previews[index] = (user_id, preview[:_PREVIEW_CHARS])
         if len(self._previews) > _RECENT_PREVIEWS:
             self._previews.popitem(last=False)
@@ -66,6 +71,7 @@ class RequestTable:
         if self._state[index] != FAILED:
             return None
         self._state[index] = NO_RECORD
+        self._read_rows.pop(index, None)
         return self.failed.pop(index, "unknown")
 
     def failed_indexes(self) -> list[int]:
@@ -81,17 +87,30 @@ class RequestTable:
     def finished_row(self, index: int, read_record: Callable[[int], dict[str, Any] | None]) -> RequestRow:
         cached = self._previews.get(index)
         if cached is None or not self._attempts[index]:
-            record = read_record(self.offsets[index]) or {}
-            user_id, preview = record.get("id", index), record_preview(record)
-            attempts = record.get("attempts") or []
-            last = attempts[-1] if attempts else {}
-            return RequestRow(index, user_id, STATE_NAMES[self._state[index]], len(attempts),
-                              attempt_status(last), last.get("latency_ms"), preview)
+            return self._read_row(index, read_record)
         latency = self._latency_ms[index]
         return RequestRow(
             index, cached[0], STATE_NAMES[self._state[index]], self._attempts[index],
             self._status_names[self._status_code[index]], latency if latency >= 0 else None, cached[1],
         )
+
+    def _read_row(self, index: int, read_record: Callable[[int], dict[str, Any] | None]) -> RequestRow:
+        """A finished row whose details are on disk only (finished long ago, or by an earlier run)."""
+        row = self._read_rows.get(index)
+        if row is not None:
+            self._read_rows.move_to_end(index)
+            return row
+        read = read_record(self.offsets[index])
+        record = read or {}
+        attempts = record.get("attempts") or []
+        last = attempts[-1] if attempts else {}
+        row = RequestRow(index, record.get("id", index), STATE_NAMES[self._state[index]], len(attempts),
+                         attempt_status(last), last.get("latency_ms"), record_preview(record))
+        if read is not None:  # None: the run is closed, or the line is not a record; nothing to keep
+            self._read_rows[index] = row
+            if len(self._read_rows) > _READ_ROWS:
+                self._read_rows.popitem(last=False)
+        return row
 
 
 def unfinished_row(index: int, request: TokenFlowRequest | None, in_flight: bool) -> RequestRow:

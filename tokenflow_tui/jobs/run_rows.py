@@ -1,13 +1,14 @@
 """The requests of a run as the dashboard reads them: rows by filter, one request's attempts, failed groups.
 
 Finished requests come from the request table (details read back from results.jsonl); unfinished
-ones are asked of the engine when drawn.
+ones from `HeldRequests`, which the runner's hooks keep up to date as attempts start and end, so
+that a draw does not gather every request the engine holds.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
-from ..engine import TokenFlowRequest, TokenFlowRequestTrajectory, TokenFlowTask
+from ..engine import TokenFlowRequest, TokenFlowRequestTrajectory
 from .records import build_record
 from .request_table import RequestTable, unfinished_row
 from .view import RequestRow
@@ -15,13 +16,38 @@ from .view import RequestRow
 ReadRecord = Callable[[int], dict[str, Any] | None]
 
 
-class RunRows:
-    """`task` gives the engine's task once the run has started (None before)."""
+class HeldRequests:
+    """The requests the engine holds (taken from the input, not finished), by index; those in flight apart.
 
-    def __init__(self, table: RequestTable, task: Callable[[], TokenFlowTask | None], read_record: ReadRecord,
-                 builtin: bool) -> None:
+    The same sets as the engine's `waiting()` and `in_flight()`: a request is in flight from the
+    start of `before_attempt` until its handler returns or is cancelled, as the engine counts it.
+    """
+
+    def __init__(self) -> None:
+        self.requests: dict[int, TokenFlowRequest] = {}
+        self.in_flight: set[int] = set()
+
+    def attempt_started(self, request: TokenFlowRequest) -> None:
+        self.requests[request.id] = request
+        self.in_flight.add(request.id)
+
+    def attempt_ended(self, index: int) -> None:
+        self.in_flight.discard(index)
+
+    def queued(self, requests: Iterable[TokenFlowRequest]) -> None:
+        """Requests queued again (retry): held from now on, before their first attempt."""
+        for request in requests:
+            self.requests[request.id] = request
+
+    def finished(self, index: int) -> None:
+        self.requests.pop(index, None)
+        self.in_flight.discard(index)
+
+
+class RunRows:
+    def __init__(self, table: RequestTable, held: HeldRequests, read_record: ReadRecord, builtin: bool) -> None:
         self._table = table
-        self._task = task
+        self._held = held
         self._read_record = read_record
         self._builtin = builtin
 
@@ -30,21 +56,20 @@ class RunRows:
 
     def rows(self, row_filter: str, start: int, stop: int) -> list[RequestRow]:
         indexes = self._indexes(row_filter)[start:stop]
-        held = self._held_requests()
+        table, held, in_flight = self._table, self._held.requests, self._held.in_flight
         rows = []
         for index in indexes:
-            if self._table.is_finished(index):
-                rows.append(self._table.finished_row(index, self._read_record))
+            if table.is_finished(index):
+                rows.append(table.finished_row(index, self._read_record))
             else:
-                request, in_flight = held.get(index, (None, False))
-                rows.append(unfinished_row(index, request, in_flight))
+                rows.append(unfinished_row(index, held.get(index), index in in_flight))
         return rows
 
     def trajectory(self, index: int) -> list[dict[str, Any]]:
         if self._table.is_finished(index):
             record = self._read_record(self._table.offsets[index]) or {}
             return list(record.get("attempts") or [])
-        request, _ = self._held_requests().get(index, (None, False))
+        request = self._held.requests.get(index)
         if request is None:
             return []
         made = [e for e in request.request_trajectory.trajectory if e.action is not None]
@@ -59,22 +84,13 @@ class RunRows:
         return groups
 
     def _indexes(self, row_filter: str) -> Sequence[int]:
-        task = self._task()
         if row_filter == "all":
             return range(self._table.count)
         if row_filter == "in_flight":
-            return sorted(r.id for r in task.in_flight()) if task is not None else []
+            return sorted(self._held.in_flight)
         if row_filter == "retried":
-            waiting = [r.id for r in task.waiting()] if task is not None else []
-            return sorted(set(self._table.retried).union(waiting))
+            waiting = self._held.requests.keys() - self._held.in_flight
+            return sorted(waiting.union(self._table.retried))
         if row_filter == "failed":
             return list(self._table.failed)
         raise ValueError(f"unknown row filter {row_filter!r}")
-
-    def _held_requests(self) -> dict[int, tuple[TokenFlowRequest, bool]]:
-        task = self._task()
-        if task is None:
-            return {}
-        held = {r.id: (r, False) for r in task.waiting()}
-        held.update((r.id, (r, True)) for r in task.in_flight())
-        return held

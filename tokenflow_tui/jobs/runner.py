@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Mapping, Sequence
 
 from ..engine import Clock, StatsSnapshot, SystemClock, TokenFlowRequest, TokenFlowRequestTrajectory, TokenFlowTask
 from ..engine.events import UnexpectedUserException
@@ -21,7 +22,7 @@ from .records import build_record
 from .request_table import RequestTable, attempt_status, record_error_kind, record_preview
 from .results_file import RESULTS_FILE, WRITE_INTERVAL_S, ResultsSummary, StoreError
 from .run_open import OpenedRun, RunError, open_run
-from .run_rows import RunRows
+from .run_rows import HeldRequests, RunRows
 from .run_stats import RunStats
 from .state_file import STATE_FILE, write_state
 from .traffic import Traffic
@@ -34,6 +35,8 @@ STATE_VERSION = 1
 
 
 Handler = Callable[[TokenFlowRequestTrajectory], Awaitable[tuple[Any, ...]]]
+# the index of the request whose attempt this worker makes: set before the attempt, read when its handler ends
+_ATTEMPT: ContextVar[int] = ContextVar("tokenflow_attempt")
 
 
 class JobRunner:
@@ -64,7 +67,9 @@ class JobRunner:
         self._attempts_before = 0  # of earlier runs of this output
         self._retries_before = 0
         self._opened: OpenedRun | None = None  # the output, held from open() to close()
-        self._rows = RunRows(self._table, self._current_task, self._read_record, self._builtin)
+        self._held = HeldRequests()
+        self._rows = RunRows(self._table, self._held, self._read_record, self._builtin)
+        self._again: list[tuple[int, Any]] = []  # queued again by retry() once the engine's task was done
         self._user_handler: Handler | None = None
         self._endpoint: RunEndpoint | None = None
         self._task: TokenFlowTask | None = None
@@ -112,7 +117,7 @@ class JobRunner:
         self._summary = opened.summary
         self._fingerprint = opened.fingerprint
         self._table = opened.table
-        self._rows = RunRows(self._table, self._current_task, self._read_record, self._builtin)
+        self._rows = RunRows(self._table, self._held, self._read_record, self._builtin)
         self._stats = opened.stats
         self._elapsed_before = opened.elapsed_s
         self._attempts_before = opened.attempts
@@ -124,33 +129,33 @@ class JobRunner:
     # ----- RunControl --------------------------------------------------------------------------
 
     async def run(self) -> int:
-        """Run until every request is finished or `shutdown()`; the results stay readable after."""
+        """Run until every request is finished or `shutdown()`; the results stay readable after.
+
+        Requests that `retry` queues once every request has finished run in one more round: in this
+        call when it has not returned yet, else in the next call of `run()`.
+        """
+        if self._task is not None and self._task.state != "done":
+            raise RuntimeError("JobRunner.run: the run is still going")
         if self._opened is None:
             self.open()
         try:
-            self._traffic = self._build_traffic()
-            handler = await self._start_handler()
-            remaining = self._summary.count - self._done - self._failed
-            self._task = TokenFlowTask(
-                self._traffic.wrap(self._counting(handler)),
-                requests=((item.index, item.params) for item in iter_input(self.job, skip=self._table.is_finished)),
-                total=remaining,
-                sink=self._on_finished,
-                is_failure=self._is_failure,
-                clock=self._clock,
-                before_attempt=self._traffic.before_attempt,
-            )
-            self._task.set_workers(self._workers)
-            self._task.run()
-            saver = asyncio.create_task(self._save_periodically())
-            writer = asyncio.create_task(self._write_periodically())
-            finished = asyncio.create_task(self._task.wait_for_done())
-            shutdown = asyncio.create_task(self._shutdown.wait())
-            await asyncio.wait({finished, shutdown}, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in (saver, writer, finished, shutdown):
-                waiter.cancel()
-            if not self._shutdown.is_set():
+            if self._traffic is None:
+                self._traffic = self._build_traffic()  # kept over rounds: limits the user set stay
+            handler = self._traffic.wrap(self._counting(await self._start_handler()))
+            while not self._shutdown.is_set():
+                self._task = self._start_round(handler)
+                saver = asyncio.create_task(self._save_periodically())
+                writer = asyncio.create_task(self._write_periodically())
+                finished = asyncio.create_task(self._task.wait_for_done())
+                shutdown = asyncio.create_task(self._shutdown.wait())
+                await asyncio.wait({finished, shutdown}, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in (saver, writer, finished, shutdown):
+                    waiter.cancel()
+                if self._shutdown.is_set():
+                    break
                 await self.save()
+                if not self._again:
+                    break
             return self._exit_code()
         except BaseException:
             # cancelled by the host (e.g. the app exits): no worker may outlive the store
@@ -161,6 +166,33 @@ class JobRunner:
         finally:
             if self._endpoint is not None:
                 await self._endpoint.close()
+
+    def _start_round(self, handler: Handler) -> TokenFlowTask:
+        """The engine's task, started: for the input's unfinished requests, then for those queued again."""
+        if self._task is None:
+            requests: Iterable[tuple[int, Any]] = (
+                (item.index, item.params) for item in iter_input(self.job, skip=self._table.is_finished))
+            total = self._summary.count - self._done - self._failed
+        else:
+            # the finished round's figures become those of earlier runs
+            stats = self._task.stats()
+            self._elapsed_before += self._task.elapsed_s()
+            self._attempts_before += stats.attempts
+            self._retries_before += stats.retries
+            requests, self._again = self._again, []
+            total = len(requests)
+        task = TokenFlowTask(
+            handler,
+            requests=requests,
+            total=total,
+            sink=self._on_finished,
+            is_failure=self._is_failure,
+            clock=self._clock,
+            before_attempt=self._before_attempt,
+        )
+        task.set_workers(self._workers)
+        task.run()
+        return task
 
     async def shutdown(self) -> int:
         """Pause softly, save and release the output; the exit code (0 when all finished, else 130)."""
@@ -242,19 +274,24 @@ class JobRunner:
             return self._last_save
 
     def retry(self, indexes: Sequence[int]) -> int:
-        if self._task is None or self._task.state == "done":
+        """Queue failed requests again; once the run is done, they wait for `run()` (see there)."""
+        if self._task is None or self._opened is None:
             return 0
         again = []
         for index in indexes:
             record = self._read_record(self._table.offsets[index])
-            kind = self._table.requeue(index)
-            if kind is None or record is None:
+            if record is None or (kind := self._table.requeue(index)) is None:
                 continue
             self._stats.unfail(kind)
             self._failed -= 1
             # the first attempt's params are the input line as it was read
             again.append((index, record["attempts"][0]["params"]))
-        self._task.add_requests(again)
+        if self._task.state == "done":
+            self._again.extend(again)
+        elif again:
+            self._task.add_requests(again)
+            queued = {index for index, _ in again}
+            self._held.queued(r for r in self._task.waiting() if r.id in queued)
         return len(again)
 
     def snapshot(self) -> RunSnapshot:
@@ -292,9 +329,6 @@ class JobRunner:
         return self._rows.failed_groups()
 
     # ----- internals ---------------------------------------------------------------------------
-
-    def _current_task(self) -> TokenFlowTask | None:
-        return self._task
 
     def _read_record(self, offset: int) -> dict[str, Any] | None:
         """The record at `offset` of results.jsonl (None once the run is closed)."""
@@ -352,10 +386,22 @@ class JobRunner:
         if self._task is not None:
             self._task.set_workers(n)
 
+    async def _before_attempt(self, request: TokenFlowRequest) -> None:
+        """The engine counts a request in flight from here (the traffic gate's wait included)."""
+        assert self._traffic is not None
+        self._held.attempt_started(request)
+        try:
+            await self._traffic.before_attempt(request)
+        except BaseException:
+            self._held.attempt_ended(request.id)
+            raise
+        _ATTEMPT.set(request.id)
+
     def _counting(self, handler: Handler) -> Handler:
-        """The handler, with each attempt's tokens and error kind noted for the charts."""
+        """The handler, with each attempt's tokens and error kind noted for the charts, and its end for the rows."""
         note = self._stats.note_attempt
         elapsed = self._elapsed
+        attempt_ended = self._held.attempt_ended
 
         async def counted(trajectory: TokenFlowRequestTrajectory) -> tuple[Any, ...]:
             try:
@@ -365,6 +411,8 @@ class JobRunner:
             except Exception:
                 note(elapsed(), None, "handler_exception")
                 raise
+            finally:
+                attempt_ended(_ATTEMPT.get())
             result = outcome[1] if type(outcome) is tuple and len(outcome) >= 2 else None
             if type(result) is dict:
                 error = result.get("error")
@@ -385,6 +433,7 @@ class JobRunner:
         record = build_record(request, self._builtin)
         offset = self._opened.writer.append(record)
         index = request.id
+        self._held.finished(index)
         failed_kind = record_error_kind(record) if record["status"] == "failed" else None
         if failed_kind is None:
             self._done += 1

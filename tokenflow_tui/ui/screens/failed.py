@@ -138,9 +138,6 @@ class FailedScreen(Screen[None]):
         if queued:
             self.notify(f"queued {plural(queued, 'request')} again")
             self.post_message(self.Queued())
-        elif control.snapshot().state == "done":
-            self.notify("the run has ended: run the job again with --retry-failed to queue its failures again",
-                        severity="warning")
         else:
             self.notify(f"nothing queued: {what} no longer failed", severity="warning")
         self.groups = control.failed_groups()

@@ -1,7 +1,6 @@
 """Traffic control in the plain front ends: the headless progress line and `tokenflow validate`."""
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from tokenflow_tui.engine.stats import StatsSnapshot

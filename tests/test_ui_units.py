@@ -6,8 +6,9 @@ from datetime import timezone
 
 import pytest
 
+from tokenflow_tui.jobs.durations import duration
 from tokenflow_tui.jobs.view import ChartPoint
-from tokenflow_tui.ui.formatting import (clock_time, compact, count, duration, fit, latency, one_line, plural,
+from tokenflow_tui.ui.formatting import (clock_time, compact, count, fit, latency, one_line, plural,
                                          short_status)
 from tokenflow_tui.ui.lag import LoopLagMonitor
 from tokenflow_tui.ui.plot import bar_rows, nice_ceiling, per_second, sparkline

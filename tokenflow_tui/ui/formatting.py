@@ -6,7 +6,7 @@ from typing import Mapping
 
 from rich.cells import cell_len, set_cell_size
 
-from ..jobs.durations import DASH, duration  # noqa: F401 (the dashboard's widgets take them from here)
+from ..jobs.durations import DASH
 from ..jobs.view import ERROR_KINDS
 
 MUTED = "$foreground-muted"  # labels and hints, quieter than the numbers

@@ -8,8 +8,9 @@ from textual.content import Content
 from textual.widget import Widget
 
 from ...engine import StatsSnapshot
+from ...jobs.durations import duration
 from ...jobs.view import RunSnapshot
-from ..formatting import DASH, MUTED, clock_time, count, duration
+from ..formatting import DASH, MUTED, clock_time, count
 from .panel import LivePanel
 
 STATE_STYLES = {

@@ -4,8 +4,9 @@ from __future__ import annotations
 from textual.content import Content
 
 from ...engine import StatsSnapshot
+from ...jobs.durations import duration
 from ...jobs.view import RunSnapshot
-from ..formatting import MUTED, count, duration, error_label, error_style, latency, ordered_kinds
+from ..formatting import MUTED, count, error_label, error_style, latency, ordered_kinds
 from .status import results_path
 
 

@@ -12,6 +12,7 @@ Two variants:
   40,000: 15–30 s a run on 2 cores), BENCH_ROUNDS the runs of each (default 2, in the order
   headless, dashboard, dashboard, headless).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -20,21 +21,20 @@ import io
 import json
 import os
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Awaitable, Callable
 
 import pytest
 from textual.drivers.headless_driver import HeadlessDriver
+from ui_fakes import ScriptedRun
 
-from tokenflow_tui.jobs.config import load_job
-from tokenflow_tui.jobs.gc_tuning import gc_tuned_for_run
-from tokenflow_tui.jobs.headless import run_headless
-from tokenflow_tui.jobs.runner import JobRunner
-from tokenflow_tui.jobs.view import ChartPoint, RunSnapshot
+from tokenflow_tui.cli.gc_tuning import gc_tuned_for_run
+from tokenflow_tui.cli.headless import run_headless
+from tokenflow_tui.job.reader import load_job
+from tokenflow_tui.run.contract import ChartPoint, RunSnapshot
+from tokenflow_tui.run.runner import JobRunner
 from tokenflow_tui.ui import TokenFlowApp
 from tokenflow_tui.ui.lag import LoopLagMonitor
-
-from ui_fakes import ScriptedRun
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
 WORKERS = 1_000
@@ -94,9 +94,11 @@ async def test_dashboard_loop_lag_with_a_heavy_fake_run() -> None:
             app.main_screen.refresh_data()
             refresh_ms.append((time.perf_counter() - started) * 1000)
     refresh_ms.sort()
-    print(f"\nloop lag p99 {p99:.1f} ms over {SECONDS:.0f} s with {WORKERS} coroutines; "
-          f"refresh_data median {refresh_ms[25]:.2f} ms, max {refresh_ms[-1]:.2f} ms; "
-          f"rows fetched {sum(b - a for _, a, b in run.rows_asked):,}")
+    print(
+        f"\nloop lag p99 {p99:.1f} ms over {SECONDS:.0f} s with {WORKERS} coroutines; "
+        f"refresh_data median {refresh_ms[25]:.2f} ms, max {refresh_ms[-1]:.2f} ms; "
+        f"rows fetched {sum(b - a for _, a, b in run.rows_asked):,}"
+    )
     assert p99 is not None and p99 <= 100
 
 
@@ -131,9 +133,9 @@ def write_bench_job(directory: Path, requests: int) -> Path:
     job.write_text(
         '[job]\nname = "bench"\ninput = "prompts.jsonl"\n\n'
         '[endpoint]\nsimulate = true\nmodel = "sim-1"\ntimeout_s = 30\n\n'
-        '[endpoint.simulator]\nlatency_ms = 200\nseed = 1\n\n'
-        '[request]\nparams = { max_tokens = 16 }\n\n'
-        f'[workers]\ncount = {WORKERS}\n'
+        "[endpoint.simulator]\nlatency_ms = 200\nseed = 1\n\n"
+        "[request]\nparams = { max_tokens = 16 }\n\n"
+        f"[workers]\ncount = {WORKERS}\n"
     )
     return job
 
@@ -147,8 +149,9 @@ class RunFigures:
     cpu_s: float
 
 
-async def measure(runner: JobRunner, run: Callable[[], Awaitable[int]], monitor: LoopLagMonitor,
-                  start_monitor: bool) -> RunFigures:
+async def measure(
+    runner: JobRunner, run: Callable[[], Awaitable[int]], monitor: LoopLagMonitor, start_monitor: bool
+) -> RunFigures:
     """Run to the end, noting (time, finished) every 0.25 s; the same sampling for both front ends.
 
     With `start_monitor`, the lag monitor starts once the run has left "starting", where the
@@ -245,18 +248,24 @@ async def test_dashboard_cost_with_the_real_runner(tmp_path: Path) -> None:
             figures[name].append(run_figures)
     assert all(f.code == 0 for runs in figures.values() for f in runs)
 
-    print(f"\n{REAL_REQUESTS:,} requests, {WORKERS:,} workers, simulator at 200 ms, dashboard "
-          f"{REAL_SIZE[0]}×{REAL_SIZE[1]}, {REAL_ROUNDS} round(s) each, load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"\n{REAL_REQUESTS:,} requests, {WORKERS:,} workers, simulator at 200 ms, dashboard "
+        f"{REAL_SIZE[0]}×{REAL_SIZE[1]}, {REAL_ROUNDS} round(s) each, load average {os.getloadavg()[0]:.2f}"
+    )
     for name, runs in figures.items():
         for f in runs:
-            print(f"{name:>9}: {f.rate:,.0f} requests/s (10–90 % of the job), whole run {f.wall_s:.1f} s, "
-                  f"CPU {f.cpu_s:.1f} s, loop lag p99 {f.lag_p99_ms:.0f} ms")
+            print(
+                f"{name:>9}: {f.rate:,.0f} requests/s (10–90 % of the job), whole run {f.wall_s:.1f} s, "
+                f"CPU {f.cpu_s:.1f} s, loop lag p99 {f.lag_p99_ms:.0f} ms"
+            )
     headless = sum(f.rate for f in figures["headless"]) / len(figures["headless"])
     dashboard = sum(f.rate for f in figures["dashboard"]) / len(figures["dashboard"])
     lag = max(f.lag_p99_ms or 0.0 for f in figures["dashboard"])
     headless_lag = max(f.lag_p99_ms or 0.0 for f in figures["headless"])
-    print(f"dashboard / headless throughput {dashboard / headless:.1%} ({dashboard:,.0f} / {headless:,.0f}); "
-          f"loop lag p99 with the dashboard {lag:.0f} ms (headless {headless_lag:.0f} ms); "
-          f"terminal output {NullTerminal.written / 1e6:.1f} MB")
+    print(
+        f"dashboard / headless throughput {dashboard / headless:.1%} ({dashboard:,.0f} / {headless:,.0f}); "
+        f"loop lag p99 with the dashboard {lag:.0f} ms (headless {headless_lag:.0f} ms); "
+        f"terminal output {NullTerminal.written / 1e6:.1f} MB"
+    )
     assert dashboard / headless >= 0.90
     assert lag <= 100, f"loop lag p99 {lag:.0f} ms with the dashboard; {headless_lag:.0f} ms headless"

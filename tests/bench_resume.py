@@ -2,6 +2,7 @@
 
 Run: pytest tests/bench_resume.py -m benchmark -s
 """
+
 from __future__ import annotations
 
 import time
@@ -10,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tokenflow_tui.engine import TokenFlowRequest, TokenFlowRequestTrajectory, TokenFlowRequestTrajectoryElement
-from tokenflow_tui.jobs.records import build_record, encode_record
-from tokenflow_tui.jobs.results_file import ResultsWriter, recover
+from tokenflow_tui.store.records import build_record, encode_record
+from tokenflow_tui.store.results_file import ResultsWriter, recover
 
 RECORDS = 1_000_000
 TARGET_S = 3.0  # DESIGN §5: resume of a run with 1M results
@@ -22,13 +23,21 @@ def finished_request(index: int) -> TokenFlowRequest:
     params = {"id": f"q-{index:07d}", "prompt": f"Give one fact about the number {index}."}
     usage = {"prompt_tokens": 14, "completion_tokens": 12, "total_tokens": 26}
     if index % 40:
-        results = [{"text": f"{index} is a number with {len(str(index))} digits.", "usage": usage,
-                    "status_code": 200, "finish_reason": "stop"}]
+        results = [
+            {
+                "text": f"{index} is a number with {len(str(index))} digits.",
+                "usage": usage,
+                "status_code": 200,
+                "finish_reason": "stop",
+            }
+        ]
     else:
         error = {"kind": "http_5xx", "message": "server error (503)", "status_code": 503, "excerpt": None}
         results = [{"error": error}, {"error": error}]
-    elements = [TokenFlowRequestTrajectoryElement(params, result, None, 1_750_000_000.0 + index / 1000, 0.05 + n)
-                for n, result in enumerate(results)]
+    elements = [
+        TokenFlowRequestTrajectoryElement(params, result, None, 1_750_000_000.0 + index / 1000, 0.05 + n)
+        for n, result in enumerate(results)
+    ]
     return TokenFlowRequest(index, TokenFlowRequestTrajectory(elements))
 
 
@@ -47,8 +56,10 @@ def test_record_cost() -> None:
             encode_record(build_record(request, True))
 
     _, _, cpu = timed(encode_all)
-    print(f"\nbuild_record + encode_record: {cpu / len(requests) * 1e6:.2f} µs CPU per record "
-          f"({len(encode_record(build_record(requests[1], True)))} bytes)")
+    print(
+        f"\nbuild_record + encode_record: {cpu / len(requests) * 1e6:.2f} µs CPU per record "
+        f"({len(encode_record(build_record(requests[1], True)))} bytes)"
+    )
 
 
 @pytest.mark.benchmark
@@ -64,8 +75,10 @@ def test_resume_with_a_million_results(tmp_path: Path) -> None:
 
     writer, wall, cpu = timed(write_all)
     size = path.stat().st_size
-    print(f"\nwrote {RECORDS:,} records, {size / 1e6:.0f} MB ({size / RECORDS:.0f} bytes each) in {wall:.2f} s "
-          f"({cpu / RECORDS * 1e6:.2f} µs CPU per record: engine request, build, encode, append, write)")
+    print(
+        f"\nwrote {RECORDS:,} records, {size / 1e6:.0f} MB ({size / RECORDS:.0f} bytes each) in {wall:.2f} s "
+        f"({cpu / RECORDS * 1e6:.2f} µs CPU per record: engine request, build, encode, append, write)"
+    )
 
     full, full_wall, full_cpu = timed(recover, path)
     print(f"recover, parsing every record:   {full_wall:.2f} s ({full_cpu:.2f} s CPU)")

@@ -3,6 +3,7 @@
 Run with `python -m pytest tests/bench_simulator.py -m benchmark -s`. The figure that matters is the
 server's CPU per request (psutil on the child): at most 50 µs means one core serves 20k requests/s.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -115,10 +116,15 @@ def _cpu_s(process: psutil.Process) -> float:
 @pytest.mark.parametrize("client", ["raw", "aiohttp"])
 def test_simulator_serves_fast_enough_not_to_be_the_bottleneck(client: str) -> None:
     spawn = multiprocessing.get_context("spawn")
-    with SimulatorProcess(SimulatorConfig(latency_ms=0)) as sim, ProcessPoolExecutor(CLIENT_PROCESSES, mp_context=spawn) as pool:
+    with (
+        SimulatorProcess(SimulatorConfig(latency_ms=0)) as sim,
+        ProcessPoolExecutor(CLIENT_PROCESSES, mp_context=spawn) as pool,
+    ):
 
         def load_from_every_client(connections: int, duration_s: float) -> list[tuple[int, float, float]]:
-            futures = [pool.submit(_load, client, sim.base_url, connections, duration_s) for _ in range(CLIENT_PROCESSES)]
+            futures = [
+                pool.submit(_load, client, sim.base_url, connections, duration_s) for _ in range(CLIENT_PROCESSES)
+            ]
             return [future.result() for future in futures]
 
         server = psutil.Process(sim.pid)

@@ -5,6 +5,7 @@ Run: python -m pytest -m benchmark tests/bench_transport.py -s
 The server runs in a child process, so the CPU measured (user + sys of this process, around the
 client loop only) is the client's.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -14,7 +15,8 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import httpx
@@ -22,9 +24,9 @@ import orjson
 import pytest
 from httpx_aiohttp import HttpxAiohttpClient
 
+from tokenflow_tui.endpoint.openai_handler import HandlerSettings, OpenAIHandler
+from tokenflow_tui.endpoint.transport import make_client
 from tokenflow_tui.engine import TokenFlowRequestTrajectory, TokenFlowRequestTrajectoryElement
-from tokenflow_tui.jobs.openai_handler import HandlerSettings, OpenAIHandler
-from tokenflow_tui.jobs.transport import make_client
 
 REQUESTS = int(os.environ.get("TOKENFLOW_BENCH_REQUESTS", "3000"))
 ROUNDS = 3
@@ -159,9 +161,7 @@ async def test_client_cpu_per_request(server_url):
     header = f"{'client CPU per request, ms (req/s)':34}" + "".join(f"{f'{n} in flight':>22}" for n in IN_FLIGHT)
     lines = [f"\n{REQUESTS} requests x {ROUNDS} rounds per case, median; server in a child process", header]
     for name in CASES:
-        cells = "".join(
-            f"{figures[name, n][0]:>9.3f} ({figures[name, n][1]:>6.0f}/s)  ".rjust(22) for n in IN_FLIGHT
-        )
+        cells = "".join(f"{figures[name, n][0]:>9.3f} ({figures[name, n][1]:>6.0f}/s)  ".rjust(22) for n in IN_FLIGHT)
         lines.append(f"{name:34}{cells}")
     ratios = "  ".join(
         f"{n}: {figures['(a) handler, httpx-aiohttp', n][0] / figures[yardstick, n][0]:.2f}x" for n in IN_FLIGHT

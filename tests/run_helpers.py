@@ -1,4 +1,5 @@
 """Shared helpers for tests that run whole jobs: job files, inputs, reading results, the CLI."""
+
 from __future__ import annotations
 
 import asyncio
@@ -6,8 +7,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import tomli_w
 
@@ -27,19 +29,31 @@ def write_job(directory: Path, sections: dict[str, Any], name: str = "job.toml")
     return path
 
 
-def simulated_job(directory: Path, count: int, *, fail: dict[str, float] | None = None, latency_ms: float = 5,
-                  workers: int = 32, max_attempts: int = 3, timeout_s: float = 2.0, seed: int = 1) -> Path:
+def simulated_job(
+    directory: Path,
+    count: int,
+    *,
+    fail: dict[str, float] | None = None,
+    latency_ms: float = 5,
+    workers: int = 32,
+    max_attempts: int = 3,
+    timeout_s: float = 2.0,
+    seed: int = 1,
+) -> Path:
     write_input(directory / "prompts.jsonl", count)
     simulator: dict[str, Any] = {"latency_ms": latency_ms, "seed": seed}
     if fail:
         simulator["fail"] = fail
-    return write_job(directory, {
-        "job": {"name": "t", "input": "prompts.jsonl", "output": "out"},
-        "endpoint": {"simulate": True, "timeout_s": timeout_s, "simulator": simulator},
-        "request": {"params": {"max_tokens": 64}},
-        "workers": {"count": workers},
-        "retry": {"max_attempts": max_attempts, "backoff_base_s": 0.01, "backoff_max_s": 0.05},
-    })
+    return write_job(
+        directory,
+        {
+            "job": {"name": "t", "input": "prompts.jsonl", "output": "out"},
+            "endpoint": {"simulate": True, "timeout_s": timeout_s, "simulator": simulator},
+            "request": {"params": {"max_tokens": 64}},
+            "workers": {"count": workers},
+            "retry": {"max_attempts": max_attempts, "backoff_base_s": 0.01, "backoff_max_s": 0.05},
+        },
+    )
 
 
 async def until(predicate: Callable[[], bool], limit: int = 2000) -> None:
@@ -56,23 +70,33 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def tokenflow(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
-              cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def tokenflow(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """The real command line, in a child process."""
     return subprocess.run(
-        [sys.executable, "-m", "tokenflow_tui", *args], capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, **(env or {})}, cwd=cwd, stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "tokenflow_tui", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
     )
 
 
 def start_tokenflow(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tokenflow_tui", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "tokenflow_tui", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
     )
 
 
-GATED_HANDLER = '''
+GATED_HANDLER = """
 import asyncio
 import run_helpers
 from tokenflow import ActionContinue, ActionDone
@@ -86,7 +110,7 @@ async def handler(trajectory):
     if params.get("retry") and trajectory.length() == 1:
         return ActionContinue(params), {"retrying": True}
     return ActionDone(), {"echo": params["prompt"]}
-'''
+"""
 
 
 class _Gate:
@@ -107,8 +131,11 @@ def gated_job(directory: Path, lines: list[dict[str, Any]], workers: int = 2) ->
     with (directory / "in.jsonl").open("w") as out:
         for line in lines:
             out.write(json.dumps(line) + "\n")
-    return write_job(directory, {
-        "job": {"name": "gated", "input": "in.jsonl", "output": "out"},
-        "handler": {"path": "handler.py:handler"},
-        "workers": {"count": workers},
-    })
+    return write_job(
+        directory,
+        {
+            "job": {"name": "gated", "input": "in.jsonl", "output": "out"},
+            "handler": {"path": "handler.py:handler"},
+            "workers": {"count": workers},
+        },
+    )

@@ -1,4 +1,5 @@
 """Helpers of the reliability suites: a simulator in a thread of the test process, and results figures."""
+
 from __future__ import annotations
 
 import asyncio

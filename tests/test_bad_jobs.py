@@ -1,4 +1,5 @@
 """A corpus of wrong job files and input lines, each with the exact lines a user sees (DESIGN §2.1)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -6,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tokenflow_tui.jobs.config import load_job
-from tokenflow_tui.jobs.handler_loader import load_handler
-from tokenflow_tui.jobs.inputs import scan_input
-from tokenflow_tui.jobs.problems import JobError
+from tokenflow_tui.job.handler_loader import load_handler
+from tokenflow_tui.job.inputs import scan_input
+from tokenflow_tui.job.problems import JobError
+from tokenflow_tui.job.reader import load_job
 
 JOB = "jobs/job.toml"
 GOOD_LINE = '{"prompt": "hi"}\n'
@@ -35,12 +36,12 @@ class Case:
 CASES = [
     # ----- the job file as a file, and TOML syntax
     Case("no job file", None, ["jobs/job.toml: cannot read the job file: no such file or directory"]),
-    Case("toml: missing value", '[job]\nname = \n', ["jobs/job.toml:2:8: Invalid value"]),
+    Case("toml: missing value", "[job]\nname = \n", ["jobs/job.toml:2:8: Invalid value"]),
     Case("toml: unterminated string", '[job]\nname = "abc', ["jobs/job.toml:2:12: Unterminated string"]),
     Case("toml: key twice", '[job]\nname = "a"\nname = "b"\n', ["jobs/job.toml:3:11: Cannot overwrite a value"]),
     Case("job file not UTF-8", b'[job]\nname = "\xff"\n', ["jobs/job.toml:2:9: not valid UTF-8 (byte 0xff)"]),
     # ----- tables
-    Case("no [job]", '[endpoint]\nsimulate = true\n', ["jobs/job.toml: missing table [job] (with name and input)"]),
+    Case("no [job]", "[endpoint]\nsimulate = true\n", ["jobs/job.toml: missing table [job] (with name and input)"]),
     Case(
         "no [endpoint] nor [handler]",
         '[job]\nname = "t"\ninput = "prompts.jsonl"\n',
@@ -49,16 +50,16 @@ CASES = [
     Case(
         "misspelt table",
         SIM + "[worker]\ncount = 2\n",
-        ['jobs/job.toml:7:1: unknown table [worker]; did you mean [workers]?'],
+        ["jobs/job.toml:7:1: unknown table [worker]; did you mean [workers]?"],
     ),
     Case(
         "misspelt key",
-        SIM.replace("name =", "nme = \"t\"\nname ="),
+        SIM.replace("name =", 'nme = "t"\nname ='),
         ['jobs/job.toml:2:1: unknown key "nme" in [job]; did you mean "name"?'],
     ),
     Case(
         "key outside any table",
-        'count = 3\n' + SIM,
+        "count = 3\n" + SIM,
         ['jobs/job.toml:1:1: key "count" is outside any table; it belongs in [workers]'],
     ),
     Case(
@@ -131,17 +132,23 @@ CASES = [
     Case(
         "base_url not http",
         REMOTE.replace("https://api.example.com/v1", "api.example.com/v1"),
-        ['jobs/job.toml:6:1: endpoint.base_url must be an http:// or https:// URL, such as "https://api.openai.com/v1"'],
+        [
+            'jobs/job.toml:6:1: endpoint.base_url must be an http:// or https:// URL, such as "https://api.openai.com/v1"'
+        ],
     ),
     Case(
         "base_url with a password",
         REMOTE.replace("https://", "https://me:hunter2@"),
-        ["jobs/job.toml:6:1: endpoint.base_url must not hold a user or password; name the key's variable in api_key_env"],
+        [
+            "jobs/job.toml:6:1: endpoint.base_url must not hold a user or password; name the key's variable in api_key_env"
+        ],
     ),
     Case(
         "base_url with the route",
         REMOTE.replace("/v1", "/v1/chat/completions"),
-        ["jobs/job.toml:6:1: endpoint.base_url is the API root (such as …/v1); the handler adds /chat/completions itself"],
+        [
+            "jobs/job.toml:6:1: endpoint.base_url is the API root (such as …/v1); the handler adds /chat/completions itself"
+        ],
     ),
     Case(
         "api misspelt",
@@ -156,7 +163,9 @@ CASES = [
     Case(
         "api_key_env missing for a remote API",
         REMOTE.replace('api_key_env = "OPENAI_API_KEY"\n', ""),
-        ["jobs/job.toml:5:1: endpoint.api_key_env is required: the name of the environment variable that holds the API key"],
+        [
+            "jobs/job.toml:5:1: endpoint.api_key_env is required: the name of the environment variable that holds the API key"
+        ],
     ),
     Case(
         "key variable not set",
@@ -224,7 +233,7 @@ CASES = [
     ),
     Case(
         "fail probability above 1",
-        SIM + '\n[endpoint.simulator]\nfail = { reset = 1.5 }\n',
+        SIM + "\n[endpoint.simulator]\nfail = { reset = 1.5 }\n",
         ["jobs/job.toml:9:10: endpoint.simulator.fail: the probability of reset must be from 0 to 1, not 1.5"],
     ),
     Case(
@@ -236,7 +245,7 @@ CASES = [
         "fail not a table, dotted key form",
         SIM + "simulator.fail = 0.1\n",
         [
-            'jobs/job.toml:7:11: endpoint.simulator.fail must be a table of failure kind = probability, '
+            "jobs/job.toml:7:11: endpoint.simulator.fail must be a table of failure kind = probability, "
             'such as { "429" = 0.05 }, found a float'
         ],
     ),
@@ -248,13 +257,15 @@ CASES = [
     # ----- [request]
     Case(
         "params set the model",
-        SIM + "\n[request]\nparams = { temperature = 0.7, model = \"x\" }\n",
+        SIM + '\n[request]\nparams = { temperature = 0.7, model = "x" }\n',
         ['jobs/job.toml:9:31: request.params must not contain "model": the model is set by endpoint.model'],
     ),
     Case(
         "params turn on streaming",
         SIM + "\n[request.params]\nstream = true\n",
-        ['jobs/job.toml:9:1: request.params must not contain "stream": the built-in handler reads whole responses, not streams'],
+        [
+            'jobs/job.toml:9:1: request.params must not contain "stream": the built-in handler reads whole responses, not streams'
+        ],
     ),
     Case(
         "params not a table",

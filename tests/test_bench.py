@@ -1,4 +1,5 @@
 """`tokenflow bench`: the plan, the report, and a tiny real run (shape and sanity of its figures, not speed)."""
+
 from __future__ import annotations
 
 import json
@@ -10,12 +11,13 @@ import pytest
 from tokenflow_tui.bench.plan import FULL, QUICK, Point, make_plan, parse_points
 from tokenflow_tui.bench.report import format_result
 from tokenflow_tui.bench.suite import targets
-from tokenflow_tui.cli import main
+from tokenflow_tui.cli.main import main
 
 
 def bench(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tokenflow_tui", "bench", *args],
-                          capture_output=True, text=True, timeout=110)
+    return subprocess.run(
+        [sys.executable, "-m", "tokenflow_tui", "bench", *args], capture_output=True, text=True, timeout=110
+    )
 
 
 def test_a_tiny_run_gives_every_figure_as_json():
@@ -53,13 +55,15 @@ def test_a_tiny_run_gives_every_figure_as_json():
         assert cheaper["rate_factor"] == winner["requests_per_s"] / loser["requests_per_s"]
 
     # only the engine's target was measured: neither 256@50 nor 1000@200 was among the points
-    assert result["targets"] == [{
-        "what": "engine, no-op handler, 64 workers: requests/s",
-        "value": engine["engine_requests_per_s"],
-        "target": 250_000,
-        "at_most": False,
-        "met": engine["engine_requests_per_s"] >= 250_000,
-    }]
+    assert result["targets"] == [
+        {
+            "what": "engine, no-op handler, 64 workers: requests/s",
+            "value": engine["engine_requests_per_s"],
+            "target": 250_000,
+            "at_most": False,
+            "met": engine["engine_requests_per_s"] >= 250_000,
+        }
+    ]
     assert "measuring 32 in flight, 10 ms: tokenflow run --headless, transport httpx, 100 requests" in done.stderr
 
 
@@ -92,23 +96,44 @@ def test_the_plans():
 
 
 def figures(requests_per_s: float, cpu_ms: float, ratio: float) -> dict:
-    return {"requests": 20_000, "requests_per_s": requests_per_s, "cpu_ms_per_request": cpu_ms,
-            "peak_rss_mb": 61.4, "startup_cpu_s": 0.5, "cpu_vs_yardstick": ratio}
+    return {
+        "requests": 20_000,
+        "requests_per_s": requests_per_s,
+        "cpu_ms_per_request": cpu_ms,
+        "peak_rss_mb": 61.4,
+        "startup_cpu_s": 0.5,
+        "cpu_vs_yardstick": ratio,
+    }
 
 
 RESULT = {
-    "machine": {"cpus": 2, "python": "3.11.7", "platform": "Linux", "load_before": [1.0, 1.0, 1.0],
-                "load_after": [1.5, 1.2, 1.0]},
+    "machine": {
+        "cpus": 2,
+        "python": "3.11.7",
+        "platform": "Linux",
+        "load_before": [1.0, 1.0, 1.0],
+        "load_after": [1.5, 1.2, 1.0],
+    },
     "quick": False,
     "repeat": 3,
-    "engine": {"requests": 1_000_000, "workers": 64, "engine_requests_per_s": 281_000.4,
-               "bare_requests_per_s": 750_000.0, "engine_vs_bare": 0.3747, "engine_peak_rss_mb": 54.9},
-    "http": [{
-        "in_flight": 256, "latency_ms": 50, "requests": 20_000,
-        "yardstick": {"requests": 20_000, "requests_per_s": 2313.2, "cpu_ms_per_request": 0.353},
-        "transports": {"aiohttp": figures(3227.0, 0.246, 0.6969), "httpx": figures(1100.0, 0.9, 2.5496)},
-        "cheaper": {"transport": "aiohttp", "cpu_factor": 3.6585, "rate_factor": 2.9336},
-    }],
+    "engine": {
+        "requests": 1_000_000,
+        "workers": 64,
+        "engine_requests_per_s": 281_000.4,
+        "bare_requests_per_s": 750_000.0,
+        "engine_vs_bare": 0.3747,
+        "engine_peak_rss_mb": 54.9,
+    },
+    "http": [
+        {
+            "in_flight": 256,
+            "latency_ms": 50,
+            "requests": 20_000,
+            "yardstick": {"requests": 20_000, "requests_per_s": 2313.2, "cpu_ms_per_request": 0.353},
+            "transports": {"aiohttp": figures(3227.0, 0.246, 0.6969), "httpx": figures(1100.0, 0.9, 2.5496)},
+            "cheaper": {"transport": "aiohttp", "cpu_factor": 3.6585, "rate_factor": 2.9336},
+        }
+    ],
 }
 
 
@@ -144,8 +169,13 @@ def test_the_report_for_a_person():
 def test_a_target_not_met_says_so():
     point = dict(RESULT["http"][0], in_flight=1000, latency_ms=200)
     found = targets(dict(RESULT, http=[point]))
-    assert found[1] == {"what": "requests/s, 1,000 in flight, 200 ms", "value": 3227.0, "target": 2_500,
-                        "at_most": False, "met": True}
+    assert found[1] == {
+        "what": "requests/s, 1,000 in flight, 200 ms",
+        "value": 3227.0,
+        "target": 2_500,
+        "at_most": False,
+        "met": True,
+    }
     point["transports"] = dict(point["transports"], aiohttp=figures(2400.0, 0.4, 1.1))
     found = targets(dict(RESULT, http=[point]))
     assert found[1]["met"] is False

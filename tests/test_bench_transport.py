@@ -2,6 +2,7 @@
 over the transports, without httpx.AsyncClient.send. What reaches the wire, proxies from the
 environment, and the least-busy bookkeeping of split pools. Servers on 127.0.0.1 only.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -11,7 +12,7 @@ import socket
 import httpx
 import pytest
 
-from tokenflow_tui.jobs.transport import TRANSPORTS, make_client, read_body, response_headers
+from tokenflow_tui.endpoint.transport import TRANSPORTS, make_client, read_body, response_headers
 
 ANSWER = b'{"ok":true}'
 BODY = b'{"model":"m","messages":[{"role":"user","content":"hi"}]}'
@@ -146,8 +147,11 @@ async def test_a_body_of_many_chunks_is_read_whole_with_its_headers(transport):
     assert (read, complete) == (body, True)
     # names in any case; of a repeated header, the first (httpx would join both)
     expected_remaining = "7" if transport == "aiohttp" else "7, 8"
-    assert headers == {"content-type": "application/json", "X-RateLimit-Remaining-Requests": expected_remaining,
-                       "retry-after": None}
+    assert headers == {
+        "content-type": "application/json",
+        "X-RateLimit-Remaining-Requests": expected_remaining,
+        "retry-after": None,
+    }
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

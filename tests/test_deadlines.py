@@ -3,14 +3,15 @@
 The loop's clock is moved by hand (`loop.time` patched on the running loop), so no test waits
 for real time to pass.
 """
+
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
-from tokenflow_tui.jobs.deadlines import Deadlines
+from tokenflow_tui.endpoint.deadlines import Deadlines
 
 TIMEOUT_S = 10.0
 

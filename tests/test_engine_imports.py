@@ -1,4 +1,5 @@
 """The engine imports no UI and no HTTP client (DESIGN §4)."""
+
 from __future__ import annotations
 
 import pkgutil
@@ -9,9 +10,7 @@ import pytest
 
 import tokenflow_tui.engine
 
-ENGINE_MODULES = sorted(
-    f"tokenflow_tui.engine.{m.name}" for m in pkgutil.iter_modules(tokenflow_tui.engine.__path__)
-)
+ENGINE_MODULES = sorted(f"tokenflow_tui.engine.{m.name}" for m in pkgutil.iter_modules(tokenflow_tui.engine.__path__))
 FORBIDDEN = ("textual", "httpx", "aiohttp", "orjson", "tomllib", "tomli_w", "json")
 
 

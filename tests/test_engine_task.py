@@ -1,4 +1,5 @@
 """TokenFlowTask semantics: the seed's API and what the product adds to it."""
+
 from __future__ import annotations
 
 import asyncio
@@ -344,8 +345,10 @@ async def test_checkpoint_is_plain_data_and_resumes_to_the_same_results():
     params = list(range(300))
     reference = TokenFlowTask(handler, params)
     reference.run(4)
-    expected = {r.id: [(e.request_params, e.result) for e in r.request_trajectory.trajectory]
-                for r in await reference.wait_for_done()}
+    expected = {
+        r.id: [(e.request_params, e.result) for e in r.request_trajectory.trajectory]
+        for r in await reference.wait_for_done()
+    }
 
     first = TokenFlowTask(handler, params)
     first.run(4)
@@ -363,7 +366,9 @@ async def test_checkpoint_is_plain_data_and_resumes_to_the_same_results():
     after = {r.id: r for r in await second.wait_for_done()}
     assert not before.keys() & after.keys()
     union = {**before, **after}
-    assert {i: [(e.request_params, e.result) for e in r.request_trajectory.trajectory] for i, r in union.items()} == expected
+    assert {
+        i: [(e.request_params, e.result) for e in r.request_trajectory.trajectory] for i, r in union.items()
+    } == expected
     assert second.stats().done == 300
 
 

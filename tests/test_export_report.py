@@ -1,4 +1,5 @@
 """`tokenflow export` and `tokenflow report` on a small run directory."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,11 +10,14 @@ from typing import Any
 import orjson
 import pytest
 
-from tokenflow_tui.jobs.export import add_export_arguments, export_command, export_results
-from tokenflow_tui.jobs.records import encode_record
-from tokenflow_tui.jobs.report import add_report_arguments, build_report, format_report, report_command
-from tokenflow_tui.jobs.results_file import ResultsWriter, StoreError
-from tokenflow_tui.jobs.state_file import write_state
+from tokenflow_tui.cli import export as export_cli
+from tokenflow_tui.cli import report as report_cli
+from tokenflow_tui.store.errors import StoreError
+from tokenflow_tui.store.export import export_results
+from tokenflow_tui.store.records import encode_record
+from tokenflow_tui.store.report import build_report, format_report
+from tokenflow_tui.store.results_file import ResultsWriter
+from tokenflow_tui.store.state_file import write_state
 
 LONG = "server error 503: " + "x" * 100
 
@@ -24,14 +28,28 @@ def attempt(latency_ms: float | None) -> dict[str, Any]:
 
 def done(index: int, record_id: Any, prompt: int, completion: int, *latencies: float) -> dict[str, Any]:
     usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-    return {"id": record_id, "index": index, "status": "done", "result": f"answer {index}", "usage": usage,
-            "error": None, "attempts": [attempt(ms) for ms in latencies]}
+    return {
+        "id": record_id,
+        "index": index,
+        "status": "done",
+        "result": f"answer {index}",
+        "usage": usage,
+        "error": None,
+        "attempts": [attempt(ms) for ms in latencies],
+    }
 
 
 def failed(index: int, record_id: Any, kind: str, message: str, *latencies: float | None) -> dict[str, Any]:
     error = {"kind": kind, "message": message, "status_code": None, "excerpt": None}
-    return {"id": record_id, "index": index, "status": "failed", "result": None, "usage": None, "error": error,
-            "attempts": [attempt(ms) for ms in latencies]}
+    return {
+        "id": record_id,
+        "index": index,
+        "status": "failed",
+        "result": None,
+        "usage": None,
+        "error": error,
+        "attempts": [attempt(ms) for ms in latencies],
+    }
 
 
 # in the order they finished; index 1 failed, then was retried and is done; 3 and 6 have no record
@@ -109,7 +127,7 @@ def run_cli(add_arguments: Any, command: Any, argv: list[str]) -> int:
 
 
 def test_export_command(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_cli(add_export_arguments, export_command, [str(run_dir), "--only", "failed"]) == 0
+    assert run_cli(export_cli.add_arguments, export_cli.command, [str(run_dir), "--only", "failed"]) == 0
     captured = capsys.readouterr()
     assert captured.out == lines(2, 4, 5, 7).decode()
     assert captured.err == "tokenflow export: 2 of 8 input requests have no record yet.\n"
@@ -117,23 +135,30 @@ def test_export_command(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> No
 
 def test_export_command_errors(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nope"
-    assert run_cli(add_export_arguments, export_command, [str(missing)]) == 2
+    assert run_cli(export_cli.add_arguments, export_cli.command, [str(missing)]) == 2
     assert capsys.readouterr() == ("", f"tokenflow export: {missing}: no such directory.\n")
 
-    assert run_cli(add_export_arguments, export_command, [str(tmp_path)]) == 2
-    assert capsys.readouterr().err == (f"tokenflow export: {tmp_path}: no results.jsonl here (not a run's "
-                                       "output directory, or no request has finished yet).\n")
+    assert run_cli(export_cli.add_arguments, export_cli.command, [str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"tokenflow export: {tmp_path}: no results.jsonl here (not a run's "
+        "output directory, or no request has finished yet).\n"
+    )
 
     results = run_dir / "results.jsonl"
     content = results.read_bytes()
     results.write_bytes(content.replace(b'"id":"c"', b'"id":"c'))
-    assert run_cli(add_export_arguments, export_command, [str(run_dir)]) == 2
-    assert capsys.readouterr() == ("", f"tokenflow export: {results}:3: damaged record (invalid JSON at column "
-                                       "11: unexpected character, expected ',' or '}'); the file was not changed.\n")
+    assert run_cli(export_cli.add_arguments, export_cli.command, [str(run_dir)]) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"tokenflow export: {results}:3: damaged record (invalid JSON at column "
+        "11: unexpected character, expected ',' or '}'); the file was not changed.\n",
+    )
 
 
 def test_report_text(run_dir: Path) -> None:
-    assert format_report(build_report(run_dir)) == f"""\
+    assert (
+        format_report(build_report(run_dir))
+        == f"""\
 run        {run_dir}
 requests   8: 6 finished (2 done, 4 failed), 2 without a record
 records    7 in results.jsonl
@@ -145,11 +170,14 @@ tokens     45 (prompt 30, completion 15)
 attempts   9 (2 retries)
 latency    p50 300 ms, p95 30,000 ms, p99 30,000 ms
 """
+    )
 
 
 def test_report_of_an_empty_run(tmp_path: Path) -> None:
     (tmp_path / "results.jsonl").write_bytes(b"")
-    assert format_report(build_report(tmp_path)) == f"""\
+    assert (
+        format_report(build_report(tmp_path))
+        == f"""\
 run        {tmp_path}
 requests   0 finished (0 done, 0 failed)
 records    0 in results.jsonl
@@ -158,19 +186,33 @@ tokens     0 (prompt 0, completion 0)
 attempts   0 (0 retries)
 latency    no timed attempts
 """
+    )
 
 
 def test_report_command_json(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_cli(add_report_arguments, report_command, [str(run_dir), "--json"]) == 0
+    assert run_cli(report_cli.add_arguments, report_cli.command, [str(run_dir), "--json"]) == 0
     report = orjson.loads(capsys.readouterr().out)
-    assert report["failures"][0] == {"kind": "http_429", "count": 2, "example_id": "e",
-                                     "example_message": "too many requests retry later"}
-    assert {k: report[k] for k in ("requests", "records", "done", "failed", "missing", "attempts", "retries",
-                                   "latency_p50_ms")} == {
-        "requests": 8, "records": 7, "done": 2, "failed": 4, "missing": 2, "attempts": 9, "retries": 2,
-        "latency_p50_ms": 300.0}
+    assert report["failures"][0] == {
+        "kind": "http_429",
+        "count": 2,
+        "example_id": "e",
+        "example_message": "too many requests retry later",
+    }
+    assert {
+        k: report[k]
+        for k in ("requests", "records", "done", "failed", "missing", "attempts", "retries", "latency_p50_ms")
+    } == {
+        "requests": 8,
+        "records": 7,
+        "done": 2,
+        "failed": 4,
+        "missing": 2,
+        "attempts": 9,
+        "retries": 2,
+        "latency_p50_ms": 300.0,
+    }
 
 
 def test_report_command_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_cli(add_report_arguments, report_command, [str(tmp_path / "x")]) == 2
+    assert run_cli(report_cli.add_arguments, report_cli.command, [str(tmp_path / "x")]) == 2
     assert capsys.readouterr() == ("", f"tokenflow report: {tmp_path / 'x'}: no such directory.\n")

@@ -1,4 +1,5 @@
 """Job files that are right: the exact settings they give, defaults, handlers, description."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tokenflow_tui.jobs.config import (
+from tokenflow_tui.job.describe import describe
+from tokenflow_tui.job.handler_loader import load_handler
+from tokenflow_tui.job.inputs import InputSummary, scan_input
+from tokenflow_tui.job.model import (
     EndpointSection,
     HandlerSection,
     Job,
@@ -20,13 +24,10 @@ from tokenflow_tui.jobs.config import (
     RetrySection,
     SimulatorSection,
     WorkersSection,
-    load_job,
 )
-from tokenflow_tui.jobs.describe import describe
-from tokenflow_tui.jobs.handler_loader import load_handler
-from tokenflow_tui.jobs.inputs import InputSummary, scan_input
-from tokenflow_tui.jobs.problems import JobError, Problem, format_problems
-from tokenflow_tui.jobs.toml_positions import KeyPositions
+from tokenflow_tui.job.problems import JobError, Problem, format_problems
+from tokenflow_tui.job.reader import load_job
+from tokenflow_tui.job.toml_positions import KeyPositions
 from tokenflow_tui.sim.config import SimulatorConfig
 
 REMOTE_JOB = """\
@@ -179,8 +180,7 @@ def test_simulator_settings_in_a_dotted_header_and_an_inline_table(jobs):
 
 def test_a_loopback_endpoint_needs_no_key(jobs):
     text = (
-        '[job]\nname = "t"\ninput = "prompts.jsonl"\n'
-        '[endpoint]\nbase_url = "http://127.0.0.1:8000/v1"\nmodel = "m"\n'
+        '[job]\nname = "t"\ninput = "prompts.jsonl"\n[endpoint]\nbase_url = "http://127.0.0.1:8000/v1"\nmodel = "m"\n'
     )
     assert load_job(write_job(jobs, text), {}).endpoint.api_key_env is None
     local = text.replace("127.0.0.1", "localhost")
@@ -299,7 +299,7 @@ def test_every_key_of_valid_documents_is_found():
 
     def value(depth: int) -> str:
         if depth > 2 or rnd.random() < 0.4:
-            return rnd.choice(['1', '"s]{#,\\"x="', "'lit#]'", '"""\nml = 1\n[x]\n"""', "1979-05-27 07:32:00Z"])
+            return rnd.choice(["1", '"s]{#,\\"x="', "'lit#]'", '"""\nml = 1\n[x]\n"""', "1979-05-27 07:32:00Z"])
         if rnd.random() < 0.5:
             return "{ " + ", ".join(f"{key()} = {value(depth + 1)}" for _ in range(rnd.randint(0, 3))) + " }"
         return "[" + ",\n  ".join(value(depth + 1) for _ in range(rnd.randint(0, 3))) + "]"

@@ -1,4 +1,5 @@
 """The input file: what scanning and iterating give, and that neither holds the file in memory."""
+
 from __future__ import annotations
 
 import subprocess
@@ -7,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tokenflow_tui.jobs import inputs
-from tokenflow_tui.jobs.config import Job, load_job
-from tokenflow_tui.jobs.inputs import InputItem, InputSummary, iter_input, scan_input
-from tokenflow_tui.jobs.problems import JobError
+from tokenflow_tui.job import inputs
+from tokenflow_tui.job.inputs import InputItem, InputSummary, iter_input, scan_input
+from tokenflow_tui.job.model import Job
+from tokenflow_tui.job.problems import JobError
+from tokenflow_tui.job.reader import load_job
 
 SIM_JOB = '[job]\nname = "t"\ninput = "in.jsonl"\n[endpoint]\nsimulate = true\n'
 HANDLER_JOB = '[job]\nname = "t"\ninput = "in.jsonl"\n[handler]\npath = "h.py:handler"\n'
@@ -178,8 +180,8 @@ def run_measured(job_path: Path, expression: str) -> tuple[str, int]:
     code = f"""
 import resource, sys
 from pathlib import Path
-from tokenflow_tui.jobs.config import load_job
-from tokenflow_tui.jobs.inputs import iter_input, scan_input
+from tokenflow_tui.job.reader import load_job
+from tokenflow_tui.job.inputs import iter_input, scan_input
 job = load_job(Path({str(job_path)!r}), {{}})
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 result = {expression}

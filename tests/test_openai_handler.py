@@ -1,18 +1,22 @@
 """The built-in OpenAI-compatible handler and its transport, against scripted servers on 127.0.0.1."""
+
 from __future__ import annotations
 
 import asyncio
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import orjson
 import pytest
 from aiohttp import web
 
+from tokenflow_tui.endpoint.openai_handler import HandlerSettings, OpenAIHandler, is_failed_result
+from tokenflow_tui.endpoint.transport import TRANSPORTS, make_client
 from tokenflow_tui.engine import (
     ActionContinue,
     ActionDone,
@@ -21,8 +25,6 @@ from tokenflow_tui.engine import (
     TokenFlowRequestTrajectoryElement,
     TokenFlowTask,
 )
-from tokenflow_tui.jobs.openai_handler import HandlerSettings, OpenAIHandler, is_failed_result
-from tokenflow_tui.jobs.transport import TRANSPORTS, make_client
 
 KEY = "sk-test-SECRET-7f3a9c0d2e"
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
@@ -195,7 +197,7 @@ async def test_a_line_without_prompt_or_messages_raises_a_clear_error(server, cl
 
 RATE_LIMITED = {"error": {"message": "Rate limit reached", "type": "requests"}}
 CLOCK = ManualClock(start=1_000.0, wall_offset=1_700_000_000.0)
-IN_20_S = format_datetime(datetime.fromtimestamp(CLOCK.time() + 20, timezone.utc), usegmt=True)
+IN_20_S = format_datetime(datetime.fromtimestamp(CLOCK.time() + 20, UTC), usegmt=True)
 
 
 @pytest.mark.parametrize(

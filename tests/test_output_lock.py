@@ -1,4 +1,5 @@
 """One writer per output directory, checked with a real second process."""
+
 from __future__ import annotations
 
 import os
@@ -9,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tokenflow_tui.jobs.output_lock import LockedError, OutputLock
+from tokenflow_tui.store.lock import LockedError, OutputLock
 
 REPO = Path(__file__).resolve().parents[1]
 HOLDER = """
 import sys
-from tokenflow_tui.jobs.output_lock import OutputLock
+from tokenflow_tui.store.lock import OutputLock
 lock = OutputLock(sys.argv[1])
 print("locked", flush=True)
 sys.stdin.read()
@@ -22,8 +23,9 @@ sys.stdin.read()
 
 
 def start_holder(output: Path) -> subprocess.Popen[str]:
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(output)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True, cwd=REPO)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(output)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO
+    )
     assert holder.stdout is not None
     assert holder.stdout.readline() == "locked\n"
     return holder

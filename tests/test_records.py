@@ -1,4 +1,5 @@
 """Record shapes for the built-in handler and for a user's handler, and their encoding."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -13,7 +14,7 @@ from tokenflow_tui.engine import (
     TokenFlowRequestTrajectoryElement,
     UnexpectedUserException,
 )
-from tokenflow_tui.jobs.records import build_record, encode_record
+from tokenflow_tui.store.records import build_record, encode_record
 
 USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
 
@@ -46,42 +47,77 @@ def test_builtin_success_in_one_attempt() -> None:
         "result": "Hello",
         "usage": USAGE,
         "error": None,
-        "attempts": [{
-            "params": params, "result": "Hello", "status_code": 200, "usage": USAGE,
-            "finish_reason": "stop", "started_at": 1000.0, "latency_ms": 250.5,
-        }],
+        "attempts": [
+            {
+                "params": params,
+                "result": "Hello",
+                "status_code": 200,
+                "usage": USAGE,
+                "finish_reason": "stop",
+                "started_at": 1000.0,
+                "latency_ms": 250.5,
+            }
+        ],
     }
 
 
 def test_builtin_success_after_retries() -> None:
     params = {"prompt": "Hi"}
-    record = build_record(request(7, (params, failure("http_429", "slow down", 429)),
-                                  (params, failure("timeout", "no answer within 30 s", None)),
-                                  (params, success("Hello"))), builtin=True)
+    record = build_record(
+        request(
+            7,
+            (params, failure("http_429", "slow down", 429)),
+            (params, failure("timeout", "no answer within 30 s", None)),
+            (params, success("Hello")),
+        ),
+        builtin=True,
+    )
     assert record["id"] == 7  # no "id" in the input line: the index
     assert (record["status"], record["result"], record["usage"], record["error"]) == ("done", "Hello", USAGE, None)
     assert record["attempts"] == [
-        {"params": params, "error": failure("http_429", "slow down", 429)["error"], "status_code": 429,
-         "started_at": 1000.0, "latency_ms": 250.5},
-        {"params": params, "error": failure("timeout", "no answer within 30 s", None)["error"],
-         "status_code": None, "started_at": 1001.0, "latency_ms": 250.5},
-        {"params": params, "result": "Hello", "status_code": 200, "usage": USAGE, "finish_reason": "stop",
-         "started_at": 1002.0, "latency_ms": 250.5},
+        {
+            "params": params,
+            "error": failure("http_429", "slow down", 429)["error"],
+            "status_code": 429,
+            "started_at": 1000.0,
+            "latency_ms": 250.5,
+        },
+        {
+            "params": params,
+            "error": failure("timeout", "no answer within 30 s", None)["error"],
+            "status_code": None,
+            "started_at": 1001.0,
+            "latency_ms": 250.5,
+        },
+        {
+            "params": params,
+            "result": "Hello",
+            "status_code": 200,
+            "usage": USAGE,
+            "finish_reason": "stop",
+            "started_at": 1002.0,
+            "latency_ms": 250.5,
+        },
     ]
 
 
 def test_builtin_usage_is_summed_over_attempts() -> None:
     params = {"prompt": "Hi"}
-    record = build_record(request(0, (params, success("a")), (params, success("b", None)),
-                                  (params, success("c"))), builtin=True)
+    record = build_record(
+        request(0, (params, success("a")), (params, success("b", None)), (params, success("c"))), builtin=True
+    )
     assert record["usage"] == {"prompt_tokens": 20, "completion_tokens": 10, "total_tokens": 30}
     assert record["result"] == "c"
 
 
 def test_builtin_failure_keeps_the_last_error() -> None:
     params = {"id": 42, "prompt": "Hi"}
-    record = build_record(request(1, (params, failure("http_5xx", "server error", 503)),
-                                  (params, failure("http_4xx", "bad request", 400))), builtin=True)
+    record = build_record(
+        request(
+            1, (params, failure("http_5xx", "server error", 503)), (params, failure("http_4xx", "bad request", 400))
+        ),
+        builtin=True,
+    )
     assert record == {
         "id": 42,
         "index": 1,
@@ -90,10 +126,20 @@ def test_builtin_failure_keeps_the_last_error() -> None:
         "usage": None,
         "error": {"kind": "http_4xx", "message": "bad request", "status_code": 400, "excerpt": None},
         "attempts": [
-            {"params": params, "error": failure("http_5xx", "server error", 503)["error"], "status_code": 503,
-             "started_at": 1000.0, "latency_ms": 250.5},
-            {"params": params, "error": failure("http_4xx", "bad request", 400)["error"], "status_code": 400,
-             "started_at": 1001.0, "latency_ms": 250.5},
+            {
+                "params": params,
+                "error": failure("http_5xx", "server error", 503)["error"],
+                "status_code": 503,
+                "started_at": 1000.0,
+                "latency_ms": 250.5,
+            },
+            {
+                "params": params,
+                "error": failure("http_4xx", "bad request", 400)["error"],
+                "status_code": 400,
+                "started_at": 1001.0,
+                "latency_ms": 250.5,
+            },
         ],
     }
 
@@ -118,10 +164,18 @@ def test_user_handler_results_and_continued_params() -> None:
 def test_user_handler_exception_is_a_failure() -> None:
     exception = UnexpectedUserException("ValueError: no", "Traceback (most recent call last):\n  ...\n")
     record = build_record(request(2, ("not a dict", exception)), builtin=False)
-    error = {"kind": "handler_exception", "message": "ValueError: no",
-             "traceback": "Traceback (most recent call last):\n  ...\n"}
+    error = {
+        "kind": "handler_exception",
+        "message": "ValueError: no",
+        "traceback": "Traceback (most recent call last):\n  ...\n",
+    }
     assert record == {
-        "id": 2, "index": 2, "status": "failed", "result": None, "usage": None, "error": error,
+        "id": 2,
+        "index": 2,
+        "status": "failed",
+        "result": None,
+        "usage": None,
+        "error": error,
         "attempts": [{"params": "not a dict", "error": error, "started_at": 1000.0, "latency_ms": 250.5}],
     }
 

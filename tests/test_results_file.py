@@ -1,4 +1,5 @@
 """results.jsonl: the writer, recovery of torn and damaged files, and the summary that skips parsing."""
+
 from __future__ import annotations
 
 import errno
@@ -12,9 +13,9 @@ from typing import Any
 import orjson
 import pytest
 
-from tokenflow_tui.jobs import results_file
-from tokenflow_tui.jobs.records import encode_record
-from tokenflow_tui.jobs.results_file import (
+from tokenflow_tui.store import results_file
+from tokenflow_tui.store.records import encode_record
+from tokenflow_tui.store.results_file import (
     DONE,
     FAILED,
     NO_RECORD,
@@ -25,7 +26,9 @@ from tokenflow_tui.jobs.results_file import (
 )
 
 
-def record(index: int, status: str = "done", tokens: int = 3, record_id: Any = None, attempts: int = 1) -> dict[str, Any]:
+def record(
+    index: int, status: str = "done", tokens: int = 3, record_id: Any = None, attempts: int = 1
+) -> dict[str, Any]:
     usage = {"prompt_tokens": tokens, "completion_tokens": 2 * tokens, "total_tokens": 3 * tokens}
     return {
         "id": f"q-{index}" if record_id is None else record_id,
@@ -56,12 +59,25 @@ def test_round_trip_keeps_the_last_record_of_each_index(tmp_path: Path) -> None:
     recovery = recover(path)
     assert recovery.status == bytearray([DONE, DONE, DONE])
     assert list(recovery.offsets) == [0, len(lines[0]) + len(lines[1]), sum(map(len, lines[:3]))]
-    assert list(recovery.last_records()) == [(0, "done", 0), (1, "done", recovery.offsets[1]),
-                                             (2, "done", recovery.offsets[2])]
+    assert list(recovery.last_records()) == [
+        (0, "done", 0),
+        (1, "done", recovery.offsets[1]),
+        (2, "done", recovery.offsets[2]),
+    ]
     assert (recovery.done, recovery.failed, recovery.records, recovery.bytes_cut) == (3, 0, 4, 0)
-    assert recovery.summary == written == ResultsSummary(
-        size=len(b"".join(lines)), crc32=written.crc32, records=4,
-        prompt_tokens=11, completion_tokens=22, total_tokens=33, attempts=6)
+    assert (
+        recovery.summary
+        == written
+        == ResultsSummary(
+            size=len(b"".join(lines)),
+            crc32=written.crc32,
+            records=4,
+            prompt_tokens=11,
+            completion_tokens=22,
+            total_tokens=33,
+            attempts=6,
+        )
+    )
 
 
 def test_append_returns_offsets_and_buffered_lines_are_readable(tmp_path: Path) -> None:
@@ -107,7 +123,9 @@ def test_write_buffered_writes_whole_records_without_fsync(tmp_path: Path, monke
     writer.close()
 
 
-def test_write_buffered_leaves_the_records_to_a_flush_under_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_write_buffered_leaves_the_records_to_a_flush_under_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "results.jsonl"
     writer = ResultsWriter(path)
     writer.append(record(0))
@@ -131,8 +149,10 @@ def test_writer_refuses_a_file_it_was_not_told_about(tmp_path: Path) -> None:
     path.write_bytes(encode_record(record(0)) + b'{"id":')
     with pytest.raises(StoreError) as caught:
         ResultsWriter(path, recover(path, repair=False).summary)
-    assert str(caught.value) == f"{path}: holds {path.stat().st_size} bytes where {len(encode_record(record(0)))} " \
-                                "were expected; recover it before appending."
+    assert (
+        str(caught.value) == f"{path}: holds {path.stat().st_size} bytes where {len(encode_record(record(0)))} "
+        "were expected; recover it before appending."
+    )
 
 
 def test_torn_last_line_is_cut(tmp_path: Path) -> None:
@@ -174,8 +194,9 @@ def test_damaged_middle_is_refused_and_the_file_is_untouched(tmp_path: Path) -> 
     path.write_bytes(content)
     with pytest.raises(StoreError) as caught:
         recover(path)
-    assert str(caught.value) == (f"{path}:2: damaged record (invalid JSON at column 27: unexpected end of data); "
-                                 "the file was not changed.")
+    assert str(caught.value) == (
+        f"{path}:2: damaged record (invalid JSON at column 27: unexpected end of data); the file was not changed."
+    )
     assert path.read_bytes() == content
 
 
@@ -188,13 +209,16 @@ def test_invalid_line_before_a_torn_tail_is_damage(tmp_path: Path) -> None:
     assert path.read_bytes() == content
 
 
-@pytest.mark.parametrize(("line", "reason"), [
-    (b"[1, 2]", "not a JSON object"),
-    (b'{"id":1,"index":-1,"status":"done"}', '"index" is not a whole number'),
-    (b'{"id":1,"index":true,"status":"done"}', '"index" is not a whole number'),
-    (b'{"id":1,"index":1,"status":"maybe"}', '"status" is neither "done" nor "failed"'),
-    (b'{"id":1,"index":1,"status":"done","usage":null}', '"usage" or "attempts" is not what a record holds'),
-])
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"id":1,"index":-1,"status":"done"}', '"index" is not a whole number'),
+        (b'{"id":1,"index":true,"status":"done"}', '"index" is not a whole number'),
+        (b'{"id":1,"index":1,"status":"maybe"}', '"status" is neither "done" nor "failed"'),
+        (b'{"id":1,"index":1,"status":"done","usage":null}', '"usage" or "attempts" is not what a record holds'),
+    ],
+)
 def test_json_that_is_not_a_record_is_damage(tmp_path: Path, line: bytes, reason: str) -> None:
     path = tmp_path / "results.jsonl"
     path.write_bytes(line + b"\n" + encode_record(record(0)))
@@ -276,7 +300,9 @@ def enospc_after(limit: int, real_write: Any) -> Any:
     return write
 
 
-def test_full_disk_keeps_records_in_memory_then_writes_them_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_full_disk_keeps_records_in_memory_then_writes_them_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "results.jsonl"
     writer = ResultsWriter(path)
     writer.append(record(0))
@@ -287,8 +313,10 @@ def test_full_disk_keeps_records_in_memory_then_writes_them_once(tmp_path: Path,
     monkeypatch.setattr(os, "write", enospc_after(len(encode_record(record(1))) + 10, os.write))
     with pytest.raises(StoreError) as caught:
         writer.flush()
-    assert str(caught.value) == (f"{path}: cannot write the results (the disk is full); "
-                                 "3 records are kept in memory and the next save tries again.")
+    assert str(caught.value) == (
+        f"{path}: cannot write the results (the disk is full); "
+        "3 records are kept in memory and the next save tries again."
+    )
     assert path.read_bytes() == before  # the part that reached the file was cut: whole lines only
     assert (writer.buffered, writer.summary.records) == (3, 1)
     monkeypatch.undo()
@@ -359,8 +387,10 @@ def test_write_that_cannot_be_undone_stops_the_writer(tmp_path: Path, monkeypatc
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(os, "ftruncate", failing_truncate)
-    message = (f"{path}: a failed write (the disk is full) could not be undone (input/output error); "
-               "stop this run and rerun it to recover.")
+    message = (
+        f"{path}: a failed write (the disk is full) could not be undone (input/output error); "
+        "stop this run and rerun it to recover."
+    )
     with pytest.raises(StoreError) as caught:
         writer.flush()
     assert str(caught.value) == message
@@ -417,7 +447,7 @@ def test_status_lines_survive_many_blocks(tmp_path: Path, monkeypatch: pytest.Mo
 
 WRITER = """
 import sys
-from tokenflow_tui.jobs.results_file import ResultsWriter, recover
+from tokenflow_tui.store.results_file import ResultsWriter, recover
 path = sys.argv[1]
 writer = ResultsWriter(path, recover(path).summary)
 start = writer.summary.records
@@ -433,8 +463,12 @@ def test_kill_9_loses_nothing_saved_and_duplicates_nothing(tmp_path: Path) -> No
     path = tmp_path / "results.jsonl"
     for round_ in range(3):
         before = recover(path).records
-        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True,
-                                  cwd=Path(__file__).resolve().parents[1])
+        writer = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path)],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parents[1],
+        )
         assert writer.stdout is not None
         saved = 0
         while saved < before + 3000 * (round_ + 1):

@@ -1,14 +1,15 @@
 """The retry policy: which failures retry, full-jitter backoff, Retry-After parsing (DESIGN §6)."""
+
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
 
 import httpx
 import pytest
 
-from tokenflow_tui.jobs.retry_policy import backoff_s, is_retryable, parse_retry_after, retry_delay_s
+from tokenflow_tui.endpoint.retry_policy import backoff_s, is_retryable, parse_retry_after, retry_delay_s
 
 NOW = 1_700_000_000.0
 
@@ -69,7 +70,7 @@ def test_backoff_spreads_over_the_whole_range():
 
 
 def _http_date(seconds_from_now: float) -> str:
-    return format_datetime(datetime.fromtimestamp(NOW + seconds_from_now, timezone.utc), usegmt=True)
+    return format_datetime(datetime.fromtimestamp(NOW + seconds_from_now, UTC), usegmt=True)
 
 
 @pytest.mark.parametrize(

@@ -1,15 +1,16 @@
 """Per-second history, tokens and error kinds of a run, and their round trip through state.toml."""
+
 from __future__ import annotations
 
 import dataclasses
-
-import tomli_w
 import tomllib
 
+import tomli_w
+
+from tokenflow_tui.cli.headless import final_line, progress_line
 from tokenflow_tui.engine.stats import StatsSnapshot
-from tokenflow_tui.jobs.headless import final_line, progress_line
-from tokenflow_tui.jobs.run_stats import RunStats
-from tokenflow_tui.jobs.view import ChartPoint, RunSnapshot
+from tokenflow_tui.run.contract import ChartPoint, RunSnapshot
+from tokenflow_tui.run.statistics import RunStats
 
 
 def test_history_has_one_point_per_second_with_gaps_filled():
@@ -47,20 +48,37 @@ def test_state_round_trip_restores_the_chart_history():
 
 
 def _snapshot(**stats) -> RunSnapshot:
-    base = StatsSnapshot("running", 5000, 1200, 34, 100, 3666, 1400, 166, 100, 100, 65.0,
-                         300.0, 312.4, 290.0, 280.0, 0.25, 0.4, 0.5)
-    return RunSnapshot("demo", "runs/demo", "running", None, dataclasses.replace(base, **stats), 1000, 2000,
-                       6178.2, 5000.0, {}, {}, [], None)
+    base = StatsSnapshot(
+        "running", 5000, 1200, 34, 100, 3666, 1400, 166, 100, 100, 65.0, 300.0, 312.4, 290.0, 280.0, 0.25, 0.4, 0.5
+    )
+    return RunSnapshot(
+        "demo",
+        "runs/demo",
+        "running",
+        None,
+        dataclasses.replace(base, **stats),
+        1000,
+        2000,
+        6178.2,
+        5000.0,
+        {},
+        {},
+        [],
+        None,
+    )
 
 
 def test_progress_and_final_lines():
     assert progress_line(_snapshot()) == (
-        "demo: 1,234/5,000 (24.7%) · 34 failed · 100 in flight · 312 req/s · 6,178 tok/s · ETA 0:12")
+        "demo: 1,234/5,000 (24.7%) · 34 failed · 100 in flight · 312 req/s · 6,178 tok/s · ETA 0:12"
+    )
     assert final_line(_snapshot(done=4990, failed=10), 0) == (
-        "demo: finished 5,000 requests (4,990 done, 10 failed) in 1:05; results in runs/demo/results.jsonl")
+        "demo: finished 5,000 requests (4,990 done, 10 failed) in 1:05; results in runs/demo/results.jsonl"
+    )
     assert final_line(_snapshot(), 130) == (
         "demo: stopped with 1,234 of 5,000 requests finished; progress saved in runs/demo/results.jsonl; "
-        "run the same command again to resume")
+        "run the same command again to resume"
+    )
 
 
 def test_the_second_still_open_is_kept_in_the_checkpoint():

@@ -1,19 +1,19 @@
 """The runner as the dashboard sees it: snapshot, rows, trajectories, failed groups and controls."""
+
 from __future__ import annotations
 
 import asyncio
 
 import pytest
+import run_helpers
+from run_helpers import gated_job, read_records, until, write_input, write_job
 
 from tokenflow_tui.engine import ManualClock
 from tokenflow_tui.engine.trajectory import TokenFlowRequestTrajectoryElement, new_request
-from tokenflow_tui.jobs.config import load_job
-from tokenflow_tui.jobs.request_table import attempt_status, unfinished_row
-from tokenflow_tui.jobs.results_file import WRITE_INTERVAL_S
-from tokenflow_tui.jobs.runner import JobRunner
-
-import run_helpers
-from run_helpers import gated_job, read_records, until, write_input, write_job
+from tokenflow_tui.job.reader import load_job
+from tokenflow_tui.run.request_index import attempt_status, unfinished_row
+from tokenflow_tui.run.runner import JobRunner
+from tokenflow_tui.store.results_file import WRITE_INTERVAL_S
 
 
 @pytest.fixture
@@ -23,18 +23,31 @@ def gate():
 
 
 async def test_rows_trajectories_and_failed_groups_follow_the_run(tmp_path, gate):
-    lines = [{"id": "a", "prompt": "one"}, {"id": "b", "prompt": "two", "fail": True},
-             {"id": "c", "prompt": "three", "retry": True}, {"id": "d", "prompt": "four"}]
+    lines = [
+        {"id": "a", "prompt": "one"},
+        {"id": "b", "prompt": "two", "fail": True},
+        {"id": "c", "prompt": "three", "retry": True},
+        {"id": "d", "prompt": "four"},
+    ]
     runner = JobRunner(load_job(gated_job(tmp_path, lines, workers=2)), save_interval_s=3600)
     runner.open()
     running = asyncio.create_task(runner.run())
     await until(lambda: runner.row_count("in_flight") == 2)
     rows = runner.rows("all", 0, 4)
     assert [(r.index, r.id, r.state, r.attempts) for r in rows] == [
-        (0, "a", "in_flight", 1), (1, "b", "failed", 1), (2, "c", "in_flight", 1), (3, 3, "queued", 0)]
+        (0, "a", "in_flight", 1),
+        (1, "b", "failed", 1),
+        (2, "c", "in_flight", 1),
+        (3, 3, "queued", 0),
+    ]
     snap = runner.snapshot()
     assert (snap.job_name, snap.state, snap.stats.total, snap.stats.in_flight, snap.stats.queued) == (
-        "gated", "running", 4, 2, 1)
+        "gated",
+        "running",
+        4,
+        2,
+        1,
+    )
     gate.set()
     assert await asyncio.wait_for(running, 10) == 0
     assert runner.failed_groups() == {"handler_exception": [1]}
@@ -44,8 +57,12 @@ async def test_rows_trajectories_and_failed_groups_follow_the_run(tmp_path, gate
     assert failed_row.preview == "RuntimeError: no luck for two"
     trajectory = runner.trajectory(2)
     assert [a["result"] for a in trajectory] == [{"retrying": True}, {"echo": "three"}]
-    assert trajectory == read_records(tmp_path / "out" / "results.jsonl")[[r["index"] for r in read_records(
-        tmp_path / "out" / "results.jsonl")].index(2)]["attempts"]
+    assert (
+        trajectory
+        == read_records(tmp_path / "out" / "results.jsonl")[
+            [r["index"] for r in read_records(tmp_path / "out" / "results.jsonl")].index(2)
+        ]["attempts"]
+    )
     snap = runner.snapshot()
     assert (snap.stats.done, snap.stats.failed, snap.failed_by_kind) == (3, 1, {"handler_exception": 1})
     runner.close()
@@ -178,10 +195,12 @@ async def test_the_handler_file_is_imported_once_per_run(tmp_path):
         "    out.write('imported\\n')\n"
         "from tokenflow import ActionDone\n\n"
         "async def handler(trajectory):\n"
-        "    return ActionDone(), 'ok'\n")
+        "    return ActionDone(), 'ok'\n"
+    )
     write_input(tmp_path / "in.jsonl", 3)
-    job = write_job(tmp_path, {"job": {"name": "once", "input": "in.jsonl", "output": "out"},
-                               "handler": {"path": "h.py:handler"}})
+    job = write_job(
+        tmp_path, {"job": {"name": "once", "input": "in.jsonl", "output": "out"}, "handler": {"path": "h.py:handler"}}
+    )
     runner = JobRunner(load_job(job), save_interval_s=3600)
     runner.open()
     assert await asyncio.wait_for(runner.run(), 10) == 0
@@ -194,13 +213,16 @@ TIMEOUT = {"kind": "timeout", "message": "late", "status_code": None}
 SLOW_DOWN = {"kind": "http_429", "message": "slow down", "status_code": 429}
 
 
-@pytest.mark.parametrize(("result", "stored", "status"), [
-    ({"error": SLOW_DOWN}, {"error": SLOW_DOWN, "status_code": 429}, "429"),
-    ({"error": TIMEOUT}, {"error": TIMEOUT, "status_code": None}, "timeout"),
-    ({"text": "hi", "status_code": 200}, {"result": "hi", "status_code": 200}, "200"),
-    ({"text": "hi", "status_code": None}, {"result": "hi", "status_code": None}, "ok"),
-    ("a handler's own result", {"result": "a handler's own result"}, "ok"),
-])
+@pytest.mark.parametrize(
+    ("result", "stored", "status"),
+    [
+        ({"error": SLOW_DOWN}, {"error": SLOW_DOWN, "status_code": 429}, "429"),
+        ({"error": TIMEOUT}, {"error": TIMEOUT, "status_code": None}, "timeout"),
+        ({"text": "hi", "status_code": 200}, {"result": "hi", "status_code": 200}, "200"),
+        ({"text": "hi", "status_code": None}, {"result": "hi", "status_code": None}, "ok"),
+        ("a handler's own result", {"result": "a handler's own result"}, "ok"),
+    ],
+)
 def test_a_retrying_row_shows_the_status_its_stored_attempt_will(result, stored, status):
     request = new_request(7, {"prompt": "x"})
     request.request_trajectory.mark_last_continue(result, {"prompt": "x"})

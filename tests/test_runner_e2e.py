@@ -1,4 +1,5 @@
 """Whole jobs through the real command line, the simulator over loopback, and real files."""
+
 from __future__ import annotations
 
 import json
@@ -8,13 +9,21 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from run_helpers import read_records, simulated_job, start_tokenflow, tokenflow, write_input, write_job
 
 from tokenflow_tui.sim import SimulatorConfig, SimulatorProcess
 
-from run_helpers import read_records, simulated_job, start_tokenflow, tokenflow, write_input, write_job
-
-ALL_FAULTS = {"429": 0.04, "500": 0.03, "503": 0.02, "reset": 0.02, "stall": 0.005, "malformed": 0.02,
-              "truncated": 0.02, "drip": 0.005, "ctype": 0.02}
+ALL_FAULTS = {
+    "429": 0.04,
+    "500": 0.03,
+    "503": 0.02,
+    "reset": 0.02,
+    "stall": 0.005,
+    "malformed": 0.02,
+    "truncated": 0.02,
+    "drip": 0.005,
+    "ctype": 0.02,
+}
 
 
 def test_every_fault_kind_ends_with_exactly_one_final_record_per_request(tmp_path):
@@ -86,11 +95,14 @@ def test_the_api_key_reaches_no_file_and_no_output(tmp_path):
     marker = "sk-MARKER-never-write-me-0123456789"
     with SimulatorProcess(SimulatorConfig(latency_ms=1, require_key=marker, fail={"500": 0.2}, seed=3)) as sim:
         write_input(tmp_path / "prompts.jsonl", 300)
-        job = write_job(tmp_path, {
-            "job": {"name": "secret", "input": "prompts.jsonl", "output": "out"},
-            "endpoint": {"base_url": sim.base_url, "model": "m", "api_key_env": "TF_TEST_KEY"},
-            "retry": {"max_attempts": 2, "backoff_base_s": 0.01},
-        })
+        job = write_job(
+            tmp_path,
+            {
+                "job": {"name": "secret", "input": "prompts.jsonl", "output": "out"},
+                "endpoint": {"base_url": sim.base_url, "model": "m", "api_key_env": "TF_TEST_KEY"},
+                "retry": {"max_attempts": 2, "backoff_base_s": 0.01},
+            },
+        )
         run = tokenflow("run", str(job), "--headless", env={"TF_TEST_KEY": marker})
     assert run.returncode == 0, run.stderr
     assert marker not in run.stdout + run.stderr
@@ -104,11 +116,14 @@ def test_the_api_key_reaches_no_file_and_no_output(tmp_path):
 def test_a_refused_key_pauses_the_job_with_a_sentence_instead_of_failing_every_request(tmp_path):
     with SimulatorProcess(SimulatorConfig(latency_ms=1, require_key="the-right-key")) as sim:
         write_input(tmp_path / "prompts.jsonl", 500)
-        job = write_job(tmp_path, {
-            "job": {"name": "auth", "input": "prompts.jsonl", "output": "out"},
-            "endpoint": {"base_url": sim.base_url, "model": "m", "api_key_env": "TF_TEST_KEY"},
-            "workers": {"count": 4},
-        })
+        job = write_job(
+            tmp_path,
+            {
+                "job": {"name": "auth", "input": "prompts.jsonl", "output": "out"},
+                "endpoint": {"base_url": sim.base_url, "model": "m", "api_key_env": "TF_TEST_KEY"},
+                "workers": {"count": 4},
+            },
+        )
         run = tokenflow("run", str(job), "--headless", env={"TF_TEST_KEY": "a-wrong-key"})
     assert run.returncode == 1, run.stderr
     assert "paused: the server refused the key (401" in run.stderr
@@ -123,11 +138,14 @@ def test_retry_failed_queues_again_only_the_failed_requests(tmp_path):
     port_holder = SimulatorProcess(SimulatorConfig(latency_ms=1, fail={"500": 0.3}, seed=11))
     with port_holder as sim:
         port = sim.port
-        job = write_job(tmp_path, {
-            "job": {"name": "again", "input": "prompts.jsonl", "output": "out"},
-            "endpoint": {"base_url": sim.base_url, "model": "m"},
-            "retry": {"max_attempts": 1},
-        })
+        job = write_job(
+            tmp_path,
+            {
+                "job": {"name": "again", "input": "prompts.jsonl", "output": "out"},
+                "endpoint": {"base_url": sim.base_url, "model": "m"},
+                "retry": {"max_attempts": 1},
+            },
+        )
         first = tokenflow("run", str(job), "--headless")
     assert first.returncode == 0, first.stderr
     records = read_records(tmp_path / "out" / "results.jsonl")
@@ -160,7 +178,9 @@ def test_a_custom_handler_job_records_its_continued_attempts(tmp_path):
     # "Echo: What is the capital of France?" is 6 words: cut at 4, whole at 8
     first = by_id[0]
     assert [a["result"] for a in first["attempts"]] == [
-        {"cut_short": "Echo: What is the"}, {"answer": "Echo: What is the capital of France?"}]
+        {"cut_short": "Echo: What is the"},
+        {"answer": "Echo: What is the capital of France?"},
+    ]
     assert [a["params"].get("max_tokens") for a in first["attempts"]] == [None, 8]
 
 

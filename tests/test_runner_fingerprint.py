@@ -1,5 +1,6 @@
 """The job fingerprint: a resume is refused when what shapes the requests changed, allowed when only
 the traffic settings did (DESIGN §2.3)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tokenflow_tui.jobs.config import load_job
-from tokenflow_tui.jobs.fingerprint import PARTS, changes, fingerprint
-from tokenflow_tui.jobs.run_open import RunError
-from tokenflow_tui.jobs.runner import JobRunner
-
 from run_helpers import write_input, write_job
+
+from tokenflow_tui.job.fingerprint import PARTS, changes, fingerprint
+from tokenflow_tui.job.reader import load_job
+from tokenflow_tui.run.opening import RunError
+from tokenflow_tui.run.runner import JobRunner
 
 KEYS = {"KEY": "k", "OTHER_KEY": "k"}
 HANDLER = "from tokenflow import ActionDone\n\nasync def handler(trajectory):\n    return ActionDone(), 'ok'\n"
@@ -65,34 +65,44 @@ def changed(folder: Path, before: dict[str, Any], after: dict[str, Any]) -> str 
     return changes(saved, job, fingerprint(job))
 
 
-@pytest.mark.parametrize("traffic", [
-    {"workers__count": 64},
-    {"workers__adaptive": True, "workers__max": 500},
-    {"retry__max_attempts": 7, "retry__backoff_max_s": 5.0},
-    {"limits__requests_per_minute": 600, "limits__max_total_tokens": 10_000},
-    {"endpoint__timeout_s": 5},
-    {"endpoint__transport": "httpx"},
-    {"endpoint__api_key_env": "OTHER_KEY"},
-    {"job__name": "renamed"},
-], ids=lambda d: ",".join(d))
+@pytest.mark.parametrize(
+    "traffic",
+    [
+        {"workers__count": 64},
+        {"workers__adaptive": True, "workers__max": 500},
+        {"retry__max_attempts": 7, "retry__backoff_max_s": 5.0},
+        {"limits__requests_per_minute": 600, "limits__max_total_tokens": 10_000},
+        {"endpoint__timeout_s": 5},
+        {"endpoint__transport": "httpx"},
+        {"endpoint__api_key_env": "OTHER_KEY"},
+        {"job__name": "renamed"},
+    ],
+    ids=lambda d: ",".join(d),
+)
 def test_settings_that_only_shape_the_traffic_may_change(folder, traffic):
     assert changed(folder, remote(), remote(**traffic)) is None
 
 
 def test_the_simulator_knobs_may_change(folder):
-    simulated = {"job": {"name": "fp", "input": "prompts.jsonl"},
-                 "endpoint": {"simulate": True, "simulator": {"latency_ms": 5}}}
+    simulated = {
+        "job": {"name": "fp", "input": "prompts.jsonl"},
+        "endpoint": {"simulate": True, "simulator": {"latency_ms": 5}},
+    }
     slower = {**simulated, "endpoint": {"simulate": True, "simulator": {"latency_ms": 500, "fail": {"429": 0.5}}}}
     assert changed(folder, simulated, slower) is None
 
 
-@pytest.mark.parametrize(("request_change", "said"), [
-    ({"endpoint__base_url": "http://127.0.0.1:10/v1"}, "[endpoint] base_url"),
-    ({"endpoint__model": "m2"}, "[endpoint] model"),
-    ({"endpoint__api": "completions"}, "[endpoint] api"),
-    ({"request__params": {"max_tokens": 17, "temperature": 0.5}}, "[request] params"),
-    ({"endpoint__model": "m2", "request__params": {}}, "[endpoint] model and [request] params"),
-], ids=["base_url", "model", "api", "params", "two"])
+@pytest.mark.parametrize(
+    ("request_change", "said"),
+    [
+        ({"endpoint__base_url": "http://127.0.0.1:10/v1"}, "[endpoint] base_url"),
+        ({"endpoint__model": "m2"}, "[endpoint] model"),
+        ({"endpoint__api": "completions"}, "[endpoint] api"),
+        ({"request__params": {"max_tokens": 17, "temperature": 0.5}}, "[request] params"),
+        ({"endpoint__model": "m2", "request__params": {}}, "[endpoint] model and [request] params"),
+    ],
+    ids=["base_url", "model", "api", "params", "two"],
+)
 def test_what_shapes_the_requests_may_not(folder, request_change, said):
     assert changed(folder, remote(), remote(**request_change)) == said
 
@@ -116,15 +126,19 @@ def test_the_input_and_the_handler_are_part_of_it(folder):
     (folder / "h.py").write_text(HANDLER)
     assert changes(saved, job, fingerprint(job)) == "the input"
     assert set(fingerprint(job)) == {"input", "params", "handler_path", "handler_file"}
-    assert set(fingerprint(load_job(write_job(folder, remote()), KEYS))) == set(PARTS) - {"handler_path", "handler_file"}
+    assert set(fingerprint(load_job(write_job(folder, remote()), KEYS))) == set(PARTS) - {
+        "handler_path",
+        "handler_file",
+    }
 
 
 def test_a_fingerprint_saved_before_it_had_parts_is_still_recognised(folder):
     path = write_job(folder, remote())
     job = load_job(path, KEYS)
     job_bytes = path.read_bytes()
-    whole = hashlib.sha256(len(job_bytes).to_bytes(8, "big") + job_bytes
-                           + (folder / "prompts.jsonl").read_bytes()).hexdigest()
+    whole = hashlib.sha256(
+        len(job_bytes).to_bytes(8, "big") + job_bytes + (folder / "prompts.jsonl").read_bytes()
+    ).hexdigest()
     assert changes(whole, job, fingerprint(job)) is None
     job = load_job(write_job(folder, remote(workers__count=9)), KEYS)
     assert changes(whole, job, fingerprint(job)) == "the job file or the input"
@@ -153,4 +167,5 @@ def test_a_resume_with_more_workers_opens_and_one_with_other_params_is_refused(f
         refused.open()
     assert str(caught.value) == (
         f"{folder / 'out'} holds progress that no longer matches the job: the handler file changed since it "
-        "was saved; rerun with --restart to discard it, or set another output directory")
+        "was saved; rerun with --restart to discard it, or set another output directory"
+    )

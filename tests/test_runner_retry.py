@@ -1,5 +1,6 @@
 """Failed requests queued again once the run has ended: the runner runs one more round, and the
 dashboard leaves its summary, runs them and shows the summary again."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,23 +9,21 @@ import json
 from pathlib import Path
 
 import pytest
-
+import run_helpers
+from run_helpers import read_records, until, write_job
 from textual.message import Message
 from textual.notifications import Notify
 
-from tokenflow_tui.jobs.config import load_job
-from tokenflow_tui.jobs.export import export_results
-from tokenflow_tui.jobs.report import build_report
-from tokenflow_tui.jobs.runner import JobRunner
-from tokenflow_tui.jobs.view import SaveReport
+from tokenflow_tui.job.reader import load_job
+from tokenflow_tui.run.contract import SaveReport
+from tokenflow_tui.run.runner import JobRunner
+from tokenflow_tui.store.export import export_results
+from tokenflow_tui.store.report import build_report
 from tokenflow_tui.ui import TokenFlowApp
 from tokenflow_tui.ui.screens.failed import FailedScreen
 
-import run_helpers
-from run_helpers import read_records, until, write_job
-
 # a request with "flaky" fails on its first attempt in this process; later ones wait for GATE, then answer
-FLAKY_HANDLER = '''
+FLAKY_HANDLER = """
 import run_helpers
 from tokenflow import ActionDone
 
@@ -39,7 +38,7 @@ async def handler(trajectory):
     if params.get("flaky"):
         await run_helpers.GATE.wait()
     return ActionDone(), {"echo": params["prompt"]}
-'''
+"""
 LINES = [{"id": "a", "prompt": "one"}, {"id": "b", "prompt": "two", "flaky": True}, {"id": "c", "prompt": "three"}]
 DEADLINE_S = 10.0
 
@@ -50,11 +49,14 @@ def flaky_job(directory: Path, handler_module: str) -> Path:
     with (directory / "in.jsonl").open("w") as out:
         for line in LINES:
             out.write(json.dumps(line) + "\n")
-    return write_job(directory, {
-        "job": {"name": "flaky", "input": "in.jsonl", "output": "out"},
-        "handler": {"path": f"{handler_module}.py:handler"},
-        "workers": {"count": 2},
-    })
+    return write_job(
+        directory,
+        {
+            "job": {"name": "flaky", "input": "in.jsonl", "output": "out"},
+            "handler": {"path": f"{handler_module}.py:handler"},
+            "workers": {"count": 2},
+        },
+    )
 
 
 @pytest.fixture
@@ -67,8 +69,9 @@ def statuses(results: Path) -> list[tuple[int, str]]:
     return [(r["index"], r["status"]) for r in read_records(results)]
 
 
-async def test_a_retry_after_run_returned_runs_again_and_appends_the_new_record(tmp_path: Path,
-                                                                              gate: asyncio.Event) -> None:
+async def test_a_retry_after_run_returned_runs_again_and_appends_the_new_record(
+    tmp_path: Path, gate: asyncio.Event
+) -> None:
     gate.set()
     runner = JobRunner(load_job(flaky_job(tmp_path, "flaky_runner")), save_interval_s=3600)
     runner.open()
@@ -98,13 +101,15 @@ async def test_a_retry_after_run_returned_runs_again_and_appends_the_new_record(
     out = io.StringIO()
     export_results(tmp_path / "out", out)
     assert [(r["index"], r["status"]) for r in map(json.loads, out.getvalue().splitlines())] == [
-        (0, "done"), (1, "done"), (2, "done")]
+        (0, "done"),
+        (1, "done"),
+        (2, "done"),
+    ]
     report = build_report(tmp_path / "out")
     assert (report.done, report.failed, report.records) == (3, 0, 4)
 
 
-async def test_a_retry_while_the_ended_run_saves_runs_before_run_returns(tmp_path: Path,
-                                                                         gate: asyncio.Event) -> None:
+async def test_a_retry_while_the_ended_run_saves_runs_before_run_returns(tmp_path: Path, gate: asyncio.Event) -> None:
     gate.set()
     runner = JobRunner(load_job(flaky_job(tmp_path, "flaky_late")), save_interval_s=3600)
     runner.open()
@@ -123,8 +128,12 @@ async def test_a_retry_while_the_ended_run_saves_runs_before_run_returns(tmp_pat
     finally:
         runner.close()
     assert asked == [("done", 1)]
-    assert sorted(statuses(tmp_path / "out" / "results.jsonl")) == [(0, "done"), (1, "done"), (1, "failed"),
-                                                                     (2, "done")]
+    assert sorted(statuses(tmp_path / "out" / "results.jsonl")) == [
+        (0, "done"),
+        (1, "done"),
+        (1, "failed"),
+        (2, "done"),
+    ]
 
 
 class Notes(list[tuple[str, str]]):
@@ -139,8 +148,9 @@ async def wait_for_run_end(pilot, app: TokenFlowApp) -> None:
     await pilot.pause()
 
 
-async def test_r_in_the_failed_browser_of_a_finished_run_runs_the_request_again(tmp_path: Path,
-                                                                               gate: asyncio.Event) -> None:
+async def test_r_in_the_failed_browser_of_a_finished_run_runs_the_request_again(
+    tmp_path: Path, gate: asyncio.Event
+) -> None:
     runner = JobRunner(load_job(flaky_job(tmp_path, "flaky_app")), save_interval_s=3600)
     runner.open()
     notes = Notes()

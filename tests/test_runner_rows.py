@@ -1,4 +1,5 @@
 """The rows the dashboard pulls: an index of the requests the engine holds, a cache of finished rows."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,18 +9,17 @@ import time
 from array import array
 
 import pytest
-
-from tokenflow_tui.engine import ManualClock
-from tokenflow_tui.jobs import request_table
-from tokenflow_tui.jobs.config import load_job
-from tokenflow_tui.jobs.request_table import RequestTable
-from tokenflow_tui.jobs.runner import JobRunner
-from tokenflow_tui.jobs.view import RequestRow
-
 import run_helpers
 from run_helpers import gated_job, until, write_job
 
-HOLDING_HANDLER = '''
+from tokenflow_tui.engine import ManualClock
+from tokenflow_tui.job.reader import load_job
+from tokenflow_tui.run import request_index as request_table
+from tokenflow_tui.run.contract import RequestRow
+from tokenflow_tui.run.request_index import RequestTable
+from tokenflow_tui.run.runner import JobRunner
+
+HOLDING_HANDLER = """
 import run_helpers
 from tokenflow import ActionDone
 
@@ -29,7 +29,7 @@ async def handler(trajectory):
     if params.get("hold"):
         await run_helpers.GATE.wait()
     return ActionDone(), {"echo": params["prompt"]}
-'''
+"""
 
 BENCH_FINISHED = int(os.environ.get("BENCH_ROWS_FINISHED", "100000"))
 BENCH_IN_FLIGHT = 1000
@@ -43,11 +43,14 @@ def holding_job(directory, finished: int, held: int, workers: int):
         for i in range(finished + held):
             line = {"id": f"q{i}", "prompt": f"tell me about item {i}"}
             out.write(json.dumps({**line, "hold": True} if i >= finished else line) + "\n")
-    return write_job(directory, {
-        "job": {"name": "rows", "input": "in.jsonl", "output": "out"},
-        "handler": {"path": "handler.py:handler"},
-        "workers": {"count": workers},
-    })
+    return write_job(
+        directory,
+        {
+            "job": {"name": "rows", "input": "in.jsonl", "output": "out"},
+            "handler": {"path": "handler.py:handler"},
+            "workers": {"count": workers},
+        },
+    )
 
 
 @pytest.fixture
@@ -68,7 +71,8 @@ def held_as_the_index_says(runner: JobRunner) -> tuple[set[int], set[int]]:
 
 async def test_the_index_of_held_requests_follows_the_engine(tmp_path, gate):
     lines = [{"id": "r", "prompt": "a", "retry": True}, {"id": "b", "prompt": "b", "fail": True}] + [
-        {"prompt": f"p{i}"} for i in range(4)]
+        {"prompt": f"p{i}"} for i in range(4)
+    ]
     job = load_job(gated_job(tmp_path, lines, workers=3))
     runner = JobRunner(job, save_interval_s=3600)
     runner.open()
@@ -109,9 +113,12 @@ def test_finished_rows_read_from_disk_are_kept_until_their_request_is_queued_aga
     monkeypatch.setattr(request_table, "_RECENT_PREVIEWS", 1)
     records = {
         10: {"id": "a", "status": "done", "result": "first", "attempts": [{"latency_ms": 5.0}]},
-        20: {"id": "b", "status": "failed", "error": {"kind": "timeout", "message": "late"},
-             "attempts": [{"error": {"kind": "timeout", "message": "late", "status_code": None},
-                           "latency_ms": 9.0}]},
+        20: {
+            "id": "b",
+            "status": "failed",
+            "error": {"kind": "timeout", "message": "late"},
+            "attempts": [{"error": {"kind": "timeout", "message": "late", "status_code": None}, "latency_ms": 9.0}],
+        },
     }
     reads = []
 
@@ -125,8 +132,11 @@ def test_finished_rows_read_from_disk_are_kept_until_their_request_is_queued_aga
     table.note_finished(2, "c", None, 1, "ok", 1.0, "third", 30)
     first = RequestRow(0, "a", "done", 1, "ok", 5.0, "first")
     assert [table.finished_row(0, read) for _ in range(3)] == [first] * 3
-    assert table.finished_row(1, read) == table.finished_row(1, read) == RequestRow(
-        1, "b", "failed", 1, "timeout", 9.0, "late")
+    assert (
+        table.finished_row(1, read)
+        == table.finished_row(1, read)
+        == RequestRow(1, "b", "failed", 1, "timeout", 9.0, "late")
+    )
     assert reads == [10, 20]  # once each
     assert table.requeue(1) == "timeout"
     records[40] = {"id": "b", "status": "done", "result": "second", "attempts": [{"latency_ms": 2.0}]}
@@ -152,11 +162,12 @@ def test_a_row_that_cannot_be_read_is_not_kept():
 async def test_bench_one_rows_call_with_1000_in_flight_and_100k_finished(tmp_path):
     """What one `rows()` call of the dashboard's refresh costs (printed, not asserted).
 
-        python -m pytest tests/test_runner_rows.py -m benchmark -s
+    python -m pytest tests/test_runner_rows.py -m benchmark -s
     """
     run_helpers.GATE.event = asyncio.Event()
-    runner = JobRunner(load_job(holding_job(tmp_path, BENCH_FINISHED, BENCH_IN_FLIGHT, BENCH_IN_FLIGHT)),
-                       save_interval_s=3600)
+    runner = JobRunner(
+        load_job(holding_job(tmp_path, BENCH_FINISHED, BENCH_IN_FLIGHT, BENCH_IN_FLIGHT)), save_interval_s=3600
+    )
     runner.open()
     running = asyncio.create_task(runner.run())
     for _ in range(100_000):

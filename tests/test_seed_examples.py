@@ -3,6 +3,7 @@
 The files in seed_examples/ are the seed's examples, verbatim; openai.AsyncOpenAI finds the built-in
 simulator through OPENAI_BASE_URL.
 """
+
 from __future__ import annotations
 
 import ast
@@ -19,8 +20,9 @@ EXAMPLES = Path(__file__).parent / "seed_examples"
 def run_example(name: str, latency_ms: float, stdin: str = "") -> list[str]:
     with SimulatorProcess(SimulatorConfig(latency_ms=latency_ms, fail={"500": 0.02}, seed=2)) as sim:
         env = {**os.environ, "OPENAI_BASE_URL": sim.base_url, "OPENAI_API_KEY": "sk-test", "OPENAI_MAX_RETRIES": "0"}
-        out = subprocess.run([sys.executable, str(EXAMPLES / name)], input=stdin, capture_output=True, text=True,
-                             env=env, timeout=120)
+        out = subprocess.run(
+            [sys.executable, str(EXAMPLES / name)], input=stdin, capture_output=True, text=True, env=env, timeout=120
+        )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[-1] == "All done"

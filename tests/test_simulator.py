@@ -1,4 +1,5 @@
 """The simulator over real loopback HTTP: endpoints, answers, streaming, faults, limits, auth, close."""
+
 from __future__ import annotations
 
 import asyncio
@@ -78,7 +79,12 @@ def error(message: str, kind: str, code: str | None = None, param: str | None = 
 
 
 def raw_post(path: str, body: bytes, headers: bytes = b"Connection: close\r\n") -> bytes:
-    return b"POST %s HTTP/1.1\r\nHost: sim\r\nContent-Length: %d\r\n%s\r\n%s" % (path.encode(), len(body), headers, body)
+    return b"POST %s HTTP/1.1\r\nHost: sim\r\nContent-Length: %d\r\n%s\r\n%s" % (
+        path.encode(),
+        len(body),
+        headers,
+        body,
+    )
 
 
 async def exchange(sim: Simulator, data: bytes) -> bytes:
@@ -101,7 +107,9 @@ def split_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
 # Endpoints and answers
 
 
-async def test_chat_answer_is_openai_shaped_and_echoes_the_last_user_message(serve: Serve, client: httpx.AsyncClient) -> None:
+async def test_chat_answer_is_openai_shaped_and_echoes_the_last_user_message(
+    serve: Serve, client: httpx.AsyncClient
+) -> None:
     sim = await serve()
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello there, simulator"}]
     body = {"model": "gpt-test", "messages": messages}
@@ -128,7 +136,9 @@ async def test_chat_answer_is_openai_shaped_and_echoes_the_last_user_message(ser
     assert sim.stats.outcomes == Counter({"ok": 1})
 
 
-async def test_chat_content_parts_are_joined_and_the_last_user_message_wins(serve: Serve, client: httpx.AsyncClient) -> None:
+async def test_chat_content_parts_are_joined_and_the_last_user_message_wins(
+    serve: Serve, client: httpx.AsyncClient
+) -> None:
     sim = await serve()
     image = {"type": "image_url", "image_url": {"url": "http://x/y.png"}}
     parts = [{"type": "text", "text": "look at"}, image, {"type": "text", "text": "this"}]
@@ -176,7 +186,9 @@ async def test_max_tokens_cuts_the_answer_to_that_many_words(
     serve: Serve, client: httpx.AsyncClient, max_tokens: int, content: str, finish_reason: str, completion_tokens: int
 ) -> None:
     sim = await serve()
-    response = await client.post(f"{sim.base_url}/chat/completions", json=chat("one two three four", max_tokens=max_tokens))
+    response = await client.post(
+        f"{sim.base_url}/chat/completions", json=chat("one two three four", max_tokens=max_tokens)
+    )
     choice = response.json()["choices"][0]
     assert (choice["message"]["content"], choice["finish_reason"]) == (content, finish_reason)
     assert response.json()["usage"]["completion_tokens"] == completion_tokens
@@ -217,7 +229,12 @@ async def test_wrong_method_is_405_naming_the_allowed_one(serve: Serve, client: 
         ("/chat/completions", b'{"model": "m", "messages": ["hi"]}', "messages[0] must be an object", "messages"),
         ("/completions", b'{"model": "m"}', "'prompt' is a required property", "prompt"),
         ("/completions", b'{"model": "m", "prompt": ["a"]}', "'prompt' must be a string", "prompt"),
-        ("/completions", b'{"model": "m", "prompt": "a", "max_tokens": 0}', "'max_tokens' must be a positive integer", "max_tokens"),
+        (
+            "/completions",
+            b'{"model": "m", "prompt": "a", "max_tokens": 0}',
+            "'max_tokens' must be a positive integer",
+            "max_tokens",
+        ),
     ],
 )
 async def test_invalid_bodies_are_400_with_an_openai_error(
@@ -269,7 +286,9 @@ async def test_a_chunked_request_body_is_refused(serve: Serve) -> None:
     raw = b"POST /v1/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
     status, _, body = split_response(await exchange(sim, raw))
     assert status == 501
-    assert orjson.loads(body)["error"]["message"] == "request bodies must have a Content-Length, not a Transfer-Encoding"
+    assert (
+        orjson.loads(body)["error"]["message"] == "request bodies must have a Content-Length, not a Transfer-Encoding"
+    )
 
 
 # Streaming
@@ -284,7 +303,9 @@ def sse_payloads(text: str) -> list[str]:
 
 async def test_chat_stream_is_sse_with_usage_and_done_via_httpx(serve: Serve, client: httpx.AsyncClient) -> None:
     sim = await serve()
-    async with client.stream("POST", f"{sim.base_url}/chat/completions", json=chat("stream me now", stream=True)) as response:
+    async with client.stream(
+        "POST", f"{sim.base_url}/chat/completions", json=chat("stream me now", stream=True)
+    ) as response:
         assert response.headers["content-type"] == "text/event-stream"
         text = (await response.aread()).decode()
     payloads = sse_payloads(text)
@@ -374,13 +395,19 @@ async def test_the_fault_mix_follows_the_seeded_draw(serve: Serve) -> None:
     ],
 )
 async def test_fault_429_carries_the_configured_retry_headers(
-    serve: Serve, client: httpx.AsyncClient, retry_after: int | str, retry_after_ms: int | None, expected: dict[str, str]
+    serve: Serve,
+    client: httpx.AsyncClient,
+    retry_after: int | str,
+    retry_after_ms: int | None,
+    expected: dict[str, str],
 ) -> None:
     sim = await serve(fail={"429": 1.0}, retry_after=retry_after, retry_after_ms=retry_after_ms)
     response = await client.post(f"{sim.base_url}/chat/completions", json=chat("x"))
     assert response.status_code == 429
     assert {name: value for name, value in response.headers.items() if name.startswith("retry-after")} == expected
-    assert response.json() == error("Rate limit reached for sim-1. Please try again later.", "requests", "rate_limit_exceeded")
+    assert response.json() == error(
+        "Rate limit reached for sim-1. Please try again later.", "requests", "rate_limit_exceeded"
+    )
     assert sim.stats.outcomes == Counter({"429": 1})
 
 
@@ -393,7 +420,10 @@ async def test_fault_429_date_form_is_an_http_date_ahead(serve: Serve, client: h
 
 @pytest.mark.parametrize(
     ("kind", "message"),
-    [("500", "The server had an error while processing your request."), ("503", "The server is overloaded or not ready yet.")],
+    [
+        ("500", "The server had an error while processing your request."),
+        ("503", "The server is overloaded or not ready yet."),
+    ],
 )
 async def test_fault_5xx(serve: Serve, client: httpx.AsyncClient, kind: str, message: str) -> None:
     sim = await serve(fail={kind: 1.0})
@@ -441,7 +471,9 @@ async def test_fault_malformed_is_200_json_that_does_not_parse(serve: Serve, cli
 
 async def test_fault_truncated_promises_more_than_it_sends(serve: Serve, client: httpx.AsyncClient) -> None:
     sim = await serve(fail={"truncated": 1.0})
-    status, headers, body = split_response(await exchange(sim, raw_post("/v1/chat/completions", orjson.dumps(chat("x")), b"")))
+    status, headers, body = split_response(
+        await exchange(sim, raw_post("/v1/chat/completions", orjson.dumps(chat("x")), b""))
+    )
     assert status == 200
     assert len(body) == int(headers["content-length"]) // 2
     assert body.startswith(b'{"id":"chatcmpl-sim-1","object":"chat.completion"')
@@ -503,10 +535,16 @@ async def test_rpm_limit_is_a_sliding_minute_on_the_injected_clock(serve: Serve,
     refused = await post()
     assert refused.status_code == 429
     assert (refused.headers["retry-after"], refused.headers["retry-after-ms"]) == ("60", "60000")
-    assert refused.json() == error("Rate limit reached for sim-1: 3 requests per minute.", "requests", "rate_limit_exceeded")
+    assert refused.json() == error(
+        "Rate limit reached for sim-1: 3 requests per minute.", "requests", "rate_limit_exceeded"
+    )
     clock.advance(30.5)
     refused = await post()
-    assert (refused.status_code, refused.headers["retry-after"], refused.headers["retry-after-ms"]) == (429, "30", "29500")
+    assert (refused.status_code, refused.headers["retry-after"], refused.headers["retry-after-ms"]) == (
+        429,
+        "30",
+        "29500",
+    )
     clock.advance(29.5)
     assert [(await post()).status_code for _ in range(4)] == [200, 200, 200, 429]
     assert sim.stats.outcomes == Counter({"ok": 6, "rate_limited": 3})

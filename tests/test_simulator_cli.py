@@ -1,4 +1,5 @@
 """`tokenflow simulate` and SimulatorProcess: options, errors, and real child processes."""
+
 from __future__ import annotations
 
 import argparse
@@ -150,7 +151,9 @@ def test_the_child_exits_when_its_parent_is_killed() -> None:
         "sys.stdin.read()\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env) as parent:
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+    ) as parent:
         assert parent.stdout is not None
         child = psutil.Process(int(parent.stdout.readline()))
         try:

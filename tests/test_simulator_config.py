@@ -1,4 +1,5 @@
 """The simulator's pure parts: fault mixes, settings, draws, request parsing, huge bodies."""
+
 from __future__ import annotations
 
 import math
@@ -75,8 +76,18 @@ def test_validate_fail_explains_what_is_wrong(mapping: dict[str, object], messag
 def test_config_defaults_and_a_read_only_fault_mix() -> None:
     config = SimulatorConfig(fail={"429": 0.5})
     assert (config.latency_ms, config.jitter_ms, config.seed) == (200.0, 0.0, None)
-    assert (config.retry_after, config.retry_after_ms, config.stall_s, config.drip_interval_ms) == (1, None, 600.0, 100.0)
-    assert (config.huge_bytes, config.rpm_limit, config.require_key, config.model) == (64 * 1024 * 1024, 0, None, "sim-1")
+    assert (config.retry_after, config.retry_after_ms, config.stall_s, config.drip_interval_ms) == (
+        1,
+        None,
+        600.0,
+        100.0,
+    )
+    assert (config.huge_bytes, config.rpm_limit, config.require_key, config.model) == (
+        64 * 1024 * 1024,
+        0,
+        None,
+        "sim-1",
+    )
     with pytest.raises(TypeError):
         config.fail["500"] = 0.5  # type: ignore[index]
     assert replace(config, latency_ms=0).fail == {"429": 0.5}
@@ -91,7 +102,10 @@ def test_config_never_shows_the_key() -> None:
     [
         ({"latency_ms": -1}, "latency_ms must be a number of 0 or more, not -1"),
         ({"jitter_ms": math.inf}, "jitter_ms must be a number of 0 or more, not inf"),
-        ({"retry_after": "soon"}, "retry_after must be whole seconds of 0 or more or one of date, absurd, none, not 'soon'"),
+        (
+            {"retry_after": "soon"},
+            "retry_after must be whole seconds of 0 or more or one of date, absurd, none, not 'soon'",
+        ),
         ({"retry_after_ms": 1.5}, "retry_after_ms must be whole milliseconds of 0 or more, not 1.5"),
         ({"stall_s": 0}, "stall_s must be a number above 0, not 0"),
         ({"huge_bytes": 10}, "huge_bytes must be a whole number of at least 64, not 10"),

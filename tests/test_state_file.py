@@ -1,4 +1,5 @@
 """state.toml: atomic replacement, no None, clear errors."""
+
 from __future__ import annotations
 
 import os
@@ -6,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tokenflow_tui.jobs.results_file import StoreError
-from tokenflow_tui.jobs.state_file import read_state, write_state
+from tokenflow_tui.store.errors import StoreError
+from tokenflow_tui.store.state_file import read_state, write_state
 
 STATE = {"version": 1, "job": "demo", "done": 3, "paused": False, "stats": {"history": [[0, 1, 2]]}}
 

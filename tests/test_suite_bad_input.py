@@ -4,6 +4,7 @@ A quarter of the library-level corpus of tests/test_bad_jobs.py is run again her
 in child processes, with more cases about traffic settings, inputs and the command line itself. The
 children run a few at a time, so the suite takes seconds, not minutes.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from test_bad_jobs import CASES as LIBRARY_CASES
 from test_bad_jobs import GOOD_LINE, HANDLER, SIM, Case, write_case
 
@@ -108,8 +108,10 @@ EXTRA_CASES = [
     Case(
         "input: params turn on streaming",
         SIM,
-        ['jobs/prompts.jsonl:1:1: "params" must not contain "stream": the built-in handler reads whole responses, '
-         "not streams"],
+        [
+            'jobs/prompts.jsonl:1:1: "params" must not contain "stream": the built-in handler reads whole responses, '
+            "not streams"
+        ],
         input='{"messages": [{"role": "user", "content": "a"}], "params": {"stream": true}}\n',
     ),
     Case(
@@ -137,11 +139,17 @@ def run_case(root: Path, case: Case, command: str) -> Outcome:
     write_case(root / "jobs", case)
     env = {key: value for key, value in os.environ.items() if key != "OPENAI_API_KEY"} | case.env
     args = ["run", "jobs/job.toml", "--headless"] if command == "run" else ["validate", "jobs/job.toml"]
-    child = subprocess.run([sys.executable, "-m", "tokenflow_tui", *args], cwd=root, env=env, capture_output=True,
-                           text=True, timeout=60, stdin=subprocess.DEVNULL)
+    child = subprocess.run(
+        [sys.executable, "-m", "tokenflow_tui", *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     made = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
     return Outcome(child.returncode, child.stdout, child.stderr.splitlines(), made)
-
 
 
 def expected_files(case: Case) -> list[str]:
@@ -191,9 +199,14 @@ def test_validate_says_the_same(outcomes, case):
     [
         (["--workers", "0"], "tokenflow run: error: argument --workers: expected at least 1, got 0"),
         (["--workers", "many"], "tokenflow run: error: argument --workers: expected a whole number, got 'many'"),
-        (["--output", "jobs/prompts.jsonl"], "tokenflow run: the output {root}/jobs/prompts.jsonl exists and is not a folder"),
-        (["--output", "jobs/prompts.jsonl/sub"],
-         "tokenflow run: cannot make the output folder {root}/jobs/prompts.jsonl/sub (not a directory)"),
+        (
+            ["--output", "jobs/prompts.jsonl"],
+            "tokenflow run: the output {root}/jobs/prompts.jsonl exists and is not a folder",
+        ),
+        (
+            ["--output", "jobs/prompts.jsonl/sub"],
+            "tokenflow run: cannot make the output folder {root}/jobs/prompts.jsonl/sub (not a directory)",
+        ),
         (["--bogus"], "tokenflow: error: unrecognized arguments: --bogus"),
     ],
     ids=["workers zero", "workers not a number", "output is a file", "output under a file", "unknown option"],
@@ -203,8 +216,14 @@ def test_bad_options_of_run_exit_2_with_a_sentence(tmp_path, args, last_line):
     jobs.mkdir()
     (jobs / "job.toml").write_text(SIM)
     (jobs / "prompts.jsonl").write_text(GOOD_LINE)
-    child = subprocess.run([sys.executable, "-m", "tokenflow_tui", "run", "jobs/job.toml", "--headless", *args],
-                           cwd=tmp_path, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    child = subprocess.run(
+        [sys.executable, "-m", "tokenflow_tui", "run", "jobs/job.toml", "--headless", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert child.returncode == 2
     assert child.stderr.splitlines()[-1] == last_line.format(root=tmp_path)
     assert "Traceback" not in child.stderr

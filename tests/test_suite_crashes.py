@@ -3,6 +3,7 @@ a full disk, and two runs on one output (DESIGN §5 last row, §6). Real process
 
 Each test prints its figures (cycles, lost, duplicated, invalid lines, requests sent again) with -s.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -15,24 +16,26 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
-from tokenflow_tui.jobs.config import load_job
-from tokenflow_tui.jobs.runner import JobRunner
-from tokenflow_tui.sim import SimulatorConfig
-
 from run_helpers import read_records, start_tokenflow, tokenflow, write_input, write_job
 from suite_helpers import ThreadedSimulator, file_figures
+
+from tokenflow_tui.job.reader import load_job
+from tokenflow_tui.run.runner import JobRunner
+from tokenflow_tui.sim import SimulatorConfig
 
 
 def remote_job(tmp_path: Path, base_url: str, count: int, workers: int = 32) -> Path:
     write_input(tmp_path / "prompts.jsonl", count)
-    return write_job(tmp_path, {
-        "job": {"name": "crash", "input": "prompts.jsonl", "output": "out"},
-        "endpoint": {"base_url": base_url, "model": "m", "timeout_s": 5},
-        "request": {"params": {"max_tokens": 16}},
-        "workers": {"count": workers},
-        "retry": {"max_attempts": 3, "backoff_base_s": 0.01, "backoff_max_s": 0.05},
-    })
+    return write_job(
+        tmp_path,
+        {
+            "job": {"name": "crash", "input": "prompts.jsonl", "output": "out"},
+            "endpoint": {"base_url": base_url, "model": "m", "timeout_s": 5},
+            "request": {"params": {"max_tokens": 16}},
+            "workers": {"count": workers},
+            "retry": {"max_attempts": 3, "backoff_base_s": 0.01, "backoff_max_s": 0.05},
+        },
+    )
 
 
 def wait_for_records(path: Path, child, at_least: int = 1, limit_s: float = 30.0) -> None:
@@ -77,15 +80,24 @@ def test_sigkill_at_random_moments_loses_duplicates_and_damages_nothing(tmp_path
         sent = sim.requests()
     assert final.returncode == 0, final.stderr
     figures = file_figures(results)
-    report("sigkill", cycles=cycles, torn_last_lines_cut=torn, lost=figures.lost(total),
-           duplicated=figures.duplicated, invalid_lines=figures.invalid_lines,
-           requests_sent_again=sent - figures.attempts, requests_sent=sent)
+    report(
+        "sigkill",
+        cycles=cycles,
+        torn_last_lines_cut=torn,
+        lost=figures.lost(total),
+        duplicated=figures.duplicated,
+        invalid_lines=figures.invalid_lines,
+        requests_sent_again=sent - figures.attempts,
+        requests_sent=sent,
+    )
     assert cycles >= 6
     assert (figures.lost(total), figures.duplicated, figures.invalid_lines) == (0, 0, 0)
     assert sum(figures.indexes.values()) == total  # one final record per request, no more
 
 
-@pytest.mark.parametrize("signals", [(signal.SIGTERM,), (signal.SIGINT, signal.SIGINT)], ids=["sigterm", "ctrl-c-twice"])
+@pytest.mark.parametrize(
+    "signals", [(signal.SIGTERM,), (signal.SIGINT, signal.SIGINT)], ids=["sigterm", "ctrl-c-twice"]
+)
 def test_sigterm_or_ctrl_c_twice_saves_exits_130_and_the_rerun_finishes_the_rest(tmp_path, signals):
     total = 2500
     results = tmp_path / "out" / "results.jsonl"
@@ -109,9 +121,14 @@ def test_sigterm_or_ctrl_c_twice_saves_exits_130_and_the_rerun_finishes_the_rest
         sent = sim.requests()
     assert final.returncode == 0, final.stderr
     figures = file_figures(results)
-    report(f"{'+'.join(s.name for s in signals)}", finished_before_the_stop=len(stopped.indexes),
-           lost=figures.lost(total), duplicated=figures.duplicated, invalid_lines=figures.invalid_lines,
-           requests_sent_again=sent - figures.attempts)
+    report(
+        f"{'+'.join(s.name for s in signals)}",
+        finished_before_the_stop=len(stopped.indexes),
+        lost=figures.lost(total),
+        duplicated=figures.duplicated,
+        invalid_lines=figures.invalid_lines,
+        requests_sent_again=sent - figures.attempts,
+    )
     assert (figures.lost(total), figures.duplicated, figures.invalid_lines) == (0, 0, 0)
     if len(signals) == 1:
         assert sent == figures.attempts  # a soft stop lets every request in flight finish: nothing is sent twice
@@ -128,15 +145,20 @@ def test_a_torn_last_line_is_cut_and_its_request_sent_again(tmp_path):
         records = read_records(results)
         # as if killed while writing the last record: half of it on disk, no newline
         whole = results.read_bytes()
-        last_line = whole[: -1].rsplit(b"\n", 1)[1] + b"\n"
+        last_line = whole[:-1].rsplit(b"\n", 1)[1] + b"\n"
         results.write_bytes(whole[: -len(last_line)] + last_line[: len(last_line) // 2])
         (tmp_path / "out" / "state.toml").unlink()  # the crash came before the last save
         rerun = tokenflow("run", str(job), "--headless")
         sent = sim.requests()
     assert rerun.returncode == 0, rerun.stderr
     figures = file_figures(results)
-    report("torn last line", lost=figures.lost(total), duplicated=figures.duplicated,
-           invalid_lines=figures.invalid_lines, requests_sent_again=sent - total)
+    report(
+        "torn last line",
+        lost=figures.lost(total),
+        duplicated=figures.duplicated,
+        invalid_lines=figures.invalid_lines,
+        requests_sent_again=sent - total,
+    )
     assert (figures.lost(total), figures.duplicated, figures.invalid_lines) == (0, 0, 0)
     assert sent == total + 1  # only the request whose record was torn
     assert read_records(results)[-1]["index"] == records[-1]["index"]
@@ -164,10 +186,12 @@ def test_a_damaged_middle_line_is_refused_with_its_line_number_and_left_untouche
 
 def _fail_on_results(real, results: Path):
     """os.write or os.fsync, failing with ENOSPC on the results file only (asyncio writes too)."""
+
     def fake(fd: int, *args):
         if os.readlink(f"/proc/self/fd/{fd}") == str(results):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real(fd, *args)
+
     return fake
 
 
@@ -188,11 +212,13 @@ async def test_a_full_disk_pauses_the_job_with_the_reason_and_resuming_loses_not
         assert snap.state == "paused"
         if call == "write":
             assert snap.reason is not None and snap.reason.startswith(
-                f"saving failed: {results}: cannot write the results (the disk is full); ")
+                f"saving failed: {results}: cannot write the results (the disk is full); "
+            )
             assert snap.reason.endswith(" records are kept in memory and the next save tries again.")
         else:
-            assert snap.reason == (f"saving failed: {results}: cannot save the results (the disk is full); "
-                                   "the next save tries again.")
+            assert snap.reason == (
+                f"saving failed: {results}: cannot save the results (the disk is full); the next save tries again."
+            )
         held = snap.stats.done
         assert 0 < held < total
         monkeypatch.undo()  # room is made
@@ -201,9 +227,14 @@ async def test_a_full_disk_pauses_the_job_with_the_reason_and_resuming_loses_not
         runner.close()
         sent = sim.requests()
     figures = file_figures(results)
-    report(f"ENOSPC on {call}", finished_when_the_disk_filled=held, lost=figures.lost(total),
-           duplicated=figures.duplicated, invalid_lines=figures.invalid_lines,
-           requests_sent_again=sent - figures.attempts)
+    report(
+        f"ENOSPC on {call}",
+        finished_when_the_disk_filled=held,
+        lost=figures.lost(total),
+        duplicated=figures.duplicated,
+        invalid_lines=figures.invalid_lines,
+        requests_sent_again=sent - figures.attempts,
+    )
     assert (figures.lost(total), figures.duplicated, figures.invalid_lines) == (0, 0, 0)
     assert sum(figures.indexes.values()) == total and sent == figures.attempts
 
@@ -221,6 +252,11 @@ def test_a_second_run_on_the_same_output_is_refused_and_the_first_finishes_alone
     assert second.stderr == f"tokenflow run: {tmp_path / 'out'} is in use by another tokenflow run (pid {first.pid}).\n"
     assert first.returncode == 0, err
     figures = file_figures(tmp_path / "out" / "results.jsonl")
-    report("two runs", lost=figures.lost(total), duplicated=figures.duplicated,
-           invalid_lines=figures.invalid_lines, requests_sent_again=sent - figures.attempts)
+    report(
+        "two runs",
+        lost=figures.lost(total),
+        duplicated=figures.duplicated,
+        invalid_lines=figures.invalid_lines,
+        requests_sent_again=sent - figures.attempts,
+    )
     assert (figures.lost(total), figures.duplicated, figures.invalid_lines, sent) == (0, 0, 0, figures.attempts)

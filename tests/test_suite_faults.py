@@ -3,6 +3,7 @@
 For each fault: what the trajectory records, that retries stop at max_attempts (and not before),
 and that no attempt outlives its deadline. The runner and the simulator share the test's event loop.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -13,30 +14,33 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from run_helpers import read_records, write_input, write_job
 
 from tokenflow_tui.engine import ManualClock
-from tokenflow_tui.jobs.config import load_job
-from tokenflow_tui.jobs.runner import JobRunner
+from tokenflow_tui.job.reader import load_job
+from tokenflow_tui.run.runner import JobRunner
 from tokenflow_tui.sim import Simulator, SimulatorConfig
 from tokenflow_tui.sim.faults import HTML_BODY, MALFORMED_BODY
-
-from run_helpers import read_records, write_input, write_job
 
 TIMEOUT_S = 0.3
 DEADLINE_SLACK_MS = 150  # the event loop's own delay in noticing a deadline, on a busy machine
 HUGE_BYTES = 20 * 1024 * 1024  # above the handler's 16 MiB cap
 
 
-def job_for(tmp_path: Path, base_url: str, count: int, *, max_attempts: int = 3, workers: int = 8,
-            transport: str = "aiohttp") -> Path:
+def job_for(
+    tmp_path: Path, base_url: str, count: int, *, max_attempts: int = 3, workers: int = 8, transport: str = "aiohttp"
+) -> Path:
     write_input(tmp_path / "prompts.jsonl", count)
-    return write_job(tmp_path, {
-        "job": {"name": "faults", "input": "prompts.jsonl", "output": "out"},
-        "endpoint": {"base_url": base_url, "model": "m", "timeout_s": TIMEOUT_S, "transport": transport},
-        "request": {"params": {"max_tokens": 32}},
-        "workers": {"count": workers},
-        "retry": {"max_attempts": max_attempts, "backoff_base_s": 0.01, "backoff_max_s": 0.02},
-    })
+    return write_job(
+        tmp_path,
+        {
+            "job": {"name": "faults", "input": "prompts.jsonl", "output": "out"},
+            "endpoint": {"base_url": base_url, "model": "m", "timeout_s": TIMEOUT_S, "transport": transport},
+            "request": {"params": {"max_tokens": 32}},
+            "workers": {"count": workers},
+            "retry": {"max_attempts": max_attempts, "backoff_base_s": 0.01, "backoff_max_s": 0.02},
+        },
+    )
 
 
 async def run_job(job: Path, limit_s: float = 30.0, clock: ManualClock | None = None) -> list[dict[str, Any]]:
@@ -58,8 +62,10 @@ def server_error(status: int, message: str, kind: str) -> dict[str, Any]:
     return error("http_5xx", f"HTTP {status}: {message}", status, body)
 
 
-RATE_LIMITED = '{"error":{"message":"Rate limit reached for sim-1. Please try again later.","type":"requests",' \
-               '"param":null,"code":"rate_limit_exceeded"}}'
+RATE_LIMITED = (
+    '{"error":{"message":"Rate limit reached for sim-1. Please try again later.","type":"requests",'
+    '"param":null,"code":"rate_limit_exceeded"}}'
+)
 TIMED_OUT = error("timeout", f"no complete response within {TIMEOUT_S:g} s", None)
 FAULTS = {
     "429": error("http_429", "HTTP 429: Rate limit reached for sim-1. Please try again later.", 429, RATE_LIMITED),
@@ -71,16 +77,18 @@ FAULTS = {
     "truncated": None,  # the transport's own words: checked below
     "drip": TIMED_OUT,
     "huge": error("bad_response", f"the response body is larger than the {16 * 1024 * 1024} bytes allowed", 200),
-    "ctype": error("bad_response", "the response is not JSON (content type 'text/html; charset=utf-8')", 200,
-                   HTML_BODY.decode()),
+    "ctype": error(
+        "bad_response", "the response is not JSON (content type 'text/html; charset=utf-8')", 200, HTML_BODY.decode()
+    ),
 }
 
 
 @pytest.mark.parametrize("kind", list(FAULTS))
 async def test_a_fault_on_every_attempt_is_recorded_and_retried_until_max_attempts(tmp_path, kind):
     # a 429's wait is cut to 20 ms here; the forms of Retry-After have their own test below
-    config = SimulatorConfig(latency_ms=1, fail={kind: 1.0}, retry_after="none", retry_after_ms=20,
-                             huge_bytes=HUGE_BYTES, seed=1)
+    config = SimulatorConfig(
+        latency_ms=1, fail={kind: 1.0}, retry_after="none", retry_after_ms=20, huge_bytes=HUGE_BYTES, seed=1
+    )
     async with Simulator(config) as sim:
         records = await run_job(job_for(tmp_path, sim.base_url, 4))
         assert sim.stats.outcomes[kind] == 12  # 4 requests × 3 attempts, not one more
@@ -92,8 +100,10 @@ async def test_a_fault_on_every_attempt_is_recorded_and_retried_until_max_attemp
         if kind == "truncated":
             assert record["error"]["kind"] == "bad_response" and record["error"]["status_code"] == 200
             assert record["error"]["message"].startswith("the response was cut short: ")
-            cut = re.search(r"Not enough data to satisfy content length header \(received (\d+) of (\d+) bytes\)",
-                            record["error"]["message"])
+            cut = re.search(
+                r"Not enough data to satisfy content length header \(received (\d+) of (\d+) bytes\)",
+                record["error"]["message"],
+            )
             assert cut is not None and int(cut[1]) == int(cut[2]) // 2  # the simulator sends half the body
         else:
             assert record["error"] == FAULTS[kind]
@@ -124,9 +134,11 @@ def gap_s(record: dict[str, Any]) -> float:
     ids=["seconds", "milliseconds", "http-date", "no-header"],
 )
 async def test_each_form_of_retry_after_sets_the_wait_before_the_next_attempt(
-        tmp_path, retry_after, retry_after_ms, low_s, high_s):
-    config = SimulatorConfig(latency_ms=1, fail={"429": 1.0}, retry_after=retry_after,
-                             retry_after_ms=retry_after_ms, seed=1)
+    tmp_path, retry_after, retry_after_ms, low_s, high_s
+):
+    config = SimulatorConfig(
+        latency_ms=1, fail={"429": 1.0}, retry_after=retry_after, retry_after_ms=retry_after_ms, seed=1
+    )
     async with Simulator(config) as sim:
         (record,) = await run_job(job_for(tmp_path, sim.base_url, 1, max_attempts=2))
     assert [a["status_code"] for a in record["attempts"]] == [429, 429]
@@ -138,8 +150,9 @@ async def test_an_absurd_retry_after_is_clamped_to_five_minutes(tmp_path):
     clock = ManualClock()
     config = SimulatorConfig(latency_ms=1, fail={"429": 1.0}, retry_after="absurd", seed=1)
     async with Simulator(config) as sim:
-        runner = JobRunner(load_job(job_for(tmp_path, sim.base_url, 1, max_attempts=2)), clock=clock,
-                           save_interval_s=3600)
+        runner = JobRunner(
+            load_job(job_for(tmp_path, sim.base_url, 1, max_attempts=2)), clock=clock, save_interval_s=3600
+        )
         runner.open()
         running = asyncio.create_task(runner.run())
         for _ in range(400):  # bounded: 4 s of real time
@@ -158,18 +171,28 @@ async def test_an_absurd_retry_after_is_clamped_to_five_minutes(tmp_path):
     assert [a["error"]["kind"] for a in record["attempts"]] == ["http_429", "http_429"]
 
 
-MIXED = {"429": 0.05, "500": 0.04, "503": 0.03, "reset": 0.03, "stall": 0.01, "malformed": 0.03,
-         "truncated": 0.03, "drip": 0.01, "huge": 0.01, "ctype": 0.03}
+MIXED = {
+    "429": 0.05,
+    "500": 0.04,
+    "503": 0.03,
+    "reset": 0.03,
+    "stall": 0.01,
+    "malformed": 0.03,
+    "truncated": 0.03,
+    "drip": 0.01,
+    "huge": 0.01,
+    "ctype": 0.03,
+}
 
 
 @pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
 async def test_mixed_faults_end_with_one_final_record_each_and_no_attempt_past_its_deadline(tmp_path, transport):
-    config = SimulatorConfig(latency_ms=5, jitter_ms=5, fail=MIXED, retry_after="none", retry_after_ms=20,
-                             huge_bytes=HUGE_BYTES, seed=4)
+    config = SimulatorConfig(
+        latency_ms=5, jitter_ms=5, fail=MIXED, retry_after="none", retry_after_ms=20, huge_bytes=HUGE_BYTES, seed=4
+    )
     started = time.monotonic()
     async with Simulator(config) as sim:
-        records = await run_job(job_for(tmp_path, sim.base_url, 400, max_attempts=4, workers=32,
-                                        transport=transport))
+        records = await run_job(job_for(tmp_path, sim.base_url, 400, max_attempts=4, workers=32, transport=transport))
         sent = sum(sim.stats.outcomes[kind] for kind in (*MIXED, "ok"))
     assert time.monotonic() - started < 30
     assert sorted(r["index"] for r in records) == list(range(400))

@@ -6,6 +6,7 @@ full version, a real requests-per-minute limit over nine minutes, is a benchmark
     python -m pytest -m benchmark -s tests/test_suite_rate_limits.py
 Each test prints its figures: per phase the limit, the rate reached and when, and the share of 429s.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -15,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tokenflow_tui.jobs.config import load_job
-from tokenflow_tui.jobs.runner import JobRunner
-from tokenflow_tui.sim import Simulator, SimulatorConfig
-
 from run_helpers import write_input, write_job
+
+from tokenflow_tui.job.reader import load_job
+from tokenflow_tui.run.runner import JobRunner
+from tokenflow_tui.sim import Simulator, SimulatorConfig
 
 
 @dataclass(frozen=True)
@@ -42,28 +42,39 @@ class Figures:
     def reached_after_s(self, share: float = 0.8, over_s: int = 2) -> int | None:
         """Seconds into the phase until the rate over `over_s` seconds first reached `share` of the limit."""
         for end in range(over_s, len(self.ok_per_s) + 1):
-            if sum(self.ok_per_s[end - over_s:end]) / over_s >= share * self.limit_per_s:
+            if sum(self.ok_per_s[end - over_s : end]) / over_s >= share * self.limit_per_s:
                 return end
         return None
 
 
-async def run_phases(tmp_path: Path, phases: list[Phase], *, window_s: float, latency_ms: float,
-                     workers: dict[str, Any], limits: dict[str, Any] | None = None,
-                     headers: bool = False) -> tuple[list[Figures], JobRunner]:
+async def run_phases(
+    tmp_path: Path,
+    phases: list[Phase],
+    *,
+    window_s: float,
+    latency_ms: float,
+    workers: dict[str, Any],
+    limits: dict[str, Any] | None = None,
+    headers: bool = False,
+) -> tuple[list[Figures], JobRunner]:
     """A job of more requests than the phases can take, against a simulator whose limit follows the phases."""
-    config = SimulatorConfig(latency_ms=latency_ms, rpm_limit=phases[0].limit, rate_window_s=window_s,
-                             ratelimit_headers=headers, seed=1)
+    config = SimulatorConfig(
+        latency_ms=latency_ms, rpm_limit=phases[0].limit, rate_window_s=window_s, ratelimit_headers=headers, seed=1
+    )
     figures = []
     async with Simulator(config) as sim:
         write_input(tmp_path / "prompts.jsonl", round(sum(p.limit * p.seconds / window_s for p in phases) * 2) + 1000)
-        job = write_job(tmp_path, {
-            "job": {"name": "limits", "input": "prompts.jsonl", "output": "out"},
-            "endpoint": {"base_url": sim.base_url, "model": "m", "timeout_s": 10},
-            "request": {"params": {"max_tokens": 16}},
-            "workers": workers,
-            "retry": {"max_attempts": 20, "backoff_base_s": 0.05, "backoff_max_s": 2},
-            **({"limits": limits} if limits else {}),
-        })
+        job = write_job(
+            tmp_path,
+            {
+                "job": {"name": "limits", "input": "prompts.jsonl", "output": "out"},
+                "endpoint": {"base_url": sim.base_url, "model": "m", "timeout_s": 10},
+                "request": {"params": {"max_tokens": 16}},
+                "workers": workers,
+                "retry": {"max_attempts": 20, "backoff_base_s": 0.05, "backoff_max_s": 2},
+                **({"limits": limits} if limits else {}),
+            },
+        )
         runner = JobRunner(load_job(job), save_interval_s=3600)
         runner.open()
         running = asyncio.create_task(runner.run())
@@ -87,16 +98,19 @@ def report(name: str, figures: list[Figures], last_s: int) -> float:
     share = limited / (ok + limited)
     print(f"\n[{name}] 429 share {share:.2%} ({limited:,} of {ok + limited:,} answers)")
     for f in figures:
-        print(f"  limit {f.limit_per_s:g}/s: reached {f.reach(last_s):.0%} over the last {last_s} s, "
-              f"80 % after {f.reached_after_s()} s; 429s {f.rate_limited:,}; per second {f.ok_per_s}")
+        print(
+            f"  limit {f.limit_per_s:g}/s: reached {f.reach(last_s):.0%} over the last {last_s} s, "
+            f"80 % after {f.reached_after_s()} s; 429s {f.rate_limited:,}; per second {f.ok_per_s}"
+        )
     return share
 
 
 async def test_the_adaptive_worker_count_finds_a_limit_that_changes_mid_run(tmp_path):
     # a limit per second; a round trip of 100 ms: 200/s needs 20 requests in flight, 100/s 10, 300/s 30
     phases = [Phase(200, 7), Phase(100, 7), Phase(300, 7)]
-    figures, runner = await run_phases(tmp_path, phases, window_s=1, latency_ms=100,
-                                       workers={"count": 4, "adaptive": True, "min": 1, "max": 400})
+    figures, runner = await run_phases(
+        tmp_path, phases, window_s=1, latency_ms=100, workers={"count": 4, "adaptive": True, "min": 1, "max": 400}
+    )
     share = report("adaptive, scaled", figures, last_s=4)
     assert share < 0.05
     for f in figures:
@@ -108,8 +122,14 @@ async def test_the_adaptive_worker_count_finds_a_limit_that_changes_mid_run(tmp_
 
 async def test_a_requests_per_minute_limit_keeps_a_fixed_pool_under_the_hidden_limit(tmp_path):
     # 32 workers could send 640/s; the job's own limit of 6,000 a minute paces them at 100/s
-    figures, runner = await run_phases(tmp_path, [Phase(150, 3)], window_s=1, latency_ms=50,
-                                       workers={"count": 32}, limits={"requests_per_minute": 6000})
+    figures, runner = await run_phases(
+        tmp_path,
+        [Phase(150, 3)],
+        window_s=1,
+        latency_ms=50,
+        workers={"count": 32},
+        limits={"requests_per_minute": 6000},
+    )
     report("requests_per_minute", figures, last_s=2)
     (f,) = figures
     assert f.rate_limited == 0
@@ -119,8 +139,14 @@ async def test_a_requests_per_minute_limit_keeps_a_fixed_pool_under_the_hidden_l
 
 async def test_tokens_per_minute_counts_what_the_server_reports(tmp_path):
     # about 12 tokens a request (usage), 21 estimated before sending (5 of prompt + max_tokens 16)
-    figures, runner = await run_phases(tmp_path, [Phase(10_000, 3)], window_s=1, latency_ms=20,
-                                       workers={"count": 32}, limits={"tokens_per_minute": 60_000})
+    figures, runner = await run_phases(
+        tmp_path,
+        [Phase(10_000, 3)],
+        window_s=1,
+        latency_ms=20,
+        workers={"count": 32},
+        limits={"tokens_per_minute": 60_000},
+    )
     seconds = runner.snapshot().history[-2:]  # whole seconds of the run
     tokens_per_s = sum(second.tokens for second in seconds) / len(seconds)
     print(f"\n[tokens_per_minute] {tokens_per_s:,.0f} tokens/s against a limit of 1,000/s")
@@ -128,8 +154,9 @@ async def test_tokens_per_minute_counts_what_the_server_reports(tmp_path):
 
 
 async def test_x_ratelimit_headers_hold_dispatch_before_the_limit_is_hit(tmp_path):
-    figures, runner = await run_phases(tmp_path, [Phase(100, 3)], window_s=1, latency_ms=50,
-                                       workers={"count": 16}, headers=True)
+    figures, runner = await run_phases(
+        tmp_path, [Phase(100, 3)], window_s=1, latency_ms=50, workers={"count": 16}, headers=True
+    )
     traffic = runner.snapshot().traffic
     report("x-ratelimit headers", figures, last_s=2)
     assert traffic.remaining_requests is not None and traffic.holds >= 1
@@ -141,13 +168,16 @@ async def test_x_ratelimit_headers_hold_dispatch_before_the_limit_is_hit(tmp_pat
 async def test_full_scale_a_requests_per_minute_limit_that_changes(tmp_path):
     # 1,200, then 600, then 1,800 requests a minute, three minutes each; a round trip of 500 ms
     phases = [Phase(1200, 180), Phase(600, 180), Phase(1800, 180)]
-    figures, _ = await run_phases(tmp_path, phases, window_s=60, latency_ms=500,
-                                  workers={"count": 4, "adaptive": True, "min": 1, "max": 1000})
+    figures, _ = await run_phases(
+        tmp_path, phases, window_s=60, latency_ms=500, workers={"count": 4, "adaptive": True, "min": 1, "max": 1000}
+    )
     share = report("adaptive, per minute", figures, last_s=120)
     for f in figures:
-        per_minute = [sum(f.ok_per_s[i:i + 60]) for i in range(0, len(f.ok_per_s), 60)]
-        print(f"  limit {f.limit_per_s * 60:g}/min: 80 % over 10 s after {f.reached_after_s(over_s=10)} s; "
-              f"good answers in each minute {per_minute}")
+        per_minute = [sum(f.ok_per_s[i : i + 60]) for i in range(0, len(f.ok_per_s), 60)]
+        print(
+            f"  limit {f.limit_per_s * 60:g}/min: 80 % over 10 s after {f.reached_after_s(over_s=10)} s; "
+            f"good answers in each minute {per_minute}"
+        )
     assert share < 0.05
     for f in figures:
         # "reaches 80 % of the limit within a minute": the rate of good answers over 10 s (a

@@ -3,6 +3,7 @@
 The key travels only in the environment variable the job names. Each test runs the real command
 line and then reads every file under the test's folder and everything the commands printed.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -13,18 +14,28 @@ import threading
 import time
 from pathlib import Path
 
-from tokenflow_tui.sim import SimulatorConfig
-
 from run_helpers import start_tokenflow, tokenflow, write_input, write_job
 from suite_helpers import ThreadedSimulator
+
+from tokenflow_tui.sim import SimulatorConfig
 
 MARKER = "sk-MARKER-n3ver-wr1te-me-0123456789abcdef"
 ENV = {"TF_SECRET_KEY": MARKER}
 # the key, either half of it (a cut excerpt must not keep a piece), and the header that carries it
 PIECES = (MARKER.encode(), MARKER[:20].encode(), MARKER[20:].encode())
 FORBIDDEN = (*PIECES, b"Bearer", b"uthorization")
-ALL_FAULTS = {"429": 0.05, "500": 0.04, "503": 0.03, "reset": 0.02, "stall": 0.005, "malformed": 0.03,
-              "truncated": 0.03, "drip": 0.005, "huge": 0.005, "ctype": 0.03}
+ALL_FAULTS = {
+    "429": 0.05,
+    "500": 0.04,
+    "503": 0.03,
+    "reset": 0.02,
+    "stall": 0.005,
+    "malformed": 0.03,
+    "truncated": 0.03,
+    "drip": 0.005,
+    "huge": 0.005,
+    "ctype": 0.03,
+}
 
 
 def assert_no_secret(root: Path, *outputs: str, forbidden: tuple[bytes, ...] = FORBIDDEN) -> int:
@@ -40,12 +51,15 @@ def assert_no_secret(root: Path, *outputs: str, forbidden: tuple[bytes, ...] = F
 
 def remote_job(tmp_path: Path, base_url: str, count: int, **sections) -> Path:
     write_input(tmp_path / "prompts.jsonl", count)
-    return write_job(tmp_path, {
-        "job": {"name": "secret", "input": "prompts.jsonl", "output": "out"},
-        "endpoint": {"base_url": base_url, "model": "m", "api_key_env": "TF_SECRET_KEY", "timeout_s": 0.5},
-        "retry": {"max_attempts": 3, "backoff_base_s": 0.01, "backoff_max_s": 0.02},
-        **sections,
-    })
+    return write_job(
+        tmp_path,
+        {
+            "job": {"name": "secret", "input": "prompts.jsonl", "output": "out"},
+            "endpoint": {"base_url": base_url, "model": "m", "api_key_env": "TF_SECRET_KEY", "timeout_s": 0.5},
+            "retry": {"max_attempts": 3, "backoff_base_s": 0.01, "backoff_max_s": 0.02},
+            **sections,
+        },
+    )
 
 
 def every_output_of(run_dir: Path) -> list[str]:
@@ -57,8 +71,15 @@ def every_output_of(run_dir: Path) -> list[str]:
 
 
 def test_every_fault_kind_with_the_key_required(tmp_path):
-    config = SimulatorConfig(latency_ms=2, fail=ALL_FAULTS, require_key=MARKER, huge_bytes=20 << 20,
-                             retry_after="none", retry_after_ms=10, seed=5)
+    config = SimulatorConfig(
+        latency_ms=2,
+        fail=ALL_FAULTS,
+        require_key=MARKER,
+        huge_bytes=20 << 20,
+        retry_after="none",
+        retry_after_ms=10,
+        seed=5,
+    )
     with ThreadedSimulator(config) as sim:
         job = remote_job(tmp_path, sim.base_url, 400, workers={"count": 32})
         run = tokenflow("run", str(job), "--headless", env=ENV)
@@ -83,11 +104,17 @@ def test_sigkill_and_resume_with_the_key(tmp_path):
 
 
 def test_rate_limits_and_an_adaptive_worker_count_with_the_key(tmp_path):
-    config = SimulatorConfig(latency_ms=20, require_key=MARKER, rpm_limit=100, rate_window_s=1,
-                             ratelimit_headers=True, seed=5)
+    config = SimulatorConfig(
+        latency_ms=20, require_key=MARKER, rpm_limit=100, rate_window_s=1, ratelimit_headers=True, seed=5
+    )
     with ThreadedSimulator(config) as sim:
-        job = remote_job(tmp_path, sim.base_url, 300, workers={"count": 8, "adaptive": True, "min": 1, "max": 64},
-                         limits={"tokens_per_minute": 600_000})
+        job = remote_job(
+            tmp_path,
+            sim.base_url,
+            300,
+            workers={"count": 8, "adaptive": True, "min": 1, "max": 64},
+            limits={"tokens_per_minute": 600_000},
+        )
         run = tokenflow("run", str(job), "--headless", env=ENV)
         assert sim.stats.outcomes["rate_limited"] > 0
     assert run.returncode == 0, run.stderr
@@ -113,10 +140,20 @@ class EchoingProxy:
                 auth = headers.get(b"authorization", b"").decode()
                 self._left -= 1
                 status = b"500 Internal Server Error" if self._left >= 0 else b"401 Unauthorized"
-                body = json.dumps({"error": {"message": f"upstream refused the request with Authorization: {auth}"},
-                                   "request_headers": {"Authorization": auth}}).encode()
-                writer.write(b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\ncontent-length: "
-                             + str(len(body)).encode() + b"\r\n\r\n" + body)
+                body = json.dumps(
+                    {
+                        "error": {"message": f"upstream refused the request with Authorization: {auth}"},
+                        "request_headers": {"Authorization": auth},
+                    }
+                ).encode()
+                writer.write(
+                    b"HTTP/1.1 "
+                    + status
+                    + b"\r\ncontent-type: application/json\r\ncontent-length: "
+                    + str(len(body)).encode()
+                    + b"\r\n\r\n"
+                    + body
+                )
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()
@@ -143,8 +180,10 @@ def test_a_proxy_that_echoes_the_key_in_errors_and_a_refusal(tmp_path):
         job = remote_job(tmp_path, proxy.base_url, 200, workers={"count": 4}, retry={"max_attempts": 1})
         run = tokenflow("run", str(job), "--headless", env=ENV)
     assert run.returncode == 1, run.stderr  # the refused key paused the job
-    assert "paused: the server refused the key (401: HTTP 401: upstream refused the request with Authorization: " \
-           "Bearer [api key]); check the key in $TF_SECRET_KEY, then resume" in run.stderr
+    assert (
+        "paused: the server refused the key (401: HTTP 401: upstream refused the request with Authorization: "
+        "Bearer [api key]); check the key in $TF_SECRET_KEY, then resume" in run.stderr
+    )
     results = (tmp_path / "out" / "results.jsonl").read_text()
     assert "Authorization: Bearer [api key]" in results  # the echoed errors were kept, with the key cut out
     # the server's own words name the header; the key is what must not be there
@@ -153,17 +192,24 @@ def test_a_proxy_that_echoes_the_key_in_errors_and_a_refusal(tmp_path):
 
 def test_a_bad_job_and_a_key_pasted_into_the_job_file(tmp_path):
     (tmp_path / "prompts.jsonl").write_text('{"prompt": 1}\n')
-    job = write_job(tmp_path, {
-        "job": {"name": "secret", "input": "prompts.jsonl"},
-        "endpoint": {"base_url": "https://api.example.com/v1", "model": "m", "api_key_env": "TF_SECRET_KEY"},
-    })
+    job = write_job(
+        tmp_path,
+        {
+            "job": {"name": "secret", "input": "prompts.jsonl"},
+            "endpoint": {"base_url": "https://api.example.com/v1", "model": "m", "api_key_env": "TF_SECRET_KEY"},
+        },
+    )
     bad_input = tokenflow("run", str(job), "--headless", env=ENV)
     assert bad_input.returncode == 2
     assert bad_input.stderr == f'{tmp_path}/prompts.jsonl:1:1: "prompt" must be a string, found an integer\n'
-    pasted = write_job(tmp_path, {
-        "job": {"name": "secret", "input": "prompts.jsonl"},
-        "endpoint": {"base_url": "https://api.example.com/v1", "model": "m", "api_key_env": MARKER},
-    }, name="pasted.toml")
+    pasted = write_job(
+        tmp_path,
+        {
+            "job": {"name": "secret", "input": "prompts.jsonl"},
+            "endpoint": {"base_url": "https://api.example.com/v1", "model": "m", "api_key_env": MARKER},
+        },
+        name="pasted.toml",
+    )
     run = tokenflow("run", str(pasted), "--headless", env=ENV)
     validate = tokenflow("validate", str(pasted), env=ENV)
     assert run.returncode == validate.returncode == 2

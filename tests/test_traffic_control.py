@@ -2,6 +2,7 @@
 
 Time is a ManualClock; the handler is a plain coroutine, so each test says exactly what happened.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -9,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from run_helpers import write_job
 
 from tokenflow_tui.engine import ActionContinue, ActionDone, ManualClock
 from tokenflow_tui.engine.trajectory import new_request
-from tokenflow_tui.jobs.config import load_job
-from tokenflow_tui.jobs.traffic import Traffic
-
-from run_helpers import write_job
+from tokenflow_tui.job.reader import load_job
+from tokenflow_tui.traffic import Traffic
 
 
 class FixedRng:
@@ -26,8 +26,13 @@ class FixedRng:
 class Harness:
     """A Traffic with its callbacks recorded."""
 
-    def __init__(self, tmp_path: Path, limits: dict[str, Any] | None = None, workers: dict[str, Any] | None = None,
-                 params: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        limits: dict[str, Any] | None = None,
+        workers: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
         (tmp_path / "in.jsonl").write_text('{"prompt": "x"}\n')
         sections: dict[str, Any] = {
             "job": {"name": "t", "input": "in.jsonl"},
@@ -44,8 +49,14 @@ class Harness:
         self.workers: list[int] = []
         self.tokens = (0, 0)
         self.traffic = Traffic(
-            self.job, self.job.workers.count, clock=self.clock, running=lambda: self.running,
-            pause=self.pauses.append, apply_workers=self.workers.append, spent=lambda: self.tokens, rng=FixedRng(),
+            self.job,
+            self.job.workers.count,
+            clock=self.clock,
+            running=lambda: self.running,
+            pause=self.pauses.append,
+            apply_workers=self.workers.append,
+            spent=lambda: self.tokens,
+            rng=FixedRng(),
         )
 
     def start(self, line: dict[str, Any] | None = None) -> tuple[Any, asyncio.Task[None]]:
@@ -148,7 +159,7 @@ async def test_requests_per_minute_pace_every_worker_together(tmp_path):
     h = Harness(tmp_path, limits={"requests_per_minute": 60})
     tasks = [h.start()[1] for _ in range(4)]
     passed = []
-    for second in range(5):
+    for _second in range(5):
         await settle()
         passed.append(sum(t.done() for t in tasks))
         await h.advance(1.0)
@@ -164,7 +175,8 @@ async def test_tokens_per_minute_reserve_the_estimate_and_the_usage_corrects_it(
     assert first.done()
     # it used 2 tokens, not 10: 8 come back, so the next waits for 2 more (20 ms), not for 10 (100 ms)
     await h.traffic.wrap(replying(ok({"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2})))(
-        request.request_trajectory)
+        request.request_trajectory
+    )
     _, second = h.start(line)
     await h.advance(0.015)
     assert not second.done()
@@ -201,11 +213,21 @@ async def test_overload_cuts_the_adaptive_target_and_holds_dispatch(tmp_path):
 
 async def test_x_ratelimit_headers_hold_dispatch_until_the_allowance_is_back(tmp_path):
     h = Harness(tmp_path)
-    h.traffic.on_headers({"x-ratelimit-limit-requests": "100", "x-ratelimit-remaining-requests": "5",
-                          "x-ratelimit-reset-requests": "10s"})
+    h.traffic.on_headers(
+        {
+            "x-ratelimit-limit-requests": "100",
+            "x-ratelimit-remaining-requests": "5",
+            "x-ratelimit-reset-requests": "10s",
+        }
+    )
     assert h.traffic.view().remaining_requests == 5 and h.traffic.view().holds == 0
-    h.traffic.on_headers({"x-ratelimit-limit-requests": "100", "x-ratelimit-remaining-requests": "0",
-                          "x-ratelimit-reset-requests": "10s"})
+    h.traffic.on_headers(
+        {
+            "x-ratelimit-limit-requests": "100",
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-reset-requests": "10s",
+        }
+    )
     view = h.traffic.view()
     assert (view.remaining_requests, view.held_s) == (0, pytest.approx(0.1))  # one request of 100 in 10 s
     assert view.held_because == "the server's x-ratelimit-remaining-requests is spent"
@@ -234,10 +256,19 @@ async def test_the_token_budget_pauses_the_job_once_and_a_resume_allows_as_many_
 
 async def test_a_new_run_of_a_job_that_spent_its_budget_gets_another(tmp_path):
     (tmp_path / "in.jsonl").write_text('{"prompt": "x"}\n')
-    job = load_job(write_job(tmp_path, {"job": {"name": "t", "input": "in.jsonl"}, "endpoint": {"simulate": True},
-                                        "limits": {"max_total_tokens": 100}}))
-    traffic = Traffic(job, 4, clock=ManualClock(), running=lambda: True, pause=print, apply_workers=print,
-                      spent=lambda: (100, 50))
+    job = load_job(
+        write_job(
+            tmp_path,
+            {
+                "job": {"name": "t", "input": "in.jsonl"},
+                "endpoint": {"simulate": True},
+                "limits": {"max_total_tokens": 100},
+            },
+        )
+    )
+    traffic = Traffic(
+        job, 4, clock=ManualClock(), running=lambda: True, pause=print, apply_workers=print, spent=lambda: (100, 50)
+    )
     assert (traffic.view().tokens_used, traffic.view().max_total_tokens) == (150, 250)
 
 
@@ -272,7 +303,9 @@ async def test_a_handler_that_raises_on_every_request_is_a_storm_too(tmp_path):
         await settle()
         with pytest.raises(KeyError):
             await wrapped(request.request_trajectory)
-    assert h.pauses and h.pauses[0].startswith("20 of the last 20 requests failed") and "handler_exception" in h.pauses[0]
+    assert (
+        h.pauses and h.pauses[0].startswith("20 of the last 20 requests failed") and "handler_exception" in h.pauses[0]
+    )
 
 
 async def test_retryable_failures_are_not_a_storm(tmp_path):
@@ -304,8 +337,9 @@ async def test_live_changes_are_checked_and_explained(tmp_path):
 
 
 async def test_the_view_shows_the_cost_with_prices(tmp_path):
-    h = Harness(tmp_path, limits={"max_cost_usd": 2.0, "price_input_per_million_usd": 1.0,
-                                  "price_output_per_million_usd": 4.0})
+    h = Harness(
+        tmp_path, limits={"max_cost_usd": 2.0, "price_input_per_million_usd": 1.0, "price_output_per_million_usd": 4.0}
+    )
     h.tokens = (1_000_000, 100_000)
     view = h.traffic.view()
     assert (view.cost_usd, view.max_cost_usd, view.tokens_used) == (pytest.approx(1.4), 2.0, 1_100_000)

@@ -1,26 +1,30 @@
 """Traffic control in whole jobs: budgets and storms pause the job with the reason, through the real
 command line; limits change live through the runner."""
+
 from __future__ import annotations
 
 import asyncio
 
-from tokenflow_tui.jobs.config import load_job
-from tokenflow_tui.jobs.runner import JobRunner
-from tokenflow_tui.sim import Simulator, SimulatorConfig, SimulatorProcess
-
 from run_helpers import read_records, tokenflow, write_input, write_job
 from suite_helpers import file_figures
+
+from tokenflow_tui.job.reader import load_job
+from tokenflow_tui.run.runner import JobRunner
+from tokenflow_tui.sim import Simulator, SimulatorConfig, SimulatorProcess
 
 
 def test_the_token_budget_pauses_the_job_and_each_rerun_allows_as_much_again(tmp_path):
     write_input(tmp_path / "prompts.jsonl", 1000)
-    job = write_job(tmp_path, {
-        "job": {"name": "budget", "input": "prompts.jsonl", "output": "out"},
-        "endpoint": {"simulate": True, "simulator": {"latency_ms": 5, "seed": 1}},
-        "request": {"params": {"max_tokens": 16}},
-        "workers": {"count": 4},
-        "limits": {"max_total_tokens": 2000},
-    })
+    job = write_job(
+        tmp_path,
+        {
+            "job": {"name": "budget", "input": "prompts.jsonl", "output": "out"},
+            "endpoint": {"simulate": True, "simulator": {"latency_ms": 5, "seed": 1}},
+            "request": {"params": {"max_tokens": 16}},
+            "workers": {"count": 4},
+            "limits": {"max_total_tokens": 2000},
+        },
+    )
     first = tokenflow("run", str(job), "--headless")
     assert first.returncode == 1, first.stderr
     (paused,) = [line for line in first.stderr.splitlines() if line.startswith("budget: paused: ")]
@@ -38,11 +42,14 @@ def test_the_token_budget_pauses_the_job_and_each_rerun_allows_as_much_again(tmp
 def test_a_storm_of_404s_pauses_the_job_instead_of_failing_the_whole_input(tmp_path):
     write_input(tmp_path / "prompts.jsonl", 2000)
     with SimulatorProcess(SimulatorConfig(latency_ms=1)) as sim:
-        job = write_job(tmp_path, {
-            "job": {"name": "storm", "input": "prompts.jsonl", "output": "out"},
-            "endpoint": {"base_url": sim.base_url.replace("/v1", "/v2"), "model": "m"},  # a wrong API root
-            "workers": {"count": 4},
-        })
+        job = write_job(
+            tmp_path,
+            {
+                "job": {"name": "storm", "input": "prompts.jsonl", "output": "out"},
+                "endpoint": {"base_url": sim.base_url.replace("/v1", "/v2"), "model": "m"},  # a wrong API root
+                "workers": {"count": 4},
+            },
+        )
         run = tokenflow("run", str(job), "--headless")
     assert run.returncode == 1, run.stderr
     assert (
@@ -57,13 +64,16 @@ def test_a_storm_of_404s_pauses_the_job_instead_of_failing_the_whole_input(tmp_p
 async def test_limits_and_budgets_change_live(tmp_path):
     async with Simulator(SimulatorConfig(latency_ms=10, seed=1)) as sim:
         write_input(tmp_path / "prompts.jsonl", 2500)
-        job = write_job(tmp_path, {
-            "job": {"name": "live", "input": "prompts.jsonl", "output": "out"},
-            "endpoint": {"base_url": sim.base_url, "model": "m"},
-            "request": {"params": {"max_tokens": 16}},
-            "workers": {"count": 16},
-            "limits": {"requests_per_minute": 600},
-        })
+        job = write_job(
+            tmp_path,
+            {
+                "job": {"name": "live", "input": "prompts.jsonl", "output": "out"},
+                "endpoint": {"base_url": sim.base_url, "model": "m"},
+                "request": {"params": {"max_tokens": 16}},
+                "workers": {"count": 16},
+                "limits": {"requests_per_minute": 600},
+            },
+        )
         runner = JobRunner(load_job(job), save_interval_s=3600)
         runner.open()
         running = asyncio.create_task(runner.run())

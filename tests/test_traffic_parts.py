@@ -1,19 +1,20 @@
 """The pieces of traffic control, each alone, on plain numbers and injected time."""
+
 from __future__ import annotations
 
 import random
 
 import pytest
 
-from tokenflow_tui.jobs.traffic.adaptive import AdaptiveConcurrency
-from tokenflow_tui.jobs.traffic.bucket import TokenBucket
-from tokenflow_tui.jobs.traffic.budget import Budget, Prices
-from tokenflow_tui.jobs.traffic.congestion import Congestion
-from tokenflow_tui.jobs.traffic.estimate import estimate_tokens, usage_tokens
-from tokenflow_tui.jobs.traffic.pace import Pace
-from tokenflow_tui.jobs.traffic.ratelimit_headers import Allowance, parse_duration, read_ratelimit_headers
-from tokenflow_tui.jobs.traffic.slowdown import MAX_HOLD_S, Slowdown
-from tokenflow_tui.jobs.traffic.storm import StormDetector
+from tokenflow_tui.traffic.adaptive import AdaptiveConcurrency
+from tokenflow_tui.traffic.bucket import TokenBucket
+from tokenflow_tui.traffic.budget import Budget, Prices
+from tokenflow_tui.traffic.congestion import Congestion
+from tokenflow_tui.traffic.estimate import estimate_tokens, usage_tokens
+from tokenflow_tui.traffic.pace import Pace
+from tokenflow_tui.traffic.ratelimit_headers import Allowance, parse_duration, read_ratelimit_headers
+from tokenflow_tui.traffic.slowdown import MAX_HOLD_S, Slowdown
+from tokenflow_tui.traffic.storm import StormDetector
 
 
 class FixedRng:
@@ -73,8 +74,11 @@ def test_adjust_corrects_an_estimate_and_a_new_rate_keeps_the_level():
         ({"prompt": "a" * 41}, {}, 11),
         ({"prompt": "abc", "params": {"max_tokens": 7}}, {"max_tokens": 100}, 8),
         ({"messages": [{"role": "user", "content": "x" * 8}, {"role": "assistant", "content": "y" * 4}]}, {}, 3),
-        ({"messages": [{"role": "user", "content": [{"type": "text", "text": "z" * 8}, {"type": "image_url"}]}]},
-         {"max_completion_tokens": 5}, 7),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "z" * 8}, {"type": "image_url"}]}]},
+            {"max_completion_tokens": 5},
+            7,
+        ),
         ({"question": "what", "max_tokens": 9}, {}, 9),  # a custom handler's params
         ("not a dict", {"max_tokens": 100}, 0),
     ],
@@ -96,8 +100,20 @@ def test_usage_tokens_takes_the_total_or_adds_the_parts():
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("1s", 1.0), ("6m0s", 360.0), ("20ms", 0.02), ("1h2m3.5s", 3723.5), ("0.25", 0.25), ("7", 7.0),
-     ("2m", 120.0), ("", None), ("soon", None), ("-1", None), ("inf", None), ("5x", None)],
+    [
+        ("1s", 1.0),
+        ("6m0s", 360.0),
+        ("20ms", 0.02),
+        ("1h2m3.5s", 3723.5),
+        ("0.25", 0.25),
+        ("7", 7.0),
+        ("2m", 120.0),
+        ("", None),
+        ("soon", None),
+        ("-1", None),
+        ("inf", None),
+        ("5x", None),
+    ],
 )
 def test_reset_durations_are_read_as_go_durations_or_seconds(text, seconds):
     assert parse_duration(text) == (pytest.approx(seconds) if seconds is not None else None)
@@ -105,8 +121,10 @@ def test_reset_durations_are_read_as_go_durations_or_seconds(text, seconds):
 
 def test_ratelimit_headers_are_read_per_kind_and_absent_ones_give_none():
     headers = {
-        "x-ratelimit-limit-requests": "500", "x-ratelimit-remaining-requests": "0",
-        "x-ratelimit-reset-requests": "120ms", "x-ratelimit-remaining-tokens": "2000",
+        "x-ratelimit-limit-requests": "500",
+        "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-reset-requests": "120ms",
+        "x-ratelimit-remaining-tokens": "2000",
     }
     limits = read_ratelimit_headers(headers)
     assert limits is not None
@@ -292,8 +310,15 @@ def test_a_cost_budget_counts_with_the_prices_of_the_job():
 # ----- the adaptive controller -----------------------------------------------------------------
 
 
-def serve(controller: AdaptiveConcurrency, start: float, seconds: float, *, concurrency: int | None = None,
-          in_flight: int | None = None, latency: float = 0.1) -> float:
+def serve(
+    controller: AdaptiveConcurrency,
+    start: float,
+    seconds: float,
+    *,
+    concurrency: int | None = None,
+    in_flight: int | None = None,
+    latency: float = 0.1,
+) -> float:
     """Rounds of `concurrency` successes (default: the target), each `latency` long; returns the time reached.
 
     `in_flight` is what each success reports (default: the target, i.e. every worker busy).

@@ -1,5 +1,6 @@
 """The simulator's side of the traffic suites: a limit per window of any length, changed while
 serving, and OpenAI's x-ratelimit headers."""
+
 from __future__ import annotations
 
 import httpx
@@ -59,7 +60,9 @@ async def test_answers_carry_openai_ratelimit_headers_when_asked():
             for _ in range(3):
                 response = await client.post(f"{sim.base_url}/chat/completions", json=CHAT)
                 clock.advance(0.5)
-                seen.append(tuple(response.headers[f"x-ratelimit-{name}-requests"] for name in ("limit", "remaining", "reset")))
+                seen.append(
+                    tuple(response.headers[f"x-ratelimit-{name}-requests"] for name in ("limit", "remaining", "reset"))
+                )
     # the reset is when the window is whole again: the newest admission plus the window
     assert seen == [("3", "2", "2000ms"), ("3", "1", "2000ms"), ("3", "0", "2000ms")]
 

@@ -1,5 +1,6 @@
 """The dashboard hosting the real job runner: a job of a few thousand requests against the simulator,
 with faults, run to the end through the app, then the same job headless; both must agree."""
+
 from __future__ import annotations
 
 import asyncio
@@ -14,9 +15,9 @@ from typing import Any
 from textual.message import Message
 from textual.notifications import Notify
 
-from tokenflow_tui.jobs.config import load_job
-from tokenflow_tui.jobs.headless import run_headless
-from tokenflow_tui.jobs.runner import JobRunner
+from tokenflow_tui.cli.headless import run_headless
+from tokenflow_tui.job.reader import load_job
+from tokenflow_tui.run.runner import JobRunner
 from tokenflow_tui.ui import TokenFlowApp
 from tokenflow_tui.ui.screens.trajectory import TrajectoryScreen
 
@@ -38,11 +39,11 @@ def write_job(directory: Path) -> tuple[Path, list[str]]:
     job = directory / "job.toml"
     job.write_text(
         '[job]\nname = "ui-integration"\ninput = "prompts.jsonl"\n\n'
-        '[endpoint]\nsimulate = true\ntimeout_s = 2\n\n'
-        f'[endpoint.simulator]\nlatency_ms = 5\nseed = 11\nfail = {{ {faults} }}\n\n'
-        '[request]\nparams = { max_tokens = 64 }\n\n'
-        '[workers]\ncount = 32\n\n'
-        f'[retry]\nmax_attempts = {MAX_ATTEMPTS}\nbackoff_base_s = 0.01\nbackoff_max_s = 0.05\n'
+        "[endpoint]\nsimulate = true\ntimeout_s = 2\n\n"
+        f"[endpoint.simulator]\nlatency_ms = 5\nseed = 11\nfail = {{ {faults} }}\n\n"
+        "[request]\nparams = { max_tokens = 64 }\n\n"
+        "[workers]\ncount = 32\n\n"
+        f"[retry]\nmax_attempts = {MAX_ATTEMPTS}\nbackoff_base_s = 0.01\nbackoff_max_s = 0.05\n"
     )
     return job, prompts
 
@@ -125,7 +126,7 @@ async def test_a_real_job_through_the_dashboard_ends_as_it_does_headless(tmp_pat
     assert f"done {len(done):,}   failed {failed:,}   of {REQUESTS:,}" in summary
     # the faults happened and were retried
     assert sum(len(r["attempts"]) for r in records.values()) > REQUESTS
-    for index, status, answer in done:
+    for index, _status, answer in done:
         assert answer == "Echo: " + prompts[index]
 
     headless_code = await run_headless_job(job_path, tmp_path / "headless")

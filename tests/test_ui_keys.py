@@ -1,7 +1,9 @@
 """Every key of the dashboard and its effect on the run, on the screens and on the exit code."""
+
 from __future__ import annotations
 
 import pytest
+from ui_fakes import SIZE, FixedLag, Notes, ScriptedRun, make_app, settle
 
 from tokenflow_tui.ui.screens.dialogs import ConfirmQuitScreen, HelpScreen
 from tokenflow_tui.ui.screens.failed import FailedScreen
@@ -9,8 +11,6 @@ from tokenflow_tui.ui.screens.main import MainScreen
 from tokenflow_tui.ui.screens.trajectory import TrajectoryScreen
 from tokenflow_tui.ui.widgets.requests import FilterBar, RequestTable
 from tokenflow_tui.ui.widgets.status import RunHeader
-
-from ui_fakes import SIZE, FixedLag, Notes, ScriptedRun, make_app, settle
 
 CONTROL_CALLS = {"pause", "resume", "stop_now", "set_workers", "save", "shutdown", "retry"}
 
@@ -66,8 +66,10 @@ async def test_p_while_our_pause_waits_resumes_once_it_has_paused() -> None:
         await settle(pilot, "pause", "resume")
         assert control_calls(run) == [("pause",), ("resume",)]
         assert run.state == "running"
-    assert notes == ["pausing: 64 requests in flight will finish, nothing new starts",
-                     "resuming once the requests in flight have finished"]
+    assert notes == [
+        "pausing: 64 requests in flight will finish, nothing new starts",
+        "resuming once the requests in flight have finished",
+    ]
 
 
 async def test_p_a_third_time_takes_the_resume_back() -> None:
@@ -95,49 +97,61 @@ async def test_p_while_the_run_pauses_by_itself_says_to_wait() -> None:
     assert notes == ["the job is pausing: p resumes it once it has paused"]
 
 
-@pytest.mark.parametrize(("state", "why"), [
-    ("done", "the job is done"),
-    ("starting", "the job is starting: try again in a moment"),
-    ("stopping", "the job is stopping: p resumes it once it has stopped"),
-])
+@pytest.mark.parametrize(
+    ("state", "why"),
+    [
+        ("done", "the job is done"),
+        ("starting", "the job is starting: try again in a moment"),
+        ("stopping", "the job is stopping: p resumes it once it has stopped"),
+    ],
+)
 async def test_p_says_why_it_does_nothing(state: str, why: str) -> None:
     calls, notes = await press("p", ScriptedRun(state=state))
     assert calls == []
     assert notes == [why]
 
 
-@pytest.mark.parametrize(("in_flight", "note"), [
-    (12, "stopping now: 12 requests in flight go back to the queue"),
-    (1, "stopping now: 1 request in flight goes back to the queue"),
-])
+@pytest.mark.parametrize(
+    ("in_flight", "note"),
+    [
+        (12, "stopping now: 12 requests in flight go back to the queue"),
+        (1, "stopping now: 1 request in flight goes back to the queue"),
+    ],
+)
 async def test_x_stops_now(in_flight: int, note: str) -> None:
     calls, notes = await press("x", ScriptedRun(in_flight=in_flight), worker="stop_now")
     assert calls == [("stop_now",)]
     assert notes == [note]
 
 
-@pytest.mark.parametrize(("state", "why"), [
-    ("paused", "the job is paused: nothing is in flight"),
-    ("stopping", "the job is stopping already"),
-    ("done", "the job is done"),
-    ("starting", "the job is starting: try again in a moment"),
-])
+@pytest.mark.parametrize(
+    ("state", "why"),
+    [
+        ("paused", "the job is paused: nothing is in flight"),
+        ("stopping", "the job is stopping already"),
+        ("done", "the job is done"),
+        ("starting", "the job is starting: try again in a moment"),
+    ],
+)
 async def test_x_says_why_it_does_nothing(state: str, why: str) -> None:
     calls, notes = await press("x", ScriptedRun(state=state))
     assert calls == []
     assert notes == [why]
 
 
-@pytest.mark.parametrize(("key", "workers", "wanted", "note"), [
-    ("plus", 64, 65, "workers: 64 → 65"),
-    ("minus", 64, 63, "workers: 64 → 63"),
-    ("right_square_bracket", 64, 74, "workers: 64 → 74"),
-    ("left_square_bracket", 64, 54, "workers: 64 → 54"),
-    ("left_square_bracket", 5, 1, "workers: 5 → 1"),
-    ("minus", 1, 0, "at 1 worker already"),
-    ("left_square_bracket", 1, -9, "at 1 worker already"),
-    ("right_square_bracket", 995, 1_005, "at most 1,000 workers"),
-])
+@pytest.mark.parametrize(
+    ("key", "workers", "wanted", "note"),
+    [
+        ("plus", 64, 65, "workers: 64 → 65"),
+        ("minus", 64, 63, "workers: 64 → 63"),
+        ("right_square_bracket", 64, 74, "workers: 64 → 74"),
+        ("left_square_bracket", 64, 54, "workers: 64 → 54"),
+        ("left_square_bracket", 5, 1, "workers: 5 → 1"),
+        ("minus", 1, 0, "at 1 worker already"),
+        ("left_square_bracket", 1, -9, "at 1 worker already"),
+        ("right_square_bracket", 995, 1_005, "at most 1,000 workers"),
+    ],
+)
 async def test_worker_keys_ask_for_a_new_target(key: str, workers: int, wanted: int, note: str) -> None:
     run = ScriptedRun(workers=workers)
     calls, notes = await press(key, run)
@@ -280,8 +294,10 @@ async def test_quitting_says_how_not_to_wait_and_x_stops_the_requests_in_flight(
         run.shutdown_gate.set()
         await settle(pilot, "shutdown")
     assert app.return_value == 130
-    assert notes == ["saving and quitting once 12 requests in flight have finished; x stops them now",
-                     "stopping now: 12 requests in flight go back to the queue"]
+    assert notes == [
+        "saving and quitting once 12 requests in flight have finished; x stops them now",
+        "stopping now: 12 requests in flight go back to the queue",
+    ]
 
 
 async def test_ctrl_q_takes_the_same_way_out() -> None:
@@ -377,8 +393,12 @@ async def test_tab_cycles_the_filters_and_digits_pick_one() -> None:
             await pilot.press("tab")
             await pilot.pause()
             seen.append((table.row_filter, table.count, run.rows_asked[-1][0]))
-        assert seen == [("in_flight", 64, "in_flight"), ("retried", 163, "retried"),
-                        ("failed", 24, "failed"), ("all", 2_000, "all")]
+        assert seen == [
+            ("in_flight", 64, "in_flight"),
+            ("retried", 163, "retried"),
+            ("failed", 24, "failed"),
+            ("all", 2_000, "all"),
+        ]
         await pilot.press("4")
         await pilot.pause()
         assert table.row_filter == "failed"
@@ -432,10 +452,13 @@ async def test_the_loop_lag_probe_starts_with_the_run_not_with_the_app() -> None
     assert lag.stopped == 1
 
 
-@pytest.mark.parametrize(("state", "eta", "now"), [
-    ("running", "ETA 0:13", "requests/s        58       51\ntokens/s        9.6k     8.4k"),
-    ("paused", "ETA —", "requests/s         —       51\ntokens/s           —     8.4k"),
-])
+@pytest.mark.parametrize(
+    ("state", "eta", "now"),
+    [
+        ("running", "ETA 0:13", "requests/s        58       51\ntokens/s        9.6k     8.4k"),
+        ("paused", "ETA —", "requests/s         —       51\ntokens/s           —     8.4k"),
+    ],
+)
 async def test_eta_and_rates_now_only_while_running(state: str, eta: str, now: str) -> None:
     app = make_app(ScriptedRun(state=state))
     async with app.run_test(size=SIZE):

@@ -1,16 +1,16 @@
 """The trajectory screen and the failed browser."""
+
 from __future__ import annotations
 
 import dataclasses
 import json
 
 from textual.widgets import OptionList
+from ui_fakes import SIZE, Notes, ScriptedRun, make_app, settle
 
 from tokenflow_tui.ui.screens.failed import FailedScreen
 from tokenflow_tui.ui.widgets.failed import FailedList
 from tokenflow_tui.ui.widgets.trajectory import TrajectoryView
-
-from ui_fakes import SIZE, Notes, ScriptedRun, make_app, settle
 
 
 def view_text(screen) -> str:
@@ -76,10 +76,12 @@ async def test_trajectory_of_a_request_in_flight_follows_it_until_it_is_finished
         screen.follow()
         await pilot.pause()
         assert title_text(screen) == "Request #1201  id doc-001201  ·  done  ·  1 attempt"
-        assert view_text(screen).endswith('answer\n  Document 1201 argues that small caches beat large ones '
-                                          'when reads are local.\ndetails\n  {\n    "usage": {\n'
-                                          '      "prompt_tokens": 120,\n      "completion_tokens": 45,\n'
-                                          '      "total_tokens": 165\n    },\n    "finish_reason": "stop"\n  }')
+        assert view_text(screen).endswith(
+            "answer\n  Document 1201 argues that small caches beat large ones "
+            'when reads are local.\ndetails\n  {\n    "usage": {\n'
+            '      "prompt_tokens": 120,\n      "completion_tokens": 45,\n'
+            '      "total_tokens": 165\n    },\n    "finish_reason": "stop"\n  }'
+        )
         assert screen._follow is not None and screen._follow._task is None  # finished: followed no more
 
 
@@ -140,7 +142,12 @@ async def test_failed_browser_groups_by_kind_and_shows_the_selected_trajectory()
         groups = screen.query_one(OptionList)
         labels = [groups.get_option_at_index(i).prompt.plain for i in range(groups.option_count)]
         assert [" ".join(label.split()) for label in labels] == [
-            "429 rate limit 11", "5xx server 4", "timeout 3", "connection 3", "bad response 3"]
+            "429 rate limit 11",
+            "5xx server 4",
+            "timeout 3",
+            "connection 3",
+            "bad response 3",
+        ]
         failed_list = screen.query_one(FailedList)
         assert failed_list.indexes == run.failed_groups()["http_429"]
         assert screen.query_one(TrajectoryView).border_title == "request #7"
@@ -249,8 +256,7 @@ async def test_retry_of_the_last_failures_leaves_an_empty_browser() -> None:
         assert view_text(screen) == "No failed request is left: those queued again wait in the queue."
         await pilot.press("r", "R", "c")
         await pilot.pause()
-    assert notes == ["queued 2 requests again", "no request selected", "no error kind selected",
-                     "no request selected"]
+    assert notes == ["queued 2 requests again", "no request selected", "no error kind selected", "no request selected"]
 
 
 async def test_retry_of_a_request_that_is_not_failed_any_more_says_so() -> None:
@@ -311,5 +317,7 @@ async def test_a_read_that_raises_is_reported_once_and_the_dashboard_stays_up() 
         await pilot.pause()
         assert app.screen is app.main_screen and app.is_running
         assert "1,176" in app.main_screen.query_one("#counts").render().plain
-    assert notes == ["reading request #0 failed: AttributeError: 'NoneType' object has no attribute 'get'",
-                     "reading the run's numbers failed: KeyError: 'stats'"]
+    assert notes == [
+        "reading request #0 failed: AttributeError: 'NoneType' object has no attribute 'get'",
+        "reading the run's numbers failed: KeyError: 'stats'",
+    ]

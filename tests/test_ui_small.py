@@ -1,15 +1,15 @@
 """The dashboard on a small terminal (80×24): nothing cut that a user needs, no text wrapped to the margin."""
+
 from __future__ import annotations
 
 from textual.widgets._footer import FooterKey
+from ui_fakes import ScriptedRun, make_app, settle
 
 from tokenflow_tui.ui.screens.dialogs import HelpScreen
 from tokenflow_tui.ui.screens.failed import FailedScreen
 from tokenflow_tui.ui.widgets.footer import KeyFooter
 from tokenflow_tui.ui.widgets.requests import RequestTable
 from tokenflow_tui.ui.widgets.trajectory import TrajectoryView
-
-from ui_fakes import ScriptedRun, make_app, settle
 
 SMALL = (80, 24)
 

@@ -1,8 +1,8 @@
 """Screens of the dashboard at 120×40, fixed theme, clock, lag and data (pytest-textual-snapshot)."""
+
 from __future__ import annotations
 
 from textual.widgets._footer import FooterKey
-
 from ui_fakes import ACTIVE_TRAFFIC, SIZE, ScriptedRun, make_app, settle
 
 REASON = "paused by itself: the API answered 401 Unauthorized; check OPENAI_API_KEY"

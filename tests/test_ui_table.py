@@ -1,9 +1,10 @@
 """The request table draws a million rows by fetching only what is visible; hidden screens do no work."""
+
 from __future__ import annotations
 
-from tokenflow_tui.ui.widgets.requests import RequestTable
-
 from ui_fakes import SIZE, FixedLag, ScriptedRun, make_app
+
+from tokenflow_tui.ui.widgets.requests import RequestTable
 
 # refreshes only when a test calls refresh_data, so that it can count what each one does
 NO_TIMER = {"refresh_s": 3600, "chart_refresh_s": 3600}
@@ -23,8 +24,13 @@ async def test_a_million_rows_scroll_fetching_only_visible_rows() -> None:
         assert table.virtual_size.height == 1_000_000
         assert 0 < fetched(run) <= height
 
-        for keys, cursor in ((["end"], 999_999), (["pageup", "pageup"], 999_999 - 2 * (height - 1)),
-                             (["home"], 0), (["pagedown"], height - 1), (["down"] * 3, height + 2)):
+        for keys, cursor in (
+            (["end"], 999_999),
+            (["pageup", "pageup"], 999_999 - 2 * (height - 1)),
+            (["home"], 0),
+            (["pagedown"], height - 1),
+            (["down"] * 3, height + 2),
+        ):
             asked_before = len(run.rows_asked)
             await pilot.press(*keys)
             await pilot.pause()
@@ -102,9 +108,9 @@ async def beats(app, n: int) -> tuple[int, list[int], list[int]]:
     painted: dict[str, list[int]] = {"throughput": [], "errors": []}
     for name, beats_of in painted.items():
         # counted, not drawn
-        setattr(getattr(main._widgets, name), "show_history", lambda _, beats_of=beats_of: beats_of.append(beat))
+        getattr(main._widgets, name).show_history = lambda _, beats_of=beats_of: beats_of.append(beat)
     before = app.control.inner.snapshots
-    for beat in range(1, n + 1):
+    for beat in range(1, n + 1):  # noqa: B007 - read by the lambdas above
         main.tick()
     return app.control.inner.snapshots - before, painted["throughput"], painted["errors"]
 

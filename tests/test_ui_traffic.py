@@ -1,27 +1,24 @@
 """Traffic control on the dashboard: the panel, the keys l (rate limits) and b (budgets), and p after a
 budget paused the job."""
+
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
 import pytest
+from run_helpers import read_records, write_input, write_job
 from textual.widgets import Input
+from ui_fakes import ACTIVE_TRAFFIC, SIZE, Notes, ScriptedRun, make_app, settle
 
-from tokenflow_tui.jobs.config import load_job
-from tokenflow_tui.jobs.runner import JobRunner
-from tokenflow_tui.jobs.view import TrafficView
+from tokenflow_tui.job.reader import load_job
+from tokenflow_tui.run.contract import TrafficView
+from tokenflow_tui.run.runner import JobRunner
 from tokenflow_tui.ui import TokenFlowApp
 from tokenflow_tui.ui.screens.amounts import Amount, AmountsDialog, read_amount
 from tokenflow_tui.ui.screens.main import MainScreen
 from tokenflow_tui.ui.widgets.status import RunHeader
 from tokenflow_tui.ui.widgets.traffic import TrafficPanel, flow, traffic_topics
-
-from run_helpers import read_records, write_input, write_job
-
-from ui_fakes import ACTIVE_TRAFFIC, SIZE, Notes, ScriptedRun, make_app, settle
-
-
 
 
 def plain(topics) -> list[str]:
@@ -43,19 +40,24 @@ def test_every_topic_when_everything_is_active() -> None:
     ]
 
 
-@pytest.mark.parametrize(("view", "topics"), [
-    (TrafficView(requests_per_minute=600), ["limits 600 requests/min · none tokens/min"]),
-    (TrafficView(tokens_per_minute=90_000), ["limits none requests/min · 90,000 tokens/min"]),
-    # once there was a hold, its line stays (with the count), so the panel does not jump
-    (TrafficView(holds=2), ["holds 2 · not held now"]),
-    (TrafficView(adaptive=True, target_workers=1, workers_min=1, workers_max=4, cuts=1),
-     ["adaptive target 1 workers (1–4) · 1 cut"]),
-    (TrafficView(tokens_used=2_100, max_total_tokens=2_000), ["budget 2.1k / 2.0k tokens"]),
-    (TrafficView(cost_usd=0.5, max_cost_usd=0.25), ["budget $0.50 / $0.25"]),
-    # a cost without a cost budget is no budget
-    (TrafficView(cost_usd=0.5), []),
-    (TrafficView(remaining_tokens=0), ["server allows 0 tokens more"]),
-])
+@pytest.mark.parametrize(
+    ("view", "topics"),
+    [
+        (TrafficView(requests_per_minute=600), ["limits 600 requests/min · none tokens/min"]),
+        (TrafficView(tokens_per_minute=90_000), ["limits none requests/min · 90,000 tokens/min"]),
+        # once there was a hold, its line stays (with the count), so the panel does not jump
+        (TrafficView(holds=2), ["holds 2 · not held now"]),
+        (
+            TrafficView(adaptive=True, target_workers=1, workers_min=1, workers_max=4, cuts=1),
+            ["adaptive target 1 workers (1–4) · 1 cut"],
+        ),
+        (TrafficView(tokens_used=2_100, max_total_tokens=2_000), ["budget 2.1k / 2.0k tokens"]),
+        (TrafficView(cost_usd=0.5, max_cost_usd=0.25), ["budget $0.50 / $0.25"]),
+        # a cost without a cost budget is no budget
+        (TrafficView(cost_usd=0.5), []),
+        (TrafficView(remaining_tokens=0), ["server allows 0 tokens more"]),
+    ],
+)
 def test_only_what_carries_information(view: TrafficView, topics: list[str]) -> None:
     assert plain(traffic_topics(view)) == topics
 
@@ -73,18 +75,21 @@ def test_topics_share_a_line_when_they_fit_and_are_cut_when_one_does_not() -> No
     assert all(len(line) <= 40 for line in narrow)
 
 
-@pytest.mark.parametrize(("amount", "text", "read"), [
-    (Amount("requests/min", 0), "1,200", 1_200.0),
-    (Amount("requests/min", 0), " 0.5 ", 0.5),
-    (Amount("requests/min", 10), "", 0),
-    (Amount("requests/min", 10), "None", 0),
-    (Amount("tokens/min", 0, whole=True), "90_000", 90_000),
-    (Amount("tokens/min", 0, whole=True), "1.5", "tokens/min: “1.5” is not a whole number (0 means none)"),
-    (Amount("requests/min", 0), "fast", "requests/min: “fast” is not a number (0 means none)"),
-    (Amount("requests/min", 0), "-3", "requests/min must be a number of 0 or more (0 means none)"),
-    (Amount("requests/min", 0), "inf", "requests/min must be a number of 0 or more (0 means none)"),
-    (Amount("requests/min", 0), "nan", "requests/min must be a number of 0 or more (0 means none)"),
-])
+@pytest.mark.parametrize(
+    ("amount", "text", "read"),
+    [
+        (Amount("requests/min", 0), "1,200", 1_200.0),
+        (Amount("requests/min", 0), " 0.5 ", 0.5),
+        (Amount("requests/min", 10), "", 0),
+        (Amount("requests/min", 10), "None", 0),
+        (Amount("tokens/min", 0, whole=True), "90_000", 90_000),
+        (Amount("tokens/min", 0, whole=True), "1.5", "tokens/min: “1.5” is not a whole number (0 means none)"),
+        (Amount("requests/min", 0), "fast", "requests/min: “fast” is not a number (0 means none)"),
+        (Amount("requests/min", 0), "-3", "requests/min must be a number of 0 or more (0 means none)"),
+        (Amount("requests/min", 0), "inf", "requests/min must be a number of 0 or more (0 means none)"),
+        (Amount("requests/min", 0), "nan", "requests/min must be a number of 0 or more (0 means none)"),
+    ],
+)
 def test_what_the_dialog_reads(amount: Amount, text: str, read: float | str) -> None:
     assert read_amount(amount, text) == read
 
@@ -180,9 +185,14 @@ async def test_b_changes_the_budgets_and_shows_the_runners_refusal_in_the_dialog
         await pilot.pause()
         assert app.screen is app.main_screen
     assert [call for call in run.calls if call[0] == "set_budget"] == [
-        ("set_budget", 500_000, 0), ("set_budget", 800_000, 2.5), ("set_budget", 800_000, 0)]
-    assert notes == ["budget: max total tokens none → 500,000 · max cost (USD) none (unchanged)",
-                     "budget: max total tokens 500,000 → 800,000 · max cost (USD) none (unchanged)"]
+        ("set_budget", 500_000, 0),
+        ("set_budget", 800_000, 2.5),
+        ("set_budget", 800_000, 0),
+    ]
+    assert notes == [
+        "budget: max total tokens none → 500,000 · max cost (USD) none (unchanged)",
+        "budget: max total tokens 500,000 → 800,000 · max cost (USD) none (unchanged)",
+    ]
     assert run.traffic.max_total_tokens == 800_000 and run.traffic.max_cost_usd == 0
 
 
@@ -209,8 +219,10 @@ async def test_traffic_keys_while_starting_say_why(key: str) -> None:
 
 
 SPENT = TrafficView(tokens_used=2_040, max_total_tokens=2_000)
-REASON = ("the token budget is spent: 2,040 tokens used of 2,000 allowed (limits.max_total_tokens); "
-          "resume to allow as many again")
+REASON = (
+    "the token budget is spent: 2,040 tokens used of 2,000 allowed (limits.max_total_tokens); "
+    "resume to allow as many again"
+)
 
 
 def paused_by_its_budget() -> ScriptedRun:
@@ -227,8 +239,10 @@ async def test_p_on_a_spent_budget_resumes_and_says_it_will_pause_again() -> Non
         await pilot.press("p")
         await settle(pilot, "resume")
     assert run.state == "running"
-    assert notes == ["resuming: the token budget (2,040 of 2,000 tokens) is spent, so the job gets as much "
-                     "again and pauses when that is spent too; b raises or clears the budget"]
+    assert notes == [
+        "resuming: the token budget (2,040 of 2,000 tokens) is spent, so the job gets as much "
+        "again and pauses when that is spent too; b raises or clears the budget"
+    ]
 
 
 async def test_b_then_p_after_a_budget_paused_the_job() -> None:
@@ -241,8 +255,10 @@ async def test_b_then_p_after_a_budget_paused_the_job() -> None:
         await pilot.press("p")
         await settle(pilot, "resume")
     assert run.state == "running"
-    assert notes == ["budget: max total tokens 2,000 → 10,000 · max cost (USD) none (unchanged); p resumes the job",
-                     "resuming"]
+    assert notes == [
+        "budget: max total tokens 2,000 → 10,000 · max cost (USD) none (unchanged); p resumes the job",
+        "resuming",
+    ]
 
 
 async def test_traffic_keys_are_in_the_help_and_blocked_under_a_dialog() -> None:
@@ -282,13 +298,16 @@ def paused_by_the_budget(runner: JobRunner) -> bool:
 
 async def test_budget_and_limits_through_the_dashboard_on_the_real_runner(tmp_path: Path) -> None:
     write_input(tmp_path / "prompts.jsonl", REQUESTS)
-    job = write_job(tmp_path, {
-        "job": {"name": "budget", "input": "prompts.jsonl", "output": "out"},
-        "endpoint": {"simulate": True, "timeout_s": 2, "simulator": {"latency_ms": 5, "seed": 1}},
-        "request": {"params": {"max_tokens": 16}},
-        "workers": {"count": 8},
-        "limits": {"max_total_tokens": BUDGET},
-    })
+    job = write_job(
+        tmp_path,
+        {
+            "job": {"name": "budget", "input": "prompts.jsonl", "output": "out"},
+            "endpoint": {"simulate": True, "timeout_s": 2, "simulator": {"latency_ms": 5, "seed": 1}},
+            "request": {"params": {"max_tokens": 16}},
+            "workers": {"count": 8},
+            "limits": {"max_total_tokens": BUDGET},
+        },
+    )
     runner = JobRunner(load_job(job), save_interval_s=3600)
     runner.open()
     notes = Notes()
@@ -302,10 +321,15 @@ async def test_budget_and_limits_through_the_dashboard_on_the_real_runner(tmp_pa
             first = runner.snapshot().traffic.tokens_used
             # p without raising the budget: the run allows as much again, and says it will pause again
             await pilot.press("p")
-            await wait_for(pilot, "the second budget pause",
-                           lambda: paused_by_the_budget(runner) and runner.snapshot().traffic.tokens_used > first)
-            assert notes[0].startswith(f"resuming: the token budget ({first:,} of {BUDGET:,} tokens) is spent, "
-                                       "so the job gets as much again and pauses when that is spent too")
+            await wait_for(
+                pilot,
+                "the second budget pause",
+                lambda: paused_by_the_budget(runner) and runner.snapshot().traffic.tokens_used > first,
+            )
+            assert notes[0].startswith(
+                f"resuming: the token budget ({first:,} of {BUDGET:,} tokens) is spent, "
+                "so the job gets as much again and pauses when that is spent too"
+            )
             allowance = runner.snapshot().traffic.max_total_tokens
             assert first + BUDGET == allowance
             # b clears the budget, l sets a rate limit, p resumes: the job runs to its end
@@ -340,7 +364,8 @@ async def test_a_run_that_raises_on_new_limits_is_reported_as_a_sentence() -> No
         await pilot.pause()
         assert isinstance(app.screen, AmountsDialog)
         assert app.screen.query_one("#amount-error").render().plain == (
-            "setting the rate limits failed: RuntimeError: the buckets are gone")
+            "setting the rate limits failed: RuntimeError: the buckets are gone"
+        )
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen is app.main_screen

@@ -1,15 +1,16 @@
 """The dashboard's pure parts: formatting, charts, the loop-lag monitor."""
+
 from __future__ import annotations
 
 import dataclasses
-from datetime import timezone
+from datetime import UTC
 
 import pytest
+from ui_fakes import NOW, ScriptedRun
 
-from tokenflow_tui.jobs.durations import duration
-from tokenflow_tui.jobs.view import ChartPoint
-from tokenflow_tui.ui.formatting import (clock_time, compact, count, fit, latency, one_line, plural,
-                                         short_status)
+from tokenflow_tui.run.contract import ChartPoint
+from tokenflow_tui.run.durations import duration
+from tokenflow_tui.ui.formatting import clock_time, compact, count, fit, latency, one_line, plural, short_status
 from tokenflow_tui.ui.lag import LoopLagMonitor
 from tokenflow_tui.ui.plot import bar_rows, nice_ceiling, per_second, sparkline
 from tokenflow_tui.ui.widgets.numbers import workers_text
@@ -17,13 +18,20 @@ from tokenflow_tui.ui.widgets.status import RunHeader
 from tokenflow_tui.ui.widgets.summary import summary_content
 from tokenflow_tui.ui.widgets.trajectory import attempt_content, hanging
 
-from ui_fakes import NOW, ScriptedRun
 
-
-@pytest.mark.parametrize(("value", "text"), [
-    (None, "—"), (0, "0"), (3.25, "3.2"), (812, "812"), (52_140, "52.1k"), (999_999, "1000k"),
-    (1_234_567, "1.2M"), (250_000_000, "250M"),
-])
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (None, "—"),
+        (0, "0"),
+        (3.25, "3.2"),
+        (812, "812"),
+        (52_140, "52.1k"),
+        (999_999, "1000k"),
+        (1_234_567, "1.2M"),
+        (250_000_000, "250M"),
+    ],
+)
 def test_compact(value: float | None, text: str) -> None:
     assert compact(value) == text
 
@@ -40,30 +48,45 @@ def test_latency(seconds: float | None, text: str) -> None:
 
 def test_small_formatters() -> None:
     assert count(1_234_567) == "1,234,567"
-    assert clock_time(1_700_000_000.0, timezone.utc) == "22:13:20"
+    assert clock_time(1_700_000_000.0, UTC) == "22:13:20"
     assert plural(1, "request") == "1 request" and plural(1_200, "result") == "1,200 results"
     assert fit("abc", 5) == "abc  " and fit("abc", 5, right=True) == "  abc"
     assert fit("abcdef", 4) == "abc…" and fit("日本語", 4) == "日 …"
     assert one_line("a\n  b\tc ") == "a b c"
 
 
-@pytest.mark.parametrize(("status", "shown"), [
-    ("200", "200"), ("429", "429"), ("timeout", "timeout"), ("connection", "conn"), ("bad_response", "bad"),
-    ("handler_exception", "error"), ("", ""),
-])
+@pytest.mark.parametrize(
+    ("status", "shown"),
+    [
+        ("200", "200"),
+        ("429", "429"),
+        ("timeout", "timeout"),
+        ("connection", "conn"),
+        ("bad_response", "bad"),
+        ("handler_exception", "error"),
+        ("", ""),
+    ],
+)
 def test_short_status_fits_the_status_columns(status: str, shown: str) -> None:
     assert short_status(status) == shown
 
 
 def test_an_attempt_error_shows_its_details_but_not_empty_ones() -> None:
     attempt = {
-        "params": {"prompt": "hi"}, "started_at": 1_700_000_000.0, "latency_ms": 148.0,
-        "error": {"kind": "connection", "message": "connection reset by peer", "status_code": None,
-                  "excerpt": None, "retry_after_s": 2},
+        "params": {"prompt": "hi"},
+        "started_at": 1_700_000_000.0,
+        "latency_ms": 148.0,
+        "error": {
+            "kind": "connection",
+            "message": "connection reset by peer",
+            "status_code": None,
+            "excerpt": None,
+            "retry_after_s": 2,
+        },
     }
-    assert attempt_content(1, attempt, timezone.utc).plain == (
+    assert attempt_content(1, attempt, UTC).plain == (
         "Attempt 1 · 22:13:20 · 148 ms\n"
-        "params\n  {\n    \"prompt\": \"hi\"\n  }\n"
+        'params\n  {\n    "prompt": "hi"\n  }\n'
         "error · connection\n  connection reset by peer\n  retry_after_s: 2"
     )
 
@@ -128,13 +151,16 @@ def test_lag_monitor_notes_lateness_and_keeps_the_last_minute() -> None:
     assert loop.scheduled == []
 
 
-@pytest.mark.parametrize(("state", "workers", "target", "shown"), [
-    ("running", 64, 64, "64"),
-    ("running", 64, 74, "64 → 74"),
-    ("pausing", 20, 100, "20 finishing"),  # going down to none, not up to the target
-    ("paused", 0, 12, "12 on resume"),
-    ("done", 0, 64, "0"),
-])
+@pytest.mark.parametrize(
+    ("state", "workers", "target", "shown"),
+    [
+        ("running", 64, 64, "64"),
+        ("running", 64, 74, "64 → 74"),
+        ("pausing", 20, 100, "20 finishing"),  # going down to none, not up to the target
+        ("paused", 0, 12, "12 on resume"),
+        ("done", 0, 64, "0"),
+    ],
+)
 def test_workers_say_what_the_count_is_doing(state: str, workers: int, target: int, shown: str) -> None:
     run = ScriptedRun(state=state, workers=workers)
     run.target_workers = target
@@ -145,10 +171,10 @@ def test_the_header_says_not_saved_yet_without_a_saved_label() -> None:
     run = ScriptedRun()
     run.saved_at = None
     header = RunHeader()
-    header.show_snapshot(run.snapshot(), NOW, timezone.utc)
+    header.show_snapshot(run.snapshot(), NOW, UTC)
     assert header.render().plain.splitlines()[0].endswith("ETA 0:13   not saved yet")
     run.saved_at = NOW - 42
-    header.show_snapshot(run.snapshot(), NOW, timezone.utc)
+    header.show_snapshot(run.snapshot(), NOW, UTC)
     assert header.render().plain.splitlines()[0].endswith("ETA 0:13   saved 22:25:12 (0:42 ago)")
 
 
@@ -158,19 +184,24 @@ def test_the_summary_of_a_reopened_finished_run_says_why_there_is_no_latency() -
     snapshot = run.snapshot()
     measured = summary_content(snapshot, 0, None).plain.splitlines()
     assert "latency   p50 212 ms · p95 488 ms · p99 1.27 s" in measured
-    unmeasured = dataclasses.replace(snapshot, stats=dataclasses.replace(
-        snapshot.stats, latency_p50_s=None, latency_p95_s=None, latency_p99_s=None))
+    unmeasured = dataclasses.replace(
+        snapshot, stats=dataclasses.replace(snapshot.stats, latency_p50_s=None, latency_p95_s=None, latency_p99_s=None)
+    )
     assert "latency   none measured: no request was sent since the dashboard opened" in (
-        summary_content(unmeasured, 0, None).plain.splitlines())
+        summary_content(unmeasured, 0, None).plain.splitlines()
+    )
 
 
-@pytest.mark.parametrize(("line", "width", "lines"), [
-    ("  short", 20, ["  short"]),
-    ("  a message that goes on", 14, ["  a message", "    that goes", "    on"]),
-    ('    "key": "a long value"', 16, ['    "key": "a', '      long', '      value"']),
-    ("  abcdefghijkl", 8, ["  abcd", "    efgh", "    ijkl"]),  # no space: folded
-    ("  anything", 0, ["  anything"]),  # no width known yet: left to the widget
-])
+@pytest.mark.parametrize(
+    ("line", "width", "lines"),
+    [
+        ("  short", 20, ["  short"]),
+        ("  a message that goes on", 14, ["  a message", "    that goes", "    on"]),
+        ('    "key": "a long value"', 16, ['    "key": "a', "      long", '      value"']),
+        ("  abcdefghijkl", 8, ["  abcd", "    efgh", "    ijkl"]),  # no space: folded
+        ("  anything", 0, ["  anything"]),  # no width known yet: left to the widget
+    ],
+)
 def test_hanging_keeps_continuations_under_their_line(line: str, width: int, lines: list[str]) -> None:
     assert hanging(line, width) == lines
 
@@ -181,8 +212,9 @@ def test_the_summary_fits_its_failures_to_the_panel() -> None:
     snapshot = run.snapshot()
 
     def failures(width: int) -> str:
-        return next(line for line in summary_content(snapshot, 0, None, width).plain.splitlines()
-                    if line.startswith("failures"))
+        return next(
+            line for line in summary_content(snapshot, 0, None, width).plain.splitlines() if line.startswith("failures")
+        )
 
     every = "failures  429 rate limit 18 · 5xx server 6 · timeout 6 · connection 5 · bad response 5"
     assert failures(0) == failures(len(every)) == every  # 0: the width is not known yet

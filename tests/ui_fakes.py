@@ -1,20 +1,22 @@
 """A scripted RunControl for the dashboard's tests: fixed numbers, rows computed from their index,
 every call recorded, and `finish()` to make `run()` return."""
+
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
-from datetime import timezone
-from typing import Any, Sequence
+from collections.abc import Sequence
+from datetime import UTC
+from typing import Any
 
 from textual.message import Message
+from textual.notifications import Notify
 from textual.pilot import Pilot
 from textual.worker import WorkerFailed
-from textual.notifications import Notify
 
 from tokenflow_tui.engine import StatsSnapshot
-from tokenflow_tui.jobs.view import ChartPoint, RequestRow, RunSnapshot, SaveReport, TrafficView
+from tokenflow_tui.run.contract import ChartPoint, RequestRow, RunSnapshot, SaveReport, TrafficView
 from tokenflow_tui.ui import TokenFlowApp
 
 WALL_START = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
@@ -22,10 +24,24 @@ NOW = WALL_START + 754.0  # 22:25:54 UTC
 SIZE = (120, 40)
 # limits, a hold, adaptive workers, budgets and the server's allowance at once
 ACTIVE_TRAFFIC = TrafficView(
-    requests_per_minute=3_000, tokens_per_minute=450_000, held_s=2.4,
-    held_because="the server answers 429 (too many requests)", holds=3, adaptive=True, target_workers=48,
-    workers_min=8, workers_max=256, cuts=5, tokens_used=198_000, max_total_tokens=500_000, cost_usd=0.42,
-    max_cost_usd=2.0, remaining_requests=120, remaining_tokens=81_000, pace_per_minute=2_450, sent=48,
+    requests_per_minute=3_000,
+    tokens_per_minute=450_000,
+    held_s=2.4,
+    held_because="the server answers 429 (too many requests)",
+    holds=3,
+    adaptive=True,
+    target_workers=48,
+    workers_min=8,
+    workers_max=256,
+    cuts=5,
+    tokens_used=198_000,
+    max_total_tokens=500_000,
+    cost_usd=0.42,
+    max_cost_usd=2.0,
+    remaining_requests=120,
+    remaining_tokens=81_000,
+    pace_per_minute=2_450,
+    sent=48,
 )
 
 # the failed requests' kinds, 429s the most common
@@ -87,9 +103,17 @@ class ScriptedRun:
     """Requests below `finished` are done (every 50th, from 7, failed), the next `in_flight` are in
     flight (every 8th retrying), the rest queued."""
 
-    def __init__(self, *, total: int = 2_000, finished: int = 1_200, in_flight: int = 64,
-                 state: str = "running", reason: str | None = None, workers: int = 64,
-                 history_s: int = 120) -> None:
+    def __init__(
+        self,
+        *,
+        total: int = 2_000,
+        finished: int = 1_200,
+        in_flight: int = 64,
+        state: str = "running",
+        reason: str | None = None,
+        workers: int = 64,
+        history_s: int = 120,
+    ) -> None:
         self.total, self.finished, self.in_flight = total, finished, in_flight
         self.state, self.reason = state, reason
         self.workers = self.target_workers = workers
@@ -164,8 +188,15 @@ class ScriptedRun:
             latency = 1000.0 + i % 500
         elif attempts > 1:
             status, preview = "429", "retrying after a rate limit"
-        return RequestRow(index=i, id=f"doc-{i:06d}", state=state, attempts=attempts, last_status=status,
-                          latency_ms=latency, preview=preview)
+        return RequestRow(
+            index=i,
+            id=f"doc-{i:06d}",
+            state=state,
+            attempts=attempts,
+            last_status=status,
+            latency_ms=latency,
+            preview=preview,
+        )
 
     def _filtered(self, row_filter: str) -> Sequence[int]:
         if row_filter == "all":
@@ -209,19 +240,39 @@ class ScriptedRun:
         for i in self._filtered("failed"):
             failed_by_kind[self.kind(i)] = failed_by_kind.get(self.kind(i), 0) + 1
         stats = StatsSnapshot(
-            state=self.state, total=self.total, done=done, failed=failed, in_flight=self.in_flight,
+            state=self.state,
+            total=self.total,
+            done=done,
+            failed=failed,
+            in_flight=self.in_flight,
             queued=self.total - self.finished - self.in_flight + len(self._requeued),
-            attempts=self.finished + self.in_flight + retries, retries=retries,
-            workers=self.workers, target_workers=self.target_workers, elapsed_s=754.3,
-            rate_1s=61.0 if running else 0.0, rate_10s=58.4 if running else 0.0, rate_60s=55.0,
-            rate_avg=51.2, latency_p50_s=0.212, latency_p95_s=0.488, latency_p99_s=1.27,
+            attempts=self.finished + self.in_flight + retries,
+            retries=retries,
+            workers=self.workers,
+            target_workers=self.target_workers,
+            elapsed_s=754.3,
+            rate_1s=61.0 if running else 0.0,
+            rate_10s=58.4 if running else 0.0,
+            rate_60s=55.0,
+            rate_avg=51.2,
+            latency_p50_s=0.212,
+            latency_p95_s=0.488,
+            latency_p99_s=1.27,
         )
         return RunSnapshot(
-            job_name="demo", output_dir="runs/demo", state=self.state, reason=self.reason, stats=stats,
-            prompt_tokens=done * 120, completion_tokens=done * 45,
-            tokens_per_s_now=9_636.0 if running else 0.0, tokens_per_s_avg=8_448.0,
+            job_name="demo",
+            output_dir="runs/demo",
+            state=self.state,
+            reason=self.reason,
+            stats=stats,
+            prompt_tokens=done * 120,
+            completion_tokens=done * 45,
+            tokens_per_s_now=9_636.0 if running else 0.0,
+            tokens_per_s_avg=8_448.0,
             errors_by_kind={"http_429": 412, "http_5xx": 32, "timeout": 11},
-            failed_by_kind=failed_by_kind, history=self.history, saved_at=self.saved_at,
+            failed_by_kind=failed_by_kind,
+            history=self.history,
+            saved_at=self.saved_at,
             traffic=self.traffic,
         )
 
@@ -237,15 +288,22 @@ class ScriptedRun:
         attempts = []
         for k in range(n):
             attempt: dict[str, Any] = {
-                "params": {"messages": [{"role": "user", "content": f"Summarise document {index}."}],
-                           "temperature": 0.7, "max_tokens": 256},
+                "params": {
+                    "messages": [{"role": "user", "content": f"Summarise document {index}."}],
+                    "temperature": 0.7,
+                    "max_tokens": 256,
+                },
                 "started_at": WALL_START + index * 0.5 + k * 3.0,
                 "latency_ms": 180.5 + k * 40,
             }
             last = k == n - 1
             if last and state == "done":
-                attempt.update(result=self.row(index).preview, status_code=200, finish_reason="stop",
-                               usage={"prompt_tokens": 120, "completion_tokens": 45, "total_tokens": 165})
+                attempt.update(
+                    result=self.row(index).preview,
+                    status_code=200,
+                    finish_reason="stop",
+                    usage={"prompt_tokens": 120, "completion_tokens": 45, "total_tokens": 165},
+                )
             elif last and state in ("in_flight", "retrying"):
                 attempt.update(started_at=NOW - 1.5, latency_ms=None)
             else:
@@ -291,16 +349,16 @@ class ScriptedRun:
 
     def set_limits(self, requests_per_minute: float, tokens_per_minute: int) -> str | None:
         self.calls.append(("set_limits", requests_per_minute, tokens_per_minute))
-        self.traffic = dataclasses.replace(self.traffic, requests_per_minute=requests_per_minute,
-                                           tokens_per_minute=tokens_per_minute)
+        self.traffic = dataclasses.replace(
+            self.traffic, requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute
+        )
         return None
 
     def set_budget(self, max_total_tokens: int, max_cost_usd: float) -> str | None:
         self.calls.append(("set_budget", max_total_tokens, max_cost_usd))
         if max_cost_usd and not self.prices:
             return "a cost budget needs the prices in the job file"
-        self.traffic = dataclasses.replace(self.traffic, max_total_tokens=max_total_tokens,
-                                           max_cost_usd=max_cost_usd)
+        self.traffic = dataclasses.replace(self.traffic, max_total_tokens=max_total_tokens, max_cost_usd=max_cost_usd)
         return None
 
     async def save(self) -> SaveReport:
@@ -321,7 +379,7 @@ class ScriptedRun:
 
 def make_app(run: ScriptedRun, **options: Any) -> TokenFlowApp:
     """The dashboard with everything that changes fixed: clock, time zone, lag, theme, animations."""
-    options = {"clock": lambda: NOW, "tz": timezone.utc, "lag_probe": FixedLag(), **options}
+    options = {"clock": lambda: NOW, "tz": UTC, "lag_probe": FixedLag(), **options}
     app = TokenFlowApp(run, **options)
     app.animation_level = "none"
     app.theme = "textual-dark"

@@ -1,21 +1,23 @@
-from typing import Any
 import asyncio
 import logging
+from typing import Any
 
 import openai
-from tokenflow import TokenFlowTask, TokenFlowRequestTrajectory, ActionDone, ActionContinue, TokenFlowAction
+
+from tokenflow import ActionContinue, ActionDone, TokenFlowAction, TokenFlowRequestTrajectory, TokenFlowTask
 
 logging.basicConfig(level=logging.DEBUG)
 
 client = openai.AsyncOpenAI()
 
+
 async def handler(request_trajectory: TokenFlowRequestTrajectory) -> tuple[TokenFlowAction, Any]:
     if request_trajectory.length() >= 3:
         print("Too much retry, stop")
         return ActionDone(), "Too much retry, stop", None
-    
+
     params = request_trajectory.last().request_params
-    
+
     try:
         response = await client.chat.completions.create(
             messages=[{"role": "user", "content": params}],
@@ -27,17 +29,15 @@ async def handler(request_trajectory: TokenFlowRequestTrajectory) -> tuple[Token
         result = response.choices[0].message.content
 
         return ActionDone(), result, None
-    
+
     except Exception as e:
         return ActionContinue(params), str(e), None
-    
+
+
 async def main():
     params = [f"say {i}" for i in range(50)]
 
-    tf_task = TokenFlowTask(
-        request_fn=handler,
-        request_params=params
-    )
+    tf_task = TokenFlowTask(request_fn=handler, request_params=params)
 
     tf_task.run(n_workers=4)
 
@@ -47,6 +47,7 @@ async def main():
     print(str_result)
 
     print("All done")
+
 
 if __name__ == "__main__":
     asyncio.run(main())

@@ -3,6 +3,7 @@
 Each measurement gets a fresh interpreter, so its CPU time and peak RSS belong to it alone; both
 come from wait4(), that is from the kernel, not from the program's own account of itself.
 """
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 `measure()` runs each in a fresh interpreter (`python -m tokenflow_tui.bench.engine KIND N WORKERS`),
 so the peak RSS of one is not the other's.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -5,6 +5,7 @@ is not counted against it; its CPU is the child's user + sys from the OS, less w
 start and the imports took (run_probe tells), so what is left is the cost of the run: its requests,
 and the little opening the output, making the client and the last save take.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,15 +45,15 @@ def write_job(folder: Path, base_url: str, transport: str, workers: int, request
     return folder / "job.toml"
 
 
-def measure(folder: Path, base_url: str, transport: str, workers: int, requests: int,
-            timeout_s: float) -> RunFigures:
+def measure(folder: Path, base_url: str, transport: str, workers: int, requests: int, timeout_s: float) -> RunFigures:
     """Run a job of `requests` requests to `base_url` with `workers` workers."""
     job = write_job(folder, base_url, transport, workers, requests)
-    argv = [sys.executable, "-m", "tokenflow_tui.bench.run_probe", str(job), "--headless"]
+    argv = [sys.executable, "-m", "tokenflow_tui.cli.run_probe", str(job), "--headless"]
     run = run_child(argv, timeout_s=timeout_s, cwd=str(folder))
     if run.code != 0:
-        raise BenchError(f"tokenflow run ({transport}, {workers} workers) exited with {run.code}: "
-                         f"{last_line(run.stderr)}")
+        raise BenchError(
+            f"tokenflow run ({transport}, {workers} workers) exited with {run.code}: {last_line(run.stderr)}"
+        )
     startup = json.loads(run.stdout.strip().splitlines()[-1])["startup_cpu_s"]
     elapsed = _finished_state(folder, requests)["elapsed_s"]
     cpu_ms = (run.cpu_s - startup) * 1000 / requests
@@ -63,6 +64,8 @@ def _finished_state(folder: Path, requests: int) -> dict[str, Any]:
     state = tomllib.loads((folder / "run" / "state.toml").read_text())
     if state.get("done") != requests:
         # a failed request is a fault of the setup (the simulator injects none here), not a figure
-        raise BenchError(f"tokenflow run finished {state.get('done')} of {requests} requests without error; "
-                         f"see {folder / 'run' / 'results.jsonl'}")
+        raise BenchError(
+            f"tokenflow run finished {state.get('done')} of {requests} requests without error; "
+            f"see {folder / 'run' / 'results.jsonl'}"
+        )
     return state

@@ -1,4 +1,5 @@
 """What `tokenflow bench` measures: the engine's size and the HTTP points, full or quick."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -43,14 +44,21 @@ def parse_points(text: str) -> tuple[tuple[int, float], ...]:
         except ValueError:
             point = None
         if not at or point is None or point[0] < 1 or not 0 <= point[1] <= MAX_LATENCY_MS:
-            raise ValueError(f"{item.strip()!r} is not IN_FLIGHT@LATENCY_MS (for example 256@50): in flight "
-                             f"a whole number of at least 1, latency from 0 to {MAX_LATENCY_MS:g} ms")
+            raise ValueError(
+                f"{item.strip()!r} is not IN_FLIGHT@LATENCY_MS (for example 256@50): in flight "
+                f"a whole number of at least 1, latency from 0 to {MAX_LATENCY_MS:g} ms"
+            )
         points.append(point)
     return tuple(points)
 
 
-def make_plan(quick: bool, requests: int | None = None, engine_requests: int | None = None,
-              repeat: int | None = None, points: tuple[tuple[int, float], ...] | None = None) -> Plan:
+def make_plan(
+    quick: bool,
+    requests: int | None = None,
+    engine_requests: int | None = None,
+    repeat: int | None = None,
+    points: tuple[tuple[int, float], ...] | None = None,
+) -> Plan:
     """The full or quick plan, with what was given on the command line instead of its own.
 
     Points given without a request count get the largest of the plan's.

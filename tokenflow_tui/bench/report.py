@@ -1,15 +1,18 @@
 """The figures of a `tokenflow bench` run as text for a person."""
+
 from __future__ import annotations
 
 from typing import Any
 
-from ..jobs.transport import TRANSPORTS
+from ..endpoint.transport import TRANSPORTS
 
 
 def format_result(result: dict[str, Any]) -> list[str]:
     machine = result["machine"]
-    lines = [f"tokenflow bench{' --quick' if result['quick'] else ''}: {machine['cpus']} CPUs, "
-             f"Python {machine['python']}, {_load(machine)}"]
+    lines = [
+        f"tokenflow bench{' --quick' if result['quick'] else ''}: {machine['cpus']} CPUs, "
+        f"Python {machine['python']}, {_load(machine)}"
+    ]
     if result["repeat"] > 1:
         lines.append(f"every figure is the median of {result['repeat']} rounds")
     lines += ["", *_engine(result["engine"]), "", *_http(result["http"]), "", *_targets(result["targets"])]
@@ -39,19 +42,26 @@ def _http(points: list[dict[str, Any]]) -> list[str]:
         f"  {'':36}{'requests/s':>11}{'CPU ms/request':>16}{'vs yardstick':>14}{'peak RSS':>10}",
     ]
     for point in points:
-        lines.append(f"{point['in_flight']:,} in flight, simulator at {point['latency_ms']:g} ms, "
-                     f"{point['requests']:,} requests")
+        lines.append(
+            f"{point['in_flight']:,} in flight, simulator at {point['latency_ms']:g} ms, {point['requests']:,} requests"
+        )
         for transport in TRANSPORTS:
             figures = point["transports"][transport]
             label = f"run, transport {transport}" + (" (default)" if transport == TRANSPORTS[0] else "")
-            lines.append(f"  {label:36}{figures['requests_per_s']:>11,.0f}{figures['cpu_ms_per_request']:>16.3f}"
-                         f"{figures['cpu_vs_yardstick']:>13.2f}x{figures['peak_rss_mb']:>7.0f} MB")
+            lines.append(
+                f"  {label:36}{figures['requests_per_s']:>11,.0f}{figures['cpu_ms_per_request']:>16.3f}"
+                f"{figures['cpu_vs_yardstick']:>13.2f}x{figures['peak_rss_mb']:>7.0f} MB"
+            )
         loop = point["yardstick"]
-        lines.append(f"  {'yardstick: httpx over aiohttp loop':36}{loop['requests_per_s']:>11,.0f}"
-                     f"{loop['cpu_ms_per_request']:>16.3f}")
+        lines.append(
+            f"  {'yardstick: httpx over aiohttp loop':36}{loop['requests_per_s']:>11,.0f}"
+            f"{loop['cpu_ms_per_request']:>16.3f}"
+        )
         cheaper = point["cheaper"]
-        lines.append(f"  {cheaper['transport']} wins: {cheaper['cpu_factor']:.2f}x less CPU per request, "
-                     f"{cheaper['rate_factor']:.2f}x the requests/s")
+        lines.append(
+            f"  {cheaper['transport']} wins: {cheaper['cpu_factor']:.2f}x less CPU per request, "
+            f"{cheaper['rate_factor']:.2f}x the requests/s"
+        )
     lines += [
         "  requests/s: finished requests over the run's own running time",
         "  CPU ms/request: user + sys of the runner process from the OS, less the interpreter's start and imports",
@@ -66,8 +76,9 @@ def _targets(found: list[dict[str, Any]]) -> list[str]:
     for target in found:
         verdict = "met" if target["met"] else "NOT met"
         bound = "≤" if target["at_most"] else "≥"
-        lines.append(f"  {target['what']}: {_number(target['value'])} (target {bound} {_number(target['target'])}) "
-                     f"{verdict}")
+        lines.append(
+            f"  {target['what']}: {_number(target['value'])} (target {bound} {_number(target['target'])}) {verdict}"
+        )
     return lines
 
 

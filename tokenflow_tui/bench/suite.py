@@ -3,17 +3,19 @@
 Within a point the yardstick and each transport's run take turns, repeat after repeat, so a change
 of load on the machine falls on all of them alike; each figure is the median over the repeats.
 """
+
 from __future__ import annotations
 
 import os
 import platform
 import statistics
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ..jobs.transport import TRANSPORTS  # the runner's default first
+from ..endpoint.transport import TRANSPORTS  # the runner's default first
 from ..sim import SimulatorConfig, SimulatorProcess
 from . import engine, headless_run, yardstick
 from .plan import ENGINE_WORKERS, Plan, Point
@@ -81,10 +83,15 @@ def _point(point: Point, repeat: int, scratch: Path, progress: Progress) -> dict
             progress(f"{where}: yardstick loop, {point.requests:,} requests{suffix}")
             loops.append(yardstick.measure(simulator.base_url, point.in_flight, point.requests, timeout))
             for transport in TRANSPORTS:
-                progress(f"{where}: tokenflow run --headless, transport {transport}, {point.requests:,} requests{suffix}")
+                progress(
+                    f"{where}: tokenflow run --headless, transport {transport}, {point.requests:,} requests{suffix}"
+                )
                 folder = scratch / f"{point.in_flight}-{point.latency_ms:g}-{transport}-{round_}"
-                runs[transport].append(headless_run.measure(
-                    folder, simulator.base_url, transport, point.in_flight, point.requests, timeout))
+                runs[transport].append(
+                    headless_run.measure(
+                        folder, simulator.base_url, transport, point.in_flight, point.requests, timeout
+                    )
+                )
     loop = _median_of(loops)
     by_transport = {}
     for transport, figures in runs.items():
@@ -115,25 +122,41 @@ def _cheaper(by_transport: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     """The DESIGN §5 figures this run measured, each with its value and whether it is met."""
     engine_rate = result["engine"]["engine_requests_per_s"]
-    found = [_target(f"engine, no-op handler, {ENGINE_WORKERS} workers: requests/s", engine_rate,
-                     ENGINE_TARGET_PER_S, at_most=False)]
+    found = [
+        _target(
+            f"engine, no-op handler, {ENGINE_WORKERS} workers: requests/s",
+            engine_rate,
+            ENGINE_TARGET_PER_S,
+            at_most=False,
+        )
+    ]
     default = TRANSPORTS[0]
     for point in result["http"]:
         spot = (point["in_flight"], point["latency_ms"])
         figures = point["transports"][default]
         where = f"{spot[0]:,} in flight, {spot[1]:g} ms"
         if spot == CPU_RATIO_POINT:
-            found.append(_target(f"client CPU per request / the yardstick's, {where}", figures["cpu_vs_yardstick"],
-                                 CPU_RATIO_TARGET, at_most=True))
+            found.append(
+                _target(
+                    f"client CPU per request / the yardstick's, {where}",
+                    figures["cpu_vs_yardstick"],
+                    CPU_RATIO_TARGET,
+                    at_most=True,
+                )
+            )
         if spot == RATE_POINT:
-            found.append(_target(f"requests/s, {where}", figures["requests_per_s"], RATE_TARGET_PER_S,
-                                 at_most=False))
+            found.append(_target(f"requests/s, {where}", figures["requests_per_s"], RATE_TARGET_PER_S, at_most=False))
     return found
 
 
 def _target(what: str, value: float, target: float, at_most: bool) -> dict[str, Any]:
-    return {"what": what, "value": value, "target": target, "at_most": at_most,
-            "met": value <= target if at_most else value >= target}
+    return {
+        "what": what,
+        "value": value,
+        "target": target,
+        "at_most": at_most,
+        "met": value <= target if at_most else value >= target,
+    }
 
 
 def _median_of(figures: list[Any]) -> dict[str, Any]:

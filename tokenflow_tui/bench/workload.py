@@ -1,4 +1,5 @@
 """The requests every HTTP measurement sends: the same bodies from the job runner and the yardstick."""
+
 from __future__ import annotations
 
 from typing import Any

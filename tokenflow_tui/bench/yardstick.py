@@ -3,6 +3,7 @@
 It is the least a client with httpx's API does per request (DESIGN §5 compares the runner to it).
 `measure()` runs it in a fresh interpreter: `python -m tokenflow_tui.bench.yardstick URL IN_FLIGHT N`.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -2,6 +2,7 @@
 
 It imports no UI, no HTTP client and no file format.
 """
+
 from .actions import ActionContinue, ActionDone, TokenFlowAction
 from .clock import Clock, ManualClock, SystemClock
 from .events import (

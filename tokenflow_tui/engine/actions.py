@@ -1,4 +1,5 @@
 """What a handler tells the engine to do with a request after an attempt."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """Requests to and from plain data (dicts, lists, str, int, float, bool, None) for checkpoints."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -37,16 +38,24 @@ def request_to_data(request: TokenFlowRequest, in_flight: bool = False) -> dict[
         for e in elements
     ]
     if in_flight:
-        data[-1] = {"request_params": elements[-1].request_params, "result": None, "action": None,
-                    "started_at": None, "latency_s": None}
+        data[-1] = {
+            "request_params": elements[-1].request_params,
+            "result": None,
+            "action": None,
+            "started_at": None,
+            "latency_s": None,
+        }
     return {"id": request.id, "trajectory": data}
 
 
 def request_from_data(data: dict[str, Any]) -> TokenFlowRequest:
     elements = [
         TokenFlowRequestTrajectoryElement(
-            e["request_params"], e.get("result"), action_from_data(e.get("action")),
-            e.get("started_at"), e.get("latency_s"),
+            e["request_params"],
+            e.get("result"),
+            action_from_data(e.get("action")),
+            e.get("started_at"),
+            e.get("latency_s"),
         )
         for e in data["trajectory"]
     ]

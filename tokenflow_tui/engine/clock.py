@@ -1,4 +1,5 @@
 """Time as the engine sees it, injectable so tests drive it instead of sleeping."""
+
 from __future__ import annotations
 
 import asyncio

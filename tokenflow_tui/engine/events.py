@@ -1,12 +1,14 @@
 """Events the engine reports to a user's callback, and their delivery."""
+
 from __future__ import annotations
 
 import asyncio
 import inspect
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, TypeAlias
+from typing import Any, TypeAlias
 
 from .trajectory import TokenFlowRequestTrajectory
 

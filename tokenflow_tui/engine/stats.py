@@ -1,4 +1,5 @@
 """Running statistics: O(1) to record, cheap to snapshot many times a second."""
+
 from __future__ import annotations
 
 from bisect import bisect_right

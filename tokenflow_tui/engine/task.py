@@ -3,6 +3,7 @@
 Requests are pulled lazily from the input, so an input of millions is never held at once, and each
 finished request goes either to the results list or, with a sink, out of the task for good.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -10,7 +11,8 @@ import itertools
 import logging
 import traceback
 from collections import deque
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from typing import Any
 
 from .actions import ActionContinue, ActionDone
 from .checkpoint import request_from_data, request_to_data
@@ -125,9 +127,7 @@ class TokenFlowTask:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            raise RuntimeError(
-                "TokenFlowTask.run must be called from a coroutine on a running event loop"
-            ) from None
+            raise RuntimeError("TokenFlowTask.run must be called from a coroutine on a running event loop") from None
         if self._state == DONE:
             return
         if n_workers is not None:
@@ -297,9 +297,7 @@ class TokenFlowTask:
                 "elapsed_s": self._elapsed(self._clock.monotonic()),
             },
             "latency_histogram": self._latency.to_data(),
-            "pending": [
-                request_to_data(request, in_flight=id(request) in self._running) for request in pending
-            ],
+            "pending": [request_to_data(request, in_flight=id(request) in self._running) for request in pending],
         }
 
     @classmethod
@@ -564,5 +562,3 @@ def _request_seq(request: TokenFlowRequest) -> int:
 def _short_repr(value: Any, limit: int = 200) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-

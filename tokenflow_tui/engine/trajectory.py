@@ -1,4 +1,5 @@
 """A request and its trajectory: one element per attempt."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -61,6 +62,4 @@ class TokenFlowRequest:
 
 
 def new_request(request_id: Any, params: Any, seq: int = 0) -> TokenFlowRequest:
-    return TokenFlowRequest(
-        request_id, TokenFlowRequestTrajectory([TokenFlowRequestTrajectoryElement(params)]), seq
-    )
+    return TokenFlowRequest(request_id, TokenFlowRequestTrajectory([TokenFlowRequestTrajectoryElement(params)]), seq)

@@ -1,4 +1,5 @@
 """The built-in OpenAI-compatible simulator."""
+
 from .config import FAULT_KINDS, SimulatorConfig, parse_fail, validate_fail
 from .process import SimulatorProcess
 from .server import Simulator, SimulatorStats

@@ -3,6 +3,7 @@
 Answers are deterministic so tests can match them to prompts: "Echo: " + the last user message
 (chat) or the prompt (completions), cut to `max_tokens` words.
 """
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """`tokenflow simulate`: serve the simulator until SIGINT or SIGTERM."""
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `tokenflow simulate`: the same knobs as a job file's [endpoint.simulator]."""
     add = parser.add_argument
     add("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    add("--port", type=_bounded(int, 0, maximum=_MAX_PORT), default=8765, help="0 picks a free port (default: %(default)s)")
-    add("--latency-ms", type=_bounded(float, 0), default=_DEFAULTS.latency_ms, help="mean latency (default: %(default)s)")
+    add(
+        "--port",
+        type=_bounded(int, 0, maximum=_MAX_PORT),
+        default=8765,
+        help="0 picks a free port (default: %(default)s)",
+    )
+    add(
+        "--latency-ms",
+        type=_bounded(float, 0),
+        default=_DEFAULTS.latency_ms,
+        help="mean latency (default: %(default)s)",
+    )
     add("--jitter-ms", type=_bounded(float, 0), default=_DEFAULTS.jitter_ms, help="latency varies uniformly by ± this")
     add(
         "--fail",
@@ -80,7 +91,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     positive = _bounded(float, 0, inclusive=False)
     add("--stall-s", type=positive, default=_DEFAULTS.stall_s, help="a stalled connection closes after this")
     add("--drip-interval-ms", type=positive, default=_DEFAULTS.drip_interval_ms, help="pause between drip pieces")
-    add("--huge-bytes", type=_bounded(int, MIN_HUGE_BYTES), default=_DEFAULTS.huge_bytes, help="body size of a huge fault")
+    add(
+        "--huge-bytes",
+        type=_bounded(int, MIN_HUGE_BYTES),
+        default=_DEFAULTS.huge_bytes,
+        help="body size of a huge fault",
+    )
     add("--model", default=_DEFAULTS.model, help="the model GET /models lists (default: %(default)s)")
     # For SimulatorProcess: its parent holds our stdin, so end of input means the parent is gone (even by kill -9).
     add("--exit-on-stdin-eof", action="store_true", help=argparse.SUPPRESS)

@@ -1,4 +1,5 @@
 """The simulator's settings, and the checks of a fault mix given on a command line or in a job file."""
+
 from __future__ import annotations
 
 import math
@@ -12,7 +13,16 @@ from types import MappingProxyType
 # drip: a valid answer, a few bytes every drip_interval_ms; huge: a 200 JSON body of huge_bytes;
 # ctype: 200 with an HTML page.
 FAULT_KINDS: tuple[str, ...] = (
-    "429", "500", "503", "reset", "stall", "malformed", "truncated", "drip", "huge", "ctype",
+    "429",
+    "500",
+    "503",
+    "reset",
+    "stall",
+    "malformed",
+    "truncated",
+    "drip",
+    "huge",
+    "ctype",
 )
 RETRY_AFTER_FORMS: tuple[str, ...] = ("date", "absurd", "none")
 MIN_HUGE_BYTES = 64  # room for the JSON wrapper around the padding
@@ -108,7 +118,9 @@ class SimulatorConfig:
     model: str = "sim-1"
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.fail, Mapping), f"fail must be a mapping of fault kind to probability, not {self.fail!r}")
+        _require(
+            isinstance(self.fail, Mapping), f"fail must be a mapping of fault kind to probability, not {self.fail!r}"
+        )
         object.__setattr__(self, "fail", MappingProxyType(validate_fail(self.fail)))
         for name in ("latency_ms", "jitter_ms"):
             value = getattr(self, name)
@@ -146,4 +158,6 @@ class SimulatorConfig:
             self.require_key is None or (isinstance(self.require_key, str) and self.require_key != ""),
             "require_key must be a non-empty string or None",
         )
-        _require(isinstance(self.model, str) and self.model != "", f"model must be a non-empty string, not {self.model!r}")
+        _require(
+            isinstance(self.model, str) and self.model != "", f"model must be a non-empty string, not {self.model!r}"
+        )

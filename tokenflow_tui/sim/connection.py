@@ -1,4 +1,5 @@
 """One client connection: takes its requests in order and carries out each reply (send, drip, stream, reset, stall)."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """The per-request random draws, from one seedable RNG: which fault, if any, and how long to wait."""
+
 from __future__ import annotations
 
 import random

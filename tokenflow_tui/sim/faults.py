@@ -1,4 +1,5 @@
 """The reply each fault kind makes."""
+
 from __future__ import annotations
 
 import math
@@ -71,7 +72,9 @@ def fault_reply(kind: str, config: SimulatorConfig, head: bytes, body: bytes, de
             delay_s=delay_s,
         )
     if kind == "500":
-        return error_reply(500, "The server had an error while processing your request.", "server_error", delay_s=delay_s)
+        return error_reply(
+            500, "The server had an error while processing your request.", "server_error", delay_s=delay_s
+        )
     if kind == "503":
         return error_reply(503, "The server is overloaded or not ready yet.", "server_error", delay_s=delay_s)
     if kind == "reset":
@@ -89,5 +92,7 @@ def fault_reply(kind: str, config: SimulatorConfig, head: bytes, body: bytes, de
         size = config.huge_bytes
         return Reply(How.STREAM, head=response_head(200, JSON, size), chunks=huge_chunks(size), delay_s=delay_s)
     if kind == "ctype":
-        return Reply(head=response_head(200, "text/html; charset=utf-8", len(HTML_BODY)), body=HTML_BODY, delay_s=delay_s)
+        return Reply(
+            head=response_head(200, "text/html; charset=utf-8", len(HTML_BODY)), body=HTML_BODY, delay_s=delay_s
+        )
     raise ValueError(f"unknown fault kind {kind!r}")

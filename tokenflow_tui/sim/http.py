@@ -1,4 +1,5 @@
 """Just enough HTTP/1.1 for the simulator: taking requests off a byte buffer, framing responses."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable

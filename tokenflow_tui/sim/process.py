@@ -1,4 +1,5 @@
 """The simulator in a child process, so that benchmarks keep its CPU apart from the client's."""
+
 from __future__ import annotations
 
 import asyncio

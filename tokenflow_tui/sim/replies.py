@@ -1,4 +1,5 @@
 """Replies made of bytes: JSON bodies, OpenAI-style errors, and answers (JSON or server-sent events)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable

@@ -1,4 +1,5 @@
 """The simulator server: its life cycle, its routes, and what each request gets."""
+
 from __future__ import annotations
 
 import asyncio
@@ -158,7 +159,9 @@ class Simulator:
             return error_reply(
                 405, f"{request.path} accepts {method} only.", "invalid_request_error", headers=(("Allow", method),)
             )
-        if self._authorization is not None and not hmac.compare_digest(request.authorization or b"", self._authorization):
+        if self._authorization is not None and not hmac.compare_digest(
+            request.authorization or b"", self._authorization
+        ):
             outcomes["unauthorized"] += 1
             return error_reply(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
         if api is None:

@@ -1,4 +1,5 @@
 """The hidden requests-per-minute limit: a sliding window of admitted requests."""
+
 from __future__ import annotations
 
 from collections import deque

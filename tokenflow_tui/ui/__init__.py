@@ -1,4 +1,5 @@
 """The Textual dashboard."""
+
 from .app import TokenFlowApp, run_dashboard
 
 __all__ = ["TokenFlowApp", "run_dashboard"]

@@ -1,9 +1,11 @@
 """The Textual app: hosts the run on its event loop and maps keys to the run's controls."""
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Coroutine
 from datetime import tzinfo
-from typing import Any, Callable, Coroutine
+from typing import Any
 
 from textual.app import App
 from textual.binding import Binding
@@ -11,23 +13,27 @@ from textual.screen import ModalScreen
 from textual.worker import Worker, WorkerState
 
 from ..engine import StatsSnapshot
-from ..jobs.view import RunControl, TrafficView
+from ..run.contract import RunControl, TrafficView
 from .context import DashboardContext
 from .formatting import clock_time, plural
 from .guard import GuardedControl
 from .lag import LagProbe, LoopLagMonitor
+from .screens.amounts import AmountsDialog, Apply
 from .screens.dialogs import ConfirmQuitScreen, HelpScreen
 from .screens.failed import FailedScreen
-from .screens.amounts import AmountsDialog, Apply
 from .screens.main import MainScreen
+from .screens.traffic_edits import budget_dialog, change_note, limits_dialog, resume_note, spent_budgets
 from .screens.trajectory import TrajectoryScreen
-from .traffic_edits import budget_dialog, change_note, limits_dialog, resume_note, spent_budgets
 
 _WORKERS = Binding.Group("workers", compact=True)
 # what each background call is, for the one error handler of all workers
 _WORKER_WHAT = {
-    "run": "the run", "pause": "pausing", "resume": "resuming", "stop_now": "stopping",
-    "save": "saving", "shutdown": "saving before quitting",
+    "run": "the run",
+    "pause": "pausing",
+    "resume": "resuming",
+    "stop_now": "stopping",
+    "save": "saving",
+    "shutdown": "saving before quitting",
 }
 # why pausing or stopping cannot be done in these states
 _NOT_YET = {"done": "the job is done", "starting": "the job is starting: try again in a moment"}
@@ -49,18 +55,42 @@ class TokenFlowApp(App[int]):
     TITLE = "TokenFlow"
     ENABLE_COMMAND_PALETTE = False
     KEYS = [
-        Binding("p", "toggle_pause", "pause/resume", id="pause",
-                tooltip="pause softly (requests in flight finish, nothing new starts) or resume"),
-        Binding("x", "stop_now", "stop now", id="stop_now",
-                tooltip="stop hard: requests in flight are cancelled and go back to the queue"),
-        Binding("plus", "scale(1)", "+1", id="workers_up", key_display="+", group=_WORKERS,
-                tooltip="one worker more"),
-        Binding("minus", "scale(-1)", "-1", id="workers_down", key_display="-", group=_WORKERS,
-                tooltip="one worker less"),
-        Binding("right_square_bracket", "scale(10)", "+10", id="workers_up_10", key_display="]",
-                group=_WORKERS, tooltip="ten workers more"),
-        Binding("left_square_bracket", "scale(-10)", "-10", id="workers_down_10", key_display="[",
-                group=_WORKERS, tooltip="ten workers less"),
+        Binding(
+            "p",
+            "toggle_pause",
+            "pause/resume",
+            id="pause",
+            tooltip="pause softly (requests in flight finish, nothing new starts) or resume",
+        ),
+        Binding(
+            "x",
+            "stop_now",
+            "stop now",
+            id="stop_now",
+            tooltip="stop hard: requests in flight are cancelled and go back to the queue",
+        ),
+        Binding("plus", "scale(1)", "+1", id="workers_up", key_display="+", group=_WORKERS, tooltip="one worker more"),
+        Binding(
+            "minus", "scale(-1)", "-1", id="workers_down", key_display="-", group=_WORKERS, tooltip="one worker less"
+        ),
+        Binding(
+            "right_square_bracket",
+            "scale(10)",
+            "+10",
+            id="workers_up_10",
+            key_display="]",
+            group=_WORKERS,
+            tooltip="ten workers more",
+        ),
+        Binding(
+            "left_square_bracket",
+            "scale(-10)",
+            "-10",
+            id="workers_down_10",
+            key_display="[",
+            group=_WORKERS,
+            tooltip="ten workers less",
+        ),
         Binding("s", "save", "save", id="save", tooltip="save progress now: results flushed, checkpoint written"),
         Binding("q", "quit", "quit", id="quit", tooltip="save and quit (asks first while requests are in flight)"),
         Binding("question_mark", "help", "help", id="help", key_display="?", tooltip="this list of keys"),
@@ -79,8 +109,14 @@ class TokenFlowApp(App[int]):
     ) -> None:
         super().__init__()
         self.control = GuardedControl(control, self._report_control_error)
-        self.context = DashboardContext(self.control, clock, tz, refresh_s, chart_refresh_s,
-                                        lag_probe if lag_probe is not None else LoopLagMonitor())
+        self.context = DashboardContext(
+            self.control,
+            clock,
+            tz,
+            refresh_s,
+            chart_refresh_s,
+            lag_probe if lag_probe is not None else LoopLagMonitor(),
+        )
         self.main_screen = MainScreen(self.context)
         self.run_code: int | None = None  # set when control.run() has returned
         self._quitting = False
@@ -182,8 +218,9 @@ class TokenFlowApp(App[int]):
         if self._unfinished("resume") is not None:
             # a flag, not a cancel: cancelling the waiting worker would cancel the pause it awaits
             self._resume_wanted = not self._resume_wanted
-            self.notify("resuming once the requests in flight have finished" if self._resume_wanted
-                        else "staying paused")
+            self.notify(
+                "resuming once the requests in flight have finished" if self._resume_wanted else "staying paused"
+            )
         elif (pause := self._unfinished("pause")) is not None:
             self._resume_wanted = True
             self._call("resume", self._resume_after(pause))
@@ -231,8 +268,7 @@ class TokenFlowApp(App[int]):
     def action_budget(self) -> None:
         self._edit_traffic(budget_dialog, "budget", self.control.set_budget)
 
-    def _edit_traffic(self, dialog: Callable[[TrafficView, Apply], AmountsDialog], what: str,
-                      apply: Apply) -> None:
+    def _edit_traffic(self, dialog: Callable[[TrafficView, Apply], AmountsDialog], what: str, apply: Apply) -> None:
         """Ask for new amounts in `dialog`, which hands them to the run's `apply`, then say what changed."""
         state = self._pull()[0]
         if state in _NOT_YET:
@@ -259,8 +295,10 @@ class TokenFlowApp(App[int]):
 
     async def _save(self) -> None:
         report = await self.control.save()
-        self.notify(f"saved {plural(report.results, 'result')} to {report.path} "
-                    f"at {clock_time(report.saved_at, self.context.tz)}")
+        self.notify(
+            f"saved {plural(report.results, 'result')} to {report.path} "
+            f"at {clock_time(report.saved_at, self.context.tz)}"
+        )
 
     async def action_quit(self) -> None:
         if self._quitting:
@@ -281,8 +319,10 @@ class TokenFlowApp(App[int]):
         in_flight = self.control.snapshot().stats.in_flight
         if in_flight:
             # a stalled request can hold a soft pause up to the endpoint's timeout: say how not to wait
-            self.notify(f"saving and quitting once {plural(in_flight, 'request')} in flight "
-                        f"{'has' if in_flight == 1 else 'have'} finished; x stops them now")
+            self.notify(
+                f"saving and quitting once {plural(in_flight, 'request')} in flight "
+                f"{'has' if in_flight == 1 else 'have'} finished; x stops them now"
+            )
         else:
             self.notify("saving and quitting…")
         self._call("shutdown", self._shutdown_and_exit())
@@ -291,12 +331,16 @@ class TokenFlowApp(App[int]):
         self.exit(await self.control.shutdown())
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen([
-            ("Anywhere", self.KEYS),
-            ("Dashboard", MainScreen.BINDINGS),
-            ("Failed requests", FailedScreen.BINDINGS),
-            ("Trajectory", TrajectoryScreen.BINDINGS),
-        ]))
+        self.push_screen(
+            HelpScreen(
+                [
+                    ("Anywhere", self.KEYS),
+                    ("Dashboard", MainScreen.BINDINGS),
+                    ("Failed requests", FailedScreen.BINDINGS),
+                    ("Trajectory", TrajectoryScreen.BINDINGS),
+                ]
+            )
+        )
 
 
 def run_dashboard(control: RunControl) -> int:

@@ -1,11 +1,12 @@
 """What every screen of the dashboard needs to know about the run and the app's settings."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import tzinfo
-from typing import Callable
 
-from ..jobs.view import RunControl
+from ..run.contract import RunControl
 from .lag import LagProbe
 
 

@@ -1,13 +1,14 @@
 """How numbers, durations and times read on the dashboard."""
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, tzinfo
-from typing import Mapping
 
 from rich.cells import cell_len, set_cell_size
 
-from ..jobs.durations import DASH
-from ..jobs.view import ERROR_KINDS
+from ..run.contract import ERROR_KINDS
+from ..run.durations import DASH
 
 MUTED = "$foreground-muted"  # labels and hints, quieter than the numbers
 
@@ -96,6 +97,7 @@ def fit(text: str, width: int, *, right: bool = False) -> str:
 def one_line(text: str) -> str:
     """Whitespace runs, newlines included, as single spaces."""
     return " ".join(text.split())
+
 
 # one colour per error kind, the same in every chart and list, so a kind is recognised at a glance
 ERROR_STYLES = {

@@ -6,12 +6,14 @@ still going. Each read here falls back to an answer the screens can draw (the la
 no attempts) and hands the error to `report`, once per distinct message. The coroutines (run, pause,
 save…) pass through unchanged: the app runs them in workers, whose errors its one handler reports.
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
-from ..jobs.view import RequestRow, RunControl, RunSnapshot, SaveReport
+from ..run.contract import RequestRow, RunControl, RunSnapshot, SaveReport
 
 T = TypeVar("T")
 Report = Callable[[str], None]
@@ -74,8 +76,9 @@ class GuardedControl:
         return self._refusal("setting the workers", lambda: self.inner.set_workers(n))
 
     def set_limits(self, requests_per_minute: float, tokens_per_minute: int) -> str | None:
-        return self._refusal("setting the rate limits",
-                             lambda: self.inner.set_limits(requests_per_minute, tokens_per_minute))
+        return self._refusal(
+            "setting the rate limits", lambda: self.inner.set_limits(requests_per_minute, tokens_per_minute)
+        )
 
     def set_budget(self, max_total_tokens: int, max_cost_usd: float) -> str | None:
         return self._refusal("setting the budgets", lambda: self.inner.set_budget(max_total_tokens, max_cost_usd))

@@ -1,4 +1,5 @@
 """Event-loop lag: how late a periodic callback fires, p99 over the last minute."""
+
 from __future__ import annotations
 
 import asyncio
@@ -25,8 +26,9 @@ class LoopLagMonitor:
     not the app's message queue.
     """
 
-    def __init__(self, interval_s: float = 0.1, window_s: float = 60.0,
-                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(
+        self, interval_s: float = 0.1, window_s: float = 60.0, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
         self.interval_s = interval_s
         self.window_s = window_s
         self._loop = loop

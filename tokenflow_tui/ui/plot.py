@@ -1,10 +1,11 @@
 """Charts as lines of Unicode block characters: pure functions, so their output is deterministic."""
+
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
-from ..jobs.view import ChartPoint
+from ..run.contract import ChartPoint
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 

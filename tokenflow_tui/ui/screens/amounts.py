@@ -1,8 +1,9 @@
 """A small dialog that asks for a few amounts (rate limits, budgets), prefilled, 0 meaning none."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from textual import on
 from textual.app import ComposeResult

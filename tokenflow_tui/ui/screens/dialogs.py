@@ -1,7 +1,8 @@
 """Modal dialogs: the quit confirmation and the list of keys."""
+
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -27,11 +28,14 @@ class ConfirmQuitScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="quit-dialog", classes="dialog"):
-            yield Static(Content.assemble(
-                (f"{plural(self.in_flight, 'request')} in flight.", "bold"), "\n\n",
-                "Quitting pauses the job: no new request starts, those in flight finish, progress is "
-                "saved, then TokenFlow exits. A rerun resumes where it stopped.",
-            ))
+            yield Static(
+                Content.assemble(
+                    (f"{plural(self.in_flight, 'request')} in flight.", "bold"),
+                    "\n\n",
+                    "Quitting pauses the job: no new request starts, those in flight finish, progress is "
+                    "saved, then TokenFlow exits. A rerun resumes where it stopped.",
+                )
+            )
             with Horizontal(classes="buttons"):
                 yield Button("Save and quit (y)", id="quit-yes", variant="error")
                 yield Button("Cancel (n)", id="quit-no")
@@ -67,5 +71,7 @@ class HelpScreen(ModalScreen[None]):
                     with Horizontal(classes="help-key"):
                         yield Static(Content.styled(key, "bold"), classes="key")
                         yield Static(binding.tooltip or binding.description, classes="what")
-            yield Static(Content.styled("↑ ↓ page up/down home end move in lists; escape or ? closes this help",
-                                        MUTED), classes="help-title")
+            yield Static(
+                Content.styled("↑ ↓ page up/down home end move in lists; escape or ? closes this help", MUTED),
+                classes="help-title",
+            )

@@ -1,4 +1,5 @@
 """The failed requests, grouped by the error kind of their last attempt, each with its trajectory."""
+
 from __future__ import annotations
 
 from textual import on
@@ -19,7 +20,6 @@ from ..widgets.panel import LivePanel
 from ..widgets.trajectory import TrajectoryView
 from .trajectory import BACK, COPY
 
-
 NONE_LEFT = "No failed request is left: those queued again wait in the queue."
 
 
@@ -29,8 +29,13 @@ class FailedScreen(Screen[None]):
     BINDINGS = [
         BACK,
         Binding("r", "retry_one", "retry", id="retry_one", tooltip="queue the selected request again"),
-        Binding("R", "retry_group", "retry all of kind", id="retry_group",
-                tooltip="queue every request of the selected error kind again"),
+        Binding(
+            "R",
+            "retry_group",
+            "retry all of kind",
+            id="retry_group",
+            tooltip="queue every request of the selected error kind again",
+        ),
         COPY,
     ]
 

@@ -1,4 +1,5 @@
 """The dashboard: the run at a glance, refreshed on a timer, and the table of requests."""
+
 from __future__ import annotations
 
 from functools import cached_property
@@ -9,7 +10,7 @@ from textual.containers import Horizontal
 from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
 
-from ...jobs.view import ROW_FILTERS, RunSnapshot
+from ...run.contract import ROW_FILTERS, RunSnapshot
 from ..context import DashboardContext
 from ..widgets.charts import ErrorChart, ThroughputChart
 from ..widgets.footer import KeyFooter
@@ -21,7 +22,6 @@ from ..widgets.summary import summary_content
 from ..widgets.traffic import TrafficPanel
 from .failed import FailedScreen
 from .trajectory import TrajectoryScreen
-
 
 # one footer entry for both keys, "l b" rather than "lb" (which reads as pounds): the footer fits 120 columns
 _TRAFFIC = Binding.Group("traffic", compact=False)
@@ -49,20 +49,53 @@ class MainScreen(Screen[None]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (88, "-medium"), (116, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
     BINDINGS = [
-        Binding("enter", "open_trajectory", "trajectory", id="trajectory",
-                tooltip="the selected request's attempts, in full"),
-        Binding("f", "failed", "failed", id="failed",
-                tooltip="failed requests grouped by error kind; queue them again from there"),
-        Binding("tab", "cycle_filter", "filter", id="cycle_filter",
-                tooltip="show all requests, those in flight, those retried, those failed"),
+        Binding(
+            "enter",
+            "open_trajectory",
+            "trajectory",
+            id="trajectory",
+            tooltip="the selected request's attempts, in full",
+        ),
+        Binding(
+            "f",
+            "failed",
+            "failed",
+            id="failed",
+            tooltip="failed requests grouped by error kind; queue them again from there",
+        ),
+        Binding(
+            "tab",
+            "cycle_filter",
+            "filter",
+            id="cycle_filter",
+            tooltip="show all requests, those in flight, those retried, those failed",
+        ),
         # on the dashboard only, where the traffic panel shows what they change
-        Binding("l", "app.limits", "limits", id="limits", group=_TRAFFIC,
-                tooltip="change the rate limits: requests and tokens per minute, shared by all workers"),
-        Binding("b", "app.budget", "budget", id="budget", group=_TRAFFIC,
-                tooltip="change the budgets (total tokens, cost) at which the job pauses"),
+        Binding(
+            "l",
+            "app.limits",
+            "limits",
+            id="limits",
+            group=_TRAFFIC,
+            tooltip="change the rate limits: requests and tokens per minute, shared by all workers",
+        ),
+        Binding(
+            "b",
+            "app.budget",
+            "budget",
+            id="budget",
+            group=_TRAFFIC,
+            tooltip="change the budgets (total tokens, cost) at which the job pauses",
+        ),
         *(
-            Binding(str(number), f"filter('{name}')", FILTER_LABELS[name], show=False, id=f"filter_{name}",
-                    tooltip=f"show {FILTER_LABELS[name]} requests")
+            Binding(
+                str(number),
+                f"filter('{name}')",
+                FILTER_LABELS[name],
+                show=False,
+                id=f"filter_{name}",
+                tooltip=f"show {FILTER_LABELS[name]} requests",
+            )
             for number, name in enumerate(ROW_FILTERS, 1)
         ),
     ]
@@ -93,8 +126,16 @@ class MainScreen(Screen[None]):
         yield KeyFooter()
 
     def on_mount(self) -> None:
-        titles = {"counts": "requests", "speed": "speed", "latency": "latency", "tokens": "tokens",
-                  "throughput": "finished requests / s", "errors": "errors by kind / s", "summary": "finished", "traffic": "traffic control"}
+        titles = {
+            "counts": "requests",
+            "speed": "speed",
+            "latency": "latency",
+            "tokens": "tokens",
+            "throughput": "finished requests / s",
+            "errors": "errors by kind / s",
+            "summary": "finished",
+            "traffic": "traffic control",
+        }
         for widget_id, title in titles.items():
             self.query_one(f"#{widget_id}").border_title = title
         # one timer for numbers and charts, so that a chart's second is painted in the same frame as
@@ -159,8 +200,9 @@ class MainScreen(Screen[None]):
             widgets.tokens.set_content(tokens_content(snapshot))
             widgets.traffic.show_traffic(snapshot.traffic)
             if self.exit_code is not None:
-                widgets.summary.set_content(summary_content(snapshot, self.exit_code, self.run_error,
-                                                            widgets.summary.size.width))
+                widgets.summary.set_content(
+                    summary_content(snapshot, self.exit_code, self.run_error, widgets.summary.size.width)
+                )
             widgets.requests.refresh_rows()
 
     def refresh_charts(self) -> None:

@@ -1,4 +1,5 @@
 """One request's whole trajectory."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -9,7 +10,7 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.timer import Timer
 
-from ...jobs.view import RequestRow
+from ...run.contract import RequestRow
 from ..context import DashboardContext
 from ..formatting import plural
 from ..widgets.footer import KeyFooter
@@ -73,15 +74,19 @@ class TrajectoryScreen(Screen[None]):
         else:
             # a request that has started has attempts: none means they could not be read (the run said why)
             empty = note or "The attempts of this request could not be read."
-        self.query_one(TrajectoryView).show_attempts(attempts, self.context.tz, scroll_home=scroll_home,
-                                                     empty=empty, after=note)
+        self.query_one(TrajectoryView).show_attempts(
+            attempts, self.context.tz, scroll_home=scroll_home, empty=empty, after=note
+        )
 
     def _show_title(self) -> None:
         row = self.row
-        self.query_one(LivePanel).set_content(Content.assemble(
-            (f"Request #{row.index}", "bold"), f"  id {row.id}  ·  {row.state.replace('_', ' ')}  ·  ",
-            plural(max(row.attempts, len(self.attempts)), "attempt"),
-        ))
+        self.query_one(LivePanel).set_content(
+            Content.assemble(
+                (f"Request #{row.index}", "bold"),
+                f"  id {row.id}  ·  {row.state.replace('_', ' ')}  ·  ",
+                plural(max(row.attempts, len(self.attempts)), "attempt"),
+            )
+        )
 
     def action_copy(self) -> None:
         self.query_one(TrajectoryView).copy_all()

@@ -1,12 +1,13 @@
 """Throughput and errors over time, one column per second, from the snapshot's history."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from textual.content import Content
 from textual.widget import Widget
 
-from ...jobs.view import ERROR_KINDS, ChartPoint
+from ...run.contract import ERROR_KINDS, ChartPoint
 from ..formatting import MUTED, compact, error_label, error_style, fit
 from ..plot import bar_rows, nice_ceiling, per_second, sparkline
 
@@ -65,17 +66,20 @@ class ErrorChart(HistoryChart):
     def render(self) -> Content:
         width = self.span
         lanes = {
-            kind: per_second(self.history, width, lambda p, kind=kind: p.errors.get(kind, 0))
-            for kind in ERROR_KINDS
+            kind: per_second(self.history, width, lambda p, kind=kind: p.errors.get(kind, 0)) for kind in ERROR_KINDS
         }
         top = max((max(values, default=0) for values in lanes.values()), default=0) or 1
         lines = []
         for kind, values in list(lanes.items())[: self.size.height]:
             total = sum(values)
             style = error_style(kind) if total else "dim"
-            lines.append(Content.assemble(
-                (fit(error_label(kind), _LABEL), style), " ",
-                (sparkline(values, top), error_style(kind)), " ",
-                (fit(f"{total:,}" if total else "·", _TOTAL, right=True), f"bold {style}" if total else style),
-            ))
+            lines.append(
+                Content.assemble(
+                    (fit(error_label(kind), _LABEL), style),
+                    " ",
+                    (sparkline(values, top), error_style(kind)),
+                    " ",
+                    (fit(f"{total:,}" if total else "·", _TOTAL, right=True), f"bold {style}" if total else style),
+                )
+            )
         return Content("\n").join(lines)

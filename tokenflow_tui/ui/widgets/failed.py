@@ -1,7 +1,9 @@
 """The failed browser's lists: error kinds with their counts, and the requests of one kind."""
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from rich.segment import Segment
 from textual.content import Content
@@ -9,7 +11,7 @@ from textual.geometry import Region
 from textual.strip import Strip
 from textual.widgets.option_list import Option
 
-from ...jobs.view import RunControl
+from ...run.contract import RunControl
 from ..formatting import count, error_label, error_style, fit, one_line, short_status
 from .line_list import LineList
 

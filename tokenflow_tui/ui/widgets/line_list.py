@@ -1,7 +1,9 @@
 """A list of any length drawn with the line API: only the visible items are ever fetched."""
+
 from __future__ import annotations
 
-from typing import Generic, Sequence, TypeVar
+from collections.abc import Sequence
+from typing import Generic, TypeVar
 
 from rich.segment import Segment
 from rich.style import Style

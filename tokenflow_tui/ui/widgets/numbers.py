@@ -1,16 +1,15 @@
 """The four panels of numbers under the progress bar: requests, speed, latency, tokens."""
+
 from __future__ import annotations
 
 from textual.content import Content
 
-from ...jobs.view import RunSnapshot
+from ...run.contract import RunSnapshot
 from ..formatting import DASH, MUTED, compact, count, latency
 
 
 def _rows(rows: list[tuple[str, str | Content]], label_width: int) -> Content:
-    return Content("\n").join(
-        Content.assemble((label.ljust(label_width), MUTED), value) for label, value in rows
-    )
+    return Content("\n").join(Content.assemble((label.ljust(label_width), MUTED), value) for label, value in rows)
 
 
 def _right(text: str, width: int, style: str = "bold") -> Content:
@@ -19,13 +18,16 @@ def _right(text: str, width: int, style: str = "bold") -> Content:
 
 def counts_content(snapshot: RunSnapshot) -> Content:
     stats = snapshot.stats
-    return _rows([
-        ("done", _right(count(stats.done), 12, "bold $success")),
-        ("failed", _right(count(stats.failed), 12, "bold $error" if stats.failed else "bold")),
-        ("in flight", _right(count(stats.in_flight), 12)),
-        ("queued", _right(count(stats.queued), 12)),
-        ("retries", _right(count(stats.retries), 12, "bold $warning" if stats.retries else "bold")),
-    ], 10)
+    return _rows(
+        [
+            ("done", _right(count(stats.done), 12, "bold $success")),
+            ("failed", _right(count(stats.failed), 12, "bold $error" if stats.failed else "bold")),
+            ("in flight", _right(count(stats.in_flight), 12)),
+            ("queued", _right(count(stats.queued), 12)),
+            ("retries", _right(count(stats.retries), 12, "bold $warning" if stats.retries else "bold")),
+        ],
+        10,
+    )
 
 
 # nothing is in flight in these states, so there is no rate "now" (what the run reports then is the
@@ -51,31 +53,49 @@ def speed_content(snapshot: RunSnapshot, lag_p99_ms: float | None) -> Content:
     workers = workers_text(snapshot)
     lag = DASH if lag_p99_ms is None else f"{lag_p99_ms:.0f} ms"
     idle = snapshot.state in _IDLE
-    return _rows([
-        ("", Content.assemble(("now".rjust(9), MUTED), ("avg".rjust(9), MUTED))),
-        ("requests/s", Content.assemble(_right(DASH if idle else compact(stats.rate_10s), 9),
-                                       _right(compact(stats.rate_avg), 9))),
-        ("tokens/s", Content.assemble(_right(DASH if idle else compact(snapshot.tokens_per_s_now), 9),
-                                     _right(compact(snapshot.tokens_per_s_avg), 9))),
-        ("workers", _right(workers, 18)),
-        ("loop lag", Content.assemble(("p99".rjust(9), MUTED), _right(lag, 9))),
-    ], 11)
+    return _rows(
+        [
+            ("", Content.assemble(("now".rjust(9), MUTED), ("avg".rjust(9), MUTED))),
+            (
+                "requests/s",
+                Content.assemble(
+                    _right(DASH if idle else compact(stats.rate_10s), 9), _right(compact(stats.rate_avg), 9)
+                ),
+            ),
+            (
+                "tokens/s",
+                Content.assemble(
+                    _right(DASH if idle else compact(snapshot.tokens_per_s_now), 9),
+                    _right(compact(snapshot.tokens_per_s_avg), 9),
+                ),
+            ),
+            ("workers", _right(workers, 18)),
+            ("loop lag", Content.assemble(("p99".rjust(9), MUTED), _right(lag, 9))),
+        ],
+        11,
+    )
 
 
 def latency_content(snapshot: RunSnapshot) -> Content:
     stats = snapshot.stats
-    return _rows([
-        ("p50", _right(latency(stats.latency_p50_s), 10)),
-        ("p95", _right(latency(stats.latency_p95_s), 10)),
-        ("p99", _right(latency(stats.latency_p99_s), 10)),
-        ("attempts", _right(count(stats.attempts), 10)),
-    ], 11)
+    return _rows(
+        [
+            ("p50", _right(latency(stats.latency_p50_s), 10)),
+            ("p95", _right(latency(stats.latency_p95_s), 10)),
+            ("p99", _right(latency(stats.latency_p99_s), 10)),
+            ("attempts", _right(count(stats.attempts), 10)),
+        ],
+        11,
+    )
 
 
 def tokens_content(snapshot: RunSnapshot) -> Content:
     prompt, completion = snapshot.prompt_tokens, snapshot.completion_tokens
-    return _rows([
-        ("prompt", _right(count(prompt), 14)),
-        ("completion", _right(count(completion), 14)),
-        ("total", _right(count(prompt + completion), 14)),
-    ], 11)
+    return _rows(
+        [
+            ("prompt", _right(count(prompt), 14)),
+            ("completion", _right(count(completion), 14)),
+            ("total", _right(count(prompt + completion), 14)),
+        ],
+        11,
+    )

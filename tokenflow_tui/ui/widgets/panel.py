@@ -1,4 +1,5 @@
 """A text panel for numbers that change several times a second."""
+
 from __future__ import annotations
 
 from textual.content import Content

@@ -1,7 +1,8 @@
 """The table of requests: a filter bar, a header and a line-API table that scales to millions of rows."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from rich.segment import Segment
 from textual.app import ComposeResult
@@ -10,7 +11,7 @@ from textual.content import Content
 from textual.strip import Strip
 from textual.widget import Widget
 
-from ...jobs.view import ROW_FILTERS, RequestRow, RunControl
+from ...run.contract import ROW_FILTERS, RequestRow, RunControl
 from ..formatting import MUTED, count, fit, latency, one_line, short_status
 from .line_list import LineList
 from .panel import LivePanel
@@ -18,11 +19,21 @@ from .panel import LivePanel
 FILTER_LABELS = {"all": "all", "in_flight": "in flight", "retried": "retried", "failed": "failed"}
 ROW_STATES = ("queued", "in_flight", "retrying", "done", "failed")
 # title, width, right-aligned; the preview takes what is left
-COLUMNS = (("#", 8, True), ("id", 14, False), ("state", 9, False), ("att", 3, True),
-           ("status", 7, False), ("latency", 9, True))
+COLUMNS = (
+    ("#", 8, True),
+    ("id", 14, False),
+    ("state", 9, False),
+    ("att", 3, True),
+    ("status", 7, False),
+    ("latency", 9, True),
+)
 _FIXED_WIDTH = sum(width + 1 for _, width, _ in COLUMNS)
-_EMPTY = {"all": "no requests in the input", "in_flight": "no request in flight now",
-          "retried": "no request retried so far", "failed": "no request has failed"}
+_EMPTY = {
+    "all": "no requests in the input",
+    "in_flight": "no request in flight now",
+    "retried": "no request retried so far",
+    "failed": "no request has failed",
+}
 
 
 class FilterBar(LivePanel):
@@ -59,11 +70,15 @@ class RequestTable(LineList[RequestRow]):
         base = self.line_style(selected)
         millis = row.latency_ms
         before = f"{fit(str(row.index), 8, right=True)} {fit(str(row.id), 14)} "
-        after = " ".join((
-            "", fit(str(row.attempts), 3, right=True), fit(short_status(row.last_status), 7),
-            fit(latency(None if millis is None else millis / 1000), 9, right=True),
-            fit(one_line(row.preview), width - _FIXED_WIDTH),
-        ))
+        after = " ".join(
+            (
+                "",
+                fit(str(row.attempts), 3, right=True),
+                fit(short_status(row.last_status), 7),
+                fit(latency(None if millis is None else millis / 1000), 9, right=True),
+                fit(one_line(row.preview), width - _FIXED_WIDTH),
+            )
+        )
         segments = [
             Segment(before, base),
             Segment(fit(row.state.replace("_", " "), 9), self.line_style(selected, f"request-table--{row.state}")),

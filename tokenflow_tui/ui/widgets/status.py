@@ -1,4 +1,5 @@
 """The top of the dashboard: job name, state, times, and the progress bar."""
+
 from __future__ import annotations
 
 from datetime import tzinfo
@@ -8,8 +9,8 @@ from textual.content import Content
 from textual.widget import Widget
 
 from ...engine import StatsSnapshot
-from ...jobs.durations import duration
-from ...jobs.view import RunSnapshot
+from ...run.contract import RunSnapshot
+from ...run.durations import duration
 from ..formatting import DASH, MUTED, clock_time, count
 from .panel import LivePanel
 
@@ -45,11 +46,14 @@ class RunHeader(LivePanel):
             ago = duration(max(0.0, now - snapshot.saved_at))
             saved = Content.assemble("saved ", (clock_time(snapshot.saved_at, tz), "bold"), f" ({ago} ago)")
         line = Content.assemble(
-            (snapshot.job_name, "bold"), "  ",
+            (snapshot.job_name, "bold"),
+            "  ",
             (f" {state.upper()} ", f"{STATE_STYLES.get(state, 'bold')} reverse"),
-            "   elapsed ", (duration(stats.elapsed_s), "bold"),
+            "   elapsed ",
+            (duration(stats.elapsed_s), "bold"),
             *(() if state == "done" else ("   ETA ", (eta(state, stats), "bold"))),
-            "   ", saved,
+            "   ",
+            saved,
         )
         if snapshot.reason:
             below = Content.styled(f"⚠ {snapshot.reason}", "bold $warning")

@@ -1,14 +1,14 @@
 """What the dashboard shows once the run has returned: the outcome and where the results are."""
+
 from __future__ import annotations
 
 from textual.content import Content
 
 from ...engine import StatsSnapshot
-from ...jobs.durations import duration
-from ...jobs.view import RunSnapshot
+from ...run.contract import RunSnapshot
+from ...run.durations import duration
 from ..formatting import MUTED, count, error_label, error_style, latency, ordered_kinds
 from .status import results_path
-
 
 _LABEL = 10  # "failures  ", "tokens    "…
 
@@ -31,20 +31,24 @@ def summary_content(snapshot: RunSnapshot, exit_code: int, error: str | None, wi
     lines = [
         Content.assemble(outcome, (f"   exit code {exit_code} · ran {duration(stats.elapsed_s)}", MUTED)),
         Content.assemble(
-            ("done ", MUTED), (count(stats.done), "bold $success"),
-            ("   failed ", MUTED), (count(stats.failed), "bold $error" if stats.failed else "bold"),
-            ("   of ", MUTED), (count(stats.total), "bold"),
-            ("   retries ", MUTED), (count(stats.retries), "bold"),
+            ("done ", MUTED),
+            (count(stats.done), "bold $success"),
+            ("   failed ", MUTED),
+            (count(stats.failed), "bold $error" if stats.failed else "bold"),
+            ("   of ", MUTED),
+            (count(stats.total), "bold"),
+            ("   retries ", MUTED),
+            (count(stats.retries), "bold"),
         ),
         Content.assemble(("failures  ", MUTED), _fitted(failures, width - _LABEL) if failures else "none"),
         Content.assemble(
-            ("tokens    ", MUTED), (count(tokens), "bold"),
+            ("tokens    ", MUTED),
+            (count(tokens), "bold"),
             f" ({count(snapshot.prompt_tokens)} prompt + {count(snapshot.completion_tokens)} completion)",
         ),
         Content.assemble(("latency   ", MUTED), _latencies(stats)),
         Content.assemble(("results   ", MUTED), (results_path(snapshot), "bold")),
-        Content.styled("q quits · f browses the failed requests · enter shows a request's trajectory",
-                       MUTED),
+        Content.styled("q quits · f browses the failed requests · enter shows a request's trajectory", MUTED),
     ]
     return Content("\n").join(lines)
 
@@ -53,8 +57,9 @@ def _latencies(stats: StatsSnapshot) -> str:
     if stats.latency_p50_s is None:
         # the percentiles are of this session's attempts: a reopened run that had nothing left has none
         return "none measured: no request was sent since the dashboard opened"
-    return (f"p50 {latency(stats.latency_p50_s)} · p95 {latency(stats.latency_p95_s)} · "
-            f"p99 {latency(stats.latency_p99_s)}")
+    return (
+        f"p50 {latency(stats.latency_p50_s)} · p95 {latency(stats.latency_p95_s)} · p99 {latency(stats.latency_p99_s)}"
+    )
 
 
 def _fitted(items: list[Content], width: int) -> Content:

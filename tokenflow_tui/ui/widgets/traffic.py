@@ -1,10 +1,11 @@
 """Traffic control at a glance: rate limits, the hold after 429s, pace, adaptive target, budgets, the
 server's allowance. Only what carries information is shown; with nothing to show the panel hides."""
+
 from __future__ import annotations
 
 from textual.content import Content
 
-from ...jobs.view import TrafficView
+from ...run.contract import TrafficView
 from ..formatting import MUTED, compact, plural, setting
 from .panel import LivePanel
 
@@ -19,33 +20,42 @@ def _limits(view: TrafficView, short: bool) -> Content | None:
     if not (view.requests_per_minute or view.tokens_per_minute):
         return None
     return Content.assemble(
-        ("limits ", MUTED), (setting(view.requests_per_minute), "bold"),
+        ("limits ", MUTED),
+        (setting(view.requests_per_minute), "bold"),
         ("/min · " if short else " requests/min · ", MUTED),
-        (setting(view.tokens_per_minute), "bold"), (" tokens/min", MUTED),
+        (setting(view.tokens_per_minute), "bold"),
+        (" tokens/min", MUTED),
     )
 
 
 def _hold(view: TrafficView, short: bool) -> Content | None:
     if view.held_because is not None:
         if short:
-            return Content.assemble(("held ", MUTED), (f"{view.held_s:.1f} s", "bold $warning"),
-                                    (f" ({plural(view.holds, 'hold')})", MUTED))
+            return Content.assemble(
+                ("held ", MUTED), (f"{view.held_s:.1f} s", "bold $warning"), (f" ({plural(view.holds, 'hold')})", MUTED)
+            )
         return Content.assemble(
-            ("held ", MUTED), (f"{view.held_s:.1f} s", "bold $warning"), (f": {view.held_because}", "$warning"),
+            ("held ", MUTED),
+            (f"{view.held_s:.1f} s", "bold $warning"),
+            (f": {view.held_because}", "$warning"),
             (f" · {plural(view.holds, 'hold')} so far", MUTED),
         )
     if view.holds:
         # the line stays once there was a hold, so the layout does not jump with every 429 storm
-        return Content.assemble(("holds ", MUTED), (f"{view.holds:,}", "bold"),
-                                ("" if short else " · not held now", MUTED))
+        return Content.assemble(
+            ("holds ", MUTED), (f"{view.holds:,}", "bold"), ("" if short else " · not held now", MUTED)
+        )
     return None
 
 
 def _pace(view: TrafficView, short: bool) -> Content | None:
     if not view.pace_per_minute:
         return None
-    return Content.assemble(("paced ", MUTED), (compact(view.pace_per_minute), "bold"),
-                            ("/min" if short else " requests/min (what the server accepted)", MUTED))
+    return Content.assemble(
+        ("paced ", MUTED),
+        (compact(view.pace_per_minute), "bold"),
+        ("/min" if short else " requests/min (what the server accepted)", MUTED),
+    )
 
 
 def _adaptive(view: TrafficView, short: bool) -> Content | None:
@@ -53,8 +63,10 @@ def _adaptive(view: TrafficView, short: bool) -> Content | None:
         return None
     cuts = Content.assemble(" · ", (f"{view.cuts:,}", "bold"), (" cut" if view.cuts == 1 else " cuts", MUTED))
     return Content.assemble(
-        ("adaptive " if short else "adaptive target ", MUTED), (f"{view.target_workers:,}", "bold"),
-        (f"{'' if short else ' workers'} ({view.workers_min:,}–{view.workers_max:,})", MUTED), cuts,
+        ("adaptive " if short else "adaptive target ", MUTED),
+        (f"{view.target_workers:,}", "bold"),
+        (f"{'' if short else ' workers'} ({view.workers_min:,}–{view.workers_max:,})", MUTED),
+        cuts,
     )
 
 
@@ -62,16 +74,21 @@ def _budget(view: TrafficView, short: bool) -> Content | None:
     parts = []
     if view.max_total_tokens:
         spent = view.tokens_used >= view.max_total_tokens
-        parts.append(Content.assemble(
-            (compact(view.tokens_used), "bold $warning" if spent else "bold"),
-            (f" / {compact(view.max_total_tokens)} tokens", MUTED),
-        ))
+        parts.append(
+            Content.assemble(
+                (compact(view.tokens_used), "bold $warning" if spent else "bold"),
+                (f" / {compact(view.max_total_tokens)} tokens", MUTED),
+            )
+        )
     if view.max_cost_usd:
         cost = view.cost_usd or 0.0
         spent = cost >= view.max_cost_usd
-        parts.append(Content.assemble(
-            (f"${cost:,.2f}", "bold $warning" if spent else "bold"), (f" / ${view.max_cost_usd:,.2f}", MUTED),
-        ))
+        parts.append(
+            Content.assemble(
+                (f"${cost:,.2f}", "bold $warning" if spent else "bold"),
+                (f" / ${view.max_cost_usd:,.2f}", MUTED),
+            )
+        )
     if not parts:
         return None
     return Content.assemble(("budget ", MUTED), Content(" · ").join(parts))

@@ -1,4 +1,5 @@
 """A request's attempts, in full: params sent, answer or error, timing. Selectable and copyable."""
+
 from __future__ import annotations
 
 import json
@@ -47,7 +48,8 @@ def attempt_content(number: int, attempt: dict[str, Any], tz: tzinfo | None, wid
     millis = attempt.get("latency_ms")
     status = attempt.get("status_code") or (error or {}).get("status_code")
     heading = [
-        f"Attempt {number}", clock_time(attempt.get("started_at"), tz),
+        f"Attempt {number}",
+        clock_time(attempt.get("started_at"), tz),
         latency(None if millis is None else millis / 1000),
     ]
     if status is not None:
@@ -60,8 +62,11 @@ def attempt_content(number: int, attempt: dict[str, Any], tz: tzinfo | None, wid
         kind = str(error.get("kind", "error"))
         lines = [str(error.get("message", ""))]
         # an empty detail (the runner writes `"excerpt": null` when there was no body) is noise
-        lines += [f"{key}: {pretty(value)}" for key, value in error.items()
-                  if key not in _ERROR_SHOWN and value not in (None, "")]
+        lines += [
+            f"{key}: {pretty(value)}"
+            for key, value in error.items()
+            if key not in _ERROR_SHOWN and value not in (None, "")
+        ]
         blocks.append(_block(f"error · {error_label(kind)}", "\n".join(lines), error_style(kind), width))
     elif "result" in attempt:
         blocks.append(_block("answer", pretty(attempt["result"]), "", width))
@@ -76,8 +81,9 @@ def attempt_content(number: int, attempt: dict[str, Any], tz: tzinfo | None, wid
 QUEUED = "No attempt yet: the request is waiting in the queue."
 
 
-def trajectory_content(attempts: list[dict[str, Any]], tz: tzinfo | None, empty: str = QUEUED,
-                       width: int = 0, after: str = "") -> Content:
+def trajectory_content(
+    attempts: list[dict[str, Any]], tz: tzinfo | None, empty: str = QUEUED, width: int = 0, after: str = ""
+) -> Content:
     """The attempts, then `after` (what is not shown yet); `empty` alone when there are none."""
     if not attempts:
         return Content.styled(empty, MUTED)
@@ -101,8 +107,15 @@ class TrajectoryView(VerticalScroll):
     def compose(self) -> ComposeResult:
         yield Static(classes="trajectory-text")
 
-    def show_attempts(self, attempts: list[dict[str, Any]], tz: tzinfo | None, *, scroll_home: bool = True,
-                      empty: str = QUEUED, after: str = "") -> None:
+    def show_attempts(
+        self,
+        attempts: list[dict[str, Any]],
+        tz: tzinfo | None,
+        *,
+        scroll_home: bool = True,
+        empty: str = QUEUED,
+        after: str = "",
+    ) -> None:
         """Show these attempts (`empty` says why there are none, `after` what follows them);
         `scroll_home=False` keeps the reader's place (a live update)."""
         self.attempts, self._tz, self._empty, self._after = attempts, tz, empty, after
@@ -113,8 +126,9 @@ class TrajectoryView(VerticalScroll):
     def _paint(self) -> None:
         # room is kept for the scrollbar, which appears only once the text is long
         self._width = self.content_region.width - self.styles.scrollbar_size_vertical
-        self.query_one(Static).update(trajectory_content(self.attempts, self._tz, self._empty, self._width,
-                                                         self._after))
+        self.query_one(Static).update(
+            trajectory_content(self.attempts, self._tz, self._empty, self._width, self._after)
+        )
 
     def on_resize(self) -> None:
         if self.content_region.width - self.styles.scrollbar_size_vertical != self._width:

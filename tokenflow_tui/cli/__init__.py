@@ -1,0 +1,1 @@
+"""The `tokenflow` command line: argparse, one module per command, the headless front end."""

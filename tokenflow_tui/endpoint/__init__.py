@@ -1,0 +1,1 @@
+"""The built-in OpenAI-compatible handler: transport, deadlines, retry policy, error kinds."""

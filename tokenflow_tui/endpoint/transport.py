@@ -1,0 +1,220 @@
+"""The HTTP client of a run: httpx's API over aiohttp (default) or over split plain-httpx pools (DESIGN §4).
+
+One client serves the whole run; the caller closes it with `aclose()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import aiohttp
+import httpx
+from httpx_aiohttp import HttpxAiohttpClient
+
+TransportName = Literal["aiohttp", "httpx"]
+TRANSPORTS: tuple[TransportName, ...] = ("aiohttp", "httpx")
+
+# one plain httpx pool rescans all its connections per request, so its cost grows with its size
+REQUESTS_PER_HTTPX_POOL = 16
+# a little under the 5 s idle timeout of common servers (uvicorn, so vLLM and SGLang), so the client
+# drops an idle connection before the server does and a POST never lands on a closing socket
+KEEPALIVE_EXPIRY_S = 4.0
+
+# as httpx-aiohttp reads a body
+READ_CHUNK_BYTES = 16 * 1024
+
+# what a failing request can raise: httpx's errors, and the aiohttp ones httpx-aiohttp lets through
+TRANSPORT_ERRORS: tuple[type[Exception], ...] = (httpx.TransportError, aiohttp.ClientError)
+
+
+class ClientLike(Protocol):
+    """The part of httpx.AsyncClient a run uses."""
+
+    def stream(
+        self, method: str, url: httpx.URL | str, *, content: bytes, headers: dict[str, str]
+    ) -> AbstractAsyncContextManager[httpx.Response]: ...
+
+    async def aclose(self) -> None: ...
+
+
+def make_client(transport: TransportName, max_connections: int, timeout_s: float) -> ClientLike:
+    """A keep-alive client for up to `max_connections` requests in flight (size it to the worker count)."""
+    if max_connections < 1:
+        raise ValueError(f"make_client: max_connections must be ≥ 1, got {max_connections}")
+    # one TLS context for every pool: each one made costs tens of milliseconds and a few megabytes
+    verify = httpx.create_ssl_context()
+    if transport == "aiohttp":
+        return DirectClient([HttpxAiohttpClient(limits=_limits(max_connections), verify=verify)], timeout_s)
+    if transport == "httpx":
+        count = math.ceil(max_connections / REQUESTS_PER_HTTPX_POOL)
+        size, larger = divmod(max_connections, count)
+        # the larger pools come first, where ties of the least-busy choice go, so the pools
+        # together hold exactly max_connections
+        sizes = [size + 1] * larger + [size] * (count - larger)
+        return DirectClient([httpx.AsyncClient(limits=_limits(n), verify=verify) for n in sizes], timeout_s)
+    raise ValueError(f"make_client: transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
+
+
+class DirectClient:
+    """httpx's Request and Response straight over the transports of one or more httpx.AsyncClients.
+
+    The client's send() costs as much CPU as the transport under it (it builds a cookie jar request
+    per response, runs the auth and redirect flows, wraps the stream), and the built-in handler
+    needs none of that. The clients still choose the transport of a URL (their pool, or a proxy from
+    the environment), once per URL. With several clients (split plain-httpx pools), each request goes
+    to the least busy.
+    """
+
+    def __init__(self, clients: list[httpx.AsyncClient], timeout_s: float) -> None:
+        self._clients = clients
+        self._busy = [0] * len(clients)
+        self._routes: dict[httpx.URL | str, _Route] = {}
+        # only making a connection has its own timeout: the caller bounds the whole exchange (the
+        # handler's deadline), and read and pool timeouts would cost a timer per read and per request
+        self._extensions = {"timeout": httpx.Timeout(None, connect=timeout_s).as_dict()}
+
+    def stream(
+        self, method: str, url: httpx.URL | str, *, content: bytes, headers: dict[str, str]
+    ) -> AbstractAsyncContextManager[httpx.Response]:
+        return _Exchange(self, method, url, content, headers)
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(client.aclose() for client in self._clients))
+
+    def _route(self, url: httpx.URL | str) -> _Route:
+        route = self._routes.get(url)
+        if route is None:
+            parsed = httpx.URL(url)
+            # a private method of httpx, but the one that honours HTTP(S)_PROXY and NO_PROXY as the client would
+            transports = [client._transport_for_url(parsed) for client in self._clients]
+            route = self._routes[url] = _Route(parsed, parsed.netloc.decode("ascii"), transports)
+        return route
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    url: httpx.URL
+    host: str  # the Host header
+    transports: list[httpx.AsyncBaseTransport]  # one per client
+
+
+class _Exchange:
+    """`async with client.stream(...) as response`: one request, and its response closed at the end."""
+
+    __slots__ = ("_client", "_method", "_url", "_content", "_headers", "_index", "_response")
+
+    def __init__(
+        self, client: DirectClient, method: str, url: httpx.URL | str, content: bytes, headers: dict[str, str]
+    ) -> None:
+        self._client, self._method, self._url, self._content, self._headers = client, method, url, content, headers
+
+    async def __aenter__(self) -> httpx.Response:
+        client, content = self._client, self._content
+        route = client._route(self._url)
+        # the headers Request(content=...) would work out (Host first, Content-Length last), given
+        # whole: httpx's own working out costs three times as much as making the request this way
+        headers = [("Host", route.host), *self._headers.items(), ("Content-Length", str(len(content)))]
+        request = httpx.Request(
+            self._method, route.url, headers=headers, stream=httpx.ByteStream(content), extensions=client._extensions
+        )
+        request.read()  # as Request(content=...) does: transports send request.content
+        busy = client._busy
+        index = self._index = busy.index(min(busy))
+        busy[index] += 1
+        try:
+            self._response = await route.transports[index].handle_async_request(request)
+        except BaseException:
+            busy[index] -= 1
+            raise
+        return self._response
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        try:
+            raw = _aiohttp_response(self._response)
+            if raw is None:
+                await self._response.aclose()
+            else:
+                # what Response.aclose() ends in, without its two context managers
+                await raw.__aexit__(None, None, None)
+        finally:
+            self._client._busy[self._index] -= 1
+
+
+async def read_body(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    """The body, or as much as fits in `limit` bytes and False when it is larger (one declared larger is not read)."""
+    raw = _aiohttp_response(response)
+    if raw is None or "Content-Encoding" in raw.headers:
+        return await _read_decoded(response, limit)
+    # straight from aiohttp's stream: httpx's four nested async generators per response
+    # (aiter_bytes, aiter_raw, the stream's, aiohttp's iter_chunked) cost more than the read
+    if _declared_over(raw.headers.get("Content-Length"), limit):
+        return b"", False
+    content = raw.content
+    chunks = []
+    size = 0
+    while True:
+        chunk = await content.read(READ_CHUNK_BYTES)
+        size += len(chunk)
+        if size > limit:
+            return b"".join(chunks), False
+        chunks.append(chunk)
+        if content.at_eof():
+            # one chunk is the common case: no copy
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks), True
+
+
+async def _read_decoded(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    if _declared_over(response.headers.get("content-length"), limit):
+        return b"", False
+    chunks = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            return b"".join(chunks), False
+        chunks.append(chunk)
+    return b"".join(chunks), True
+
+
+def response_headers(response: httpx.Response) -> Mapping[str, str]:
+    """The response's headers, case-insensitive; the first value of a repeated one.
+
+    Over httpx-aiohttp they are aiohttp's own: a lookup in httpx.Headers scans and decodes every
+    header, about twenty times the cost.
+    """
+    raw = _aiohttp_response(response)
+    return response.headers if raw is None else raw.headers
+
+
+def _declared_over(content_length: str | None, limit: int) -> bool:
+    return content_length is not None and content_length.isdigit() and int(content_length) > limit
+
+
+def _aiohttp_response(response: httpx.Response) -> aiohttp.ClientResponse | None:
+    """The aiohttp response under an httpx-aiohttp one (None for any other)."""
+    # the attribute is httpx-aiohttp's own: should a release rename it, the body is read through httpx
+    raw = getattr(response.stream, "_aiohttp_response", None)
+    return raw if type(raw) is aiohttp.ClientResponse else None
+
+
+def error_kind(exc: BaseException) -> Literal["timeout", "connection"]:
+    """Whether a transport error (one of TRANSPORT_ERRORS) was a timeout or a failed connection."""
+    # httpx-aiohttp maps every aiohttp connection error, a refused connection included, to
+    # httpx.ConnectTimeout, so the aiohttp error it chains decides
+    cause: Any = exc.__cause__ if isinstance(exc.__cause__, aiohttp.ClientError) else exc
+    if isinstance(cause, (httpx.TimeoutException, asyncio.TimeoutError)):
+        return "timeout"
+    return "connection"
+
+
+def _limits(max_connections: int) -> httpx.Limits:
+    return httpx.Limits(
+        max_connections=max_connections,
+        max_keepalive_connections=max_connections,
+        keepalive_expiry=KEEPALIVE_EXPIRY_S,
+    )

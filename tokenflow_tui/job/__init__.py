@@ -1,0 +1,1 @@
+"""The job: its file (model and TOML reader), input formats, fingerprint, handler loading, problems."""

@@ -1,0 +1,95 @@
+"""What `tokenflow validate` prints about a valid job: what would run, and where it would go."""
+
+from __future__ import annotations
+
+import orjson
+
+from .inputs import InputSummary
+from .model import Job, SimulatorSection
+
+_API_PATHS = {"chat": "/chat/completions", "completions": "/completions"}
+
+
+def describe(job: Job, summary: InputSummary) -> list[str]:
+    """One line per aspect of the run, `label  value`, in a fixed order."""
+    ids = ", ".join(orjson.dumps(ident).decode() for ident in summary.first_ids)
+    more = ", …" if summary.count > len(summary.first_ids) else ""
+    rows = [
+        ("job", f"{job.name} ({job.job_path})"),
+        ("requests", f"{summary.count:,} from {job.input} (ids {ids}{more})"),
+        *_endpoint_rows(job),
+        ("workers", _workers(job)),
+        ("retry", _retry(job)),
+        ("limits", _limits(job)),
+        ("output", str(job.output)),
+    ]
+    return [f"{label:<9} {value}" for label, value in rows]
+
+
+def _endpoint_rows(job: Job) -> list[tuple[str, str]]:
+    rows = [("handler", job.handler.spec)] if job.handler is not None else []
+    endpoint = job.endpoint
+    if endpoint is None:
+        return [*rows, ("endpoint", "none (the handler makes its own requests)")]
+    if endpoint.simulator is not None:
+        rows.append(("endpoint", _simulator(endpoint.simulator)))
+    else:
+        key = f", key from ${endpoint.api_key_env}" if endpoint.api_key_env else ", no key"
+        rows.append(("endpoint", f"{endpoint.base_url}{key}, timeout {endpoint.timeout_s:g} s, {endpoint.transport}"))
+    if endpoint.model is not None:
+        rows.append(("model", endpoint.model))
+    rows.append(("api", f"{endpoint.api} ({_API_PATHS[endpoint.api]})"))
+    if job.request.params:
+        rows.append(("params", orjson.dumps(dict(job.request.params)).decode()))
+    return rows
+
+
+def _simulator(sim: SimulatorSection) -> str:
+    text = f"simulator on loopback, latency {sim.latency_ms:g} ms"
+    if sim.jitter_ms:
+        text += f" ± {sim.jitter_ms:g} ms"
+    if sim.fail:
+        text += ", failures " + ", ".join(f"{kind} {p * 100:g}%" for kind, p in sim.fail.items())
+    if sim.rpm_limit:
+        text += f", {sim.rpm_limit:,} requests/min"
+    if sim.seed is not None:
+        text += f", seed {sim.seed}"
+    return text
+
+
+def _retry(job: Job) -> str:
+    retry = job.retry
+    return f"up to {retry.max_attempts} attempts, backoff {retry.backoff_base_s:g} s to {retry.backoff_max_s:g} s"
+
+
+def _workers(job: Job) -> str:
+    workers = job.workers
+    if workers.adaptive:
+        return f"{workers.count} (adaptive, {workers.min} to {workers.max})"
+    return f"{workers.count} (up to {workers.max} from the dashboard)"
+
+
+def _limits(job: Job) -> str:
+    limits = job.limits
+    parts = []
+    if limits.requests_per_minute:
+        parts.append(f"{limits.requests_per_minute:,g} requests/min")
+    if limits.tokens_per_minute:
+        parts.append(f"{limits.tokens_per_minute:,} tokens/min")
+    if limits.max_total_tokens:
+        parts.append(f"{limits.max_total_tokens:,} tokens in all")
+    prices = _prices(job)
+    if limits.max_cost_usd:
+        parts.append(f"${limits.max_cost_usd:,.2f} in all ({prices})")
+    elif prices is not None:
+        parts.append(f"no cost budget ({prices})")
+    return ", ".join(parts) or "none"
+
+
+def _prices(job: Job) -> str | None:
+    """The prices of the job file, when both are given (the cost is shown, and may be budgeted)."""
+    price_in = job.limits.price_input_per_million_usd
+    price_out = job.limits.price_output_per_million_usd
+    if price_in is None or price_out is None:
+        return None
+    return f"${price_in:g} in, ${price_out:g} out per million tokens"

@@ -1,0 +1,107 @@
+"""The job fingerprint (DESIGN §2.3): digests of what shapes a job's requests, to tell whether a run's
+progress still belongs to the job.
+
+A resume is refused when a part changed: the input, the endpoint's address, API or model, the request
+params, the handler's path or its file. What only shapes the traffic (workers, retry, limits,
+timeouts, transport, the simulator's knobs, the key's variable) may change between runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from ..store.errors import os_reason
+from .model import Job
+from .problems import JobError, Problem
+
+# each part, as the refusal names it when it changed
+PARTS = {
+    "input": "the input",
+    "base_url": "[endpoint] base_url",
+    "simulate": "[endpoint] simulate",
+    "api": "[endpoint] api",
+    "model": "[endpoint] model",
+    "params": "[request] params",
+    "handler_path": "[handler] path",
+    "handler_file": "the handler file",
+}
+_HASH_CHUNK = 1 << 20
+
+
+def fingerprint(job: Job) -> dict[str, str]:
+    """A sha256 digest per part of the job that shapes its requests (endpoint and handler parts when present).
+
+    Raises JobError when the input or handler file cannot be read.
+    """
+    parts = {"input": _file_digest(job.input)}
+    if job.endpoint is not None:
+        endpoint = job.endpoint
+        parts.update(
+            base_url=_digest(endpoint.base_url),
+            simulate=_digest(endpoint.simulate),
+            api=_digest(endpoint.api),
+            model=_digest(endpoint.model),
+        )
+    parts["params"] = _digest(job.request.params)
+    if job.handler is not None:
+        parts.update(handler_path=_digest(job.handler.spec), handler_file=_file_digest(job.handler.file))
+    return parts
+
+
+def whole_file_fingerprint(job: Job) -> str:
+    """The fingerprint runs saved before it had parts: the job file's bytes and the input's."""
+    digest = hashlib.sha256()
+    job_bytes = _read(job.job_path)
+    digest.update(len(job_bytes).to_bytes(8, "big"))  # so no other split of the same bytes collides
+    digest.update(job_bytes)
+    _hash_file(digest, job.input)
+    return digest.hexdigest()
+
+
+def changes(saved: Any, job: Job, now: dict[str, str]) -> str | None:
+    """What changed since `saved` (a state's fingerprint) in words, such as "the input and [request] params";
+    None when nothing did."""
+    if isinstance(saved, str):
+        return None if saved == whole_file_fingerprint(job) else "the job file or the input"
+    if not isinstance(saved, dict):
+        return "the job file or the input"
+    keys = [*PARTS, *sorted(saved.keys() - PARTS.keys())]  # parts of a later version's fingerprint last
+    changed = [PARTS.get(key, key) for key in keys if saved.get(key) != now.get(key)]
+    if not changed:
+        return None
+    return changed[0] if len(changed) == 1 else ", ".join(changed[:-1]) + " and " + changed[-1]
+
+
+def _digest(value: Any) -> str:
+    # sorted keys: the same params written in another order are the same requests
+    text = json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    _hash_file(digest, path)
+    return digest.hexdigest()
+
+
+def _hash_file(digest: Any, path: Path) -> None:
+    try:
+        with open(path, "rb") as stream:
+            while chunk := stream.read(_HASH_CHUNK):
+                digest.update(chunk)
+    except OSError as error:
+        raise _unreadable(path, error) from None
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise _unreadable(path, error) from None
+
+
+def _unreadable(path: Path, error: OSError) -> JobError:
+    return JobError([Problem(str(path), None, None, f"cannot read: {os_reason(error)}")])

@@ -1,0 +1,125 @@
+"""The job (DESIGN §2.2) as typed, frozen sections; `reader.load_job` builds one from a job file."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..sim import SimulatorConfig
+
+MAX_WORKERS = 100_000
+APIS = ("chat", "completions")
+TRANSPORTS = ("aiohttp", "httpx")
+
+# Keys of a request body that the built-in handler sets itself, with the reason a user may not.
+FORBIDDEN_PARAMS = {
+    "model": "the model is set by endpoint.model",
+    "messages": "each input line gives its own messages or prompt",
+    "prompt": "each input line gives its own messages or prompt",
+    "stream": "the built-in handler reads whole responses, not streams",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class JobSection:
+    name: str
+    input: Path  # joined to the job file's folder, as the user would write it from here
+    output: Path
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorSection:
+    latency_ms: float = 200.0
+    jitter_ms: float = 0.0
+    fail: Mapping[str, float] = field(default_factory=dict)
+    seed: int | None = None
+    rpm_limit: int = 0
+
+    def to_config(self) -> SimulatorConfig:
+        return SimulatorConfig(
+            latency_ms=self.latency_ms,
+            jitter_ms=self.jitter_ms,
+            fail=self.fail,
+            seed=self.seed,
+            rpm_limit=self.rpm_limit,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSection:
+    """Where requests go; `simulator` is set exactly when `simulate` is true."""
+
+    base_url: str | None  # without a trailing slash
+    simulate: bool
+    api: str
+    model: str | None
+    api_key_env: str | None  # the variable's name; the handler reads the key at run time
+    timeout_s: float
+    transport: str
+    simulator: SimulatorSection | None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSection:
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkersSection:
+    count: int = 64
+    adaptive: bool = False
+    min: int = 1
+    max: int = 256
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySection:
+    max_attempts: int = 5
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsSection:
+    """Zero means no limit; prices are None when not given."""
+
+    requests_per_minute: float = 0.0
+    tokens_per_minute: int = 0
+    max_total_tokens: int = 0
+    max_cost_usd: float = 0.0
+    price_input_per_million_usd: float | None = None
+    price_output_per_million_usd: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerSection:
+    spec: str  # as written: "file.py:function"
+    file: Path  # joined to the job file's folder
+    function: str
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    job_path: Path  # as the user gave it
+    job_dir: Path
+    job: JobSection
+    endpoint: EndpointSection | None
+    request: RequestSection
+    workers: WorkersSection
+    retry: RetrySection
+    limits: LimitsSection
+    handler: HandlerSection | None
+
+    @property
+    def name(self) -> str:
+        return self.job.name
+
+    @property
+    def input(self) -> Path:
+        return self.job.input
+
+    @property
+    def output(self) -> Path:
+        return self.job.output

@@ -1,0 +1,474 @@
+"""The job file's reader: TOML in, a Job out, every problem reported at once with its position.
+
+Loading reads the job file and looks at the files it names, nothing more: it creates no directory
+and keeps no secret (the API key stays in the environment; only its variable's name is kept).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..sim import FAULT_KINDS, validate_fail
+from ..store.errors import os_reason, toml_error_place
+from .model import (
+    APIS,
+    FORBIDDEN_PARAMS,
+    MAX_WORKERS,
+    TRANSPORTS,
+    EndpointSection,
+    HandlerSection,
+    Job,
+    JobSection,
+    LimitsSection,
+    RequestSection,
+    RetrySection,
+    SimulatorSection,
+    WorkersSection,
+)
+from .problems import JobError, Problem, did_you_mean, sort_problems, toml_type
+from .toml_positions import KeyPath, KeyPositions
+
+_SECTIONS = {
+    "job": ("name", "input", "output"),
+    "endpoint": ("base_url", "simulate", "api", "model", "api_key_env", "timeout_s", "transport", "simulator"),
+    "request": ("params",),
+    "workers": ("count", "adaptive", "min", "max"),
+    "retry": ("max_attempts", "backoff_base_s", "backoff_max_s"),
+    "limits": (
+        "requests_per_minute",
+        "tokens_per_minute",
+        "max_total_tokens",
+        "max_cost_usd",
+        "price_input_per_million_usd",
+        "price_output_per_million_usd",
+    ),
+    "handler": ("path",),
+}
+_SIMULATOR_KEYS = ("latency_ms", "jitter_ms", "fail", "seed", "rpm_limit")
+_NAME = re.compile(r"[A-Za-z0-9._-]+")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def load_job(path: Path, environ: Mapping[str, str] = os.environ) -> Job:
+    """Read and check a job file; raises JobError with every problem found."""
+    file = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise JobError([Problem(file, None, None, f"cannot read the job file: {os_reason(error)}")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        col = len(raw[raw.rfind(b"\n", 0, error.start) + 1 : error.start].decode("utf-8", "replace")) + 1
+        raise JobError([Problem(file, line, col, f"not valid UTF-8 (byte 0x{raw[error.start]:02x})")]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise JobError([_syntax_problem(file, text, str(error))]) from None
+    reader = _Reader(file, KeyPositions(text))
+    job = reader.job(data, path, environ)
+    if reader.problems:
+        raise JobError(sort_problems(reader.problems))
+    return job
+
+
+def _syntax_problem(file: str, text: str, message: str) -> Problem:
+    message, line, col = toml_error_place(message, text)
+    return Problem(file, line, col, message)
+
+
+def _dotted(path: KeyPath) -> str:
+    return ".".join(str(part) for part in path)
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Invalid:
+    """A value that was reported as wrong; it never ends up in a Job."""
+
+    def __repr__(self) -> str:
+        return "<invalid>"
+
+
+_INVALID: Any = _Invalid()
+
+
+class _Reader:
+    """Turns a parsed job file into a Job, collecting problems located in the text."""
+
+    def __init__(self, file: str, positions: KeyPositions) -> None:
+        self.file = file
+        self.positions = positions
+        self.problems: list[Problem] = []
+
+    def problem(self, path: KeyPath, message: str) -> None:
+        line, col = self.positions.nearest(path) or (None, None)
+        self.problems.append(Problem(self.file, line, col, message))
+
+    # ----- values ------------------------------------------------------------------------
+
+    def table(self, parent: Mapping[str, Any], path: KeyPath, keys: Collection[str]) -> dict[str, Any] | None:
+        """The table at `path` with its unknown keys reported; None when absent or not a table."""
+        value = parent.get(str(path[-1]))
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            self.problem(path, f"{_dotted(path)} must be a table, found {toml_type(value)}")
+            return None
+        where = f"[{_dotted(path)}]"
+        for key, item in value.items():
+            if key in keys:
+                continue
+            if isinstance(item, dict):
+                what = f"unknown table [{_dotted(path + (key,))}]"
+            else:
+                what = f'unknown key "{key}" in {where}'
+            self.problem(path + (key,), what + did_you_mean(key, keys))
+        return value
+
+    def value(
+        self,
+        table: Mapping[str, Any],
+        path: KeyPath,
+        expected: str,
+        is_kind: Callable[[Any], bool],
+        in_range: Callable[[Any], bool] = lambda v: True,
+        hint: Callable[[Any], str] = lambda v: "",
+    ) -> Any:
+        """The value at `path`; None when absent, _INVALID after saying what was expected and found."""
+        value = table.get(str(path[-1]))
+        if value is None:
+            return None
+        if not is_kind(value):
+            found = toml_type(value)
+        elif not in_range(value):
+            found = f'"{value}"' if isinstance(value, str) else repr(value)
+        else:
+            return value
+        self.problem(path, f"{_dotted(path)} must be {expected}, found {found}{hint(value)}")
+        return _INVALID
+
+    def integer(self, table: Mapping[str, Any], path: KeyPath, default: Any, lo: int, hi: int | None = None) -> Any:
+        expected = f"an integer from {lo} to {hi}" if hi is not None else f"an integer >= {lo}"
+        value = self.value(table, path, expected, _is_int, lambda v: lo <= v and (hi is None or v <= hi))
+        return default if value is None else value
+
+    def number(self, table: Mapping[str, Any], path: KeyPath, default: Any, *, above_zero: bool = False) -> Any:
+        """A finite int or float >= 0 (> 0 with `above_zero`), as a float."""
+        expected = "a number > 0" if above_zero else "a number >= 0"
+        value = self.value(
+            table,
+            path,
+            expected,
+            lambda v: type(v) in (int, float),
+            lambda v: math.isfinite(v) and (v > 0 if above_zero else v >= 0),
+        )
+        if value is None:
+            return default
+        return value if value is _INVALID else float(value)
+
+    def string(self, table: Mapping[str, Any], path: KeyPath, default: Any, choices: Collection[str] = ()) -> Any:
+        if choices:
+            expected = " or ".join(f'"{choice}"' for choice in choices)
+            value = self.value(
+                table, path, expected, _is_str, lambda v: v in choices, lambda v: did_you_mean(str(v), choices)
+            )
+        else:
+            value = self.value(table, path, "a string", _is_str)
+        return default if value is None else value
+
+    def boolean(self, table: Mapping[str, Any], path: KeyPath, default: Any) -> Any:
+        value = self.value(table, path, "true or false", lambda v: type(v) is bool)
+        return default if value is None else value
+
+    def required(self, path: KeyPath, value: Any, what: str) -> Any:
+        """`value`, or _INVALID after reporting that the key is missing."""
+        if value is None:
+            self.problem(path, f"{_dotted(path)} is required: {what}")
+            return _INVALID
+        return value
+
+    # ----- sections ------------------------------------------------------------------------
+
+    def job(self, data: dict[str, Any], path: Path, environ: Mapping[str, str]) -> Job:
+        for key, value in data.items():
+            if key not in _SECTIONS:
+                self.unknown_top_level(key, value)
+        builtin = "handler" not in data
+        if "job" not in data:
+            self.problem((), "missing table [job] (with name and input)")
+        if "endpoint" not in data and builtin:
+            self.problem((), "missing table [endpoint] (with base_url or simulate = true), or a [handler]")
+        job_dir = path.parent
+        tables = {name: self.table(data, (name,), keys) for name, keys in _SECTIONS.items()}
+        job, endpoint, handler = tables["job"], tables["endpoint"], tables["handler"]
+        return Job(
+            job_path=path,
+            job_dir=job_dir,
+            job=JobSection(_INVALID, _INVALID, _INVALID) if job is None else self.job_section(job, job_dir),
+            endpoint=None if endpoint is None else self.endpoint_section(endpoint, environ, builtin=builtin),
+            request=self.request_section(tables["request"] or {}, builtin=builtin),
+            workers=self.workers_section(tables["workers"] or {}),
+            retry=self.retry_section(tables["retry"] or {}),
+            limits=self.limits_section(tables["limits"] or {}),
+            handler=None if handler is None else self.handler_section(handler, job_dir),
+        )
+
+    def unknown_top_level(self, key: str, value: Any) -> None:
+        homes = [section for section, keys in _SECTIONS.items() if key in keys]
+        if isinstance(value, dict):
+            self.problem((key,), f"unknown table [{key}]" + did_you_mean(key, _SECTIONS, "[{}]"))
+        elif homes:
+            self.problem((key,), f'key "{key}" is outside any table; it belongs in [{homes[0]}]')
+        else:
+            self.problem((key,), f'unknown key "{key}" outside any table')
+
+    def job_section(self, table: dict[str, Any], job_dir: Path) -> JobSection:
+        name = self.required(("job", "name"), self.string(table, ("job", "name"), None), 'a name such as "demo"')
+        if isinstance(name, str) and not _NAME.fullmatch(name):
+            self.problem(("job", "name"), 'job.name may contain only letters, digits, ".", "_" and "-"')
+            name = _INVALID
+        elif isinstance(name, str) and set(name) == {"."}:
+            self.problem(("job", "name"), "job.name cannot be only dots: it names the folder runs/<name>")
+            name = _INVALID
+        source = self.string(table, ("job", "input"), None)
+        source = self.required(("job", "input"), source, "the JSONL file of requests")
+        input_path = _INVALID
+        if isinstance(source, str):
+            input_path = self.existing_file(("job", "input"), job_dir / source, "input file")
+        output = self.string(table, ("job", "output"), None)
+        if isinstance(output, str):
+            output_path = job_dir / output
+            if output_path.exists() and not output_path.is_dir():
+                self.problem(("job", "output"), f"the output {output_path} exists and is not a folder")
+        else:
+            output_path = job_dir / "runs" / name if isinstance(name, str) else _INVALID
+        return JobSection(name=name, input=input_path, output=output_path)
+
+    def existing_file(self, path: KeyPath, file: Path, what: str) -> Any:
+        """`file` if it is a file, else _INVALID after saying what is wrong with it."""
+        if file.is_file():
+            return file
+        if file.is_dir():
+            self.problem(path, f"the {what} {file} is a folder, not a file")
+        elif not file.exists():
+            self.problem(path, f"{what} not found: {file}")
+        else:
+            self.problem(path, f"the {what} {file} is not a regular file")
+        return _INVALID
+
+    def endpoint_section(self, table: dict[str, Any], environ: Mapping[str, str], *, builtin: bool) -> EndpointSection:
+        base_url = self.base_url(table)
+        simulate = self.boolean(table, ("endpoint", "simulate"), False)
+        if simulate is True and base_url is not None:
+            self.problem(("endpoint", "simulate"), "endpoint: give base_url or simulate = true, not both")
+        elif simulate is False and base_url is None:
+            self.problem(
+                ("endpoint", "base_url"), "endpoint needs base_url (an OpenAI-compatible API root) or simulate = true"
+            )
+        model = self.string(table, ("endpoint", "model"), None)
+        if model is None and simulate is True:
+            model = "sim-1"
+        elif model is None and builtin and "base_url" in table:
+            model = self.required(("endpoint", "model"), None, 'the model to ask, such as "gpt-4o-mini"')
+        elif model == "":
+            self.problem(("endpoint", "model"), "endpoint.model must not be empty")
+        simulator = self.simulator_section(table, simulate is True)
+        return EndpointSection(
+            base_url=base_url,
+            simulate=simulate,
+            api=self.string(table, ("endpoint", "api"), "chat", APIS),
+            model=model,
+            api_key_env=self.api_key_env(table, base_url, simulate is True, environ),
+            timeout_s=self.number(table, ("endpoint", "timeout_s"), 120.0, above_zero=True),
+            transport=self.string(table, ("endpoint", "transport"), "aiohttp", TRANSPORTS),
+            simulator=simulator,
+        )
+
+    def base_url(self, table: dict[str, Any]) -> Any:
+        path = ("endpoint", "base_url")
+        url = self.string(table, path, None)
+        if not isinstance(url, str):
+            return url
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            self.problem(
+                path, 'endpoint.base_url must be an http:// or https:// URL, such as "https://api.openai.com/v1"'
+            )
+            return _INVALID
+        if parts.username is not None or parts.password is not None:
+            self.problem(
+                path, "endpoint.base_url must not hold a user or password; name the key's variable in api_key_env"
+            )
+            return _INVALID
+        if parts.path.rstrip("/").endswith("/completions"):
+            self.problem(
+                path, "endpoint.base_url is the API root (such as …/v1); the handler adds /chat/completions itself"
+            )
+            return _INVALID
+        return url.rstrip("/")
+
+    def api_key_env(self, table: dict[str, Any], base_url: Any, simulate: bool, environ: Mapping[str, str]) -> Any:
+        path = ("endpoint", "api_key_env")
+        name = self.string(table, path, None)
+        if name is None:
+            if isinstance(base_url, str) and not _is_loopback(base_url):
+                return self.required(path, None, "the name of the environment variable that holds the API key")
+            return None
+        if not isinstance(name, str):
+            return name
+        if not _ENV_NAME.fullmatch(name):
+            # the value may be a pasted key: it is not repeated in the message
+            self.problem(
+                path,
+                "endpoint.api_key_env must be the name of an environment variable (letters, digits and _); "
+                "the key itself never goes in the job file",
+            )
+            return _INVALID
+        if simulate:
+            return name  # the simulator takes no key, so the variable does not have to be set
+        if name not in environ:
+            self.problem(path, f"the environment variable {name} is not set (endpoint.api_key_env)")
+        elif not environ[name]:
+            self.problem(path, f"the environment variable {name} is empty (endpoint.api_key_env)")
+        return name
+
+    def simulator_section(self, endpoint: dict[str, Any], simulate: bool) -> SimulatorSection | None:
+        path = ("endpoint", "simulator")
+        table = self.table(endpoint, path, _SIMULATOR_KEYS)
+        if "simulator" in endpoint and not simulate:
+            self.problem(path, "[endpoint.simulator] is only used with simulate = true")
+        if not simulate:
+            return None
+        table = table or {}
+        return SimulatorSection(
+            latency_ms=self.number(table, path + ("latency_ms",), 200.0),
+            jitter_ms=self.number(table, path + ("jitter_ms",), 0.0),
+            fail=self.fail(table, path + ("fail",)),
+            seed=self.value(table, path + ("seed",), "an integer", _is_int),
+            rpm_limit=self.integer(table, path + ("rpm_limit",), 0, lo=0),
+        )
+
+    def fail(self, table: dict[str, Any], path: KeyPath) -> Any:
+        mix = self.value(table, path, 'a table of failure kind = probability, such as { "429" = 0.05 }', _is_table)
+        if mix is None:
+            return {}
+        if mix is _INVALID:
+            return _INVALID
+        valid = True
+        for kind, probability in mix.items():
+            try:
+                validate_fail({kind: probability})
+            except ValueError as error:
+                hint = did_you_mean(kind, FAULT_KINDS) if kind not in FAULT_KINDS else ""
+                self.problem(path + (kind,), f"{_dotted(path)}: {error}{hint}")
+                valid = False
+        if not valid:
+            return _INVALID
+        try:
+            return validate_fail(mix)
+        except ValueError as error:
+            self.problem(path, f"{_dotted(path)}: {error}")
+            return _INVALID
+
+    def request_section(self, table: dict[str, Any], *, builtin: bool) -> RequestSection:
+        path = ("request", "params")
+        params = self.value(table, path, "a table", _is_table)
+        if params is None:
+            return RequestSection()
+        if builtin and params is not _INVALID:
+            for key in params:
+                if key in FORBIDDEN_PARAMS:
+                    self.problem(path + (key,), f'request.params must not contain "{key}": {FORBIDDEN_PARAMS[key]}')
+        return RequestSection(params=params)
+
+    def workers_section(self, table: dict[str, Any]) -> WorkersSection:
+        count = self.integer(table, ("workers", "count"), 64, lo=1, hi=MAX_WORKERS)
+        low = self.integer(table, ("workers", "min"), 1, lo=1, hi=MAX_WORKERS)
+        default_high = min(4 * count, MAX_WORKERS) if count is not _INVALID else _INVALID
+        high = self.integer(table, ("workers", "max"), default_high, lo=1, hi=MAX_WORKERS)
+        if _INVALID not in (count, low) and low > count:
+            self.problem(("workers", "min"), f"workers.min ({low}) must not be above workers.count ({count})")
+        elif _INVALID not in (count, high) and count > high:
+            self.problem(("workers", "max"), f"workers.max ({high}) must not be below workers.count ({count})")
+        return WorkersSection(
+            count=count, adaptive=self.boolean(table, ("workers", "adaptive"), False), min=low, max=high
+        )
+
+    def retry_section(self, table: dict[str, Any]) -> RetrySection:
+        base = self.number(table, ("retry", "backoff_base_s"), 0.5)
+        cap = self.number(table, ("retry", "backoff_max_s"), 60.0)
+        if _INVALID not in (base, cap) and cap < base:
+            self.problem(
+                ("retry", "backoff_max_s"),
+                f"retry.backoff_max_s ({cap:g}) must not be below retry.backoff_base_s ({base:g})",
+            )
+        return RetrySection(
+            max_attempts=self.integer(table, ("retry", "max_attempts"), 5, lo=1, hi=100),
+            backoff_base_s=base,
+            backoff_max_s=cap,
+        )
+
+    def limits_section(self, table: dict[str, Any]) -> LimitsSection:
+        limits = LimitsSection(
+            requests_per_minute=self.number(table, ("limits", "requests_per_minute"), 0.0),
+            tokens_per_minute=self.integer(table, ("limits", "tokens_per_minute"), 0, lo=0),
+            max_total_tokens=self.integer(table, ("limits", "max_total_tokens"), 0, lo=0),
+            max_cost_usd=self.number(table, ("limits", "max_cost_usd"), 0.0),
+            price_input_per_million_usd=self.number(table, ("limits", "price_input_per_million_usd"), None),
+            price_output_per_million_usd=self.number(table, ("limits", "price_output_per_million_usd"), None),
+        )
+        if limits.max_cost_usd is not _INVALID and limits.max_cost_usd > 0:
+            missing = [key for key in _SECTIONS["limits"][-2:] if key not in table]
+            if missing:
+                self.problem(
+                    ("limits", "max_cost_usd"),
+                    f"limits.max_cost_usd needs {' and '.join(f'limits.{key}' for key in missing)} to count the cost",
+                )
+        return limits
+
+    def handler_section(self, table: dict[str, Any], job_dir: Path) -> HandlerSection:
+        path = ("handler", "path")
+        spec = self.required(path, self.string(table, path, None), 'the handler as "file.py:function"')
+        if not isinstance(spec, str):
+            return HandlerSection(spec=spec, file=_INVALID, function=_INVALID)
+        source, _, function = spec.rpartition(":")
+        if not source or not function.isidentifier():
+            self.problem(path, f'handler.path must look like "file.py:function", found "{spec}"')
+            return HandlerSection(spec=spec, file=_INVALID, function=_INVALID)
+        return HandlerSection(
+            spec=spec, file=self.existing_file(path, job_dir / source, "handler file"), function=function
+        )
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int  # not bool, which Python counts as an int
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_table(value: Any) -> bool:
+    return isinstance(value, dict)

@@ -1,1 +1,0 @@
-"""Job files, the built-in handler, the store and the runner."""

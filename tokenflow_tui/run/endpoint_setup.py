@@ -1,0 +1,71 @@
+"""Where a run sends its requests: the simulator started for the run, the built-in handler and its client.
+
+The runner imports this module only for a job with an [endpoint], and before its event loop starts:
+the HTTP stack takes about a fifth of a second to import, which the other commands need not pay
+and which would stall a loop that is already running.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from ..endpoint.openai_handler import HandlerSettings, OpenAIHandler
+from ..endpoint.transport import make_client
+from ..job.model import Job
+from ..sim import SimulatorProcess
+from ..traffic import Traffic
+
+
+class RunEndpoint:
+    """The job's [endpoint] for one run: `start`, then `builtin_handler` (jobs without [handler]), then `close`."""
+
+    def __init__(self, job: Job) -> None:
+        if job.endpoint is None:
+            raise ValueError("the job has no [endpoint]")
+        self._job = job
+        self._endpoint = job.endpoint
+        self.base_url = self._endpoint.base_url
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+
+    async def start(self) -> str:
+        """The address to send to; with `simulate = true`, the simulator's, once it listens."""
+        if self._endpoint.simulate:
+            simulator = SimulatorProcess(self._endpoint.simulator.to_config())
+            await simulator.__aenter__()
+            self._closers.append(lambda: simulator.__aexit__(None, None, None))
+            self.base_url = simulator.base_url
+        assert self.base_url is not None  # the job file checks: base_url or simulate
+        return self.base_url
+
+    def builtin_handler(
+        self, connections: int, api_key: str | None, traffic: Traffic, on_auth_error: Callable[[int, str], None]
+    ) -> OpenAIHandler:
+        """The OpenAI-compatible handler, with a client for `connections` requests in flight (after `start`)."""
+        endpoint, job = self._endpoint, self._job
+        assert self.base_url is not None
+        client = make_client(endpoint.transport, connections, endpoint.timeout_s)
+        self._closers.append(client.aclose)
+        settings = HandlerSettings(
+            base_url=self.base_url,
+            api=endpoint.api,
+            model=endpoint.model,
+            params=dict(job.request.params),
+            timeout_s=endpoint.timeout_s,
+            max_attempts=job.retry.max_attempts,
+            backoff_base_s=job.retry.backoff_base_s,
+            backoff_max_s=job.retry.backoff_max_s,
+        )
+        return OpenAIHandler(
+            settings,
+            client,
+            api_key,
+            on_auth_error=on_auth_error,
+            on_rate_limit=traffic.on_rate_limit,
+            on_headers=traffic.on_headers,
+        )
+
+    async def close(self) -> None:
+        """Close the HTTP client and stop the simulator."""
+        for close in reversed(self._closers):
+            await close()
+        self._closers.clear()

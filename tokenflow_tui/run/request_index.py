@@ -1,0 +1,187 @@
+"""Compact per-request rows for the dashboard: a few bytes per input request, so a million fit."""
+
+from __future__ import annotations
+
+from array import array
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from ..engine import TokenFlowRequest
+from ..store.results_file import DONE, FAILED, NO_RECORD
+from .contract import RequestRow
+
+# a row's state as kept here; in flight and retrying are asked of the engine when drawn
+STATE_NAMES = {NO_RECORD: "queued", DONE: "done", FAILED: "failed"}
+_PREVIEW_CHARS = 120
+_RECENT_PREVIEWS = 20_000  # finished rows whose preview is kept in memory; older ones are read from disk
+# rows read back from disk, kept: the dashboard draws the same ~50 rows several times a second, and
+# a finished row only changes when its request is queued again and finishes again
+_READ_ROWS = 1_024
+
+
+class RequestTable:
+    """Finished rows live here; unfinished ones are asked of the engine when drawn."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._state = bytearray(count)
+        self._attempts = bytearray(count)
+        # statuses ("200", "429", "timeout", …) are few: each row keeps a small code for one
+        self._status_names: list[str] = [""]
+        self._status_codes: dict[str, int] = {"": 0}
+        self._status_code = array("h", bytes(2 * count))
+        self._latency_ms = array("f", bytes(4 * count))
+        self.offsets = array("q", [-1]) * count
+        self.failed: dict[int, str] = {}  # index → error kind of its last attempt, in failing order
+        self.retried: list[int] = []
+        self._previews: OrderedDict[int, tuple[Any, str]] = OrderedDict()
+        self._read_rows: OrderedDict[int, RequestRow] = OrderedDict()
+
+    def note_finished(
+        self,
+        index: int,
+        user_id: Any,
+        failed_kind: str | None,
+        attempts: int,
+        status: str,
+        latency_ms: float | None,
+        preview: str,
+        offset: int,
+    ) -> None:
+        self._state[index] = FAILED if failed_kind is not None else DONE
+        self._attempts[index] = min(attempts, 255)
+        code = self._status_codes.get(status)
+        if code is None:
+            code = self._status_codes[status] = len(self._status_names)
+            self._status_names.append(status)
+        self._status_code[index] = code
+        self._latency_ms[index] = latency_ms if latency_ms is not None else -1.0
+        self.offsets[index] = offset
+        if failed_kind is not None:
+            self.failed[index] = failed_kind
+        else:
+            self.failed.pop(index, None)
+        if attempts > 1:
+            self.retried.append(index)
+        self._read_rows.pop(index, None)
+        self._previews[index] = (user_id, preview[:_PREVIEW_CHARS])
+        if len(self._previews) > _RECENT_PREVIEWS:
+            self._previews.popitem(last=False)
+
+    def restore(self, status: bytearray, offsets: array) -> None:
+        """Take the rows finished by earlier runs, as recovery found them (details are read when drawn)."""
+        self._state[: len(status)] = status
+        self.offsets[: len(offsets)] = offsets
+
+    def requeue(self, index: int) -> str | None:
+        """Mark a failed request as queued again; its last error kind, or None if it had not failed."""
+        if self._state[index] != FAILED:
+            return None
+        self._state[index] = NO_RECORD
+        self._read_rows.pop(index, None)
+        return self.failed.pop(index, "unknown")
+
+    def failed_indexes(self) -> list[int]:
+        found, state, at = [], self._state, -1
+        marker = bytes([FAILED])
+        while (at := state.find(marker, at + 1)) >= 0:
+            found.append(at)
+        return found
+
+    def is_finished(self, index: int) -> bool:
+        return self._state[index] in (DONE, FAILED)
+
+    def finished_row(self, index: int, read_record: Callable[[int], dict[str, Any] | None]) -> RequestRow:
+        cached = self._previews.get(index)
+        if cached is None or not self._attempts[index]:
+            return self._read_row(index, read_record)
+        latency = self._latency_ms[index]
+        return RequestRow(
+            index,
+            cached[0],
+            STATE_NAMES[self._state[index]],
+            self._attempts[index],
+            self._status_names[self._status_code[index]],
+            latency if latency >= 0 else None,
+            cached[1],
+        )
+
+    def _read_row(self, index: int, read_record: Callable[[int], dict[str, Any] | None]) -> RequestRow:
+        """A finished row whose details are on disk only (finished long ago, or by an earlier run)."""
+        row = self._read_rows.get(index)
+        if row is not None:
+            self._read_rows.move_to_end(index)
+            return row
+        read = read_record(self.offsets[index])
+        record = read or {}
+        attempts = record.get("attempts") or []
+        last = attempts[-1] if attempts else {}
+        row = RequestRow(
+            index,
+            record.get("id", index),
+            STATE_NAMES[self._state[index]],
+            len(attempts),
+            attempt_status(last),
+            last.get("latency_ms"),
+            record_preview(record),
+        )
+        if read is not None:  # None: the run is closed, or the line is not a record; nothing to keep
+            self._read_rows[index] = row
+            if len(self._read_rows) > _READ_ROWS:
+                self._read_rows.popitem(last=False)
+        return row
+
+
+def unfinished_row(index: int, request: TokenFlowRequest | None, in_flight: bool) -> RequestRow:
+    """A row for a request the engine holds (or, with no request, one still waiting in the input)."""
+    if request is None:
+        return RequestRow(index, index, "queued", 0, "", None, "")
+    elements = request.request_trajectory.trajectory
+    params = elements[0].request_params
+    user_id = params.get("id", index) if isinstance(params, dict) else index
+    done = [e for e in elements if e.action is not None]
+    state = "in_flight" if in_flight else ("retrying" if done else "queued")
+    if not done:
+        return RequestRow(index, user_id, state, len(elements) - (0 if in_flight else 1), "", None, "")
+    last = done[-1]
+    result = last.result
+    error = result.get("error") if isinstance(result, dict) else None
+    status = attempt_status(result)
+    preview = error.get("message", "") if isinstance(error, dict) else _text_preview(result)
+    latency = last.latency_s * 1000 if last.latency_s is not None else None
+    return RequestRow(
+        index, user_id, state, len(done) + (1 if in_flight else 0), status, latency, preview[:_PREVIEW_CHARS]
+    )
+
+
+def attempt_status(attempt: Any) -> str:
+    """What the status column shows for an attempt: as stored in results.jsonl, or its handler's result."""
+    if not isinstance(attempt, dict):
+        return "ok"
+    error = attempt.get("error")
+    if isinstance(error, dict):
+        code = error.get("status_code")
+        return str(code) if code else str(error.get("kind", "error"))
+    code = attempt.get("status_code")
+    return str(code) if code else "ok"
+
+
+def record_error_kind(record: dict[str, Any] | None) -> str:
+    """The error kind of a failed record ("unknown" when it names none)."""
+    error = (record or {}).get("error")
+    return str(error.get("kind", "unknown")) if isinstance(error, dict) else "unknown"
+
+
+def record_preview(record: dict[str, Any]) -> str:
+    error = record.get("error")
+    if record.get("status") == "failed" and isinstance(error, dict):
+        return str(error.get("message", ""))[:_PREVIEW_CHARS]
+    return _text_preview(record.get("result"))[:_PREVIEW_CHARS]
+
+
+def _text_preview(value: Any) -> str:
+    if isinstance(value, dict) and "text" in value:
+        value = value["text"]
+    text = value if isinstance(value, str) else ("" if value is None else repr(value))
+    return " ".join(text.split())

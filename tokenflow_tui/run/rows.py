@@ -1,0 +1,98 @@
+"""The requests of a run as the dashboard reads them: rows by filter, one request's attempts, failed groups.
+
+Finished requests come from the request table (details read back from results.jsonl); unfinished
+ones from `HeldRequests`, which the runner's hooks keep up to date as attempts start and end, so
+that a draw does not gather every request the engine holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from ..engine import TokenFlowRequest, TokenFlowRequestTrajectory
+from ..store.records import build_record
+from .contract import RequestRow
+from .request_index import RequestTable, unfinished_row
+
+ReadRecord = Callable[[int], dict[str, Any] | None]
+
+
+class HeldRequests:
+    """The requests the engine holds (taken from the input, not finished), by index; those in flight apart.
+
+    The same sets as the engine's `waiting()` and `in_flight()`: a request is in flight from the
+    start of `before_attempt` until its handler returns or is cancelled, as the engine counts it.
+    """
+
+    def __init__(self) -> None:
+        self.requests: dict[int, TokenFlowRequest] = {}
+        self.in_flight: set[int] = set()
+
+    def attempt_started(self, request: TokenFlowRequest) -> None:
+        self.requests[request.id] = request
+        self.in_flight.add(request.id)
+
+    def attempt_ended(self, index: int) -> None:
+        self.in_flight.discard(index)
+
+    def queued(self, requests: Iterable[TokenFlowRequest]) -> None:
+        """Requests queued again (retry): held from now on, before their first attempt."""
+        for request in requests:
+            self.requests[request.id] = request
+
+    def finished(self, index: int) -> None:
+        self.requests.pop(index, None)
+        self.in_flight.discard(index)
+
+
+class RunRows:
+    def __init__(self, table: RequestTable, held: HeldRequests, read_record: ReadRecord, builtin: bool) -> None:
+        self._table = table
+        self._held = held
+        self._read_record = read_record
+        self._builtin = builtin
+
+    def row_count(self, row_filter: str = "all") -> int:
+        return len(self._indexes(row_filter))
+
+    def rows(self, row_filter: str, start: int, stop: int) -> list[RequestRow]:
+        indexes = self._indexes(row_filter)[start:stop]
+        table, held, in_flight = self._table, self._held.requests, self._held.in_flight
+        rows = []
+        for index in indexes:
+            if table.is_finished(index):
+                rows.append(table.finished_row(index, self._read_record))
+            else:
+                rows.append(unfinished_row(index, held.get(index), index in in_flight))
+        return rows
+
+    def trajectory(self, index: int) -> list[dict[str, Any]]:
+        if self._table.is_finished(index):
+            record = self._read_record(self._table.offsets[index]) or {}
+            return list(record.get("attempts") or [])
+        request = self._held.requests.get(index)
+        if request is None:
+            return []
+        made = [e for e in request.request_trajectory.trajectory if e.action is not None]
+        if not made:
+            return []
+        return build_record(TokenFlowRequest(request.id, TokenFlowRequestTrajectory(made)), self._builtin)["attempts"]
+
+    def failed_groups(self) -> dict[str, list[int]]:
+        groups: dict[str, list[int]] = {}
+        for index, kind in self._table.failed.items():
+            groups.setdefault(kind, []).append(index)
+        return groups
+
+    def _indexes(self, row_filter: str) -> Sequence[int]:
+        if row_filter == "all":
+            return range(self._table.count)
+        if row_filter == "in_flight":
+            return sorted(self._held.in_flight)
+        if row_filter == "retried":
+            waiting = self._held.requests.keys() - self._held.in_flight
+            return sorted(waiting.union(self._table.retried))
+        if row_filter == "failed":
+            return list(self._table.failed)
+        raise ValueError(f"unknown row filter {row_filter!r}")

@@ -1,0 +1,112 @@
+"""Statistics of a job beyond the engine's: tokens, attempt errors by kind, and per-second history."""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from typing import Any
+
+from .contract import ChartPoint
+
+HISTORY_SECONDS = 600
+
+
+class RunStats:
+    """Accumulates what the charts and counters need; O(1) per attempt."""
+
+    def __init__(self, history_s: int = HISTORY_SECONDS) -> None:
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.errors_by_kind: Counter[str] = Counter()
+        self.failed_by_kind: Counter[str] = Counter()
+        self._history: deque[ChartPoint] = deque(maxlen=history_s)
+        self._second = -1
+        self._finished = 0
+        self._tokens = 0
+        self._errors: Counter[str] = Counter()
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def note_attempt(self, elapsed_s: float, usage: dict[str, Any] | None, error_kind: str | None) -> None:
+        """An attempt ended `elapsed_s` seconds into the run (running time)."""
+        self._roll(int(elapsed_s))
+        if usage:
+            prompt = usage.get("prompt_tokens") or 0
+            completion = usage.get("completion_tokens") or 0
+            self.prompt_tokens += prompt
+            self.completion_tokens += completion
+            self._tokens += prompt + completion
+        if error_kind is not None:
+            self.errors_by_kind[error_kind] += 1
+            self._errors[error_kind] += 1
+
+    def note_finished(self, elapsed_s: float, failed_kind: str | None) -> None:
+        self._roll(int(elapsed_s))
+        self._finished += 1
+        if failed_kind is not None:
+            self.failed_by_kind[failed_kind] += 1
+
+    def unfail(self, kind: str) -> None:
+        """A failed request was queued again."""
+        if self.failed_by_kind[kind] > 0:
+            self.failed_by_kind[kind] -= 1
+
+    def history(self, elapsed_s: float) -> list[ChartPoint]:
+        """Complete seconds, oldest first, with empty seconds filled in."""
+        self._roll(int(elapsed_s))
+        return list(self._history)
+
+    def tokens_rate(self, elapsed_s: float, window_s: int = 10) -> float:
+        points = self.history(elapsed_s)[-window_s:]
+        span = min(window_s, len(points))
+        return sum(p.tokens for p in points) / span if span else 0.0
+
+    def _roll(self, second: int) -> None:
+        if second <= self._second:
+            return
+        if self._second >= 0:
+            self._history.append(ChartPoint(self._second, self._finished, self._tokens, dict(self._errors)))
+            # seconds with nothing in them still belong on the chart
+            for empty in range(self._second + 1, min(second, self._second + 1 + HISTORY_SECONDS)):
+                self._history.append(ChartPoint(empty, 0, 0, {}))
+        self._second = second
+        self._finished = 0
+        self._tokens = 0
+        self._errors = Counter()
+
+    # ----- checkpoint ------------------------------------------------------------------------
+
+    def to_data(self) -> dict[str, Any]:
+        """Plain data for state.toml (no None: TOML has no null); the second still open is kept too."""
+        points = list(self._history)
+        if self._second >= 0 and (self._finished or self._tokens or self._errors):
+            points.append(ChartPoint(self._second, self._finished, self._tokens, dict(self._errors)))
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "errors_by_kind": dict(self.errors_by_kind),
+            "failed_by_kind": {k: v for k, v in self.failed_by_kind.items() if v},
+            "history": {
+                "t": [p.t for p in points],
+                "finished": [p.finished for p in points],
+                "tokens": [p.tokens for p in points],
+                "errors": [dict(p.errors) for p in points],
+            },
+        }
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> RunStats:
+        stats = cls()
+        stats.prompt_tokens = int(data.get("prompt_tokens", 0))
+        stats.completion_tokens = int(data.get("completion_tokens", 0))
+        stats.errors_by_kind.update(data.get("errors_by_kind", {}))
+        stats.failed_by_kind.update(data.get("failed_by_kind", {}))
+        history = data.get("history", {})
+        for t, finished, tokens, errors in zip(
+            history.get("t", []), history.get("finished", []), history.get("tokens", []), history.get("errors", [])
+        ):
+            stats._history.append(ChartPoint(int(t), int(finished), int(tokens), dict(errors)))
+        if stats._history:
+            stats._second = stats._history[-1].t + 1
+        return stats

@@ -1,0 +1,1 @@
+"""The store: records, results.jsonl, state.toml, the output lock, export and report."""

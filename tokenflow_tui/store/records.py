@@ -1,0 +1,122 @@
+"""A finished request as one line of results.jsonl.
+
+A record is {"id", "index", "status", "result", "usage", "error", "attempts"}, keys in that order:
+recovery and export read `index` and `status` near the start of every line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ..engine import TokenFlowRequest, TokenFlowRequestTrajectoryElement, UnexpectedUserException
+
+USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+_OPTIONS = orjson.OPT_APPEND_NEWLINE
+
+
+def build_record(request: TokenFlowRequest, builtin: bool) -> dict[str, Any]:
+    """The record of a finished request; `builtin` says the built-in OpenAI handler made its results."""
+    elements = request.request_trajectory.trajectory
+    index = request.id
+    first_params = elements[0].request_params
+    record_id = first_params.get("id", index) if type(first_params) is dict else index
+    make_attempt = _builtin_attempt if builtin else _handler_attempt
+    # most requests take one attempt; skipping the comprehension saves a fifth of the cost
+    attempts = [make_attempt(elements[0])] if len(elements) == 1 else [make_attempt(e) for e in elements]
+    last = attempts[-1]
+    error = last.get("error")
+    return {
+        "id": record_id,
+        "index": index,
+        "status": "failed" if error is not None else "done",
+        "result": None if error is not None else last["result"],
+        "usage": _sum_usage(attempts) if builtin else None,
+        "error": error,
+        "attempts": attempts,
+    }
+
+
+def _latency_ms(latency_s: float | None) -> float | None:
+    # to the microsecond; int() then / is 4x cheaper than round() and prints as short
+    return None if latency_s is None else int(latency_s * 1e6) / 1000
+
+
+def _builtin_attempt(element: TokenFlowRequestTrajectoryElement) -> dict[str, Any]:
+    result = element.result
+    error = result.get("error")
+    if error is not None:
+        return {
+            "params": element.request_params,
+            "error": error,
+            "status_code": error.get("status_code"),
+            "started_at": element.started_at,
+            "latency_ms": _latency_ms(element.latency_s),
+        }
+    return {
+        "params": element.request_params,
+        "result": result["text"],
+        "status_code": result.get("status_code"),
+        "usage": result.get("usage"),
+        "finish_reason": result.get("finish_reason"),
+        "started_at": element.started_at,
+        "latency_ms": _latency_ms(element.latency_s),
+    }
+
+
+def _handler_attempt(element: TokenFlowRequestTrajectoryElement) -> dict[str, Any]:
+    result = element.result
+    if type(result) is UnexpectedUserException:
+        return {
+            "params": element.request_params,
+            "error": {"kind": "handler_exception", "message": result.exception_str, "traceback": result.traceback_str},
+            "started_at": element.started_at,
+            "latency_ms": _latency_ms(element.latency_s),
+        }
+    return {
+        "params": element.request_params,
+        "result": result,
+        "started_at": element.started_at,
+        "latency_ms": _latency_ms(element.latency_s),
+    }
+
+
+def _sum_usage(attempts: list[dict[str, Any]]) -> dict[str, int] | None:
+    if len(attempts) == 1:
+        return attempts[0].get("usage")
+    usages = [u for a in attempts if (u := a.get("usage")) is not None]
+    if not usages:
+        return None
+    if len(usages) == 1:
+        return usages[0]
+    return {key: sum(u.get(key) or 0 for u in usages) for key in USAGE_KEYS}
+
+
+def encode_record(record: dict[str, Any]) -> bytes:
+    """One line of JSON ending in a newline; a value orjson cannot encode is written as its str()."""
+    try:
+        return orjson.dumps(record, default=str, option=_OPTIONS)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(_encodable_record(record), default=str, option=_OPTIONS)
+
+
+def _encodable_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A copy whose user-supplied values (ids, params, results) are replaced by str() where not encodable."""
+    attempts = []
+    for attempt in record["attempts"]:
+        attempt = dict(attempt)
+        for key in ("params", "result"):
+            if key in attempt:
+                attempt[key] = _encodable(attempt[key])
+        attempts.append(attempt)
+    return {**record, "id": _encodable(record["id"]), "result": _encodable(record["result"]), "attempts": attempts}
+
+
+def _encodable(value: Any) -> Any:
+    # non-str keys are kept as keys (orjson turns them into strings); ints beyond 64 bits,
+    # cycles and the like become the value's str()
+    try:
+        return orjson.loads(orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS))
+    except orjson.JSONEncodeError:
+        return str(value)

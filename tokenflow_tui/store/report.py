@@ -1,0 +1,161 @@
+"""`tokenflow report`: counts, failures by kind, tokens, attempts and latency of a run's results."""
+
+from __future__ import annotations
+
+import math
+from array import array
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .export import load_run
+from .results_file import RESULTS_FILE
+
+_EXCERPT_CHARS = 80
+
+
+@dataclass(frozen=True, slots=True)
+class FailureGroup:
+    kind: str
+    count: int  # failed requests whose last error is of this kind
+    example_id: Any  # the first of them in input order
+    example_message: str  # an excerpt
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    run_dir: str
+    requests: int | None  # input requests, when state.toml says
+    records: int  # lines in results.jsonl
+    done: int  # requests whose last record is done
+    failed: int
+    finished: int
+    missing: int  # input requests with no record yet
+    failures: tuple[FailureGroup, ...]  # most frequent kind first
+    prompt_tokens: int  # over every record
+    completion_tokens: int
+    total_tokens: int
+    attempts: int  # over every record
+    retries: int  # attempts after the first of each record
+    latency_p50_ms: float | None  # of every timed attempt
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+
+
+def build_report(run_dir: str | Path) -> Report:
+    """Read a run's output directory (without changing it); StoreError when it cannot."""
+    run = load_run(run_dir)
+    recovery = run.recovery
+    summary = recovery.summary
+    latencies = array("d")
+    # kind → [count, example index, example id, example message]
+    groups: dict[str, list[Any]] = {}
+    offsets = recovery.offsets
+    with open(run.results_path, "rb") as file:
+        offset = 0
+        for line in file:
+            if offset >= summary.size:
+                break  # a torn last line, which recovery left out
+            record = orjson.loads(line)
+            latencies.extend(a["latency_ms"] for a in record["attempts"] if a.get("latency_ms") is not None)
+            index = record["index"]
+            if record["status"] == "failed" and offsets[index] == offset:
+                _note_failure(groups, index, record)
+            offset += len(line)
+    failures = tuple(
+        FailureGroup(kind, count, example_id, message)
+        for kind, (count, _, example_id, message) in sorted(groups.items(), key=lambda item: (-item[1][0], item[0]))
+    )
+    p50, p95, p99 = _percentiles(latencies, (50, 95, 99))
+    done, failed = recovery.done, recovery.failed
+    return Report(
+        str(run.run_dir),
+        run.requests,
+        summary.records,
+        done,
+        failed,
+        done + failed,
+        run.missing,
+        failures,
+        summary.prompt_tokens,
+        summary.completion_tokens,
+        summary.total_tokens,
+        summary.attempts,
+        summary.attempts - summary.records,
+        p50,
+        p95,
+        p99,
+    )
+
+
+def _note_failure(groups: dict[str, list[Any]], index: int, record: dict[str, Any]) -> None:
+    error = record.get("error") or {}
+    kind = str(error.get("kind") or "unknown")
+    group = groups.get(kind)
+    if group is None:
+        groups[kind] = [1, index, record.get("id"), _excerpt(str(error.get("message") or ""))]
+        return
+    group[0] += 1
+    if index < group[1]:
+        group[1:] = [index, record.get("id"), _excerpt(str(error.get("message") or ""))]
+
+
+def _excerpt(message: str) -> str:
+    flat = " ".join(message.split())
+    return flat if len(flat) <= _EXCERPT_CHARS else flat[: _EXCERPT_CHARS - 1] + "…"
+
+
+def _percentiles(values: array, points: tuple[int, ...]) -> tuple[float | None, ...]:
+    """Nearest-rank percentiles."""
+    if not values:
+        return tuple(None for _ in points)
+    ordered = sorted(values)
+    return tuple(ordered[max(0, math.ceil(p * len(ordered) / 100) - 1)] for p in points)
+
+
+def format_report(report: Report) -> str:
+    """The report as aligned lines of text, ending with a newline."""
+    finished = f"{report.finished:,} finished ({report.done:,} done, {report.failed:,} failed)"
+    if report.requests is not None:
+        requests = f"{report.requests:,}: {finished}, {report.missing:,} without a record"
+    elif report.missing:
+        requests = f"{finished}, {report.missing:,} without a record below the last one"
+    else:
+        requests = finished
+    lines = [
+        f"run        {report.run_dir}",
+        f"requests   {requests}",
+        f"records    {report.records:,} in {RESULTS_FILE}",
+        f"failures   {report.failed:,}" if report.failures else "failures   none",
+    ]
+    width = max((len(group.kind) for group in report.failures), default=0)
+    count_width = max((len(f"{group.count:,}") for group in report.failures), default=0)
+    for group in report.failures:
+        example = _format_id(group.example_id)
+        if group.example_message:
+            example += f": {group.example_message}"
+        lines.append(f"  {group.kind:<{width}}  {group.count:>{count_width},}  e.g. {example}")
+    lines += [
+        f"tokens     {report.total_tokens:,} (prompt {report.prompt_tokens:,}, "
+        f"completion {report.completion_tokens:,})",
+        f"attempts   {report.attempts:,} ({report.retries:,} retries)",
+    ]
+    if report.latency_p50_ms is None:
+        lines.append("latency    no timed attempts")
+    else:
+        lines.append(
+            f"latency    p50 {_ms(report.latency_p50_ms)}, p95 {_ms(report.latency_p95_ms)}, "
+            f"p99 {_ms(report.latency_p99_ms)}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _format_id(value: Any) -> str:
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def _ms(value: float | None) -> str:
+    assert value is not None
+    return f"{value:,.0f} ms" if value >= 10 else f"{value:.1f} ms"

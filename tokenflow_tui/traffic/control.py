@@ -1,0 +1,361 @@
+"""Traffic control of a run: one object the runner builds from the job and hands to engine and handler.
+
+- `before_attempt` (the engine's hook) holds an attempt back: while the server asked everyone to
+  slow down, while the adaptive controller wants fewer in flight, and until the requests- and
+  tokens-per-minute buckets (and the pace, once the server refused requests) allow it.
+- `wrap(handler)` watches what each attempt brought: tokens (to correct the estimate and count the
+  budget), overload (429, 503, timeouts) and success for the adaptive controller, and requests
+  that failed for good for the storm detector.
+- `on_rate_limit` and `on_headers` are the built-in handler's hooks: 429s that are more than an
+  occasional one, or a spent x-ratelimit allowance, hold dispatch for every worker; 429s asking
+  for long waits also pace it at the rate the server accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
+from typing import Any
+
+from ..endpoint.retry_policy import is_retryable
+from ..engine import ActionDone, Clock, TokenFlowRequest, TokenFlowRequestTrajectory
+from ..job.model import Job
+from ..run.contract import TrafficView
+from .adaptive import AdaptiveConcurrency
+from .bucket import TokenBucket
+from .budget import Budget, Prices
+from .congestion import Congestion
+from .estimate import estimate_tokens, usage_tokens
+from .pace import Pace
+from .ratelimit_headers import read_ratelimit_headers
+from .slowdown import Rng, Slowdown
+from .storm import StormDetector
+from .waiting import Waiting
+
+Handler = Callable[[TokenFlowRequestTrajectory], Awaitable[tuple[Any, ...]]]
+# besides a 429, what says that the server is overloaded
+_OVERLOAD_KINDS = frozenset({"timeout"})
+_OVERLOAD_STATUSES = frozenset({503})
+_TOKENS_AVERAGE_WEIGHT = 0.05  # of the newest request, in the running average of tokens per request
+_ROUND_TRIP_WEIGHT = 0.05  # of the newest answer, in the running average of latency
+_QUEUE_LOOK_S = 1.0  # workers beyond a second's worth of the pace look again this often
+# when the attempt the built-in handler is in was sent: each worker is a task of its own
+_ATTEMPT_STARTED: ContextVar[float] = ContextVar("attempt_started")
+
+
+class Traffic:
+    """Rate limits, the global slow-down, the adaptive worker count, budgets and the storm detector.
+
+    `running()` says whether the job runs (a held attempt gives its request back when it stops),
+    `pause(reason)` pauses the job by itself with a sentence, `apply_workers(n)` sets the engine's
+    worker count, and `spent()` gives the job's (prompt, completion) tokens so far, all runs included.
+    """
+
+    def __init__(
+        self,
+        job: Job,
+        workers: int,
+        *,
+        clock: Clock,
+        running: Callable[[], bool],
+        pause: Callable[[str], None],
+        apply_workers: Callable[[int], None],
+        spent: Callable[[], tuple[int, int]],
+        rng: Rng | None = None,
+    ) -> None:
+        limits = job.limits
+        now = clock.monotonic()
+        self._clock = clock
+        self._pause = pause
+        self._apply_workers = apply_workers
+        self._spent = spent
+        self._request_params = job.request.params
+        self._waiting = Waiting(clock, running)
+        self._slowdown = Slowdown(rng or random.Random())
+        self._rate_limited = Congestion()  # watching 429s
+        self._pace = Pace(now)
+        self._paced: TokenBucket | None = None  # follows the pace once the server refused requests
+        self._overloaded = Congestion()  # watching 503s and timeouts
+        self._requests: TokenBucket | None = None
+        self._tokens: TokenBucket | None = None
+        self.set_limits(limits.requests_per_minute, limits.tokens_per_minute)
+        self._adaptive = (
+            AdaptiveConcurrency(workers, job.workers.min, job.workers.max, now) if job.workers.adaptive else None
+        )
+        prices = None
+        if limits.price_input_per_million_usd is not None and limits.price_output_per_million_usd is not None:
+            prices = Prices(limits.price_input_per_million_usd, limits.price_output_per_million_usd)
+        self._budget = Budget(limits.max_total_tokens, limits.max_cost_usd, prices)
+        # a new run of a job that stopped on its budget is the user's resume
+        self._budget.grant_more(*spent())
+        self._storm = StormDetector()
+        self._in_flight = 0
+        self._paused_for: str | None = None  # "budget" or "storm" while the job is paused by them
+        self._remaining_requests: int | None = None
+        self._remaining_tokens: int | None = None
+        self._tokens_per_request = 0.0
+        self._round_trip_s = 0.0  # the latency of recent good answers, on average
+
+    # ----- the engine's and the handler's hooks ------------------------------------------------
+
+    async def before_attempt(self, request: TokenFlowRequest) -> None:
+        clock, waiting = self._clock, self._waiting
+        reserved: tuple[float, float] | None = None
+        try:
+            while True:
+                waiting.check()
+                now = clock.monotonic()
+                release = self._slowdown.release_at(now)
+                if release is not None:
+                    await waiting.nap(release - now)
+                    continue
+                if self._adaptive is not None and self._in_flight >= self._adaptive.target:
+                    await waiting.slot()
+                    continue
+                if reserved is None and self._paced is not None and self._paced.level(now) < -self._pace_queue():
+                    # a second's worth waits already: a reservation made now would keep the wait
+                    # worked out at today's pace even when the pace grows meanwhile
+                    await waiting.nap(_QUEUE_LOOK_S)
+                    continue
+                if reserved is None and (
+                    self._requests is not None or self._tokens is not None or self._paced is not None
+                ):
+                    reserved, wait_s = self._reserve(request, now)
+                    if wait_s > 0:
+                        await waiting.nap(wait_s)
+                        continue
+                break
+        except asyncio.CancelledError:
+            if reserved is not None:
+                self._give_back(reserved)
+            raise
+        self._in_flight += 1
+
+    def wrap(self, handler: Handler) -> Handler:
+        """The handler, watched: every attempt that passed `before_attempt` goes through it."""
+        clock = self._clock
+
+        async def watched(trajectory: TokenFlowRequestTrajectory) -> tuple[Any, ...]:
+            started = clock.monotonic()
+            _ATTEMPT_STARTED.set(started)
+            try:
+                outcome = await handler(trajectory)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self._finished("handler_exception")
+                raise
+            finally:
+                self._in_flight -= 1
+                if self._adaptive is not None:
+                    self._waiting.free_slots(self._adaptive.target - self._in_flight)
+            self._observe(trajectory, outcome, started)
+            return outcome
+
+        return watched
+
+    def on_rate_limit(self, delay_s: float) -> None:
+        """A 429 that `delay_s` later may be retried (the server's Retry-After, or the backoff without one).
+
+        When 429s are more than an occasional one, every worker waits that long (and, for long
+        waits, dispatch is paced from then on).
+        """
+        now = self._clock.monotonic()
+        congested = self._rate_limited.note(True, _ATTEMPT_STARTED.get(now))
+        if congested:
+            self._slowdown.hold(delay_s, now, "the server answers 429 (too many requests)", self._round_trip_s)
+        # once dispatch is paced, any 429 says the pace is too fast
+        if (congested or self._paced is not None) and self._pace.overloaded(now, delay_s):
+            assert self._pace.rate is not None
+            self._paced = _rebucket(self._paced, self._pace.rate * 60, now)
+
+    def on_headers(self, headers: Mapping[str, str]) -> None:
+        """A response's headers: when the x-ratelimit allowance is spent, hold until it comes back."""
+        limits = read_ratelimit_headers(headers)
+        if limits is None:
+            return
+        now = self._clock.monotonic()
+        # the server counted this request when it came in; the others in flight came in after it
+        # (or are about to), so they are owed out of what it says remains
+        in_flight = max(self._in_flight, 1)
+        if limits.requests is not None:
+            self._remaining_requests = limits.requests.remaining
+            wait_s = limits.requests.wait_s(in_flight)
+            if wait_s is not None:
+                self._slowdown.hold(wait_s, now, "the server's x-ratelimit-remaining-requests is spent")
+        if limits.tokens is not None:
+            self._remaining_tokens = limits.tokens.remaining
+            wait_s = limits.tokens.wait_s(max(self._tokens_per_request, 1.0) * in_flight)
+            if wait_s is not None:
+                self._slowdown.hold(wait_s, now, "the server's x-ratelimit-remaining-tokens is spent")
+
+    # ----- what the runner and the dashboard change --------------------------------------------
+
+    def resumed(self) -> None:
+        """The job runs again after a pause: a spent budget grants one more; a storm is forgiven."""
+        if self._paused_for == "storm":
+            self._storm.forgive()
+        self._budget.grant_more(*self._spent())
+        self._paused_for = None
+
+    def workers_set(self, n: int) -> None:
+        """The user chose the worker count: the adaptive controller carries on from there."""
+        if self._adaptive is not None:
+            self._adaptive.reset(n, self._clock.monotonic())
+            self._waiting.free_slots(n - self._in_flight)
+
+    def set_limits(self, requests_per_minute: float, tokens_per_minute: int) -> str | None:
+        """New rate limits (0: none); why not, in a sentence, when they are not valid."""
+        if not _is_limit(requests_per_minute):
+            return f"requests per minute must be a number of 0 or more, not {requests_per_minute!r}"
+        if not _is_limit(tokens_per_minute) or tokens_per_minute != int(tokens_per_minute):
+            return f"tokens per minute must be a whole number of 0 or more, not {tokens_per_minute!r}"
+        now = self._clock.monotonic()
+        self._requests = _rebucket(self._requests, requests_per_minute, now)
+        self._tokens = _rebucket(self._tokens, int(tokens_per_minute), now)
+        return None
+
+    def set_budget(self, max_total_tokens: int, max_cost_usd: float) -> str | None:
+        """New budgets (0: none), counted from the start of the job; why not, in a sentence."""
+        if not _is_limit(max_total_tokens) or max_total_tokens != int(max_total_tokens):
+            return f"the token budget must be a whole number of 0 or more, not {max_total_tokens!r}"
+        if not _is_limit(max_cost_usd):
+            return f"the cost budget must be a number of 0 or more, not {max_cost_usd!r}"
+        if max_cost_usd and self._budget.prices is None:
+            return (
+                "a cost budget needs the prices in the job file "
+                "(limits.price_input_per_million_usd and limits.price_output_per_million_usd)"
+            )
+        self._budget.set_limits(int(max_total_tokens), float(max_cost_usd))
+        return None
+
+    def view(self) -> TrafficView:
+        now = self._clock.monotonic()
+        prompt, completion = self._spent()
+        adaptive, slowdown = self._adaptive, self._slowdown
+        held = slowdown.held(now)
+        return TrafficView(
+            requests_per_minute=self._requests.per_minute if self._requests is not None else 0.0,
+            tokens_per_minute=int(self._tokens.per_minute) if self._tokens is not None else 0,
+            held_s=slowdown.remaining_s(now),
+            held_because=slowdown.reason if held else None,
+            holds=slowdown.holds,
+            adaptive=adaptive is not None,
+            target_workers=adaptive.target if adaptive is not None else None,
+            workers_min=adaptive.low if adaptive is not None else None,
+            workers_max=adaptive.high if adaptive is not None else None,
+            cuts=adaptive.cuts if adaptive is not None else 0,
+            tokens_used=prompt + completion,
+            max_total_tokens=self._budget.tokens_allowed,
+            cost_usd=self._budget.cost_usd(prompt, completion),
+            max_cost_usd=self._budget.cost_allowed,
+            remaining_requests=self._remaining_requests,
+            remaining_tokens=self._remaining_tokens,
+            pace_per_minute=self._pace.rate * 60 if self._paced is not None and self._pace.rate else 0.0,
+            sent=self._in_flight,
+        )
+
+    # ----- internals ---------------------------------------------------------------------------
+
+    def _reserve(self, request: TokenFlowRequest, now: float) -> tuple[tuple[float, float], float]:
+        """Take a request and its estimated tokens from the buckets: (what was taken, seconds to wait)."""
+        wait_s = 0.0
+        tokens = 0.0
+        if self._paced is not None:
+            assert self._pace.rate is not None
+            self._paced.set_rate(self._pace.rate * 60, now)  # the pace grows with every good answer
+            wait_s = self._paced.reserve(1, now)
+        if self._requests is not None:
+            wait_s = max(wait_s, self._requests.reserve(1, now))
+        if self._tokens is not None:
+            tokens = self._estimate(request.request_trajectory)
+            wait_s = max(wait_s, self._tokens.reserve(tokens, now))
+        return (1.0, tokens), wait_s
+
+    def _pace_queue(self) -> float:
+        """Reservations of the pace that may wait at once: a second's worth (one at least)."""
+        assert self._pace.rate is not None
+        return max(self._pace.rate * _QUEUE_LOOK_S, 1.0)
+
+    def _give_back(self, reserved: tuple[float, float]) -> None:
+        now = self._clock.monotonic()
+        requests, tokens = reserved
+        if self._paced is not None:
+            self._paced.adjust(-requests, now)
+        if self._requests is not None:
+            self._requests.adjust(-requests, now)
+        if self._tokens is not None:
+            self._tokens.adjust(-tokens, now)
+
+    def _estimate(self, trajectory: TokenFlowRequestTrajectory) -> float:
+        return float(estimate_tokens(trajectory.trajectory[-1].request_params, self._request_params))
+
+    def _observe(self, trajectory: TokenFlowRequestTrajectory, outcome: Any, started: float) -> None:
+        now = self._clock.monotonic()
+        action = outcome[0] if type(outcome) is tuple and outcome else None
+        result = outcome[1] if type(outcome) is tuple and len(outcome) >= 2 else None
+        final = type(action) is ActionDone
+        error = result.get("error") if type(result) is dict else None
+        used = usage_tokens(result.get("usage")) if type(result) is dict else None
+        if used is not None:
+            self._tokens_per_request += _TOKENS_AVERAGE_WEIGHT * (used - self._tokens_per_request)
+        if self._tokens is not None:
+            # the estimate was taken before sending; what the server counted replaces it
+            self._tokens.adjust((used or 0) - self._estimate(trajectory), now)
+        if type(error) is dict:
+            kind, status = error.get("kind"), error.get("status_code")
+            if status == 429:
+                overloaded = self._slowdown.held(now)  # on_rate_limit judged it
+            else:
+                self._rate_limited.note(False, started)
+                # by arrival: a timeout is news of now, though its request was sent long ago
+                overloaded = self._overloaded.note(kind in _OVERLOAD_KINDS or status in _OVERLOAD_STATUSES, now)
+            if overloaded and self._adaptive is not None:
+                self._set_target(self._adaptive.loss(started, now))
+            if final:
+                retryable = is_retryable(str(kind), status if type(status) is int else None)
+                self._finished(None if retryable else (f"HTTP {status}" if status else str(kind)))
+        else:
+            self._rate_limited.note(False, started)
+            self._overloaded.note(False, now)
+            self._round_trip_s += _ROUND_TRIP_WEIGHT * (now - started - self._round_trip_s)
+            self._pace.answered(now)
+            if self._adaptive is not None:
+                self._set_target(self._adaptive.success(started, now, self._in_flight + 1))
+            if final:
+                self._finished(None)
+        if used is not None and self._paused_for is None:
+            reason = self._budget.exceeded(*self._spent())
+            if reason is not None:
+                self._pause_for("budget", reason)
+
+    def _finished(self, failure: str | None) -> None:
+        reason = self._storm.finished(failure)
+        if reason is not None and self._paused_for is None:
+            self._pause_for("storm", reason)
+
+    def _pause_for(self, what: str, reason: str) -> None:
+        self._paused_for = what
+        self._pause(reason)
+
+    def _set_target(self, target: int | None) -> None:
+        if target is None:
+            return
+        self._apply_workers(target)
+        self._waiting.free_slots(target - self._in_flight)
+
+
+def _is_limit(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value) and value >= 0
+
+
+def _rebucket(bucket: TokenBucket | None, per_minute: float, now: float) -> TokenBucket | None:
+    if not per_minute:
+        return None
+    if bucket is None:
+        return TokenBucket(per_minute, now)
+    bucket.set_rate(per_minute, now)
+    return bucket

@@ -1,6 +1,6 @@
 """Resume with a million results: recovery of results.jsonl, with and without the saved summary.
 
-Run: pytest tests/bench_resume.py -m benchmark -s
+Run: pytest tests/bench/bench_resume.py -m benchmark -s
 """
 
 from __future__ import annotations

@@ -162,7 +162,7 @@ def test_a_row_that_cannot_be_read_is_not_kept():
 async def test_bench_one_rows_call_with_1000_in_flight_and_100k_finished(tmp_path):
     """What one `rows()` call of the dashboard's refresh costs (printed, not asserted).
 
-    python -m pytest tests/test_runner_rows.py -m benchmark -s
+    python -m pytest tests/run/test_runner_rows.py -m benchmark -s
     """
     run_helpers.GATE.event = asyncio.Event()
     runner = JobRunner(

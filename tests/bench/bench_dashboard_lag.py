@@ -1,7 +1,7 @@
 """What the dashboard costs a run (DESIGN §5: ≥ 90 % of headless throughput, loop lag p99 ≤ 100 ms
 at 1,000 workers).
 
-    python -m pytest tests/bench_dashboard_lag.py -m benchmark -s
+    python -m pytest tests/bench/bench_dashboard_lag.py -m benchmark -s
 
 Two variants:
 - a fake run of a million requests whose numbers change on every snapshot, next to 1,000

@@ -3,7 +3,7 @@
 The default test is the scaled version: the limit counts requests per second instead of per minute
 (the same sliding window, 60 times shorter), so three limits fit in about twenty seconds. The
 full version, a real requests-per-minute limit over nine minutes, is a benchmark:
-    python -m pytest -m benchmark -s tests/test_suite_rate_limits.py
+    python -m pytest -m benchmark -s tests/suites/test_suite_rate_limits.py
 Each test prints its figures: per phase the limit, the rate reached and when, and the share of 429s.
 """
 

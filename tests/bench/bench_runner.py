@@ -1,6 +1,6 @@
 """A million requests through the job runner (`tokenflow run --headless`, a no-op `[handler]`).
 
-    python -m pytest tests/bench_runner.py -m benchmark -s
+    python -m pytest tests/bench/bench_runner.py -m benchmark -s
 
 DESIGN §5: peak RSS ≤ 150 MB for a 1M-request job, and ≤ 3 s before the first new request when a
 run with 1M results is resumed. The job has 1,000,000 + 10,000 requests: the first run stops itself

@@ -1,6 +1,6 @@
 """Engine overhead: 1M no-op requests through 64 workers, beside a bare asyncio worker pool.
 
-Run: python -m pytest -m benchmark -s tests/bench_engine.py
+Run: python -m pytest -m benchmark -s tests/bench/bench_engine.py
 Each measurement runs in a fresh interpreter (tokenflow_tui.bench.engine, as `tokenflow bench` does),
 so peak RSS belongs to it alone. ROUNDS rounds, bare and engine in turns; medians.
 """

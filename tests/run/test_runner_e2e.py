@@ -167,7 +167,7 @@ def test_retry_failed_queues_again_only_the_failed_requests(tmp_path):
 
 
 def test_a_custom_handler_job_records_its_continued_attempts(tmp_path):
-    sample = Path(__file__).parent.parent / "sample_jobs"
+    sample = Path(__file__).parents[2] / "sample_jobs"
     for name in ("custom_handler.toml", "retry_longer.py", "questions.jsonl"):
         (tmp_path / name).write_text((sample / name).read_text())
     run = tokenflow("run", str(tmp_path / "custom_handler.toml"), "--headless", "--output", str(tmp_path / "out"))

@@ -1,6 +1,6 @@
 """Benchmark: the simulator in a child process at latency 0, loaded by clients in two other processes.
 
-Run with `python -m pytest tests/bench_simulator.py -m benchmark -s`. The figure that matters is the
+Run with `python -m pytest tests/bench/bench_simulator.py -m benchmark -s`. The figure that matters is the
 server's CPU per request (psutil on the child): at most 50 µs means one core serves 20k requests/s.
 """
 

@@ -1,6 +1,6 @@
 """Client CPU per HTTP request of the built-in handler and its transports, against a fast local server.
 
-Run: python -m pytest -m benchmark tests/bench_transport.py -s
+Run: python -m pytest -m benchmark tests/bench/bench_transport.py -s
 (TOKENFLOW_BENCH_REQUESTS sets the measured requests per case, default 3000.)
 The server runs in a child process, so the CPU measured (user + sys of this process, around the
 client loop only) is the client's.

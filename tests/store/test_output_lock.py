@@ -12,7 +12,7 @@ import pytest
 
 from tokenflow_tui.store.lock import LockedError, OutputLock
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HOLDER = """
 import sys
 from tokenflow_tui.store.lock import OutputLock

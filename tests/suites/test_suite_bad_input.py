@@ -1,6 +1,6 @@
 """Bad job files and inputs through the real command line: exit 2, the exact lines, nothing written (§2.1).
 
-A quarter of the library-level corpus of tests/test_bad_jobs.py is run again here through `tokenflow run`
+A quarter of the library-level corpus of tests/job/test_bad_jobs.py is run again here through `tokenflow run`
 in child processes, with more cases about traffic settings, inputs and the command line itself. The
 children run a few at a time, so the suite takes seconds, not minutes.
 """

@@ -467,7 +467,7 @@ def test_kill_9_loses_nothing_saved_and_duplicates_nothing(tmp_path: Path) -> No
             [sys.executable, "-c", WRITER, str(path)],
             stdout=subprocess.PIPE,
             text=True,
-            cwd=Path(__file__).resolve().parents[1],
+            cwd=Path(__file__).resolve().parents[2],
         )
         assert writer.stdout is not None
         saved = 0

@@ -20,7 +20,7 @@ from tokenflow_tui.sim.cli import add_arguments, config_from_args, config_to_arg
 
 pytestmark = pytest.mark.timeout(30)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LISTENING = re.compile(r"simulator listening on http://127\.0\.0\.1:(\d+)/v1\n")
 
 

@@ -15,6 +15,7 @@ import httpx
 import orjson
 
 from ..engine import ActionContinue, ActionDone, Clock, SystemClock, TokenFlowAction, TokenFlowRequestTrajectory
+from ..engine.error_kinds import BAD_RESPONSE, CONNECTION, HTTP_4XX, HTTP_5XX, HTTP_429, TIMEOUT
 from .deadlines import Deadlines
 from .retry_policy import Rng, is_retryable, parse_retry_after, retry_delay_s
 from .transport import TRANSPORT_ERRORS, ClientLike, error_kind, read_body, response_headers
@@ -130,15 +131,15 @@ class OpenAIHandler:
                 try:
                     body, complete = await read_body(response, self._max_body_bytes)
                 except TRANSPORT_ERRORS as exc:
-                    if error_kind(exc) == "timeout":
+                    if error_kind(exc) == TIMEOUT:
                         return self._timeout_error(), None
                     message = f"the response was cut short: {_describe(exc)}"
-                    return self._error("bad_response", message, response.status_code, None), None
+                    return self._error(BAD_RESPONSE, message, response.status_code, None), None
                 return self._parse(response, headers, body, complete)
         except TRANSPORT_ERRORS as exc:
-            if error_kind(exc) == "timeout":
+            if error_kind(exc) == TIMEOUT:
                 return self._timeout_error(), None
-            return self._error("connection", f"the connection failed: {_describe(exc)}", None, None), None
+            return self._error(CONNECTION, f"the connection failed: {_describe(exc)}", None, None), None
 
     def _parse(
         self, response: httpx.Response, headers: Mapping[str, str], body: bytes, complete: bool
@@ -146,22 +147,22 @@ class OpenAIHandler:
         status = response.status_code
         if not complete:
             message = f"the response body is larger than the {self._max_body_bytes} bytes allowed"
-            return self._error("bad_response", message, status, body), None
+            return self._error(BAD_RESPONSE, message, status, body), None
         if not 200 <= status < 300:
             return self._http_error(response, body), headers
         content_type = headers.get("content-type", "")
         media_type = content_type.partition(";")[0].strip().lower()
         if media_type != "application/json" and not media_type.endswith("+json"):
             message = f"the response is not JSON (content type {content_type!r})"
-            return self._error("bad_response", message, status, body), None
+            return self._error(BAD_RESPONSE, message, status, body), None
         try:
             document = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return self._error("bad_response", "the response body is not valid JSON", status, body), None
+            return self._error(BAD_RESPONSE, "the response body is not valid JSON", status, body), None
         choices = document.get("choices") if type(document) is dict else None
         choice = choices[0] if type(choices) is list and choices else None
         if type(choice) is not dict:
-            return self._error("bad_response", "the response has no choices", status, body), None
+            return self._error(BAD_RESPONSE, "the response has no choices", status, body), None
         if self._chat:
             reply = choice.get("message")
             text = reply.get("content") if type(reply) is dict else None
@@ -169,7 +170,7 @@ class OpenAIHandler:
             text = choice.get("text")
         if type(text) is not str or not text:
             what = "message content" if self._chat else "text"
-            return self._error("bad_response", f"the response's first choice has no {what}", status, body), None
+            return self._error(BAD_RESPONSE, f"the response's first choice has no {what}", status, body), None
         usage = document.get("usage")
         finish_reason = choice.get("finish_reason")
         return {
@@ -182,13 +183,13 @@ class OpenAIHandler:
     def _http_error(self, response: httpx.Response, body: bytes) -> dict[str, Any]:
         status = response.status_code
         if status == 429:
-            kind = "http_429"
+            kind = HTTP_429
         elif 500 <= status < 600:
-            kind = "http_5xx"
+            kind = HTTP_5XX
         elif 400 <= status < 500:
-            kind = "http_4xx"
+            kind = HTTP_4XX
         else:
-            kind = "bad_response"
+            kind = BAD_RESPONSE
         detail = _server_message(body) or response.reason_phrase
         message = f"HTTP {status}: {detail}" if detail else f"HTTP {status}"
         return self._error(kind, message, status, body)
@@ -203,7 +204,7 @@ class OpenAIHandler:
         retry_after = parse_retry_after(headers, self._clock.time()) if headers is not None else None
         delay = retry_delay_s(attempt, retry_after, settings.backoff_base_s, settings.backoff_max_s, self._rng)
         payload = None
-        if kind == "http_429":
+        if kind == HTTP_429:
             if retry_after is not None:
                 payload = {"retry_after_s": retry_after}
             if self._on_rate_limit is not None:
@@ -218,7 +219,7 @@ class OpenAIHandler:
         return _DONE, result, payload
 
     def _timeout_error(self) -> dict[str, Any]:
-        return self._error("timeout", f"no complete response within {self._timeout_s:g} s", None, None)
+        return self._error(TIMEOUT, f"no complete response within {self._timeout_s:g} s", None, None)
 
     def _error(self, kind: str, message: str, status_code: int | None, body: bytes | None) -> dict[str, Any]:
         key = self._api_key

@@ -11,10 +11,12 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Protocol
 
+from ..engine.error_kinds import BAD_RESPONSE, CONNECTION, HTTP_4XX, HTTP_5XX, HTTP_429, TIMEOUT
+
 MAX_RETRY_AFTER_S = 300.0
 
 # kinds that are worth another attempt whatever the status; "http_4xx" only for the statuses below
-_RETRYABLE_KINDS = frozenset({"http_429", "http_5xx", "timeout", "connection", "bad_response"})
+_RETRYABLE_KINDS = frozenset({HTTP_429, HTTP_5XX, TIMEOUT, CONNECTION, BAD_RESPONSE})
 _RETRYABLE_4XX = frozenset({408, 409})
 
 
@@ -26,7 +28,7 @@ def is_retryable(kind: str, status_code: int | None) -> bool:
     """Whether an attempt that failed with this error kind (and HTTP status, if any) is worth retrying."""
     if kind in _RETRYABLE_KINDS:
         return True
-    return kind == "http_4xx" and status_code in _RETRYABLE_4XX
+    return kind == HTTP_4XX and status_code in _RETRYABLE_4XX
 
 
 def backoff_s(attempt: int, base_s: float, max_s: float, rng: Rng) -> float:

@@ -14,6 +14,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from ..engine import Clock, StatsSnapshot, SystemClock, TokenFlowRequest, TokenFlowRequestTrajectory, TokenFlowTask
+from ..engine.error_kinds import HANDLER_EXCEPTION
 from ..engine.events import UnexpectedUserException
 from ..job.inputs import InputSummary, iter_input
 from ..job.model import Job
@@ -413,7 +414,7 @@ class JobRunner:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                note(elapsed(), None, "handler_exception")
+                note(elapsed(), None, HANDLER_EXCEPTION)
                 raise
             finally:
                 attempt_ended(_ATTEMPT.get())

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from ..engine import TokenFlowRequest, TokenFlowRequestTrajectoryElement, UnexpectedUserException
+from ..engine.error_kinds import HANDLER_EXCEPTION
 
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 _OPTIONS = orjson.OPT_APPEND_NEWLINE
@@ -70,7 +71,7 @@ def _handler_attempt(element: TokenFlowRequestTrajectoryElement) -> dict[str, An
     if type(result) is UnexpectedUserException:
         return {
             "params": element.request_params,
-            "error": {"kind": "handler_exception", "message": result.exception_str, "traceback": result.traceback_str},
+            "error": {"kind": HANDLER_EXCEPTION, "message": result.exception_str, "traceback": result.traceback_str},
             "started_at": element.started_at,
             "latency_ms": _latency_ms(element.latency_s),
         }

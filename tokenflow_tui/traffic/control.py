@@ -22,8 +22,8 @@ from typing import Any
 
 from ..endpoint.retry_policy import is_retryable
 from ..engine import ActionDone, Clock, TokenFlowRequest, TokenFlowRequestTrajectory
+from ..engine.error_kinds import HANDLER_EXCEPTION, TIMEOUT
 from ..job.model import Job
-from ..run.contract import TrafficView
 from .adaptive import AdaptiveConcurrency
 from .bucket import TokenBucket
 from .budget import Budget, Prices
@@ -33,11 +33,12 @@ from .pace import Pace
 from .ratelimit_headers import read_ratelimit_headers
 from .slowdown import Rng, Slowdown
 from .storm import StormDetector
+from .view import TrafficView
 from .waiting import Waiting
 
 Handler = Callable[[TokenFlowRequestTrajectory], Awaitable[tuple[Any, ...]]]
 # besides a 429, what says that the server is overloaded
-_OVERLOAD_KINDS = frozenset({"timeout"})
+_OVERLOAD_KINDS = frozenset({TIMEOUT})
 _OVERLOAD_STATUSES = frozenset({503})
 _TOKENS_AVERAGE_WEIGHT = 0.05  # of the newest request, in the running average of tokens per request
 _ROUND_TRIP_WEIGHT = 0.05  # of the newest answer, in the running average of latency
@@ -146,7 +147,7 @@ class Traffic:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                self._finished("handler_exception")
+                self._finished(HANDLER_EXCEPTION)
                 raise
             finally:
                 self._in_flight -= 1

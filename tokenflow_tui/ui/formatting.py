@@ -7,19 +7,20 @@ from datetime import datetime, tzinfo
 
 from rich.cells import cell_len, set_cell_size
 
+from ..engine.error_kinds import BAD_RESPONSE, CONNECTION, HANDLER_EXCEPTION, HTTP_4XX, HTTP_5XX, HTTP_429, TIMEOUT
 from ..run.contract import ERROR_KINDS
 from ..run.durations import DASH
 
 MUTED = "$foreground-muted"  # labels and hints, quieter than the numbers
 
 ERROR_LABELS = {
-    "http_429": "429 rate limit",
-    "http_5xx": "5xx server",
-    "http_4xx": "4xx client",
-    "timeout": "timeout",
-    "connection": "connection",
-    "bad_response": "bad response",
-    "handler_exception": "handler error",
+    HTTP_429: "429 rate limit",
+    HTTP_5XX: "5xx server",
+    HTTP_4XX: "4xx client",
+    TIMEOUT: TIMEOUT,
+    CONNECTION: CONNECTION,
+    BAD_RESPONSE: "bad response",
+    HANDLER_EXCEPTION: "handler error",
 }
 
 
@@ -28,7 +29,7 @@ def error_label(kind: str) -> str:
 
 
 # the status column is 7 cells: an attempt with no HTTP status shows its error kind, shortened
-_SHORT_STATUS = {"connection": "conn", "bad_response": "bad", "handler_exception": "error"}
+_SHORT_STATUS = {CONNECTION: "conn", BAD_RESPONSE: "bad", HANDLER_EXCEPTION: "error"}
 
 
 def short_status(status: str) -> str:
@@ -101,13 +102,13 @@ def one_line(text: str) -> str:
 
 # one colour per error kind, the same in every chart and list, so a kind is recognised at a glance
 ERROR_STYLES = {
-    "http_429": "#e5c07b",
-    "http_5xx": "#e06c75",
-    "http_4xx": "#c678dd",
-    "timeout": "#d19a66",
-    "connection": "#56b6c2",
-    "bad_response": "#61afef",
-    "handler_exception": "#98c379",
+    HTTP_429: "#e5c07b",
+    HTTP_5XX: "#e06c75",
+    HTTP_4XX: "#c678dd",
+    TIMEOUT: "#d19a66",
+    CONNECTION: "#56b6c2",
+    BAD_RESPONSE: "#61afef",
+    HANDLER_EXCEPTION: "#98c379",
 }
 
 

@@ -1,0 +1,12 @@
+"""The kinds of a failed attempt: one vocabulary for the handler, the store, traffic control and the dashboard."""
+
+HTTP_429 = "http_429"
+HTTP_5XX = "http_5xx"
+HTTP_4XX = "http_4xx"
+TIMEOUT = "timeout"
+CONNECTION = "connection"
+BAD_RESPONSE = "bad_response"
+HANDLER_EXCEPTION = "handler_exception"
+
+# in the order the dashboard lists them
+ERROR_KINDS = (HTTP_429, HTTP_5XX, HTTP_4XX, TIMEOUT, CONNECTION, BAD_RESPONSE, HANDLER_EXCEPTION)

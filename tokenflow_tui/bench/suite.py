@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..endpoint.transport import TRANSPORTS  # the runner's default first
+from ..endpoint.transport import TRANSPORTS, TransportName  # the runner's default first
 from ..sim import SimulatorConfig, SimulatorProcess
 from . import engine, headless_run, yardstick
 from .plan import ENGINE_WORKERS, Plan, Point
@@ -76,7 +76,7 @@ def _point(point: Point, repeat: int, scratch: Path, progress: Progress) -> dict
     timeout = max(_MIN_TIMEOUT_S, point.requests * _SECONDS_PER_REQUEST)
     where = f"{point.in_flight} in flight, {point.latency_ms:g} ms"
     loops: list[yardstick.LoopFigures] = []
-    runs: dict[str, list[headless_run.RunFigures]] = {transport: [] for transport in TRANSPORTS}
+    runs: dict[TransportName, list[headless_run.RunFigures]] = {transport: [] for transport in TRANSPORTS}
     with SimulatorProcess(SimulatorConfig(latency_ms=point.latency_ms)) as simulator:
         for round_ in range(repeat):
             suffix = _round(round_, repeat)
@@ -93,7 +93,7 @@ def _point(point: Point, repeat: int, scratch: Path, progress: Progress) -> dict
                     )
                 )
     loop = _median_of(loops)
-    by_transport = {}
+    by_transport: dict[str, dict[str, Any]] = {}
     for transport, figures in runs.items():
         median = _median_of(figures)
         median["cpu_vs_yardstick"] = median["cpu_ms_per_request"] / loop["cpu_ms_per_request"]

@@ -9,13 +9,14 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 import orjson
 
 from ..engine import ActionContinue, ActionDone, Clock, SystemClock, TokenFlowAction, TokenFlowRequestTrajectory
 from ..engine.error_kinds import BAD_RESPONSE, CONNECTION, HTTP_4XX, HTTP_5XX, HTTP_429, TIMEOUT
+from ..job.model import API_PATHS, Api
 from .deadlines import Deadlines
 from .retry_policy import Rng, is_retryable, parse_retry_after, retry_delay_s
 from .transport import TRANSPORT_ERRORS, ClientLike, error_kind, read_body, response_headers
@@ -29,7 +30,7 @@ _DONE = ActionDone()
 @dataclass(frozen=True, slots=True)
 class HandlerSettings:
     base_url: str  # the API root, e.g. https://api.openai.com/v1
-    api: Literal["chat", "completions"]
+    api: Api
     model: str
     params: Mapping[str, Any] = field(default_factory=dict)  # merged into every request body
     timeout_s: float = 120.0  # overall deadline of one attempt, body included
@@ -39,7 +40,7 @@ class HandlerSettings:
     max_body_bytes: int = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
-        if self.api not in ("chat", "completions"):
+        if self.api not in API_PATHS:
             raise ValueError(f"HandlerSettings: api must be 'chat' or 'completions', got {self.api!r}")
         if self.max_attempts < 1:
             raise ValueError(f"HandlerSettings: max_attempts must be ≥ 1, got {self.max_attempts}")
@@ -75,9 +76,8 @@ class OpenAIHandler:
         self._settings = settings
         self._client = client
         self._chat = settings.api == "chat"
-        path = "/chat/completions" if self._chat else "/completions"
         # parsed once: httpx would parse a string URL again on every request
-        self._url = httpx.URL(settings.base_url.rstrip("/") + path)
+        self._url = httpx.URL(settings.base_url.rstrip("/") + API_PATHS[settings.api])
         self._headers = {"content-type": "application/json"}
         if api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
@@ -211,10 +211,10 @@ class OpenAIHandler:
                 self._on_rate_limit(delay)
         # with a hook the job pauses on a refused key, so the request waits for the resume
         # instead of ending failed
-        auth_pause = status in (401, 403) and self._on_auth_error is not None
-        if auth_pause:
-            self._on_auth_error(status, error["message"])
-        if attempt < settings.max_attempts and (auth_pause or is_retryable(kind, status)):
+        on_auth_error = self._on_auth_error if status in (401, 403) else None
+        if on_auth_error is not None:
+            on_auth_error(status, error["message"])
+        if attempt < settings.max_attempts and (on_auth_error is not None or is_retryable(kind, status)):
             return ActionContinue(line, delay), result, payload
         return _DONE, result, payload
 

@@ -16,8 +16,7 @@ import aiohttp
 import httpx
 from httpx_aiohttp import HttpxAiohttpClient
 
-TransportName = Literal["aiohttp", "httpx"]
-TRANSPORTS: tuple[TransportName, ...] = ("aiohttp", "httpx")
+from ..job.model import TRANSPORTS, TransportName
 
 # one plain httpx pool rescans all its connections per request, so its cost grows with its size
 REQUESTS_PER_HTTPX_POOL = 16
@@ -155,7 +154,7 @@ async def read_body(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
     if _declared_over(raw.headers.get("Content-Length"), limit):
         return b"", False
     content = raw.content
-    chunks = []
+    chunks: list[bytes] = []
     size = 0
     while True:
         chunk = await content.read(READ_CHUNK_BYTES)
@@ -171,7 +170,7 @@ async def read_body(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
 async def _read_decoded(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
     if _declared_over(response.headers.get("content-length"), limit):
         return b"", False
-    chunks = []
+    chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():
         size += len(chunk)

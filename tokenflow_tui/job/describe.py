@@ -5,9 +5,7 @@ from __future__ import annotations
 import orjson
 
 from .inputs import InputSummary
-from .model import Job, SimulatorSection
-
-_API_PATHS = {"chat": "/chat/completions", "completions": "/completions"}
+from .model import API_PATHS, Job, SimulatorSection
 
 
 def describe(job: Job, summary: InputSummary) -> list[str]:
@@ -38,7 +36,7 @@ def _endpoint_rows(job: Job) -> list[tuple[str, str]]:
         rows.append(("endpoint", f"{endpoint.base_url}{key}, timeout {endpoint.timeout_s:g} s, {endpoint.transport}"))
     if endpoint.model is not None:
         rows.append(("model", endpoint.model))
-    rows.append(("api", f"{endpoint.api} ({_API_PATHS[endpoint.api]})"))
+    rows.append(("api", f"{endpoint.api} ({API_PATHS[endpoint.api]})"))
     if job.request.params:
         rows.append(("params", orjson.dumps(dict(job.request.params)).decode()))
     return rows

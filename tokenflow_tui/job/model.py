@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..sim import SimulatorConfig
 
 MAX_WORKERS = 100_000
-APIS = ("chat", "completions")
-TRANSPORTS = ("aiohttp", "httpx")
+Api = Literal["chat", "completions"]
+# where the built-in handler posts, below endpoint.base_url
+API_PATHS: dict[Api, str] = {"chat": "/chat/completions", "completions": "/completions"}
+APIS: tuple[Api, ...] = tuple(API_PATHS)
+TransportName = Literal["aiohttp", "httpx"]
+TRANSPORTS: tuple[TransportName, ...] = ("aiohttp", "httpx")  # the first is the default
 
 # Keys of a request body that the built-in handler sets itself, with the reason a user may not.
 FORBIDDEN_PARAMS = {
@@ -53,11 +57,11 @@ class EndpointSection:
 
     base_url: str | None  # without a trailing slash
     simulate: bool
-    api: str
+    api: Api
     model: str | None
     api_key_env: str | None  # the variable's name; the handler reads the key at run time
     timeout_s: float
-    transport: str
+    transport: TransportName
     simulator: SimulatorSection | None
 
 

@@ -197,6 +197,7 @@ class TokenFlowTask:
         if self._sink is not None or self._stream is not None:
             raise RuntimeError("TokenFlowTask.stream: this task already hands its results to a sink")
         queue: asyncio.Queue[TokenFlowRequest | None] = asyncio.Queue()
+        request: TokenFlowRequest | None
         for request in self._results:
             queue.put_nowait(request)
         self._results = []
@@ -468,7 +469,7 @@ class TokenFlowTask:
                 else:
                     self._record_bad_return(request, element, outcome, now)
         finally:
-            self._workers.discard(me)  # type: ignore[arg-type]
+            self._workers.discard(me)
 
     def _continue(self, request: TokenFlowRequest, action: ActionContinue, result: Any, payload: Any) -> None:
         self._retries += 1

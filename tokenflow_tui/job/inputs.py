@@ -33,7 +33,7 @@ class InputItem(NamedTuple):
 
     A named tuple, not a dataclass: one is made per request, and a tuple is made fastest."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index, which nobody calls on an item
     id: str | int
     params: dict[str, Any]
 

@@ -29,7 +29,7 @@ class RunEndpoint:
 
     async def start(self) -> str:
         """The address to send to; with `simulate = true`, the simulator's, once it listens."""
-        if self._endpoint.simulate:
+        if self._endpoint.simulator is not None:  # set exactly when simulate is true
             simulator = SimulatorProcess(self._endpoint.simulator.to_config())
             await simulator.__aenter__()
             self._closers.append(lambda: simulator.__aexit__(None, None, None))
@@ -43,6 +43,7 @@ class RunEndpoint:
         """The OpenAI-compatible handler, with a client for `connections` requests in flight (after `start`)."""
         endpoint, job = self._endpoint, self._job
         assert self.base_url is not None
+        assert endpoint.model is not None  # the job file checks: a built-in handler has a model
         client = make_client(endpoint.transport, connections, endpoint.timeout_s)
         self._closers.append(client.aclose)
         settings = HandlerSettings(

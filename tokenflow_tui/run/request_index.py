@@ -69,7 +69,7 @@ class RequestTable:
         if len(self._previews) > _RECENT_PREVIEWS:
             self._previews.popitem(last=False)
 
-    def restore(self, status: bytearray, offsets: array) -> None:
+    def restore(self, status: bytearray, offsets: array[int]) -> None:
         """Take the rows finished by earlier runs, as recovery found them (details are read when drawn)."""
         self._state[: len(status)] = status
         self.offsets[: len(offsets)] = offsets

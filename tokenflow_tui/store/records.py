@@ -86,7 +86,7 @@ def _handler_attempt(element: TokenFlowRequestTrajectoryElement) -> dict[str, An
 def _sum_usage(attempts: list[dict[str, Any]]) -> dict[str, int] | None:
     if len(attempts) == 1:
         return attempts[0].get("usage")
-    usages = [u for a in attempts if (u := a.get("usage")) is not None]
+    usages: list[dict[str, int]] = [u for a in attempts if (u := a.get("usage")) is not None]
     if not usages:
         return None
     if len(usages) == 1:

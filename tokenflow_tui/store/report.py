@@ -107,7 +107,7 @@ def _excerpt(message: str) -> str:
     return flat if len(flat) <= _EXCERPT_CHARS else flat[: _EXCERPT_CHARS - 1] + "…"
 
 
-def _percentiles(values: array, points: tuple[int, ...]) -> tuple[float | None, ...]:
+def _percentiles(values: array[float], points: tuple[int, ...]) -> tuple[float | None, ...]:
     """Nearest-rank percentiles."""
     if not values:
         return tuple(None for _ in points)

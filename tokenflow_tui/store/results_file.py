@@ -63,7 +63,7 @@ class ResultsSummary:
         """The summary saved by `to_data`, or None when `data` is not one."""
         if not isinstance(data, dict):
             return None
-        values = {f.name: data.get(f.name) for f in fields(cls)}
+        values: dict[str, Any] = {f.name: data.get(f.name) for f in fields(cls)}
         if not all(type(v) is int and v >= 0 for v in values.values()):
             return None
         return cls(**values)
@@ -271,7 +271,7 @@ class Recovery:
     bytes_cut: int = 0  # of a torn last line (cut when repairing, ignored otherwise)
     trusted_bytes: int = 0  # read on the word of the summary given to recover(), without parsing
     status: bytearray = field(default_factory=bytearray)  # NO_RECORD, DONE or FAILED, by index
-    offsets: array = field(default_factory=lambda: array("q"))  # of each index's last record; -1: none
+    offsets: array[int] = field(default_factory=lambda: array("q"))  # of each index's last record; -1: none
 
     @property
     def records(self) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Coroutine
 from datetime import tzinfo
-from typing import Any
+from typing import Any, cast
 
 from textual.app import App
 from textual.binding import Binding
@@ -161,7 +161,7 @@ class TokenFlowApp(App[int]):
             elif worker.name == "shutdown":
                 self._quitting = False
         elif event.state == WorkerState.SUCCESS and worker.name == "run":
-            self.run_code = int(worker.result)
+            self.run_code = int(cast(int, worker.result))  # the run worker returns the exit code
             self.main_screen.show_finished(self.run_code)
         if worker.name == "run" and worker.is_finished:
             self.refresh_bindings()  # the steering keys leave the footer

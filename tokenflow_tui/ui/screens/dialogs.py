@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
@@ -55,7 +55,7 @@ class HelpScreen(ModalScreen[None]):
 
     BINDINGS = [Binding("escape,question_mark", "app.pop_screen", "close", id="close_help")]
 
-    def __init__(self, sections: Sequence[tuple[str, Iterable[Binding]]]) -> None:
+    def __init__(self, sections: Sequence[tuple[str, Iterable[BindingType]]]) -> None:
         super().__init__()
         self.sections = sections
 
@@ -65,7 +65,9 @@ class HelpScreen(ModalScreen[None]):
             dialog.border_subtitle = "escape or ? closes"
             for title, bindings in self.sections:
                 yield Static(Content.styled(title, "bold $accent"), classes="help-title")
-                for binding in bindings:
+                for given in bindings:
+                    # a screen may give a binding as a (key, action[, description]) tuple, as Textual allows
+                    binding = given if isinstance(given, Binding) else Binding(*given)
                     key = binding.key_display or self.app.get_key_display(binding)
                     # a key and its text side by side, so a text that wraps stays in its column
                     with Horizontal(classes="help-key"):

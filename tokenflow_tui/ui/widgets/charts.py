@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from textual.content import Content
 from textual.widget import Widget
@@ -65,9 +65,7 @@ class ErrorChart(HistoryChart):
 
     def render(self) -> Content:
         width = self.span
-        lanes = {
-            kind: per_second(self.history, width, lambda p, kind=kind: p.errors.get(kind, 0)) for kind in ERROR_KINDS
-        }
+        lanes = {kind: per_second(self.history, width, _errors_of(kind)) for kind in ERROR_KINDS}
         top = max((max(values, default=0) for values in lanes.values()), default=0) or 1
         lines = []
         for kind, values in list(lanes.items())[: self.size.height]:
@@ -83,3 +81,7 @@ class ErrorChart(HistoryChart):
                 )
             )
         return Content("\n").join(lines)
+
+
+def _errors_of(kind: str) -> Callable[[ChartPoint], int]:
+    return lambda point: point.errors.get(kind, 0)

@@ -15,7 +15,8 @@ import orjson
 import pytest
 from aiohttp import web
 
-from tokenflow_tui.endpoint.openai_handler import HandlerSettings, OpenAIHandler, is_failed_result
+from tokenflow_tui.endpoint.openai_handler import HandlerSettings, OpenAIHandler
+from tokenflow_tui.endpoint.results import is_failed_result
 from tokenflow_tui.endpoint.transport import TRANSPORTS, make_client
 from tokenflow_tui.engine import (
     ActionContinue,
@@ -24,6 +25,7 @@ from tokenflow_tui.engine import (
     TokenFlowRequestTrajectory,
     TokenFlowRequestTrajectoryElement,
     TokenFlowTask,
+    UnexpectedUserException,
 )
 
 KEY = "sk-test-SECRET-7f3a9c0d2e"
@@ -585,3 +587,10 @@ async def test_the_engine_finishes_every_request_once_against_a_flaky_server(ser
     stats = task.stats()
     assert (stats.done, stats.failed) == (240, 60)
     assert stats.attempts == sum(attempts_seen)
+
+
+def test_a_failed_result_is_an_error_or_an_exception_of_the_handler():
+    assert is_failed_result({"error": {"kind": "timeout", "message": "", "status_code": None, "excerpt": None}})
+    assert is_failed_result(UnexpectedUserException("ValueError: no prompt", "Traceback …"))
+    assert not is_failed_result({"text": "hello", "usage": None, "status_code": 200, "finish_reason": "stop"})
+    assert not is_failed_result("error")

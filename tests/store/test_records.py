@@ -14,7 +14,7 @@ from tokenflow_tui.engine import (
     TokenFlowRequestTrajectoryElement,
     UnexpectedUserException,
 )
-from tokenflow_tui.store.records import build_record, encode_record
+from tokenflow_tui.store.records import build_record, encode_record, record_error_kind, request_id
 
 USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
 
@@ -202,3 +202,18 @@ def test_values_orjson_cannot_encode_become_strings() -> None:
     assert decoded["attempts"][0]["params"] == {"id": "x", "tags": "{3}"}
     assert decoded["result"] == str(result)  # a 70-bit int has no JSON encoding in orjson
     assert decoded["attempts"][0]["result"] == str(result)
+
+
+def test_a_request_id_is_the_lines_id_else_its_index():
+    assert request_id({"id": "q7", "prompt": "x"}, 3) == "q7"
+    assert request_id({"id": 0}, 3) == 0
+    assert request_id({"prompt": "x"}, 3) == 3
+    assert request_id(["not", "a", "line", "object"], 3) == 3
+
+
+def test_a_failed_records_error_kind_is_unknown_when_it_names_none():
+    assert record_error_kind({"status": "failed", "error": {"kind": "http_429"}}) == "http_429"
+    assert record_error_kind({"status": "failed", "error": {"kind": None}}) == "unknown"
+    assert record_error_kind({"status": "failed", "error": "refused"}) == "unknown"
+    assert record_error_kind({"status": "failed"}) == "unknown"
+    assert record_error_kind(None) == "unknown"

@@ -44,7 +44,7 @@ def _traffic_parts(traffic: TrafficView) -> list[str]:
 
 def final_line(snap: RunSnapshot, code: int) -> str:
     s = snap.stats
-    results = f"{snap.output_dir}/results.jsonl"
+    results = snap.results_path
     if code == 0:
         return (
             f"{snap.job_name}: finished {s.total:,} requests ({s.done:,} done, {s.failed:,} failed) "

@@ -64,7 +64,10 @@ def command(args: argparse.Namespace) -> int:
 
 def _set_aside(output: Path, ask: bool) -> bool:
     """Move an output's earlier progress aside for --restart (asking first on a terminal)."""
-    files = [output / name for name in ("results.jsonl", "state.toml") if (output / name).exists()]
+    from ..store.results_file import RESULTS_FILE
+    from ..store.state_file import STATE_FILE
+
+    files = [output / name for name in (RESULTS_FILE, STATE_FILE) if (output / name).exists()]
     if not files:
         return True
     if ask:

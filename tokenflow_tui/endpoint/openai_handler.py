@@ -48,11 +48,6 @@ class HandlerSettings:
             raise ValueError(f"HandlerSettings: timeout_s must be > 0, got {self.timeout_s}")
 
 
-def is_failed_result(result: Any) -> bool:
-    """Whether a final result of this handler is a failure (for TokenFlowTask's `is_failure`)."""
-    return type(result) is dict and "error" in result
-
-
 class OpenAIHandler:
     """`await handler(trajectory)` makes the trajectory's last attempt and returns (action, result, payload).
 

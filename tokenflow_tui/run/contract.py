@@ -8,24 +8,30 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 from ..engine import StatsSnapshot
 from ..engine.error_kinds import ERROR_KINDS
+from ..store.results_file import RESULTS_FILE
 from ..traffic.view import TrafficView
 
 __all__ = [
     "ERROR_KINDS",
     "ROW_FILTERS",
     "ChartPoint",
+    "RESULTS_FILE",
     "RequestRow",
     "RunControl",
     "RunSnapshot",
+    "RunState",
     "SaveReport",
     "TrafficView",
 ]
 
 ROW_FILTERS = ("all", "in_flight", "retried", "failed")
+# the job's state: pausing and stopping are a soft and a hard stop under way
+RunState = Literal["starting", "running", "pausing", "paused", "stopping", "done"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +48,7 @@ class ChartPoint:
 class RunSnapshot:
     job_name: str
     output_dir: str
-    state: str  # running, pausing, paused, stopping, done
+    state: RunState
     reason: str | None  # why the job paused or stopped by itself, in a sentence
     stats: StatsSnapshot
     prompt_tokens: int
@@ -54,6 +60,11 @@ class RunSnapshot:
     history: Sequence[ChartPoint]  # the last few minutes, oldest first
     saved_at: float | None  # wall-clock time of the last save
     traffic: TrafficView = field(default_factory=TrafficView)
+
+    @property
+    def results_path(self) -> str:
+        """The run's results.jsonl."""
+        return str(Path(self.output_dir) / RESULTS_FILE)
 
 
 @dataclass(frozen=True, slots=True)

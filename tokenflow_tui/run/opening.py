@@ -15,9 +15,10 @@ from ..store.errors import os_reason
 from ..store.export import STATE_REQUESTS_KEY, STATE_RESULTS_KEY
 from ..store.lock import OutputLock
 from ..store.record_reader import RecordReader
+from ..store.records import record_error_kind
 from ..store.results_file import RESULTS_FILE, ResultsSummary, ResultsWriter, recover
 from ..store.state_file import STATE_FILE, read_state
-from .request_index import RequestTable, record_error_kind
+from .request_index import RequestTable
 from .statistics import RunStats
 
 

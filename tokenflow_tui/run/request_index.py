@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..engine import TokenFlowRequest
+from ..store.records import request_id
 from ..store.results_file import DONE, FAILED, NO_RECORD
 from .contract import RequestRow
 
@@ -138,8 +139,7 @@ def unfinished_row(index: int, request: TokenFlowRequest | None, in_flight: bool
     if request is None:
         return RequestRow(index, index, "queued", 0, "", None, "")
     elements = request.request_trajectory.trajectory
-    params = elements[0].request_params
-    user_id = params.get("id", index) if isinstance(params, dict) else index
+    user_id = request_id(elements[0].request_params, index)
     done = [e for e in elements if e.action is not None]
     state = "in_flight" if in_flight else ("retrying" if done else "queued")
     if not done:
@@ -165,12 +165,6 @@ def attempt_status(attempt: Any) -> str:
         return str(code) if code else str(error.get("kind", "error"))
     code = attempt.get("status_code")
     return str(code) if code else "ok"
-
-
-def record_error_kind(record: dict[str, Any] | None) -> str:
-    """The error kind of a failed record ("unknown" when it names none)."""
-    error = (record or {}).get("error")
-    return str(error.get("kind", "unknown")) if isinstance(error, dict) else "unknown"
 
 
 def record_preview(record: dict[str, Any]) -> str:

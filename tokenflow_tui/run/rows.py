@@ -7,15 +7,14 @@ that a draw does not gather every request the engine holds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..engine import TokenFlowRequest, TokenFlowRequestTrajectory
+from ..store.record_reader import RecordReader
 from ..store.records import build_record
 from .contract import RequestRow
 from .request_index import RequestTable, unfinished_row
-
-ReadRecord = Callable[[int], dict[str, Any] | None]
 
 
 class HeldRequests:
@@ -47,10 +46,12 @@ class HeldRequests:
 
 
 class RunRows:
-    def __init__(self, table: RequestTable, held: HeldRequests, read_record: ReadRecord, builtin: bool) -> None:
+    """`reader` reads finished requests back from results.jsonl; None before the run is opened."""
+
+    def __init__(self, table: RequestTable, held: HeldRequests, reader: RecordReader | None, builtin: bool) -> None:
         self._table = table
         self._held = held
-        self._read_record = read_record
+        self._reader = reader
         self._builtin = builtin
 
     def row_count(self, row_filter: str = "all") -> int:
@@ -62,14 +63,14 @@ class RunRows:
         rows = []
         for index in indexes:
             if table.is_finished(index):
-                rows.append(table.finished_row(index, self._read_record))
+                rows.append(table.finished_row(index, self.read_record))
             else:
                 rows.append(unfinished_row(index, held.get(index), index in in_flight))
         return rows
 
     def trajectory(self, index: int) -> list[dict[str, Any]]:
         if self._table.is_finished(index):
-            record = self._read_record(self._table.offsets[index]) or {}
+            record = self.read_record(self._table.offsets[index]) or {}
             return list(record.get("attempts") or [])
         request = self._held.requests.get(index)
         if request is None:
@@ -78,6 +79,10 @@ class RunRows:
         if not made:
             return []
         return build_record(TokenFlowRequest(request.id, TokenFlowRequestTrajectory(made)), self._builtin)["attempts"]
+
+    def read_record(self, offset: int) -> dict[str, Any] | None:
+        """The record at `offset` of results.jsonl (None before the run is opened and once it is closed)."""
+        return self._reader.read(offset) if self._reader is not None else None
 
     def failed_groups(self) -> dict[str, list[int]]:
         groups: dict[str, list[int]] = {}

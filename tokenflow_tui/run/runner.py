@@ -13,22 +13,23 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from ..endpoint.results import is_failed_result
 from ..engine import Clock, StatsSnapshot, SystemClock, TokenFlowRequest, TokenFlowRequestTrajectory, TokenFlowTask
 from ..engine.error_kinds import HANDLER_EXCEPTION
-from ..engine.events import UnexpectedUserException
+from ..engine.task import DONE, IDLE, PAUSED, RUNNING
 from ..job.inputs import InputSummary, iter_input
 from ..job.model import Job
 from ..store.errors import StoreError
 from ..store.export import STATE_REQUESTS_KEY, STATE_RESULTS_KEY
 from ..store.lock import LockedError
-from ..store.records import build_record
+from ..store.records import build_record, record_error_kind
 from ..store.results_file import RESULTS_FILE, WRITE_INTERVAL_S, ResultsSummary
 from ..store.state_file import STATE_FILE, write_state
 from ..traffic import Traffic
-from .contract import RequestRow, RunSnapshot, SaveReport, TrafficView
+from .contract import RequestRow, RunSnapshot, RunState, SaveReport, TrafficView
 from .exit_codes import EXIT_DONE, EXIT_INTERRUPTED
 from .opening import OpenedRun, RunError, open_run
-from .request_index import RequestTable, attempt_status, record_error_kind, record_preview
+from .request_index import RequestTable, attempt_status, record_preview
 from .rows import HeldRequests, RunRows
 from .statistics import RunStats
 
@@ -41,6 +42,10 @@ STATE_VERSION = 1
 Handler = Callable[[TokenFlowRequestTrajectory], Awaitable[tuple[Any, ...]]]
 # the index of the request whose attempt this worker makes: set before the attempt, read when its handler ends
 _ATTEMPT: ContextVar[int] = ContextVar("tokenflow_attempt")
+
+
+# the engine's task states as the front ends name them (its "stopping" is told apart in _state_name)
+_RUN_STATES: dict[str, RunState] = {IDLE: "starting", RUNNING: "running", PAUSED: "paused", DONE: "done"}
 
 
 class JobRunner:
@@ -72,7 +77,7 @@ class JobRunner:
         self._retries_before = 0
         self._opened: OpenedRun | None = None  # the output, held from open() to close()
         self._held = HeldRequests()
-        self._rows = RunRows(self._table, self._held, self._read_record, self._builtin)
+        self._rows = RunRows(self._table, self._held, None, self._builtin)
         self._again: list[tuple[int, Any]] = []  # queued again by retry() once the engine's task was done
         self._user_handler: Handler | None = None
         self._endpoint: RunEndpoint | None = None
@@ -121,7 +126,7 @@ class JobRunner:
         self._summary = opened.summary
         self._fingerprint = opened.fingerprint
         self._table = opened.table
-        self._rows = RunRows(self._table, self._held, self._read_record, self._builtin)
+        self._rows = RunRows(self._table, self._held, opened.reader, self._builtin)
         self._stats = opened.stats
         self._elapsed_before = opened.elapsed_s
         self._attempts_before = opened.attempts
@@ -191,7 +196,8 @@ class JobRunner:
             requests=requests,
             total=total,
             sink=self._on_finished,
-            is_failure=self._is_failure,
+            # a [handler]'s failures are its exceptions, the engine's default
+            is_failure=is_failed_result if self._builtin else None,
             clock=self._clock,
             before_attempt=self._before_attempt,
         )
@@ -284,7 +290,7 @@ class JobRunner:
             return 0
         again = []
         for index in indexes:
-            record = self._read_record(self._table.offsets[index])
+            record = self._rows.read_record(self._table.offsets[index])
             if record is None or (kind := self._table.requeue(index)) is None:
                 continue
             self._stats.unfail(kind)
@@ -334,10 +340,6 @@ class JobRunner:
         return self._rows.failed_groups()
 
     # ----- internals ---------------------------------------------------------------------------
-
-    def _read_record(self, offset: int) -> dict[str, Any] | None:
-        """The record at `offset` of results.jsonl (None once the run is closed)."""
-        return self._opened.reader.read(offset) if self._opened is not None else None
 
     async def _start_handler(self) -> Handler:
         endpoint = self._endpoint
@@ -428,11 +430,6 @@ class JobRunner:
 
         return counted
 
-    def _is_failure(self, result: Any) -> bool:
-        if type(result) is UnexpectedUserException:
-            return True
-        return self._builtin and type(result) is dict and "error" in result
-
     def _on_finished(self, request: TokenFlowRequest) -> None:
         assert self._opened is not None
         record = build_record(request, self._builtin)
@@ -499,13 +496,13 @@ class JobRunner:
     def _elapsed(self) -> float:
         return self._elapsed_before + (self._task.elapsed_s() if self._task is not None else 0.0)
 
-    def _state_name(self) -> str:
+    def _state_name(self) -> RunState:
         if self._task is None:
             return "starting"
         state = self._task.state
         if state == "stopping":
             return "stopping" if self._stopping_hard else "pausing"
-        return {"idle": "starting"}.get(state, state)
+        return _RUN_STATES[state]
 
     def _exit_code(self) -> int:
         if self._done + self._failed >= self._summary.count:

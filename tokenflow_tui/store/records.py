@@ -21,8 +21,7 @@ def build_record(request: TokenFlowRequest, builtin: bool) -> dict[str, Any]:
     """The record of a finished request; `builtin` says the built-in OpenAI handler made its results."""
     elements = request.request_trajectory.trajectory
     index = request.id
-    first_params = elements[0].request_params
-    record_id = first_params.get("id", index) if type(first_params) is dict else index
+    record_id = request_id(elements[0].request_params, index)
     make_attempt = _builtin_attempt if builtin else _handler_attempt
     # most requests take one attempt; skipping the comprehension saves a fifth of the cost
     attempts = [make_attempt(elements[0])] if len(elements) == 1 else [make_attempt(e) for e in elements]
@@ -37,6 +36,18 @@ def build_record(request: TokenFlowRequest, builtin: bool) -> dict[str, Any]:
         "error": error,
         "attempts": attempts,
     }
+
+
+def request_id(params: Any, index: int) -> Any:
+    """A request's id as its record gives it: the input line's `id`, else its index in the input."""
+    return params.get("id", index) if type(params) is dict else index
+
+
+def record_error_kind(record: dict[str, Any] | None) -> str:
+    """The error kind of a failed record ("unknown" when it names none)."""
+    error = (record or {}).get("error")
+    kind = error.get("kind") if type(error) is dict else None
+    return str(kind) if kind else "unknown"
 
 
 def _latency_ms(latency_s: float | None) -> float | None:

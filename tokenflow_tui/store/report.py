@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from .export import load_run
+from .records import record_error_kind
 from .results_file import RESULTS_FILE
 
 _EXCERPT_CHARS = 80
@@ -92,7 +93,7 @@ def build_report(run_dir: str | Path) -> Report:
 
 def _note_failure(groups: dict[str, list[Any]], index: int, record: dict[str, Any]) -> None:
     error = record.get("error") or {}
-    kind = str(error.get("kind") or "unknown")
+    kind = record_error_kind(record)
     group = groups.get(kind)
     if group is None:
         groups[kind] = [1, index, record.get("id"), _excerpt(str(error.get("message") or ""))]

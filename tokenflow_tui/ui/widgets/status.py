@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import tzinfo
-from pathlib import Path
 
 from textual.content import Content
 from textual.widget import Widget
@@ -23,10 +22,6 @@ STATE_STYLES = {
     "done": "bold $accent",
 }
 _PARTIAL = "▏▎▍▌▋▊▉"  # one to seven eighths of a cell
-
-
-def results_path(snapshot: RunSnapshot) -> str:
-    return str(Path(snapshot.output_dir) / "results.jsonl")
 
 
 def eta(state: str, stats: StatsSnapshot) -> str:
@@ -58,7 +53,7 @@ class RunHeader(LivePanel):
         if snapshot.reason:
             below = Content.styled(f"⚠ {snapshot.reason}", "bold $warning")
         else:
-            below = Content.styled(f"results → {results_path(snapshot)}", MUTED)
+            below = Content.styled(f"results → {snapshot.results_path}", MUTED)
         self.set_content(Content("\n").join([line, below]))
 
 

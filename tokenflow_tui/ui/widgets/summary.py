@@ -8,7 +8,6 @@ from ...engine import StatsSnapshot
 from ...run.contract import RunSnapshot
 from ...run.durations import duration
 from ..formatting import MUTED, count, error_label, error_style, latency, ordered_kinds
-from .status import results_path
 
 _LABEL = 10  # "failures  ", "tokens    "…
 
@@ -47,7 +46,7 @@ def summary_content(snapshot: RunSnapshot, exit_code: int, error: str | None, wi
             f" ({count(snapshot.prompt_tokens)} prompt + {count(snapshot.completion_tokens)} completion)",
         ),
         Content.assemble(("latency   ", MUTED), _latencies(stats)),
-        Content.assemble(("results   ", MUTED), (results_path(snapshot), "bold")),
+        Content.assemble(("results   ", MUTED), (snapshot.results_path, "bold")),
         Content.styled("q quits · f browses the failed requests · enter shows a request's trajectory", MUTED),
     ]
     return Content("\n").join(lines)

@@ -160,7 +160,7 @@ def test_the_report_for_a_person():
         "  vs yardstick: that CPU over the yardstick's, a minimal loop of httpx over the httpx-aiohttp",
         "  transport in the same run (below 1.00x: the run costs less per request than the yardstick)",
         "",
-        "Targets this project sets itself (DESIGN §5)",
+        "Targets this project sets itself (docs/performance.md)",
         "  engine, no-op handler, 64 workers: requests/s: 281,000 (target ≥ 250,000) met",
         "  client CPU per request / the yardstick's, 256 in flight, 50 ms: 0.70 (target ≤ 1.30) met",
     ]

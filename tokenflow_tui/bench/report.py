@@ -72,7 +72,7 @@ def _http(points: list[dict[str, Any]]) -> list[str]:
 
 
 def _targets(found: list[dict[str, Any]]) -> list[str]:
-    lines = ["Targets this project sets itself (DESIGN §5)"]
+    lines = ["Targets this project sets itself (docs/performance.md)"]
     for target in found:
         verdict = "met" if target["met"] else "NOT met"
         bound = "≤" if target["at_most"] else "≥"

@@ -65,6 +65,18 @@ async def until(predicate: Callable[[], bool], limit: int = 2000) -> None:
     raise AssertionError("condition not reached")
 
 
+# what sleeps on a running job's clock beside its workers: the periodic save, the periodic write and
+# traffic control's pause watcher (a job whose workers all wait their turn has workers + 3 sleepers)
+RUN_SLEEPERS = 3
+
+
+async def advance_settled(clock: Any, seconds: float, steps: int, settled: Callable[[], bool]) -> None:
+    """Move a ManualClock in even steps, each time until `settled()`: what the step released has finished."""
+    for _ in range(steps):
+        clock.advance(seconds / steps)
+        await until(settled)
+
+
 def read_records(path: Path) -> list[dict[str, Any]]:
     """Every line of results.jsonl as JSON (a line that is not raises)."""
     return [json.loads(line) for line in path.read_text().splitlines()]

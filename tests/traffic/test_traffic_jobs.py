@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from run_helpers import read_records, tokenflow, until, write_input, write_job
+from run_helpers import RUN_SLEEPERS, advance_settled, read_records, tokenflow, until, write_input, write_job
 from suite_helpers import file_figures
 
 from tokenflow_tui.engine import ManualClock
@@ -64,9 +64,7 @@ def test_a_storm_of_404s_pauses_the_job_instead_of_failing_the_whole_input(tmp_p
 
 async def test_limits_and_budgets_change_live(tmp_path):
     workers = 16
-    # what sleeps on the job's clock while it waits: every worker, waiting its turn at the limit,
-    # and the periodic save, the periodic write and traffic control's pause watcher
-    idle = workers + 3
+    idle = workers + RUN_SLEEPERS  # every worker waits its turn at the limit
     clock = ManualClock()
     async with Simulator(SimulatorConfig(latency_ms=0, seed=1)) as sim:
         write_input(tmp_path / "prompts.jsonl", 2500)
@@ -87,23 +85,20 @@ async def test_limits_and_budgets_change_live(tmp_path):
         def done() -> int:
             return runner.snapshot().stats.done
 
-        async def run_for(seconds: float, steps: int) -> None:
-            """Move the clock in even steps, each time letting the requests it released finish."""
-            for _ in range(steps):
-                clock.advance(seconds / steps)
-                await until(lambda: clock.sleeping == idle or runner.snapshot().state != "running")
+        def settled() -> bool:
+            return clock.sleeping == idle or runner.snapshot().state != "running"
 
         await until(lambda: done() == 1 and clock.sleeping == idle)  # the bucket holds one request
-        await run_for(1.0, 10)
+        await advance_settled(clock, 1.0, 10, settled)
         assert done() == 11  # one a tenth of a second
         assert runner.set_limits(6000, 0) is None
-        await run_for(1.0, 100)
+        await advance_settled(clock, 1.0, 100, settled)
         fast = done() - 11
         assert 90 <= fast <= 100  # 100 a second, less the workers that still wait their turn at the old rate
         assert runner.set_limits(-1, 0) == "requests per minute must be a number of 0 or more, not -1"
         spent = runner.snapshot().traffic.tokens_used
         assert runner.set_budget(spent + 100, 0) is None
-        await run_for(1.0, 100)
+        await advance_settled(clock, 1.0, 100, settled)
         await until(lambda: runner.snapshot().state == "paused")  # the requests in flight have finished
         snap = runner.snapshot()
         assert snap.state == "paused" and snap.reason is not None

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from run_helpers import RUN_SLEEPERS, advance_settled, until, write_input, write_job
+from run_helpers import RUN_SLEEPERS, advance_settled, limited_runner, until, write_input, write_job
 
 from tokenflow_tui.engine import ManualClock
 from tokenflow_tui.job.reader import load_job
@@ -145,19 +145,7 @@ async def test_tokens_per_minute_counts_what_the_server_reports(tmp_path):
     idle = workers + RUN_SLEEPERS  # every worker waits its turn at the limit
     clock = ManualClock()
     async with Simulator(SimulatorConfig(latency_ms=0, seed=1)) as sim:
-        write_input(tmp_path / "prompts.jsonl", 10_000)
-        job = write_job(
-            tmp_path,
-            {
-                "job": {"name": "limits", "input": "prompts.jsonl", "output": "out"},
-                "endpoint": {"base_url": sim.base_url, "model": "m", "timeout_s": 10},
-                "request": {"params": {"max_tokens": 16}},
-                "workers": {"count": workers},
-                "limits": {"tokens_per_minute": 60_000},
-            },
-        )
-        runner = JobRunner(load_job(job), save_interval_s=3600, clock=clock)
-        runner.open()
+        runner = limited_runner(tmp_path, sim.base_url, 10_000, workers, {"tokens_per_minute": 60_000}, clock)
         running = asyncio.create_task(runner.run())
         await until(lambda: clock.sleeping == idle)
         await advance_settled(clock, 3.0, 30, lambda: clock.sleeping == idle)

@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import asyncio
 
-from run_helpers import RUN_SLEEPERS, advance_settled, read_records, tokenflow, until, write_input, write_job
+from run_helpers import (
+    RUN_SLEEPERS,
+    advance_settled,
+    limited_runner,
+    read_records,
+    tokenflow,
+    until,
+    write_input,
+    write_job,
+)
 from suite_helpers import file_figures
 
 from tokenflow_tui.engine import ManualClock
-from tokenflow_tui.job.reader import load_job
-from tokenflow_tui.run.runner import JobRunner
 from tokenflow_tui.sim import Simulator, SimulatorConfig, SimulatorProcess
 
 
@@ -67,19 +74,7 @@ async def test_limits_and_budgets_change_live(tmp_path):
     idle = workers + RUN_SLEEPERS  # every worker waits its turn at the limit
     clock = ManualClock()
     async with Simulator(SimulatorConfig(latency_ms=0, seed=1)) as sim:
-        write_input(tmp_path / "prompts.jsonl", 2500)
-        job = write_job(
-            tmp_path,
-            {
-                "job": {"name": "live", "input": "prompts.jsonl", "output": "out"},
-                "endpoint": {"base_url": sim.base_url, "model": "m"},
-                "request": {"params": {"max_tokens": 16}},
-                "workers": {"count": workers},
-                "limits": {"requests_per_minute": 600},
-            },
-        )
-        runner = JobRunner(load_job(job), save_interval_s=3600, clock=clock)
-        runner.open()
+        runner = limited_runner(tmp_path, sim.base_url, 2500, workers, {"requests_per_minute": 600}, clock)
         running = asyncio.create_task(runner.run())
 
         def done() -> int:

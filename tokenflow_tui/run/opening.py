@@ -5,20 +5,28 @@ Nothing is sent from here; results.jsonl is repaired (a torn last line cut) and 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from ..job.fingerprint import changes, fingerprint
+from ..job.fingerprint import ACCEPTABLE, changed_parts, fingerprint, in_words, job_version
 from ..job.inputs import InputSummary, scan_input
 from ..job.model import Job
 from ..store.errors import os_reason
 from ..store.export import STATE_REQUESTS_KEY, STATE_RESULTS_KEY
 from ..store.lock import OutputLock
+from ..store.previous import earlier_progress, set_aside
 from ..store.record_reader import RecordReader
 from ..store.results_file import RESULTS_FILE, ResultsSummary, ResultsWriter, recover
 from ..store.state_file import STATE_FILE, read_state
 from .request_index import RequestTable, record_error_kind
 from .statistics import RunStats
+
+STATE_CHANGES_KEY = "changes"  # what `--accept-changes` let through, one table per resume
+Confirm = Callable[[str], bool]  # asks the user a yes/no question (on a terminal), True to go on
 
 
 class RunError(Exception):
@@ -42,6 +50,12 @@ class OpenedRun:
     attempts: int = 0
     retries: int = 0
     workers: int | None = None  # the count the last run had, when it saved one
+    history: list[dict[str, Any]] = field(default_factory=list)  # changes accepted by resumes, for state.toml
+    notes: list[str] = field(default_factory=list)  # what opening did that the user should hear of
+
+    @property
+    def job_version(self) -> str:
+        return job_version(self.fingerprint)
 
     def close(self) -> None:
         """Flush and close the results file, then let go of the output directory."""
@@ -50,15 +64,26 @@ class OpenedRun:
         self.lock.close()
 
 
-def open_run(job: Job, retry_failed: bool = False) -> OpenedRun:
+def open_run(
+    job: Job,
+    retry_failed: bool = False,
+    *,
+    restart: bool = False,
+    accept_changes: bool = False,
+    confirm: Confirm = lambda question: True,
+) -> OpenedRun:
     """Take the job's output directory and read what earlier runs left there.
 
+    The lock comes first: a locked output is never touched. `restart` moves earlier progress aside
+    (after `confirm`), but only once the input has been checked; `accept_changes` resumes despite the
+    changes in fingerprint.ACCEPTABLE (after `confirm`, naming them), which state.toml then records.
     Raises JobError for a bad input, StoreError (LockedError when another run holds it) or RunError
     (a sentence) when the output cannot be used.
     """
     output = job.output
     first_run = not (output / STATE_FILE).exists()
-    summary = scan_input(job) if first_run else InputSummary(0, ())
+    # a bad input is refused before anything is made or moved
+    summary = scan_input(job) if first_run or restart else InputSummary(0, ())
     if output.exists() and not output.is_dir():
         raise RunError(f"the output {output} exists and is not a folder")
     try:
@@ -68,21 +93,27 @@ def open_run(job: Job, retry_failed: bool = False) -> OpenedRun:
     with ExitStack() as undo:
         lock = OutputLock(output)
         undo.callback(lock.close)
+        notes: list[str] = []
+        if restart and earlier_progress(output):
+            if not confirm(f"Discard the progress in {output} (it is moved to a backup folder)?"):
+                raise RunError("nothing was changed")
+            notes.append(f"earlier progress moved to {set_aside(output)}")
         results_path = output / RESULTS_FILE
         state = read_state(output / STATE_FILE)
         job_fingerprint = fingerprint(job)
-        changed = changes(state.get("fingerprint"), job, job_fingerprint) if state is not None else None
-        if changed is not None:
-            raise RunError(
-                f"{output} holds progress that no longer matches the job: {changed} changed since it was "
-                "saved; rerun with --restart to discard it, or set another output directory"
-            )
+        history = _history(state)
+        if state is not None:
+            change = _accepted_change(state, job, job_fingerprint, accept_changes, confirm)
+            if change is not None:
+                history.append(change)
+                notes.append(f"resuming despite changes to {change['parts']}")
         if state is not None and STATE_REQUESTS_KEY in state:
             # the same input was checked when the run began: a resume need not read it twice
             summary = InputSummary(int(state[STATE_REQUESTS_KEY]), ())
-        elif not first_run:
+        elif not first_run and not restart:
             summary = scan_input(job)
         saved = ResultsSummary.from_data(state.get(STATE_RESULTS_KEY)) if state is not None else None
+        _refuse_missing_results(results_path, saved)
         recovery = recover(results_path, saved)
         if len(recovery.status) > summary.count:
             raise RunError(
@@ -96,6 +127,7 @@ def open_run(job: Job, retry_failed: bool = False) -> OpenedRun:
         reader = RecordReader(writer)
         undo.callback(reader.close)
         opened = OpenedRun(summary, job_fingerprint, lock, writer, reader, table, RunStats(), recovery.done, 0)
+        opened.history, opened.notes = history, notes
         if state is not None:
             opened.stats = RunStats.from_data(state.get("stats", {}))
             opened.elapsed_s = float(state.get("elapsed_s", 0.0))
@@ -104,6 +136,58 @@ def open_run(job: Job, retry_failed: bool = False) -> OpenedRun:
         _note_failed(opened, retry_failed)
         undo.pop_all()
     return opened
+
+
+def _history(state: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The changes earlier resumes accepted, as state.toml keeps them."""
+    history = state.get(STATE_CHANGES_KEY) if state is not None else None
+    return [entry for entry in history if isinstance(entry, dict)] if isinstance(history, list) else []
+
+
+def _accepted_change(
+    state: dict[str, Any], job: Job, now: dict[str, str], accept: bool, confirm: Confirm
+) -> dict[str, Any] | None:
+    """None when the job is as saved; the change to record when `accept` lets it through; else RunError."""
+    saved = state.get("fingerprint")
+    parts = changed_parts(saved, job, now)
+    if not parts:
+        return None
+    words = in_words(parts)
+    refused = [part for part in parts if part not in ACCEPTABLE]
+    if refused and accept:
+        hint = f"--accept-changes never lets {in_words(refused)} through: rerun with --restart to discard it"
+    elif refused:
+        hint = "rerun with --restart to discard it, or set another output directory"
+    elif not accept:
+        hint = "rerun with --accept-changes to resume anyway, or with --restart to discard it"
+    if refused or not accept:
+        raise RunError(
+            f"{job.output} holds progress that no longer matches the job: {words} changed since it was saved; {hint}"
+        )
+    if not confirm(f"Resume although {words} changed since the progress was saved?"):
+        raise RunError("nothing was changed")
+    before = job_version(saved) if isinstance(saved, dict) else "unknown"
+    return {"at": time.time(), "parts": words, "from_version": before, "to_version": job_version(now)}
+
+
+def _refuse_missing_results(path: Path, saved: ResultsSummary | None) -> None:
+    """A results file that is gone, or shorter than state.toml vouches for, would send every request again."""
+    if saved is None or saved.size == 0:
+        return
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        size = None
+    except OSError as error:
+        raise RunError(f"cannot read {path} ({os_reason(error)})") from None
+    if size is not None and size >= saved.size:
+        return
+    what = "is missing" if size is None else f"holds only {size:,} bytes"
+    raise RunError(
+        f"{path} {what}, but {path.parent / STATE_FILE} says it held {saved.records:,} records "
+        f"({saved.size:,} bytes); put the file back to resume, or rerun with --restart to start over "
+        "(the state is moved aside, not deleted)"
+    )
 
 
 def _count_from_results(opened: OpenedRun, summary: ResultsSummary) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..engine import TokenFlowRequest
+from ..store.records import printable
 from ..store.results_file import DONE, FAILED, NO_RECORD
 from .contract import RequestRow
 
@@ -183,5 +184,5 @@ def record_preview(record: dict[str, Any]) -> str:
 def _text_preview(value: Any) -> str:
     if isinstance(value, dict) and "text" in value:
         value = value["text"]
-    text = value if isinstance(value, str) else ("" if value is None else repr(value))
+    text = value if isinstance(value, str) else ("" if value is None else printable(value, repr))
     return " ".join(text.split())

@@ -27,7 +27,7 @@ from ..store.state_file import STATE_FILE, write_state
 from ..traffic import Traffic
 from .contract import RequestRow, RunSnapshot, SaveReport, TrafficView
 from .exit_codes import EXIT_DONE, EXIT_INTERRUPTED
-from .opening import OpenedRun, RunError, open_run
+from .opening import STATE_CHANGES_KEY, Confirm, OpenedRun, RunError, open_run
 from .request_index import RequestTable, attempt_status, record_error_kind, record_preview
 from .rows import HeldRequests, RunRows
 from .statistics import RunStats
@@ -52,6 +52,9 @@ class JobRunner:
         *,
         workers: int | None = None,
         retry_failed: bool = False,
+        restart: bool = False,
+        accept_changes: bool = False,
+        confirm: Confirm = lambda question: True,
         clock: Clock | None = None,
         save_interval_s: float = 10.0,
         environ: Mapping[str, str] = os.environ,
@@ -61,6 +64,9 @@ class JobRunner:
         self._summary = InputSummary(0, ())
         self._workers = workers or job.workers.count
         self._retry_failed = retry_failed
+        self._opening = {"restart": restart, "accept_changes": accept_changes, "confirm": confirm}
+        # the dashboard's +/- and ] / [ stop here (validate says "up to N from the dashboard")
+        self._max_workers = max(self._workers, job.workers.max)
         self._clock: Clock = clock or SystemClock()
         self._save_interval_s = save_interval_s
         self._environ = environ
@@ -117,7 +123,7 @@ class JobRunner:
             from .endpoint_setup import RunEndpoint  # the HTTP stack: only a run with an endpoint needs it
 
             self._endpoint = RunEndpoint(self.job)
-        opened = self._opened = open_run(self.job, self._retry_failed)
+        opened = self._opened = open_run(self.job, self._retry_failed, **self._opening)
         self._summary = opened.summary
         self._fingerprint = opened.fingerprint
         self._table = opened.table
@@ -127,8 +133,13 @@ class JobRunner:
         self._attempts_before = opened.attempts
         self._retries_before = opened.retries
         if self._workers == self.job.workers.count and opened.workers is not None:
-            self._workers = opened.workers
+            self._workers = min(opened.workers, self._max_workers)
         self._done, self._failed = opened.done, opened.failed
+
+    @property
+    def notes(self) -> list[str]:
+        """What opening did that the user should hear of (progress moved aside, changes accepted)."""
+        return list(self._opened.notes) if self._opened is not None else []
 
     # ----- RunControl --------------------------------------------------------------------------
 
@@ -240,12 +251,17 @@ class JobRunner:
     def set_workers(self, n: int) -> str | None:
         if n < 1:
             return "at 1 worker already: a job needs at least one"
-        if n > 100_000:
-            return "at most 100,000 workers"
+        if n > self._max_workers:
+            if self._workers >= self._max_workers:
+                return f"at {self._max_workers:,} workers already: the job's limit ([workers] max)"
+            refusal = f"{self._max_workers:,} workers, not {n:,}: the job's limit ([workers] max)"
+            n = self._max_workers
+        else:
+            refusal = None
         if self._traffic is not None:
             self._traffic.workers_set(n)
         self._apply_workers(n)
-        return None
+        return refusal
 
     def set_limits(self, requests_per_minute: float, tokens_per_minute: int) -> str | None:
         if self._traffic is None:
@@ -359,7 +375,7 @@ class JobRunner:
         task.add_done_callback(self._pending.discard)
 
     def _workers_cap(self) -> int:
-        return max(self._workers, self.job.workers.max)
+        return self._max_workers
 
     def _on_auth_error(self, status_code: int, message: str) -> None:
         variable = self.job.endpoint.api_key_env if self.job.endpoint else None
@@ -435,7 +451,7 @@ class JobRunner:
 
     def _on_finished(self, request: TokenFlowRequest) -> None:
         assert self._opened is not None
-        record = build_record(request, self._builtin)
+        record = build_record(request, self._builtin, self._opened.job_version)
         offset = self._opened.writer.append(record)
         index = request.id
         self._held.finished(index)
@@ -528,6 +544,8 @@ class JobRunner:
             "attempts": self._attempts_before + (self._task.stats().attempts if self._task is not None else 0),
             "retries": self._retries_before + (self._task.stats().retries if self._task is not None else 0),
             "stats": self._stats.to_data(),
+            "job_version": self._opened.job_version if self._opened is not None else "",
+            STATE_CHANGES_KEY: self._opened.history if self._opened is not None else [],
         }
 
     async def _save_periodically(self) -> None:

@@ -409,7 +409,7 @@ CASES = [
     Case(
         "input: content a number",
         SIM,
-        ['jobs/prompts.jsonl:1:1: "messages"[0].content must be a string or a list, found an integer'],
+        ['jobs/prompts.jsonl:1:1: "messages"[0].content must be a string or a list of content parts, found an integer'],
         input='{"messages": [{"role": "user", "content": 5}]}\n',
     ),
     Case(

@@ -15,7 +15,7 @@ from typing import Any
 from ..job.fingerprint import ACCEPTABLE, changed_parts, fingerprint, in_words, job_version
 from ..job.inputs import InputSummary, scan_input
 from ..job.model import Job
-from ..store.errors import os_reason
+from ..store.errors import StoreError, os_reason
 from ..store.export import STATE_REQUESTS_KEY, STATE_RESULTS_KEY
 from ..store.lock import OutputLock
 from ..store.previous import earlier_progress, set_aside
@@ -57,11 +57,20 @@ class OpenedRun:
     def job_version(self) -> str:
         return job_version(self.fingerprint)
 
-    def close(self) -> None:
-        """Flush and close the results file, then let go of the output directory."""
-        self.writer.close()
+    def close(self) -> int:
+        """Flush and close the results file, then let go of the output directory.
+
+        When the flush fails (a full disk) the buffered records are given up, never half-written;
+        returns how many (0 normally). A next run sends those requests again.
+        """
+        try:
+            self.writer.close()
+            lost = 0
+        except StoreError:
+            lost = self.writer.abandon()
         self.reader.close()
         self.lock.close()
+        return lost
 
 
 def open_run(
@@ -86,11 +95,8 @@ def open_run(
     summary = scan_input(job) if first_run or restart else InputSummary(0, ())
     if output.exists() and not output.is_dir():
         raise RunError(f"the output {output} exists and is not a folder")
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise RunError(f"cannot make the output folder {output} ({os_reason(error)})") from None
     with ExitStack() as undo:
+        _make_folder(output, undo)
         lock = OutputLock(output)
         undo.callback(lock.close)
         notes: list[str] = []
@@ -113,8 +119,9 @@ def open_run(
         elif not first_run and not restart:
             summary = scan_input(job)
         saved = ResultsSummary.from_data(state.get(STATE_RESULTS_KEY)) if state is not None else None
-        _refuse_missing_results(results_path, saved)
-        recovery = recover(results_path, saved)
+        size = _size(results_path)
+        recovery = recover(results_path, saved)  # a damaged line is refused first: `tokenflow repair` mends it
+        _refuse_lost_results(results_path, size, saved)
         if len(recovery.status) > summary.count:
             raise RunError(
                 f"{results_path} has a record for input request {len(recovery.status) - 1}, but the input "
@@ -136,6 +143,26 @@ def open_run(
         _note_failed(opened, retry_failed)
         undo.pop_all()
     return opened
+
+
+def _make_folder(output: Path, undo: ExitStack) -> None:
+    """Make `output` and the folders above it; a refusal later takes away those that were made here (if empty)."""
+    missing = [place for place in (output, *output.parents) if not place.exists()]
+    for place in reversed(missing):
+        try:
+            place.mkdir()
+        except FileExistsError:
+            continue  # made meanwhile by someone else: not ours to take away
+        except OSError as error:
+            raise RunError(f"cannot make the output folder {output} ({os_reason(error)})") from None
+        undo.callback(_remove_if_empty, place)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # not empty: it holds something that must stay, such as the lock of a run that took it
 
 
 def _history(state: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -170,17 +197,19 @@ def _accepted_change(
     return {"at": time.time(), "parts": words, "from_version": before, "to_version": job_version(now)}
 
 
-def _refuse_missing_results(path: Path, saved: ResultsSummary | None) -> None:
-    """A results file that is gone, or shorter than state.toml vouches for, would send every request again."""
-    if saved is None or saved.size == 0:
-        return
+def _size(path: Path) -> int | None:
+    """The file's size, None when there is none."""
     try:
-        size = path.stat().st_size
+        return path.stat().st_size
     except FileNotFoundError:
-        size = None
+        return None
     except OSError as error:
         raise RunError(f"cannot read {path} ({os_reason(error)})") from None
-    if size is not None and size >= saved.size:
+
+
+def _refuse_lost_results(path: Path, size: int | None, saved: ResultsSummary | None) -> None:
+    """A results file that is gone, or shorter than state.toml vouches for, would send requests again silently."""
+    if saved is None or saved.size == 0 or (size is not None and size >= saved.size):
         return
     what = "is missing" if size is None else f"holds only {size:,} bytes"
     raise RunError(

@@ -94,6 +94,9 @@ class JobRunner:
         self._done = 0  # over every run of this output, as results.jsonl says
         self._failed = 0
         self._fingerprint: dict[str, str] = {}
+        self._save_failed = False  # the last save failed: saves are tried every second
+        self._resume_after_save = False  # the failed save paused the job: the next one that works resumes it
+        self.unwritten = 0  # finished records given up at close because they could not be written
 
     # ----- opening and resuming ------------------------------------------------------------
 
@@ -212,14 +215,16 @@ class JobRunner:
 
     async def shutdown(self) -> int:
         """Pause softly, save and release the output; the exit code (0 when all finished, else 130)."""
-        if self._task is not None and self._task.state in ("running", "stopping"):
-            await self._task.soft_stop()
         try:
-            await self.save()
-        except RunError:
-            pass  # what could not be written is sent again by the next run
-        self.close()
-        self._shutdown.set()
+            if self._task is not None and self._task.state in ("running", "stopping"):
+                await self._task.soft_stop()
+            try:
+                await self.save()
+            except RunError:
+                pass  # what could not be written is sent again by the next run (close says how much)
+            self.close()
+        finally:
+            self._shutdown.set()
         return self._exit_code()
 
     async def pause(self, reason: str | None = None) -> None:
@@ -227,7 +232,10 @@ class JobRunner:
             return
         self._reason = reason
         await self._task.soft_stop()
-        await self.save()
+        try:
+            await self.save()
+        except RunError:
+            pass  # the snapshot's reason says so, and the periodic save tries again
 
     async def resume(self) -> None:
         """Run again; asked during a pause that is still finishing, it waits for that pause first."""
@@ -282,14 +290,24 @@ class JobRunner:
             done, failed = self._done, self._failed
             try:
                 summary = await asyncio.to_thread(self._opened.writer.flush)
+                state = self._state_data(summary, done, failed)
+                await asyncio.to_thread(write_state, self.output_dir / STATE_FILE, state)
             except StoreError as error:
-                # the unwritten records stay in memory; pausing stops more from piling up
+                # the unwritten records stay in memory; pausing stops more from piling up, and the
+                # periodic save keeps trying (every second): once it works, the job goes on by itself
                 self._reason = f"saving failed: {error}"
+                self._save_failed = True
                 if self._task is not None and self._task.state == "running":
+                    self._resume_after_save = True
+                    self._task.stop_soon()
                     await self._task.soft_stop()
-                raise RunError(f"{self._reason}; the job is paused: make room, then resume") from None
-            state = self._state_data(summary, done, failed)
-            await asyncio.to_thread(write_state, self.output_dir / STATE_FILE, state)
+                raise RunError(f"{self._reason}; the job is paused until saving works again") from None
+            if self._save_failed:
+                self._save_failed = False
+                self._reason = None
+            if self._resume_after_save:
+                self._resume_after_save = False
+                self._background(self.resume())
             self._saved_at = state["saved_at"]
             self._last_save = SaveReport(summary.records, str(self.output_dir / RESULTS_FILE), self._saved_at)
             return self._last_save
@@ -334,6 +352,7 @@ class JobRunner:
             failed_by_kind={k: v for k, v in self._stats.failed_by_kind.items() if v},
             history=self._stats.history(elapsed),
             saved_at=self._saved_at,
+            unsaved=self._unsaved(),
             traffic=self._traffic.view() if self._traffic is not None else TrafficView(),
         )
 
@@ -474,6 +493,12 @@ class JobRunner:
         )
         self._stats.note_finished(self._elapsed(), failed_kind)
 
+    def _unsaved(self) -> int:
+        """Finished records that saving could not write: waiting in memory, or given up at close."""
+        if self._opened is None:
+            return self.unwritten
+        return self._opened.writer.buffered if self._save_failed else 0
+
     def _overall_stats(self, elapsed: float) -> StatsSnapshot:
         """The engine's statistics of this run, with the counts of earlier runs of this output."""
         count = self._summary.count
@@ -550,11 +575,8 @@ class JobRunner:
 
     async def _save_periodically(self) -> None:
         while True:
-            await self._clock.sleep(self._save_interval_s)
-            try:
-                await self.save()
-            except RunError:
-                pass  # the job paused itself with the reason; the next save tries again
+            await self._clock.sleep(min(self._save_interval_s, 1.0) if self._save_failed else self._save_interval_s)
+            await self._try_save()
 
     async def _write_periodically(self) -> None:
         """Hand finished records to the file often (no fsync): a kill -9 then sends few of them again."""
@@ -564,9 +586,20 @@ class JobRunner:
             if writer is not None and writer.buffered:
                 # off the loop: a write may wait for the disk when the page cache is full
                 await asyncio.to_thread(writer.write_buffered)
+                if writer.failing and not self._save_failed:
+                    self._background(self._try_save())  # a full disk pauses the job now, not at the next save
+
+    async def _try_save(self) -> None:
+        try:
+            await self.save()
+        except RunError:
+            pass  # the job paused itself with the reason; the next save tries again
 
     def close(self) -> None:
-        """Close the results file and let go of the output directory."""
+        """Close the results file and let go of the output directory.
+
+        Records that cannot be written (a full disk) are given up and counted in `unwritten`.
+        """
         if self._opened is not None:
-            self._opened.close()  # a failed flush raises here: the file stays open for another try
+            self.unwritten += self._opened.close()
             self._opened = None

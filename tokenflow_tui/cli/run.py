@@ -69,6 +69,7 @@ def command(args: argparse.Namespace) -> int:
             return EXIT_INVALID
         for note in runner.notes:
             print(note, file=sys.stderr)
+        requeued = runner.requeued
         tune_gc_for_run()
         code = _run(runner, interactive)
     except KeyboardInterrupt:
@@ -76,7 +77,11 @@ def command(args: argparse.Namespace) -> int:
         runner.close()
         print("tokenflow run: interrupted; progress saved", file=sys.stderr)
         return EXIT_INTERRUPTED
-    if code == EXIT_DONE and args.fail_on_failed and runner.snapshot().stats.failed:
+    failed = runner.snapshot().stats.failed
+    if requeued and code == EXIT_DONE:
+        # what a retry round did: the same failures again are the answer, not a storm to pause for
+        print(f"{failed:,} of the {requeued:,} requests queued again failed again", file=sys.stderr)
+    if code == EXIT_DONE and args.fail_on_failed and failed:
         return EXIT_SOME_FAILED
     return code
 

@@ -22,7 +22,7 @@ from ..store.previous import earlier_progress, set_aside
 from ..store.record_reader import RecordReader
 from ..store.results_file import RESULTS_FILE, ResultsSummary, ResultsWriter, recover
 from ..store.state_file import STATE_FILE, read_state
-from .request_index import RequestTable, record_error_kind
+from .request_index import RequestTable, record_error_kind, record_failure_label
 from .statistics import RunStats
 
 STATE_CHANGES_KEY = "changes"  # what `--accept-changes` let through, one table per resume
@@ -52,6 +52,7 @@ class OpenedRun:
     workers: int | None = None  # the count the last run had, when it saved one
     history: list[dict[str, Any]] = field(default_factory=list)  # changes accepted by resumes, for state.toml
     notes: list[str] = field(default_factory=list)  # what opening did that the user should hear of
+    requeued: list[str] = field(default_factory=list)  # storm.failure_label of each failed request queued again
 
     @property
     def job_version(self) -> str:
@@ -236,10 +237,14 @@ def _note_failed(opened: OpenedRun, retry_failed: bool) -> None:
     table, stats = opened.table, opened.stats
     stats.failed_by_kind.clear()
     for index in table.failed_indexes():
-        kind = record_error_kind(opened.reader.read(table.offsets[index]))
+        record = opened.reader.read(table.offsets[index])
+        kind = record_error_kind(record)
         if retry_failed:
             table.requeue(index)
+            opened.requeued.append(record_failure_label(record))
         else:
             table.failed[index] = kind
             stats.failed_by_kind[kind] += 1
     opened.failed = len(table.failed)
+    if opened.requeued:
+        opened.notes.append(f"queued again {len(opened.requeued):,} requests whose last record failed")

@@ -10,6 +10,7 @@ from typing import Any
 from ..engine import TokenFlowRequest
 from ..store.records import printable
 from ..store.results_file import DONE, FAILED, NO_RECORD
+from ..traffic.storm import failure_label
 from .contract import RequestRow
 
 # a row's state as kept here; in flight and retrying are asked of the engine when drawn
@@ -172,6 +173,13 @@ def record_error_kind(record: dict[str, Any] | None) -> str:
     """The error kind of a failed record ("unknown" when it names none)."""
     error = (record or {}).get("error")
     return str(error.get("kind", "unknown")) if isinstance(error, dict) else "unknown"
+
+
+def record_failure_label(record: dict[str, Any] | None) -> str:
+    """The failure of a failed record as the storm detector names it ("HTTP 400", or its kind)."""
+    error = (record or {}).get("error")
+    status = error.get("status_code") if isinstance(error, dict) else None
+    return failure_label(record_error_kind(record), status)
 
 
 def record_preview(record: dict[str, Any]) -> str:

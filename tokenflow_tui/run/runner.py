@@ -28,7 +28,7 @@ from ..traffic import Traffic
 from .contract import RequestRow, RunSnapshot, SaveReport, TrafficView
 from .exit_codes import EXIT_DONE, EXIT_INTERRUPTED
 from .opening import STATE_CHANGES_KEY, Confirm, OpenedRun, RunError, open_run
-from .request_index import RequestTable, attempt_status, record_error_kind, record_preview
+from .request_index import RequestTable, attempt_status, record_error_kind, record_failure_label, record_preview
 from .rows import HeldRequests, RunRows
 from .statistics import RunStats
 
@@ -140,6 +140,11 @@ class JobRunner:
         self._done, self._failed = opened.done, opened.failed
 
     @property
+    def requeued(self) -> int:
+        """Failed requests that opening queued again (`retry_failed`)."""
+        return len(self._opened.requeued) if self._opened is not None else 0
+
+    @property
     def notes(self) -> list[str]:
         """What opening did that the user should hear of (progress moved aside, changes accepted)."""
         return list(self._opened.notes) if self._opened is not None else []
@@ -159,6 +164,8 @@ class JobRunner:
         try:
             if self._traffic is None:
                 self._traffic = self._build_traffic()  # kept over rounds: limits the user set stay
+                if self._opened is not None:
+                    self._traffic.retrying(self._opened.requeued)
             handler = self._traffic.wrap(self._counting(await self._start_handler()))
             while not self._shutdown.is_set():
                 self._task = self._start_round(handler)
@@ -317,6 +324,7 @@ class JobRunner:
         if self._task is None or self._opened is None:
             return 0
         again = []
+        labels = []  # of the failures queued again, for the storm detector
         for index in indexes:
             record = self._read_record(self._table.offsets[index])
             if record is None or (kind := self._table.requeue(index)) is None:
@@ -325,6 +333,9 @@ class JobRunner:
             self._failed -= 1
             # the first attempt's params are the input line as it was read
             again.append((index, record["attempts"][0]["params"]))
+            labels.append(record_failure_label(record))
+        if self._traffic is not None:
+            self._traffic.retrying(labels)
         if self._task.state == "done":
             self._again.extend(again)
         elif again:

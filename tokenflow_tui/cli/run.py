@@ -80,7 +80,10 @@ def command(args: argparse.Namespace) -> int:
     failed = runner.snapshot().stats.failed
     if requeued and code == EXIT_DONE:
         # what a retry round did: the same failures again are the answer, not a storm to pause for
-        print(f"{failed:,} of the {requeued:,} requests queued again failed again", file=sys.stderr)
+        print(
+            f"retry round: {requeued:,} failed requests were queued again; {failed:,} requests end failed now",
+            file=sys.stderr,
+        )
     if code == EXIT_DONE and args.fail_on_failed and failed:
         return EXIT_SOME_FAILED
     return code

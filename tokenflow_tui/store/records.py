@@ -110,24 +110,31 @@ def encode_record(record: dict[str, Any]) -> bytes:
 
 
 def _encodable_record(record: dict[str, Any]) -> dict[str, Any]:
-    """A copy whose user-supplied values (ids, params, results) are replaced by str() where not encodable."""
+    """A copy whose user-supplied values (ids, params, results, a handler's error) are replaced by str() where
+    not encodable."""
     attempts = []
     for attempt in record["attempts"]:
         attempt = dict(attempt)
-        for key in ("params", "result"):
+        for key in ("params", "result", "error"):
             if key in attempt:
                 attempt[key] = _encodable(attempt[key])
         attempts.append(attempt)
-    return {**record, "id": _encodable(record["id"]), "result": _encodable(record["result"]), "attempts": attempts}
+    return {
+        **record,
+        "id": _encodable(record["id"]),
+        "result": _encodable(record["result"]),
+        "error": _encodable(record["error"]),
+        "attempts": attempts,
+    }
 
 
 def _encodable(value: Any) -> Any:
     # non-str keys are kept as keys (orjson turns them into strings); ints beyond 64 bits,
-    # cycles and the like become the value's str()
+    # cycles and the like become the value's str(); a lone surrogate (not UTF-8) a replacement character
     try:
         return orjson.loads(orjson.dumps(value, default=printable, option=orjson.OPT_NON_STR_KEYS))
     except orjson.JSONEncodeError:
-        return printable(value)
+        return printable(value).encode("utf-8", "replace").decode("utf-8")
 
 
 def printable(value: Any, show: Callable[[Any], str] = str) -> str:

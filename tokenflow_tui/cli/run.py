@@ -104,7 +104,10 @@ def _run(runner: JobRunner, interactive: bool) -> int:
 
 def _ask(question: str) -> bool:
     """A yes/no question on the terminal; anything but yes is no."""
-    answer = input(f"{question} [y/N] ")
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        return False  # the terminal closed its input: no answer is no
     return answer.strip().lower() in ("y", "yes")
 
 

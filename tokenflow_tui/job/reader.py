@@ -80,9 +80,9 @@ def load_job(path: Path, environ: Mapping[str, str] = os.environ) -> Job:
     except tomllib.TOMLDecodeError as error:
         raise JobError([_syntax_problem(file, text, str(error))]) from None
     except RecursionError:
-        line, col = _too_deep(text)
+        deep_line, deep_col = _too_deep(text)
         message = f"arrays or tables nested more than {_DEEP} levels deep; a job file needs a few at most"
-        raise JobError([Problem(file, line, col, message)]) from None
+        raise JobError([Problem(file, deep_line, deep_col, message)]) from None
     if reader.problems:
         raise JobError(sort_problems(reader.problems))
     return job

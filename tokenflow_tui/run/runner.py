@@ -64,7 +64,7 @@ class JobRunner:
         self._summary = InputSummary(0, ())
         self._workers = workers or job.workers.count
         self._retry_failed = retry_failed
-        self._opening = {"restart": restart, "accept_changes": accept_changes, "confirm": confirm}
+        self._restart, self._accept_changes, self._confirm = restart, accept_changes, confirm
         # the dashboard's +/- and ] / [ stop here (validate says "up to N from the dashboard")
         self._max_workers = max(self._workers, job.workers.max)
         self._clock: Clock = clock or SystemClock()
@@ -126,7 +126,13 @@ class JobRunner:
             from .endpoint_setup import RunEndpoint  # the HTTP stack: only a run with an endpoint needs it
 
             self._endpoint = RunEndpoint(self.job)
-        opened = self._opened = open_run(self.job, self._retry_failed, **self._opening)
+        opened = self._opened = open_run(
+            self.job,
+            self._retry_failed,
+            restart=self._restart,
+            accept_changes=self._accept_changes,
+            confirm=self._confirm,
+        )
         self._summary = opened.summary
         self._fingerprint = opened.fingerprint
         self._table = opened.table

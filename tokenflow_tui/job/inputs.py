@@ -204,7 +204,7 @@ class _Scan:
         self.first_ids: list[str | int] = []
         self.hashes = _HashSet64()
         self.without_id = bytearray()  # a bit per index: the line has no "id", so its id is its index
-        self.suspects: set[str] = set()  # id_key of each
+        self.suspects: set[str | int] = set()  # id_key of each
 
     def report(self, line: int, col: int, message: str, into: list[Problem] | None = None) -> None:
         self.total += 1
@@ -237,20 +237,19 @@ class _Scan:
             if missing > 0:
                 self.without_id.extend(bytes(missing))
             self.without_id[index >> 3] |= 1 << (index & 7)
-            if self.hashes and hash(str(index)) in self.hashes:
-                self.suspect(str(index))
+            if self.hashes and hash(index) in self.hashes:
+                self.suspect(index)
         elif type(ident) in (str, int):
             key = id_key(ident)
             seen = not self.hashes.add(hash(key))
-            number = _as_index(key)
-            if seen or (number is not None and number < index and self.had_no_id(number)):
+            if seen or (type(key) is int and 0 <= key < index and self.had_no_id(key)):
                 self.suspect(key)
 
     def had_no_id(self, index: int) -> bool:
         byte = index >> 3
         return byte < len(self.without_id) and bool(self.without_id[byte] & (1 << (index & 7)))
 
-    def suspect(self, key: str) -> None:
+    def suspect(self, key: str | int) -> None:
         if key in self.suspects or len(self.suspects) < DUPLICATE_SUSPECTS:
             self.suspects.add(key)
         else:
@@ -258,7 +257,7 @@ class _Scan:
 
     def confirm_duplicates(self) -> None:
         """Find the exact duplicates among the suspects, with the line of each id's first use."""
-        first_use: dict[str, tuple[int, str | int]] = {}
+        first_use: dict[str | int, tuple[int, str | int]] = {}
         for index, line, raw in _numbered_lines(self.path):
             item, problem = _parse(raw)
             if problem is not None or type(item) is not dict:
@@ -282,16 +281,15 @@ class _Scan:
             self.report(line, 1, message, self.duplicates)
 
 
-def id_key(ident: str | int) -> str:
-    """The id as uniqueness sees it: 1 and "1" are one id (exports, spreadsheets and JSON keys cannot tell them apart)."""
-    return ident if type(ident) is str else str(ident)
-
-
-def _as_index(key: str) -> int | None:
-    """The index a key would be as a line's default id ("12" → 12), else None."""
-    if key.isascii() and key.isdigit() and (key == "0" or key[0] != "0"):
-        return int(key)
-    return None
+def id_key(ident: str | int) -> str | int:
+    """The id as uniqueness sees it: 1 and "1" are one id (exports, spreadsheets and JSON keys cannot tell them
+    apart), so a string that is an integer as JSON writes one ("12", "-3"; not "012") counts as that integer."""
+    if type(ident) is not str:
+        return ident
+    digits = ident[1:] if ident[:1] == "-" else ident
+    if digits.isascii() and digits.isdigit() and (digits[0] != "0" or digits == "0") and ident != "-0":
+        return int(ident)
+    return ident
 
 
 class _HashSet64:

@@ -6,7 +6,9 @@ import argparse
 import importlib
 import signal
 import sys
+from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 from ..run.exit_codes import EXIT_INTERRUPTED
 
@@ -49,9 +51,15 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def catch_sigterm() -> Callable[[int, FrameType | None], Any] | int | None:
+    """SIGTERM raises KeyboardInterrupt from now on (again after an event loop took it and let it go); the handler
+    it replaced."""
+    return signal.signal(signal.SIGTERM, _interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line; a Ctrl-C or SIGTERM at any point (imports, opening, recovery) exits 130 without a traceback."""
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = catch_sigterm()
     try:
         return _main(sys.argv[1:] if argv is None else argv)
     except KeyboardInterrupt:

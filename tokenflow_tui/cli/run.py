@@ -98,8 +98,12 @@ def _run(runner: JobRunner, interactive: bool) -> int:
         finally:
             runner.close()
     from .headless import run_headless
+    from .main import catch_sigterm
 
-    return asyncio.run(run_headless(runner, sys.stderr))
+    try:
+        return asyncio.run(run_headless(runner, sys.stderr))
+    finally:
+        catch_sigterm()  # the loop gave SIGTERM back to the default (exit 143) when it let go of it
 
 
 def _ask(question: str) -> bool:

@@ -338,6 +338,7 @@ async def test_connection_closed_mid_body_is_a_bad_response(server, client):
     assert result["error"]["kind"] == "bad_response"
     assert result["error"]["message"].startswith("the response was cut short: ")
     assert result["error"]["status_code"] == 200
+    assert result["error"]["excerpt"] == '{"choices": [{"message": '  # what arrived, as the README promises
 
 
 async def test_a_stalled_server_times_out_at_the_deadline(server, client):

@@ -167,5 +167,5 @@ def test_a_resume_with_more_workers_opens_and_one_with_other_params_is_refused(f
         refused.open()
     assert str(caught.value) == (
         f"{folder / 'out'} holds progress that no longer matches the job: the handler file changed since it "
-        "was saved; rerun with --restart to discard it, or set another output directory"
+        "was saved; rerun with --accept-changes to resume anyway, or with --restart to discard it"
     )

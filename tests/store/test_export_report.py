@@ -151,7 +151,9 @@ def test_export_command_errors(run_dir: Path, tmp_path: Path, capsys: pytest.Cap
     assert capsys.readouterr() == (
         "",
         f"tokenflow export: {results}:3: damaged record (invalid JSON at column "
-        "11: unexpected character, expected ',' or '}'); the file was not changed.\n",
+        "11: unexpected character, expected ',' or '}'); the file was not changed. "
+        f"`tokenflow repair {run_dir}` moves the damaged lines to results.damaged.jsonl (nothing is deleted) and "
+        "their requests run again.\n",
     )
 
 

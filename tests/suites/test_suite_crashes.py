@@ -205,7 +205,8 @@ def test_a_damaged_middle_line_is_refused_with_its_line_number_and_left_untouche
     assert rerun.returncode == 2
     assert rerun.stderr == (
         f"tokenflow run: {results}:3: damaged record (invalid JSON at column 11: unexpected character, expected ',' or '}}'); "
-        "the file was not changed.\n"
+        f"the file was not changed. `tokenflow repair {tmp_path / 'out'}` moves the damaged lines to "
+        "results.damaged.jsonl (nothing is deleted) and their requests run again.\n"
     )
     assert results.read_bytes() == damaged
 

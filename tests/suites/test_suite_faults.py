@@ -104,6 +104,8 @@ async def test_a_fault_on_every_attempt_is_recorded_and_retried_until_max_attemp
                 record["error"]["message"],
             )
             assert cut is not None and int(cut[1]) == int(cut[2]) // 2  # the simulator sends half the body
+            excerpt = record["error"]["excerpt"]  # the half that arrived, cut to the excerpt's length
+            assert excerpt.startswith("{") and 0 < len(excerpt) <= min(200, int(cut[1]))
         else:
             assert record["error"] == FAULTS[kind]
         for attempt in attempts:

@@ -50,10 +50,13 @@ def final_line(snap: RunSnapshot, code: int) -> str:
             f"{snap.job_name}: finished {s.total:,} requests ({s.done:,} done, {s.failed:,} failed) "
             f"in {duration(s.elapsed_s)}; results in {results}"
         )
-    return (
+    line = (
         f"{snap.job_name}: stopped with {s.done + s.failed:,} of {s.total:,} requests finished; "
         f"progress saved in {results}; run the same command again to resume"
     )
+    if snap.unsaved:
+        line += f"; {snap.unsaved:,} finished requests could not be written (saving failed) and run again then"
+    return line
 
 
 async def run_headless(runner: JobRunner, out: TextIO, interval_s: float = 2.0) -> int:
@@ -61,6 +64,7 @@ async def run_headless(runner: JobRunner, out: TextIO, interval_s: float = 2.0) 
     loop = asyncio.get_running_loop()
     interrupts = 0
     stopped_by_itself = False
+    told: str | None = None  # the pause reason last printed
 
     def on_signal() -> None:
         nonlocal interrupts
@@ -77,15 +81,17 @@ async def run_headless(runner: JobRunner, out: TextIO, interval_s: float = 2.0) 
             loop.create_task(runner.stop_now())
 
     async def report() -> None:
-        nonlocal stopped_by_itself
+        nonlocal stopped_by_itself, told
         while True:
             await asyncio.sleep(interval_s)
             snap = runner.snapshot()
             print(progress_line(snap), file=out, flush=True)
-            if snap.state == "paused" and snap.reason and not stopped_by_itself:
-                stopped_by_itself = True
+            if snap.state == "paused" and snap.reason and snap.reason != told and not stopped_by_itself:
+                told = snap.reason
                 print(f"{snap.job_name}: paused: {snap.reason}", file=out, flush=True)
-                loop.create_task(runner.shutdown())
+                if not snap.unsaved:  # a full disk: the runner retries the save and resumes by itself
+                    stopped_by_itself = True
+                    loop.create_task(runner.shutdown())
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)

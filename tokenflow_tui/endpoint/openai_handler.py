@@ -19,7 +19,7 @@ from ..engine.error_kinds import BAD_RESPONSE, CONNECTION, HTTP_4XX, HTTP_5XX, H
 from ..job.model import API_PATHS, Api
 from .deadlines import Deadlines
 from .retry_policy import Rng, is_retryable, parse_retry_after, retry_delay_s
-from .transport import TRANSPORT_ERRORS, ClientLike, error_kind, read_body, response_headers
+from .transport import TRANSPORT_ERRORS, BodyCutShort, ClientLike, error_kind, read_body, response_headers
 
 EXCERPT_CHARS = 200
 _MESSAGE_CHARS = 400
@@ -125,11 +125,9 @@ class OpenAIHandler:
                     self._on_headers(headers)
                 try:
                     body, complete = await read_body(response, self._max_body_bytes)
-                except TRANSPORT_ERRORS as exc:
-                    if error_kind(exc) == TIMEOUT:
-                        return self._timeout_error(), None
-                    message = f"the response was cut short: {_describe(exc)}"
-                    return self._error(BAD_RESPONSE, message, response.status_code, None), None
+                except BodyCutShort as cut:
+                    message = f"the response was cut short: {_describe(cut.error)}"
+                    return self._error(BAD_RESPONSE, message, response.status_code, cut.partial), None
                 return self._parse(response, headers, body, complete)
         except TRANSPORT_ERRORS as exc:
             if error_kind(exc) == TIMEOUT:

@@ -144,17 +144,38 @@ class _Exchange:
             self._client._busy[self._index] -= 1
 
 
+class BodyCutShort(Exception):
+    """The connection failed while the body was read; `partial` is what arrived, for the record's excerpt."""
+
+    def __init__(self, error: Exception, partial: bytes) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.partial = partial
+
+
 async def read_body(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
-    """The body, or as much as fits in `limit` bytes and False when it is larger (one declared larger is not read)."""
+    """The body, or as much as fits in `limit` bytes and False when it is larger (one declared larger is not read).
+
+    A connection that fails midway raises BodyCutShort with what arrived; a timeout raises as it is.
+    """
+    chunks: list[bytes] = []
+    try:
+        return await _read_body(response, limit, chunks)
+    except TRANSPORT_ERRORS as exc:
+        if error_kind(exc) == "timeout":
+            raise
+        raise BodyCutShort(exc, b"".join(chunks)) from exc
+
+
+async def _read_body(response: httpx.Response, limit: int, chunks: list[bytes]) -> tuple[bytes, bool]:
     raw = _aiohttp_response(response)
     if raw is None or "Content-Encoding" in raw.headers:
-        return await _read_decoded(response, limit)
+        return await _read_decoded(response, limit, chunks)
     # straight from aiohttp's stream: httpx's four nested async generators per response
     # (aiter_bytes, aiter_raw, the stream's, aiohttp's iter_chunked) cost more than the read
     if _declared_over(raw.headers.get("Content-Length"), limit):
         return b"", False
     content = raw.content
-    chunks: list[bytes] = []
     size = 0
     while True:
         chunk = await content.read(READ_CHUNK_BYTES)
@@ -167,10 +188,9 @@ async def read_body(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks), True
 
 
-async def _read_decoded(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+async def _read_decoded(response: httpx.Response, limit: int, chunks: list[bytes]) -> tuple[bytes, bool]:
     if _declared_over(response.headers.get("content-length"), limit):
         return b"", False
-    chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():
         size += len(chunk)

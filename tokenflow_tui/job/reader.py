@@ -10,6 +10,7 @@ import ipaddress
 import math
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
@@ -54,31 +55,81 @@ _SECTIONS = {
 }
 _SIMULATOR_KEYS = ("latency_ms", "jitter_ms", "fail", "seed", "rpm_limit")
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
+MAX_NAME = 100  # job.name names the folder runs/<name>: well below the 255 bytes a file name may have
+MAX_JOB_BYTES = 1 << 20
+_BOM = "\ufeff"
+_DEEP = 100  # nesting reported as too deep: tomllib's recursion gives out somewhere above
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def load_job(path: Path, environ: Mapping[str, str] = os.environ) -> Job:
     """Read and check a job file; raises JobError with every problem found."""
     file = str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise JobError([Problem(file, None, None, f"cannot read the job file: {os_reason(error)}")]) from None
+    raw = _read_job_file(path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         line = raw.count(b"\n", 0, error.start) + 1
         col = len(raw[raw.rfind(b"\n", 0, error.start) + 1 : error.start].decode("utf-8", "replace")) + 1
         raise JobError([Problem(file, line, col, f"not valid UTF-8 (byte 0x{raw[error.start]:02x})")]) from None
+    text = text.removeprefix(_BOM)  # editors on Windows start a file with one; TOML does not allow it
     try:
         data = tomllib.loads(text)
+        reader = _Reader(file, KeyPositions(text))
+        job = reader.job(data, path, environ)
     except tomllib.TOMLDecodeError as error:
         raise JobError([_syntax_problem(file, text, str(error))]) from None
-    reader = _Reader(file, KeyPositions(text))
-    job = reader.job(data, path, environ)
+    except RecursionError:
+        deep_line, deep_col = _too_deep(text)
+        message = f"arrays or tables nested more than {_DEEP} levels deep; a job file needs a few at most"
+        raise JobError([Problem(file, deep_line, deep_col, message)]) from None
     if reader.problems:
         raise JobError(sort_problems(reader.problems))
     return job
+
+
+def _read_job_file(path: Path) -> bytes:
+    """The job file's bytes: a regular file of at most MAX_JOB_BYTES (a FIFO or /dev/zero would never end)."""
+    file = str(path)
+    try:
+        # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as error:
+        raise JobError([Problem(file, None, None, f"cannot read the job file: {os_reason(error)}")]) from None
+    with open(fd, "rb") as stream:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise JobError([Problem(file, None, None, "the job file is a folder, not a file")])
+        if not stat.S_ISREG(mode):
+            raise JobError([Problem(file, None, None, "the job file is not a regular file (a pipe or a device?)")])
+        try:
+            raw = stream.read(MAX_JOB_BYTES + 1)
+        except OSError as error:
+            raise JobError([Problem(file, None, None, f"cannot read the job file: {os_reason(error)}")]) from None
+    if len(raw) > MAX_JOB_BYTES:
+        message = f"the job file is larger than {MAX_JOB_BYTES // 1024:,} KB; the requests go in the input file"
+        raise JobError([Problem(file, None, None, message)])
+    return raw
+
+
+def _too_deep(text: str) -> tuple[int | None, int | None]:
+    """Where the brackets of `text` first open more than _DEEP levels (strings skipped roughly)."""
+    depth, quote, line, col = 0, "", 1, 0
+    for char in text:
+        col += 1
+        if char == "\n":
+            line, col, quote = line + 1, 0, ""
+        elif quote:
+            quote = "" if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char in "[{":
+            depth += 1
+            if depth > _DEEP:
+                return line, col
+        elif char in "]}":
+            depth -= 1
+    return None, None
 
 
 def _syntax_problem(file: str, text: str, message: str) -> Problem:
@@ -88,6 +139,30 @@ def _syntax_problem(file: str, text: str, message: str) -> Problem:
 
 def _dotted(path: KeyPath) -> str:
     return ".".join(str(part) for part in path)
+
+
+def _not_a_folder(output: Path) -> str | None:
+    """Why `output` cannot be (or become) a folder: it, or a folder above it, is a file."""
+    for place in (output, *output.parents):
+        if place.is_dir():
+            return None
+        if place.exists() or place.is_symlink():
+            if place == output:
+                return f"the output {output} exists and is not a folder"
+            return f"the output {output} is inside {place}, which is a file, not a folder"
+    return None
+
+
+def _key_problem(key: str) -> str | None:
+    """What makes a key unusable in an HTTP header, without showing the key."""
+    for position, char in enumerate(key, 1):
+        if char in "\r\n":
+            return f"a line break at character {position}"
+        if not char.isascii():
+            return f"a character that is not ASCII at character {position}"
+        if not char.isprintable():
+            return f"a control character at character {position}"
+    return None
 
 
 def _is_loopback(url: str) -> bool:
@@ -248,6 +323,12 @@ class _Reader:
         elif isinstance(name, str) and set(name) == {"."}:
             self.problem(("job", "name"), "job.name cannot be only dots: it names the folder runs/<name>")
             name = _INVALID
+        elif isinstance(name, str) and len(name) > MAX_NAME:
+            self.problem(
+                ("job", "name"),
+                f"job.name is {len(name):,} characters long; at most {MAX_NAME}: it names the folder runs/<name>",
+            )
+            name = _INVALID
         source = self.string(table, ("job", "input"), None)
         source = self.required(("job", "input"), source, "the JSONL file of requests")
         input_path = _INVALID
@@ -256,8 +337,10 @@ class _Reader:
         output = self.string(table, ("job", "output"), None)
         if isinstance(output, str):
             output_path = job_dir / output
-            if output_path.exists() and not output_path.is_dir():
-                self.problem(("job", "output"), f"the output {output_path} exists and is not a folder")
+            if not output.strip():
+                self.problem(("job", "output"), "job.output must not be empty: it names the run's folder")
+            elif (blocker := _not_a_folder(output_path)) is not None:
+                self.problem(("job", "output"), blocker)
         else:
             output_path = job_dir / "runs" / name if isinstance(name, str) else _INVALID
         return JobSection(name=name, input=input_path, output=output_path)
@@ -352,6 +435,13 @@ class _Reader:
             self.problem(path, f"the environment variable {name} is not set (endpoint.api_key_env)")
         elif not environ[name]:
             self.problem(path, f"the environment variable {name} is empty (endpoint.api_key_env)")
+        elif (bad := _key_problem(environ[name])) is not None:
+            # the key itself is never shown: the message goes to logs and terminals
+            self.problem(
+                path,
+                f"the environment variable {name} holds {bad}, which cannot be sent in a header; "
+                "set it again without it (endpoint.api_key_env; the key is not shown)",
+            )
         return name
 
     def simulator_section(self, endpoint: dict[str, Any], simulate: bool) -> SimulatorSection | None:

@@ -60,6 +60,8 @@ class RunSnapshot:
     history: Sequence[ChartPoint]  # the last few minutes, oldest first
     saved_at: float | None  # wall-clock time of the last save
     traffic: TrafficView = field(default_factory=TrafficView)
+    # finished records saving could not write (a full disk): in memory while paused, given up once closed
+    unsaved: int = 0
 
     @property
     def results_path(self) -> str:

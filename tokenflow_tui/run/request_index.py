@@ -8,8 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..engine import TokenFlowRequest
-from ..store.records import request_id
+from ..store.records import printable, record_error_kind, request_id
 from ..store.results_file import DONE, FAILED, NO_RECORD
+from ..traffic.storm import failure_label
 from .contract import RequestRow
 
 # a row's state as kept here; in flight and retrying are asked of the engine when drawn
@@ -167,6 +168,13 @@ def attempt_status(attempt: Any) -> str:
     return str(code) if code else "ok"
 
 
+def record_failure_label(record: dict[str, Any] | None) -> str:
+    """The failure of a failed record as the storm detector names it ("HTTP 400", or its kind)."""
+    error = (record or {}).get("error")
+    status = error.get("status_code") if isinstance(error, dict) else None
+    return failure_label(record_error_kind(record), status)
+
+
 def record_preview(record: dict[str, Any]) -> str:
     error = record.get("error")
     if record.get("status") == "failed" and isinstance(error, dict):
@@ -177,5 +185,5 @@ def record_preview(record: dict[str, Any]) -> str:
 def _text_preview(value: Any) -> str:
     if isinstance(value, dict) and "text" in value:
         value = value["text"]
-    text = value if isinstance(value, str) else ("" if value is None else repr(value))
+    text = value if isinstance(value, str) else ("" if value is None else printable(value, repr))
     return " ".join(text.split())

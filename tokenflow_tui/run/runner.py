@@ -28,8 +28,8 @@ from ..store.state_file import STATE_FILE, write_state
 from ..traffic import Traffic
 from .contract import RequestRow, RunSnapshot, RunState, SaveReport, TrafficView
 from .exit_codes import EXIT_DONE, EXIT_INTERRUPTED
-from .opening import OpenedRun, RunError, open_run
-from .request_index import RequestTable, attempt_status, record_preview
+from .opening import STATE_CHANGES_KEY, Confirm, OpenedRun, RunError, open_run
+from .request_index import RequestTable, attempt_status, record_failure_label, record_preview
 from .rows import HeldRequests, RunRows
 from .statistics import RunStats
 
@@ -57,6 +57,9 @@ class JobRunner:
         *,
         workers: int | None = None,
         retry_failed: bool = False,
+        restart: bool = False,
+        accept_changes: bool = False,
+        confirm: Confirm = lambda question: True,
         clock: Clock | None = None,
         save_interval_s: float = 10.0,
         environ: Mapping[str, str] = os.environ,
@@ -66,6 +69,9 @@ class JobRunner:
         self._summary = InputSummary(0, ())
         self._workers = workers or job.workers.count
         self._retry_failed = retry_failed
+        self._restart, self._accept_changes, self._confirm = restart, accept_changes, confirm
+        # the dashboard's +/- and ] / [ stop here (validate says "up to N from the dashboard")
+        self._max_workers = max(self._workers, job.workers.max)
         self._clock: Clock = clock or SystemClock()
         self._save_interval_s = save_interval_s
         self._environ = environ
@@ -93,6 +99,9 @@ class JobRunner:
         self._done = 0  # over every run of this output, as results.jsonl says
         self._failed = 0
         self._fingerprint: dict[str, str] = {}
+        self._save_failed = False  # the last save failed: saves are tried every second
+        self._resume_after_save = False  # the failed save paused the job: the next one that works resumes it
+        self.unwritten = 0  # finished records given up at close because they could not be written
 
     # ----- opening and resuming ------------------------------------------------------------
 
@@ -122,7 +131,13 @@ class JobRunner:
             from .endpoint_setup import RunEndpoint  # the HTTP stack: only a run with an endpoint needs it
 
             self._endpoint = RunEndpoint(self.job)
-        opened = self._opened = open_run(self.job, self._retry_failed)
+        opened = self._opened = open_run(
+            self.job,
+            self._retry_failed,
+            restart=self._restart,
+            accept_changes=self._accept_changes,
+            confirm=self._confirm,
+        )
         self._summary = opened.summary
         self._fingerprint = opened.fingerprint
         self._table = opened.table
@@ -132,8 +147,18 @@ class JobRunner:
         self._attempts_before = opened.attempts
         self._retries_before = opened.retries
         if self._workers == self.job.workers.count and opened.workers is not None:
-            self._workers = opened.workers
+            self._workers = min(opened.workers, self._max_workers)
         self._done, self._failed = opened.done, opened.failed
+
+    @property
+    def requeued(self) -> int:
+        """Failed requests that opening queued again (`retry_failed`)."""
+        return len(self._opened.requeued) if self._opened is not None else 0
+
+    @property
+    def notes(self) -> list[str]:
+        """What opening did that the user should hear of (progress moved aside, changes accepted)."""
+        return list(self._opened.notes) if self._opened is not None else []
 
     # ----- RunControl --------------------------------------------------------------------------
 
@@ -150,6 +175,8 @@ class JobRunner:
         try:
             if self._traffic is None:
                 self._traffic = self._build_traffic()  # kept over rounds: limits the user set stay
+                if self._opened is not None:
+                    self._traffic.retrying(self._opened.requeued)
             handler = self._traffic.wrap(self._counting(await self._start_handler()))
             while not self._shutdown.is_set():
                 self._task = self._start_round(handler)
@@ -207,14 +234,16 @@ class JobRunner:
 
     async def shutdown(self) -> int:
         """Pause softly, save and release the output; the exit code (0 when all finished, else 130)."""
-        if self._task is not None and self._task.state in ("running", "stopping"):
-            await self._task.soft_stop()
         try:
-            await self.save()
-        except RunError:
-            pass  # what could not be written is sent again by the next run
-        self.close()
-        self._shutdown.set()
+            if self._task is not None and self._task.state in ("running", "stopping"):
+                await self._task.soft_stop()
+            try:
+                await self.save()
+            except RunError:
+                pass  # what could not be written is sent again by the next run (close says how much)
+            self.close()
+        finally:
+            self._shutdown.set()
         return self._exit_code()
 
     async def pause(self, reason: str | None = None) -> None:
@@ -222,7 +251,10 @@ class JobRunner:
             return
         self._reason = reason
         await self._task.soft_stop()
-        await self.save()
+        try:
+            await self.save()
+        except RunError:
+            pass  # the snapshot's reason says so, and the periodic save tries again
 
     async def resume(self) -> None:
         """Run again; asked during a pause that is still finishing, it waits for that pause first."""
@@ -246,12 +278,17 @@ class JobRunner:
     def set_workers(self, n: int) -> str | None:
         if n < 1:
             return "at 1 worker already: a job needs at least one"
-        if n > 100_000:
-            return "at most 100,000 workers"
+        if n > self._max_workers:
+            if self._workers >= self._max_workers:
+                return f"at {self._max_workers:,} workers already: the job's limit ([workers] max)"
+            refusal = f"{self._max_workers:,} workers, not {n:,}: the job's limit ([workers] max)"
+            n = self._max_workers
+        else:
+            refusal = None
         if self._traffic is not None:
             self._traffic.workers_set(n)
         self._apply_workers(n)
-        return None
+        return refusal
 
     def set_limits(self, requests_per_minute: float, tokens_per_minute: int) -> str | None:
         if self._traffic is None:
@@ -272,14 +309,24 @@ class JobRunner:
             done, failed = self._done, self._failed
             try:
                 summary = await asyncio.to_thread(self._opened.writer.flush)
+                state = self._state_data(summary, done, failed)
+                await asyncio.to_thread(write_state, self.output_dir / STATE_FILE, state)
             except StoreError as error:
-                # the unwritten records stay in memory; pausing stops more from piling up
+                # the unwritten records stay in memory; pausing stops more from piling up, and the
+                # periodic save keeps trying (every second): once it works, the job goes on by itself
                 self._reason = f"saving failed: {error}"
+                self._save_failed = True
                 if self._task is not None and self._task.state == "running":
+                    self._resume_after_save = True
+                    self._task.stop_soon()
                     await self._task.soft_stop()
-                raise RunError(f"{self._reason}; the job is paused: make room, then resume") from None
-            state = self._state_data(summary, done, failed)
-            await asyncio.to_thread(write_state, self.output_dir / STATE_FILE, state)
+                raise RunError(f"{self._reason}; the job is paused until saving works again") from None
+            if self._save_failed:
+                self._save_failed = False
+                self._reason = None
+            if self._resume_after_save:
+                self._resume_after_save = False
+                self._background(self.resume())
             self._saved_at = state["saved_at"]
             self._last_save = SaveReport(summary.records, str(self.output_dir / RESULTS_FILE), self._saved_at)
             return self._last_save
@@ -289,6 +336,7 @@ class JobRunner:
         if self._task is None or self._opened is None:
             return 0
         again = []
+        labels = []  # of the failures queued again, for the storm detector
         for index in indexes:
             record = self._rows.read_record(self._table.offsets[index])
             if record is None or (kind := self._table.requeue(index)) is None:
@@ -297,6 +345,9 @@ class JobRunner:
             self._failed -= 1
             # the first attempt's params are the input line as it was read
             again.append((index, record["attempts"][0]["params"]))
+            labels.append(record_failure_label(record))
+        if self._traffic is not None:
+            self._traffic.retrying(labels)
         if self._task.state == "done":
             self._again.extend(again)
         elif again:
@@ -324,6 +375,7 @@ class JobRunner:
             failed_by_kind={k: v for k, v in self._stats.failed_by_kind.items() if v},
             history=self._stats.history(elapsed),
             saved_at=self._saved_at,
+            unsaved=self._unsaved(),
             traffic=self._traffic.view() if self._traffic is not None else TrafficView(),
         )
 
@@ -361,7 +413,7 @@ class JobRunner:
         task.add_done_callback(self._pending.discard)
 
     def _workers_cap(self) -> int:
-        return max(self._workers, self.job.workers.max)
+        return self._max_workers
 
     def _on_auth_error(self, status_code: int, message: str) -> None:
         variable = self.job.endpoint.api_key_env if self.job.endpoint else None
@@ -432,7 +484,7 @@ class JobRunner:
 
     def _on_finished(self, request: TokenFlowRequest) -> None:
         assert self._opened is not None
-        record = build_record(request, self._builtin)
+        record = build_record(request, self._builtin, self._opened.job_version)
         offset = self._opened.writer.append(record)
         index = request.id
         self._held.finished(index)
@@ -454,6 +506,12 @@ class JobRunner:
             offset,
         )
         self._stats.note_finished(self._elapsed(), failed_kind)
+
+    def _unsaved(self) -> int:
+        """Finished records that saving could not write: waiting in memory, or given up at close."""
+        if self._opened is None:
+            return self.unwritten
+        return self._opened.writer.buffered if self._save_failed else 0
 
     def _overall_stats(self, elapsed: float) -> StatsSnapshot:
         """The engine's statistics of this run, with the counts of earlier runs of this output."""
@@ -525,15 +583,14 @@ class JobRunner:
             "attempts": self._attempts_before + (self._task.stats().attempts if self._task is not None else 0),
             "retries": self._retries_before + (self._task.stats().retries if self._task is not None else 0),
             "stats": self._stats.to_data(),
+            "job_version": self._opened.job_version if self._opened is not None else "",
+            STATE_CHANGES_KEY: self._opened.history if self._opened is not None else [],
         }
 
     async def _save_periodically(self) -> None:
         while True:
-            await self._clock.sleep(self._save_interval_s)
-            try:
-                await self.save()
-            except RunError:
-                pass  # the job paused itself with the reason; the next save tries again
+            await self._clock.sleep(min(self._save_interval_s, 1.0) if self._save_failed else self._save_interval_s)
+            await self._try_save()
 
     async def _write_periodically(self) -> None:
         """Hand finished records to the file often (no fsync): a kill -9 then sends few of them again."""
@@ -543,9 +600,20 @@ class JobRunner:
             if writer is not None and writer.buffered:
                 # off the loop: a write may wait for the disk when the page cache is full
                 await asyncio.to_thread(writer.write_buffered)
+                if writer.failing and not self._save_failed:
+                    self._background(self._try_save())  # a full disk pauses the job now, not at the next save
+
+    async def _try_save(self) -> None:
+        try:
+            await self.save()
+        except RunError:
+            pass  # the job paused itself with the reason; the next save tries again
 
     def close(self) -> None:
-        """Close the results file and let go of the output directory."""
+        """Close the results file and let go of the output directory.
+
+        Records that cannot be written (a full disk) are given up and counted in `unwritten`.
+        """
         if self._opened is not None:
-            self._opened.close()  # a failed flush raises here: the file stays open for another try
+            self.unwritten += self._opened.close()
             self._opened = None

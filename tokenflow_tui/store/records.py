@@ -1,11 +1,12 @@
 """A finished request as one line of results.jsonl.
 
-A record is {"id", "index", "status", "result", "usage", "error", "attempts"}, keys in that order:
-recovery and export read `index` and `status` near the start of every line.
+A record is {"id", "index", "status", "result", "usage", "error", "attempts"[, "job_version"]}, keys in
+that order: recovery and export read `index` and `status` near the start of every line.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -17,8 +18,9 @@ USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 _OPTIONS = orjson.OPT_APPEND_NEWLINE
 
 
-def build_record(request: TokenFlowRequest, builtin: bool) -> dict[str, Any]:
-    """The record of a finished request; `builtin` says the built-in OpenAI handler made its results."""
+def build_record(request: TokenFlowRequest, builtin: bool, job_version: str | None = None) -> dict[str, Any]:
+    """The record of a finished request; `builtin` says the built-in OpenAI handler made its results,
+    `job_version` names the version of the job that made it (kept when given)."""
     elements = request.request_trajectory.trajectory
     index = request.id
     record_id = request_id(elements[0].request_params, index)
@@ -27,7 +29,7 @@ def build_record(request: TokenFlowRequest, builtin: bool) -> dict[str, Any]:
     attempts = [make_attempt(elements[0])] if len(elements) == 1 else [make_attempt(e) for e in elements]
     last = attempts[-1]
     error = last.get("error")
-    return {
+    record = {
         "id": record_id,
         "index": index,
         "status": "failed" if error is not None else "done",
@@ -36,6 +38,9 @@ def build_record(request: TokenFlowRequest, builtin: bool) -> dict[str, Any]:
         "error": error,
         "attempts": attempts,
     }
+    if job_version is not None:
+        record["job_version"] = job_version
+    return record
 
 
 def request_id(params: Any, index: int) -> Any:
@@ -57,6 +62,8 @@ def _latency_ms(latency_s: float | None) -> float | None:
 
 def _builtin_attempt(element: TokenFlowRequestTrajectoryElement) -> dict[str, Any]:
     result = element.result
+    if type(result) is not dict:
+        return _handler_attempt(element)  # the built-in handler raised: an UnexpectedUserException
     error = result.get("error")
     if error is not None:
         return {
@@ -68,7 +75,7 @@ def _builtin_attempt(element: TokenFlowRequestTrajectoryElement) -> dict[str, An
         }
     return {
         "params": element.request_params,
-        "result": result["text"],
+        "result": result.get("text"),
         "status_code": result.get("status_code"),
         "usage": result.get("usage"),
         "finish_reason": result.get("finish_reason"),
@@ -108,27 +115,42 @@ def _sum_usage(attempts: list[dict[str, Any]]) -> dict[str, int] | None:
 def encode_record(record: dict[str, Any]) -> bytes:
     """One line of JSON ending in a newline; a value orjson cannot encode is written as its str()."""
     try:
-        return orjson.dumps(record, default=str, option=_OPTIONS)
+        return orjson.dumps(record, default=printable, option=_OPTIONS)
     except orjson.JSONEncodeError:
-        return orjson.dumps(_encodable_record(record), default=str, option=_OPTIONS)
+        return orjson.dumps(_encodable_record(record), default=printable, option=_OPTIONS)
 
 
 def _encodable_record(record: dict[str, Any]) -> dict[str, Any]:
-    """A copy whose user-supplied values (ids, params, results) are replaced by str() where not encodable."""
+    """A copy whose user-supplied values (ids, params, results, a handler's error) are replaced by str() where
+    not encodable."""
     attempts = []
     for attempt in record["attempts"]:
         attempt = dict(attempt)
-        for key in ("params", "result"):
+        for key in ("params", "result", "error"):
             if key in attempt:
                 attempt[key] = _encodable(attempt[key])
         attempts.append(attempt)
-    return {**record, "id": _encodable(record["id"]), "result": _encodable(record["result"]), "attempts": attempts}
+    return {
+        **record,
+        "id": _encodable(record["id"]),
+        "result": _encodable(record["result"]),
+        "error": _encodable(record["error"]),
+        "attempts": attempts,
+    }
 
 
 def _encodable(value: Any) -> Any:
     # non-str keys are kept as keys (orjson turns them into strings); ints beyond 64 bits,
-    # cycles and the like become the value's str()
+    # cycles and the like become the value's str(); a lone surrogate (not UTF-8) a replacement character
     try:
-        return orjson.loads(orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS))
+        return orjson.loads(orjson.dumps(value, default=printable, option=orjson.OPT_NON_STR_KEYS))
     except orjson.JSONEncodeError:
-        return str(value)
+        return printable(value).encode("utf-8", "replace").decode("utf-8")
+
+
+def printable(value: Any, show: Callable[[Any], str] = str) -> str:
+    """show(value), or what the value is when even that raises: a handler's result never stops the sink."""
+    try:
+        return show(value)
+    except Exception:
+        return f"<a {type(value).__name__} that cannot be written>"

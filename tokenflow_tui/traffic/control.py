@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -32,7 +32,7 @@ from .estimate import estimate_tokens, usage_tokens
 from .pace import Pace
 from .ratelimit_headers import read_ratelimit_headers
 from .slowdown import Rng, Slowdown
-from .storm import StormDetector
+from .storm import StormDetector, failure_label
 from .view import TrafficView
 from .waiting import Waiting
 
@@ -318,7 +318,7 @@ class Traffic:
                 self._set_target(self._adaptive.loss(started, now))
             if final:
                 retryable = is_retryable(str(kind), status if type(status) is int else None)
-                self._finished(None if retryable else (f"HTTP {status}" if status else str(kind)))
+                self._finished(None if retryable else failure_label(kind, status))
         else:
             self._rate_limited.note(False, started)
             self._overloaded.note(False, now)
@@ -332,6 +332,10 @@ class Traffic:
             reason = self._budget.exceeded(*self._spent())
             if reason is not None:
                 self._pause_for("budget", reason)
+
+    def retrying(self, labels: Iterable[str]) -> None:
+        """Failed requests (their storm.failure_label) are queued again: the same failures again are no storm."""
+        self._storm.expect(labels)
 
     def _finished(self, failure: str | None) -> None:
         reason = self._storm.finished(failure)

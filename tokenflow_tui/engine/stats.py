@@ -26,7 +26,8 @@ class StatsSnapshot:
     total: int | None
     done: int
     failed: int
-    in_flight: int
+    in_flight: int  # attempts being sent or answered
+    waiting: int  # requests whose next attempt is held back (a limit, a hold, the pace)
     queued: int
     attempts: int
     retries: int

@@ -10,12 +10,12 @@ import asyncio
 import dataclasses
 import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from ..engine import Clock, StatsSnapshot, SystemClock, TokenFlowRequest, TokenFlowRequestTrajectory, TokenFlowTask
 from ..engine.error_kinds import HANDLER_EXCEPTION
 from ..engine.events import UnexpectedUserException
+from ..engine.payload import payload_error, payload_usage
 from ..job.inputs import InputSummary, iter_input
 from ..job.model import Job
 from ..store.errors import StoreError
@@ -39,8 +39,6 @@ STATE_VERSION = 1
 
 
 Handler = Callable[[TokenFlowRequestTrajectory], Awaitable[tuple[Any, ...]]]
-# the index of the request whose attempt this worker makes: set before the attempt, read when its handler ends
-_ATTEMPT: ContextVar[int] = ContextVar("tokenflow_attempt")
 
 
 class JobRunner:
@@ -72,7 +70,7 @@ class JobRunner:
         self._retries_before = 0
         self._opened: OpenedRun | None = None  # the output, held from open() to close()
         self._held = HeldRequests()
-        self._rows = RunRows(self._table, self._held, self._read_record, self._builtin)
+        self._rows = RunRows(self._table, self._held, self._ledger, self._read_record, self._builtin)
         self._again: list[tuple[int, Any]] = []  # queued again by retry() once the engine's task was done
         self._user_handler: Handler | None = None
         self._endpoint: RunEndpoint | None = None
@@ -121,7 +119,7 @@ class JobRunner:
         self._summary = opened.summary
         self._fingerprint = opened.fingerprint
         self._table = opened.table
-        self._rows = RunRows(self._table, self._held, self._read_record, self._builtin)
+        self._rows = RunRows(self._table, self._held, self._ledger, self._read_record, self._builtin)
         self._stats = opened.stats
         self._elapsed_before = opened.elapsed_s
         self._attempts_before = opened.attempts
@@ -145,7 +143,7 @@ class JobRunner:
         try:
             if self._traffic is None:
                 self._traffic = self._build_traffic()  # kept over rounds: limits the user set stay
-            handler = self._traffic.wrap(self._counting(await self._start_handler()))
+            handler = await self._start_handler()
             while not self._shutdown.is_set():
                 self._task = self._start_round(handler)
                 saver = asyncio.create_task(self._save_periodically())
@@ -194,6 +192,8 @@ class JobRunner:
             is_failure=self._is_failure,
             clock=self._clock,
             before_attempt=self._before_attempt,
+            attempt_ended=self._attempt_ended,
+            max_attempts=self.job.retry.max_attempts,
         )
         task.set_workers(self._workers)
         task.run()
@@ -384,6 +384,8 @@ class JobRunner:
             pause=self._pause_by_itself,
             apply_workers=self._apply_workers,
             spent=lambda: (self._stats.prompt_tokens, self._stats.completion_tokens),
+            sending=lambda: self._task.sending() if self._task is not None else 0,
+            sent_at=lambda: self._task.attempt_sent_at() if self._task is not None else None,
         )
 
     def _apply_workers(self, n: int) -> None:
@@ -392,41 +394,36 @@ class JobRunner:
             self._task.set_workers(n)
 
     async def _before_attempt(self, request: TokenFlowRequest) -> None:
-        """The engine counts a request in flight from here (the traffic gate's wait included)."""
+        """Traffic control's gate; the request is held (waiting, not in flight) until it opens."""
         assert self._traffic is not None
-        self._held.attempt_started(request)
-        try:
-            await self._traffic.before_attempt(request)
-        except BaseException:
-            self._held.attempt_ended(request.id)
-            raise
-        _ATTEMPT.set(request.id)
+        self._held.hold(request)
+        await self._traffic.before_attempt(request)
 
-    def _counting(self, handler: Handler) -> Handler:
-        """The handler, with each attempt's tokens and error kind noted for the charts, and its end for the rows."""
-        note = self._stats.note_attempt
-        elapsed = self._elapsed
-        attempt_ended = self._held.attempt_ended
+    def _attempt_ended(self, request: TokenFlowRequest, payload: Any) -> None:
+        """Each attempt's tokens and error kind, noted for the charts, then told to traffic control."""
+        assert self._traffic is not None
+        element = request.request_trajectory.trajectory[-1]
+        if element.action is not None:  # a cancelled attempt runs again: it tells nothing
+            usage, kind = self._attempt_figures(element.result, payload)
+            self._stats.note_attempt(self._elapsed(), usage, kind)
+        self._traffic.attempt_ended(request.request_trajectory)
 
-        async def counted(trajectory: TokenFlowRequestTrajectory) -> tuple[Any, ...]:
-            try:
-                outcome = await handler(trajectory)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                note(elapsed(), None, HANDLER_EXCEPTION)
-                raise
-            finally:
-                attempt_ended(_ATTEMPT.get())
-            result = outcome[1] if type(outcome) is tuple and len(outcome) >= 2 else None
-            if type(result) is dict:
-                error = result.get("error")
-                note(elapsed(), result.get("usage"), error.get("kind") if type(error) is dict else None)
-            else:
-                note(elapsed(), None, None)
-            return outcome
+    def _attempt_figures(self, result: Any, payload: Any) -> tuple[Any, str | None]:
+        """The tokens an attempt used and the kind of its error (None when it went well)."""
+        if type(result) is UnexpectedUserException:
+            return None, HANDLER_EXCEPTION
+        error = result.get("error") if type(result) is dict else None
+        kind = error.get("kind") if type(error) is dict else None
+        if self._builtin:
+            return result.get("usage"), kind
+        declared = payload_error(payload)
+        return payload_usage(payload), declared["kind"] if declared is not None else kind
 
-        return counted
+    def _ledger(self) -> tuple[list[TokenFlowRequest], list[TokenFlowRequest]]:
+        """The engine's requests in flight now and those held back at the gate."""
+        if self._task is None:
+            return [], []
+        return self._task.in_flight(), self._task.held_back()
 
     def _is_failure(self, result: Any) -> bool:
         if type(result) is UnexpectedUserException:
@@ -484,7 +481,7 @@ class JobRunner:
                 None,
             )
         engine = self._task.stats()
-        queued = count - self._done - self._failed - engine.in_flight
+        queued = count - self._done - self._failed - engine.in_flight - engine.waiting
         return dataclasses.replace(
             engine,
             total=count,

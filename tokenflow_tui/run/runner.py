@@ -31,6 +31,7 @@ from .opening import OpenedRun, RunError, open_run
 from .request_index import RequestTable, attempt_status, record_error_kind, record_preview
 from .rows import HeldRequests, RunRows
 from .statistics import RunStats
+from .unreachable import Unreachable
 
 if TYPE_CHECKING:
     from .endpoint_setup import RunEndpoint
@@ -76,6 +77,7 @@ class JobRunner:
         self._endpoint: RunEndpoint | None = None
         self._task: TokenFlowTask | None = None
         self._traffic: Traffic | None = None
+        self._unreachable: Unreachable | None = None  # the built-in handler's dead-server detector
         self._save_lock = asyncio.Lock()
         self._saved_at: float | None = None
         self._last_save = SaveReport(0, str(self.output_dir / RESULTS_FILE), 0.0)
@@ -228,6 +230,8 @@ class JobRunner:
         self._stopping_hard = False
         if self._traffic is not None:
             self._traffic.resumed()
+        if self._unreachable is not None:
+            self._unreachable.resumed()
         self._task.run(self._workers)
 
     async def stop_now(self) -> None:
@@ -350,7 +354,11 @@ class JobRunner:
         assert endpoint is not None and self._traffic is not None and self.job.endpoint is not None
         key_env = self.job.endpoint.api_key_env
         api_key = self._environ.get(key_env) if key_env else None
-        return endpoint.builtin_handler(self._workers_cap(), api_key, self._traffic, self._on_auth_error)
+        assert base_url is not None
+        self._unreachable = Unreachable(base_url, self._clock, self._running, self._pause_by_itself)
+        return endpoint.builtin_handler(
+            self._workers_cap(), api_key, self._traffic, self._on_auth_error, self._unreachable
+        )
 
     def _background(self, work: Awaitable[Any]) -> None:
         """Run `work` on the loop, holding a reference so it is not collected before it ends."""
@@ -380,13 +388,16 @@ class JobRunner:
             self.job,
             self._workers,
             clock=self._clock,
-            running=lambda: self._task is not None and self._task.state == "running",
+            running=self._running,
             pause=self._pause_by_itself,
             apply_workers=self._apply_workers,
             spent=lambda: (self._stats.prompt_tokens, self._stats.completion_tokens),
             sending=lambda: self._task.sending() if self._task is not None else 0,
             sent_at=lambda: self._task.attempt_sent_at() if self._task is not None else None,
         )
+
+    def _running(self) -> bool:
+        return self._task is not None and self._task.state == "running"
 
     def _apply_workers(self, n: int) -> None:
         self._workers = n
@@ -397,6 +408,8 @@ class JobRunner:
         """Traffic control's gate; the request is held (waiting, not in flight) until it opens."""
         assert self._traffic is not None
         self._held.hold(request)
+        if self._unreachable is not None:
+            await self._unreachable.gate(request)
         await self._traffic.before_attempt(request)
 
     def _attempt_ended(self, request: TokenFlowRequest, payload: Any) -> None:
@@ -407,6 +420,8 @@ class JobRunner:
             usage, kind = self._attempt_figures(element.result, payload)
             self._stats.note_attempt(self._elapsed(), usage, kind)
         self._traffic.attempt_ended(request.request_trajectory)
+        if self._unreachable is not None:
+            self._unreachable.attempt_ended()
 
     def _attempt_figures(self, result: Any, payload: Any) -> tuple[Any, str | None]:
         """The tokens an attempt used and the kind of its error (None when it went well)."""

@@ -142,7 +142,8 @@ class TokenFlowTask:
         self._carried = 0  # requests finished before a checkpoint this task was restored from
         self._elapsed_before = 0.0
         self._counted_from = 0.0  # running time at which this task's rates begin (a checkpoint's)
-        self._run_started: float | None = None
+        # while running, running time = clock.monotonic() - _run_origin; None while not running
+        self._run_origin: float | None = None
         self._finish_rate = RateWindow()
         self._latency = LatencyHistogram()
         if restored is not None:
@@ -184,7 +185,7 @@ class TokenFlowTask:
         if n_workers is not None:
             self._target = n_workers
         self._state = RUNNING
-        self._run_started = self._clock.monotonic()
+        self._run_origin = self._clock.monotonic() - self._elapsed_before
         self._spawn_workers()
 
     def stop_soon(self) -> None:
@@ -417,14 +418,13 @@ class TokenFlowTask:
             raise ValueError(f"TokenFlowTask.{where}: n_workers must be a whole number ≥ 1, got {n_workers!r}")
 
     def _elapsed(self, now: float) -> float:
-        if self._run_started is None:
-            return self._elapsed_before
-        return self._elapsed_before + (now - self._run_started)
+        origin = self._run_origin
+        return self._elapsed_before if origin is None else now - origin
 
     def _pause(self) -> None:
-        if self._run_started is not None:
+        if self._run_origin is not None:
             self._elapsed_before = self._elapsed(self._clock.monotonic())
-            self._run_started = None
+            self._run_origin = None
         if self._state != DONE:
             self._state = PAUSED
 

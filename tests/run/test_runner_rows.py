@@ -112,6 +112,7 @@ async def test_a_request_held_at_the_rate_limit_is_waiting_not_in_flight(tmp_pat
     assert in_flight_rows(runner) == [0]
     waiting = runner.rows("all", 1, 2)[0]
     assert (waiting.state, waiting.waiting_for, waiting.attempts) == ("waiting", "the rate limit", 0)
+    assert runner.row_count("retried") == 0  # a first attempt waiting at the gate is not a retry
     assert held_as_the_index_says(runner) == held_as_the_engine_says(runner) == {0, 1}
     await runner.stop_now()
     assert held_as_the_index_says(runner) == held_as_the_engine_says(runner) == {0, 1}

@@ -93,8 +93,10 @@ class RunRows:
         if row_filter == "in_flight":
             return sorted(request.id for request in self._ledger()[0])
         if row_filter == "retried":
-            waiting = self._held.requests.keys() - {request.id for request in self._ledger()[0]}
-            return sorted(waiting.union(self._table.retried))
+            # between attempts: held, but neither sent nor at the gate
+            in_flight, held_back = self._ledger()
+            between = self._held.requests.keys() - {request.id for request in in_flight + held_back}
+            return sorted(between.union(self._table.retried))
         if row_filter == "failed":
             return list(self._table.failed)
         raise ValueError(f"unknown row filter {row_filter!r}")

@@ -75,7 +75,8 @@ def test_sigkill_at_random_moments_loses_duplicates_and_damages_nothing(tmp_path
             # only the line being written when the process died may be incomplete
             assert figures.invalid_lines == int(figures.torn_tail)
             assert figures.duplicated == 0
-            assert state_claims(tmp_path / "out") <= results.stat().st_size
+            # a kill during start-up may come before the run made results.jsonl (a loaded machine starts slowly)
+            assert state_claims(tmp_path / "out") <= (results.stat().st_size if results.exists() else 0)
         final = tokenflow("run", str(job), "--headless", timeout=120)
         sent = sim.requests()
     assert final.returncode == 0, final.stderr

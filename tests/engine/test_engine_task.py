@@ -380,7 +380,7 @@ async def test_checkpoint_taken_while_running_leaves_in_flight_attempts_to_run_a
     data = task.checkpoint()
     assert [p["id"] for p in data["pending"]] == [0, 1]
     assert data["pending"][0]["trajectory"] == [
-        {"request_params": 0, "result": None, "action": None, "started_at": None, "latency_s": None}
+        {"request_params": 0, "result": None, "action": None, "started_at": None, "latency_s": None, "payload": None}
     ]
     assert data["consumed"] == 2
     resumed = TokenFlowTask.from_checkpoint(data, upper, [0, 1, 2])
@@ -490,7 +490,9 @@ async def test_before_attempt_holds_each_attempt_back_until_it_returns():
     task = TokenFlowTask(upper, ["a", "b"], before_attempt=gate)
     task.run(2)
     await until(lambda: seen == [0, 1])
-    assert task.stats().attempts == 0 and task.stats().in_flight == 2
+    # held back at the gate: waiting, not in flight
+    assert (task.stats().attempts, task.stats().in_flight, task.stats().waiting) == (0, 0, 2)
+    assert [r.id for r in task.held_back()] == [0, 1] and task.in_flight() == []
     await task.hard_stop()  # a request held at the gate goes back to the queue
     assert task.stats().queued == 2
     opened.set()

@@ -321,3 +321,21 @@ async def test_a_read_that_raises_is_reported_once_and_the_dashboard_stays_up() 
         "reading request #0 failed: AttributeError: 'NoneType' object has no attribute 'get'",
         "reading the run's numbers failed: KeyError: 'stats'",
     ]
+
+
+class WaitingAtTheLimit(EndedAttemptsOnly):
+    """Request 1201 is held back by the rate limit: waiting, not in flight."""
+
+    def row(self, i: int):
+        row = super().row(i)
+        if i == 1_201:
+            return dataclasses.replace(row, state="waiting", attempts=0, waiting_for="the rate limit")
+        return row
+
+
+async def test_trajectory_of_a_waiting_request_says_what_it_waits_for() -> None:
+    app = make_app(WaitingAtTheLimit())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2", "down", "enter")  # request 1201
+        assert title_text(app.screen) == "Request #1201  id doc-001201  ·  waiting  ·  0 attempts"
+        assert view_text(app.screen) == "Attempt 1 is waiting for the rate limit: it is not sent yet."

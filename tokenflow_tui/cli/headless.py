@@ -18,9 +18,11 @@ def progress_line(snap: RunSnapshot) -> str:
     total = s.total or 0
     finished = s.done + s.failed
     percent = 100.0 * finished / total if total else 100.0
+    # requests held back by a limit, a hold or the pace are not in flight: said apart, when there are some
+    waiting = f"{s.waiting:,} waiting · " if s.waiting else ""
     line = (
         f"{snap.job_name}: {finished:,}/{total:,} ({percent:.1f}%) · {s.failed:,} failed · "
-        f"{s.in_flight:,} in flight · {s.rate_10s:,.0f} req/s · {snap.tokens_per_s_now:,.0f} tok/s · "
+        f"{s.in_flight:,} in flight · {waiting}{s.rate_10s:,.0f} req/s · {snap.tokens_per_s_now:,.0f} tok/s · "
         f"ETA {duration(s.eta_s)}"
     )
     return " · ".join((line, *_traffic_parts(snap.traffic)))

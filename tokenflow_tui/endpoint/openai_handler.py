@@ -7,7 +7,7 @@ JSON-able result and tells the engine whether to retry and when.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,12 +19,22 @@ from ..engine.error_kinds import BAD_RESPONSE, CONNECTION, HTTP_4XX, HTTP_5XX, H
 from ..job.model import API_PATHS, Api
 from .deadlines import Deadlines
 from .retry_policy import Rng, is_retryable, parse_retry_after, retry_delay_s
-from .transport import TRANSPORT_ERRORS, BodyCutShort, ClientLike, error_kind, read_body, response_headers
+from .transport import (
+    TRANSPORT_ERRORS,
+    BodyCutShort,
+    ClientLike,
+    error_kind,
+    failed_to_connect,
+    read_body,
+    response_headers,
+)
 
 EXCERPT_CHARS = 200
 _MESSAGE_CHARS = 400
 _REDACTED = "[api key]"
 _DONE = ActionDone()
+# in place of the headers of an attempt that never reached the server
+_UNREACHED: Mapping[str, str] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +65,9 @@ class OpenAIHandler:
     `on_rate_limit(delay_s)` hears of every 429 with the wait it implies, so a rate controller can
     slow every worker; `on_auth_error(status_code, message)` hears of every 401 and 403;
     `on_headers(headers)` sees the headers of every response (for the x-ratelimit-* ones).
+    `reached()` hears of every attempt that reached the server, and `await unreached(message)` of
+    every one that could not connect (refused, DNS, TLS): it may hold the attempt, or cancel it so
+    that it runs again unspent (a dead server pauses the job).
     """
 
     def __init__(
@@ -67,6 +80,8 @@ class OpenAIHandler:
         on_rate_limit: Callable[[float], Any] | None = None,
         on_auth_error: Callable[[int, str], Any] | None = None,
         on_headers: Callable[[Mapping[str, str]], Any] | None = None,
+        reached: Callable[[], None] | None = None,
+        unreached: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._settings = settings
         self._client = client
@@ -86,6 +101,8 @@ class OpenAIHandler:
         self._on_rate_limit = on_rate_limit
         self._on_auth_error = on_auth_error
         self._on_headers = on_headers
+        self._reached = reached
+        self._unreached = unreached
 
     async def __call__(self, trajectory: TokenFlowRequestTrajectory) -> tuple[TokenFlowAction, dict[str, Any], Any]:
         line = trajectory.trajectory[-1].request_params
@@ -95,6 +112,12 @@ class OpenAIHandler:
                 result, headers = await self._attempt(content)
         except TimeoutError:
             result, headers = self._timeout_error(), None
+        if headers is _UNREACHED:
+            headers = None
+            if self._unreached is not None:
+                await self._unreached(result["error"]["message"])
+        elif self._reached is not None:
+            self._reached()
         if "error" not in result:
             return _DONE, result, None
         return self._after_error(trajectory.length(), line, result, headers)
@@ -117,7 +140,8 @@ class OpenAIHandler:
         return body
 
     async def _attempt(self, content: bytes) -> tuple[dict[str, Any], Mapping[str, str] | None]:
-        """The result of one POST, and the response headers when it failed with an HTTP status."""
+        """The result of one POST, and the response headers when it failed with an HTTP status
+        (`_UNREACHED` when it could not connect)."""
         try:
             async with self._client.stream("POST", self._url, content=content, headers=self._headers) as response:
                 headers = response_headers(response)
@@ -130,9 +154,10 @@ class OpenAIHandler:
                     return self._error(BAD_RESPONSE, message, response.status_code, cut.partial), None
                 return self._parse(response, headers, body, complete)
         except TRANSPORT_ERRORS as exc:
+            unreached = _UNREACHED if failed_to_connect(exc) else None
             if error_kind(exc) == TIMEOUT:
-                return self._timeout_error(), None
-            return self._error(CONNECTION, f"the connection failed: {_describe(exc)}", None, None), None
+                return self._timeout_error(), unreached
+            return self._error(CONNECTION, f"the connection failed: {_describe(exc)}", None, None), unreached
 
     def _parse(
         self, response: httpx.Response, headers: Mapping[str, str], body: bytes, complete: bool

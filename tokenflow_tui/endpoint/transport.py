@@ -231,6 +231,17 @@ def error_kind(exc: BaseException) -> Literal["timeout", "connection"]:
     return "connection"
 
 
+def failed_to_connect(exc: BaseException) -> bool:
+    """Whether a transport error means the server was never reached: refused, DNS, TLS, a connect timeout.
+
+    A reset or a read timeout is not: the connection was made.
+    """
+    cause: Any = exc.__cause__ if isinstance(exc.__cause__, aiohttp.ClientError) else exc
+    if isinstance(cause, aiohttp.ClientError):
+        return isinstance(cause, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
+    return isinstance(cause, (httpx.ConnectError, httpx.ConnectTimeout))
+
+
 def _limits(max_connections: int) -> httpx.Limits:
     return httpx.Limits(
         max_connections=max_connections,

@@ -26,7 +26,7 @@ class StatsSnapshot:
     total: int | None
     done: int
     failed: int
-    in_flight: int
+    in_flight: int  # attempts being sent or answered
     queued: int
     attempts: int
     retries: int
@@ -40,6 +40,7 @@ class StatsSnapshot:
     latency_p50_s: float | None
     latency_p95_s: float | None
     latency_p99_s: float | None
+    waiting: int = 0  # requests whose next attempt is held back (a limit, a hold, the pace): not in flight
 
     @property
     def finished(self) -> int:

@@ -73,11 +73,12 @@ class RunSnapshot:
 class RequestRow:
     index: int  # input line, 0-based
     id: Any
-    state: str  # queued, in_flight, retrying, done, failed
+    state: str  # queued, waiting (held back by a limit, a hold, the pace), in_flight, retrying, done, failed
     attempts: int
     last_status: str  # "200", "429", "timeout", … or "" before any attempt
     latency_ms: float | None
     preview: str  # start of the answer or the error message
+    waiting_for: str = ""  # while waiting: what for ("the rate limit", "the pace", …)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,12 +8,16 @@ and which would stall a loop that is already running.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from ..endpoint.openai_handler import HandlerSettings, OpenAIHandler
 from ..endpoint.transport import make_client
 from ..job.model import Job
 from ..sim import SimulatorProcess
 from ..traffic import Traffic
+
+if TYPE_CHECKING:
+    from .unreachable import Unreachable
 
 
 class RunEndpoint:
@@ -38,7 +42,12 @@ class RunEndpoint:
         return self.base_url
 
     def builtin_handler(
-        self, connections: int, api_key: str | None, traffic: Traffic, on_auth_error: Callable[[int, str], None]
+        self,
+        connections: int,
+        api_key: str | None,
+        traffic: Traffic,
+        on_auth_error: Callable[[int, str], None],
+        unreachable: Unreachable,
     ) -> OpenAIHandler:
         """The OpenAI-compatible handler, with a client for `connections` requests in flight (after `start`)."""
         endpoint, job = self._endpoint, self._job
@@ -63,6 +72,8 @@ class RunEndpoint:
             on_auth_error=on_auth_error,
             on_rate_limit=traffic.on_rate_limit,
             on_headers=traffic.on_headers,
+            reached=unreachable.reached,
+            unreached=unreachable.unreached,
         )
 
     async def close(self) -> None:

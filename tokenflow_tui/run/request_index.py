@@ -13,7 +13,7 @@ from ..store.results_file import DONE, FAILED, NO_RECORD
 from ..traffic.storm import failure_label
 from .contract import RequestRow
 
-# a row's state as kept here; in flight and retrying are asked of the engine when drawn
+# a row's state as kept here; in flight, waiting and retrying are asked of the engine when drawn
 STATE_NAMES = {NO_RECORD: "queued", DONE: "done", FAILED: "failed"}
 _PREVIEW_CHARS = 120
 _RECENT_PREVIEWS = 20_000  # finished rows whose preview is kept in memory; older ones are read from disk
@@ -135,25 +135,31 @@ class RequestTable:
         return row
 
 
-def unfinished_row(index: int, request: TokenFlowRequest | None, in_flight: bool) -> RequestRow:
-    """A row for a request the engine holds (or, with no request, one still waiting in the input)."""
+def unfinished_row(index: int, request: TokenFlowRequest | None, state: str | None) -> RequestRow:
+    """A row for a request the engine holds (or, with no request, one still waiting in the input).
+
+    `state` is the engine's ledger's: "in_flight" (its attempt is sent), "waiting" (held back at the
+    gate: what for is in `waiting_for`), or None (queued, or retrying after an attempt).
+    """
     if request is None:
         return RequestRow(index, index, "queued", 0, "", None, "")
     elements = request.request_trajectory.trajectory
     user_id = request_id(elements[0].request_params, index)
     done = [e for e in elements if e.action is not None]
-    state = "in_flight" if in_flight else ("retrying" if done else "queued")
+    in_flight = state == "in_flight"
+    waiting_for = (request.waiting_for or "traffic control") if state == "waiting" else ""
+    if state is None:
+        state = "retrying" if done else "queued"
     if not done:
-        return RequestRow(index, user_id, state, len(elements) - (0 if in_flight else 1), "", None, "")
+        return RequestRow(index, user_id, state, len(elements) - (0 if in_flight else 1), "", None, "", waiting_for)
     last = done[-1]
     result = last.result
     error = result.get("error") if isinstance(result, dict) else None
     status = attempt_status(result)
     preview = error.get("message", "") if isinstance(error, dict) else _text_preview(result)
     latency = last.latency_s * 1000 if last.latency_s is not None else None
-    return RequestRow(
-        index, user_id, state, len(done) + (1 if in_flight else 0), status, latency, preview[:_PREVIEW_CHARS]
-    )
+    attempts = len(done) + (1 if in_flight else 0)
+    return RequestRow(index, user_id, state, attempts, status, latency, preview[:_PREVIEW_CHARS], waiting_for)
 
 
 def attempt_status(attempt: Any) -> str:

@@ -1,13 +1,13 @@
 """The requests of a run as the dashboard reads them: rows by filter, one request's attempts, failed groups.
 
 Finished requests come from the request table (details read back from results.jsonl); unfinished
-ones from `HeldRequests`, which the runner's hooks keep up to date as attempts start and end, so
-that a draw does not gather every request the engine holds.
+ones from `HeldRequests`, an index by id that the runner's hooks keep, so that a draw does not gather
+every request the engine holds; which of them are in flight or waiting is the engine's ledger.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ..engine import TokenFlowRequest, TokenFlowRequestTrajectory
@@ -16,24 +16,21 @@ from ..store.records import build_record
 from .contract import RequestRow
 from .request_index import RequestTable, unfinished_row
 
+# the engine's requests in flight now, and those whose next attempt is held back at the gate
+Ledger = Callable[[], tuple[list[TokenFlowRequest], list[TokenFlowRequest]]]
+
 
 class HeldRequests:
-    """The requests the engine holds (taken from the input, not finished), by index; those in flight apart.
+    """The requests the engine holds (taken from the input, not finished), by index, for drawing rows.
 
-    The same sets as the engine's `waiting()` and `in_flight()`: a request is in flight from the
-    start of `before_attempt` until its handler returns or is cancelled, as the engine counts it.
+    Only an index: whether one is in flight or held back at the gate is the engine's ledger to say.
     """
 
     def __init__(self) -> None:
         self.requests: dict[int, TokenFlowRequest] = {}
-        self.in_flight: set[int] = set()
 
-    def attempt_started(self, request: TokenFlowRequest) -> None:
+    def hold(self, request: TokenFlowRequest) -> None:
         self.requests[request.id] = request
-        self.in_flight.add(request.id)
-
-    def attempt_ended(self, index: int) -> None:
-        self.in_flight.discard(index)
 
     def queued(self, requests: Iterable[TokenFlowRequest]) -> None:
         """Requests queued again (retry): held from now on, before their first attempt."""
@@ -42,15 +39,17 @@ class HeldRequests:
 
     def finished(self, index: int) -> None:
         self.requests.pop(index, None)
-        self.in_flight.discard(index)
 
 
 class RunRows:
     """`reader` reads finished requests back from results.jsonl; None before the run is opened."""
 
-    def __init__(self, table: RequestTable, held: HeldRequests, reader: RecordReader | None, builtin: bool) -> None:
+    def __init__(
+        self, table: RequestTable, held: HeldRequests, ledger: Ledger, reader: RecordReader | None, builtin: bool
+    ) -> None:
         self._table = table
         self._held = held
+        self._ledger = ledger
         self._reader = reader
         self._builtin = builtin
 
@@ -59,13 +58,17 @@ class RunRows:
 
     def rows(self, row_filter: str, start: int, stop: int) -> list[RequestRow]:
         indexes = self._indexes(row_filter)[start:stop]
-        table, held, in_flight = self._table, self._held.requests, self._held.in_flight
+        table, held = self._table, self._held.requests
+        in_flight, held_back = self._ledger()
+        sent = {request.id for request in in_flight}
+        gated = {request.id for request in held_back}
         rows = []
         for index in indexes:
             if table.is_finished(index):
                 rows.append(table.finished_row(index, self.read_record))
             else:
-                rows.append(unfinished_row(index, held.get(index), index in in_flight))
+                state = "in_flight" if index in sent else ("waiting" if index in gated else None)
+                rows.append(unfinished_row(index, held.get(index), state))
         return rows
 
     def trajectory(self, index: int) -> list[dict[str, Any]]:
@@ -94,10 +97,12 @@ class RunRows:
         if row_filter == "all":
             return range(self._table.count)
         if row_filter == "in_flight":
-            return sorted(self._held.in_flight)
+            return sorted(request.id for request in self._ledger()[0])
         if row_filter == "retried":
-            waiting = self._held.requests.keys() - self._held.in_flight
-            return sorted(waiting.union(self._table.retried))
+            # between attempts: held, but neither sent nor at the gate
+            in_flight, held_back = self._ledger()
+            between = self._held.requests.keys() - {request.id for request in in_flight + held_back}
+            return sorted(between.union(self._table.retried))
         if row_filter == "failed":
             return list(self._table.failed)
         raise ValueError(f"unknown row filter {row_filter!r}")

@@ -10,12 +10,13 @@ import asyncio
 import dataclasses
 import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from ..endpoint.results import is_failed_result
 from ..engine import Clock, StatsSnapshot, SystemClock, TokenFlowRequest, TokenFlowRequestTrajectory, TokenFlowTask
 from ..engine.error_kinds import HANDLER_EXCEPTION
+from ..engine.events import UnexpectedUserException
+from ..engine.payload import payload_error, payload_usage
 from ..engine.task import DONE, IDLE, PAUSED, RUNNING
 from ..job.inputs import InputSummary, iter_input
 from ..job.model import Job
@@ -32,6 +33,7 @@ from .opening import STATE_CHANGES_KEY, Confirm, OpenedRun, RunError, open_run
 from .request_index import RequestTable, attempt_status, record_failure_label, record_preview
 from .rows import HeldRequests, RunRows
 from .statistics import RunStats
+from .unreachable import Unreachable
 
 if TYPE_CHECKING:
     from .endpoint_setup import RunEndpoint
@@ -40,8 +42,6 @@ STATE_VERSION = 1
 
 
 Handler = Callable[[TokenFlowRequestTrajectory], Awaitable[tuple[Any, ...]]]
-# the index of the request whose attempt this worker makes: set before the attempt, read when its handler ends
-_ATTEMPT: ContextVar[int] = ContextVar("tokenflow_attempt")
 
 
 # the engine's task states as the front ends name them (its "stopping" is told apart in _state_name)
@@ -83,12 +83,13 @@ class JobRunner:
         self._retries_before = 0
         self._opened: OpenedRun | None = None  # the output, held from open() to close()
         self._held = HeldRequests()
-        self._rows = RunRows(self._table, self._held, None, self._builtin)
+        self._rows = RunRows(self._table, self._held, self._ledger, None, self._builtin)
         self._again: list[tuple[int, Any]] = []  # queued again by retry() once the engine's task was done
         self._user_handler: Handler | None = None
         self._endpoint: RunEndpoint | None = None
         self._task: TokenFlowTask | None = None
         self._traffic: Traffic | None = None
+        self._unreachable: Unreachable | None = None  # the built-in handler's dead-server detector
         self._save_lock = asyncio.Lock()
         self._saved_at: float | None = None
         self._last_save = SaveReport(0, str(self.output_dir / RESULTS_FILE), 0.0)
@@ -141,7 +142,7 @@ class JobRunner:
         self._summary = opened.summary
         self._fingerprint = opened.fingerprint
         self._table = opened.table
-        self._rows = RunRows(self._table, self._held, opened.reader, self._builtin)
+        self._rows = RunRows(self._table, self._held, self._ledger, opened.reader, self._builtin)
         self._stats = opened.stats
         self._elapsed_before = opened.elapsed_s
         self._attempts_before = opened.attempts
@@ -177,7 +178,7 @@ class JobRunner:
                 self._traffic = self._build_traffic()  # kept over rounds: limits the user set stay
                 if self._opened is not None:
                     self._traffic.retrying(self._opened.requeued)
-            handler = self._traffic.wrap(self._counting(await self._start_handler()))
+            handler = await self._start_handler()
             while not self._shutdown.is_set():
                 self._task = self._start_round(handler)
                 saver = asyncio.create_task(self._save_periodically())
@@ -227,6 +228,8 @@ class JobRunner:
             is_failure=is_failed_result if self._builtin else None,
             clock=self._clock,
             before_attempt=self._before_attempt,
+            attempt_ended=self._attempt_ended,
+            max_attempts=self.job.retry.max_attempts,
         )
         task.set_workers(self._workers)
         task.run()
@@ -266,6 +269,8 @@ class JobRunner:
         self._stopping_hard = False
         if self._traffic is not None:
             self._traffic.resumed()
+        if self._unreachable is not None:
+            self._unreachable.resumed()
         self._task.run(self._workers)
 
     async def stop_now(self) -> None:
@@ -404,7 +409,11 @@ class JobRunner:
         assert endpoint is not None and self._traffic is not None and self.job.endpoint is not None
         key_env = self.job.endpoint.api_key_env
         api_key = self._environ.get(key_env) if key_env else None
-        return endpoint.builtin_handler(self._workers_cap(), api_key, self._traffic, self._on_auth_error)
+        assert base_url is not None
+        self._unreachable = Unreachable(base_url, self._clock, self._running, self._pause_by_itself)
+        return endpoint.builtin_handler(
+            self._workers_cap(), api_key, self._traffic, self._on_auth_error, self._unreachable
+        )
 
     def _background(self, work: Awaitable[Any]) -> None:
         """Run `work` on the loop, holding a reference so it is not collected before it ends."""
@@ -434,11 +443,16 @@ class JobRunner:
             self.job,
             self._workers,
             clock=self._clock,
-            running=lambda: self._task is not None and self._task.state == "running",
+            running=self._running,
             pause=self._pause_by_itself,
             apply_workers=self._apply_workers,
             spent=lambda: (self._stats.prompt_tokens, self._stats.completion_tokens),
+            sending=lambda: self._task.sending() if self._task is not None else 0,
+            sent_at=lambda: self._task.attempt_sent_at() if self._task is not None else None,
         )
+
+    def _running(self) -> bool:
+        return self._task is not None and self._task.state == "running"
 
     def _apply_workers(self, n: int) -> None:
         self._workers = n
@@ -446,41 +460,40 @@ class JobRunner:
             self._task.set_workers(n)
 
     async def _before_attempt(self, request: TokenFlowRequest) -> None:
-        """The engine counts a request in flight from here (the traffic gate's wait included)."""
+        """Traffic control's gate; the request is held (waiting, not in flight) until it opens."""
         assert self._traffic is not None
-        self._held.attempt_started(request)
-        try:
-            await self._traffic.before_attempt(request)
-        except BaseException:
-            self._held.attempt_ended(request.id)
-            raise
-        _ATTEMPT.set(request.id)
+        self._held.hold(request)
+        if self._unreachable is not None:
+            await self._unreachable.gate(request)
+        await self._traffic.before_attempt(request)
 
-    def _counting(self, handler: Handler) -> Handler:
-        """The handler, with each attempt's tokens and error kind noted for the charts, and its end for the rows."""
-        note = self._stats.note_attempt
-        elapsed = self._elapsed
-        attempt_ended = self._held.attempt_ended
+    def _attempt_ended(self, request: TokenFlowRequest, payload: Any) -> None:
+        """Each attempt's tokens and error kind, noted for the charts, then told to traffic control."""
+        assert self._traffic is not None
+        element = request.request_trajectory.trajectory[-1]
+        if element.action is not None:  # a cancelled attempt runs again: it tells nothing
+            usage, kind = self._attempt_figures(element.result, payload)
+            self._stats.note_attempt(self._elapsed(), usage, kind)
+        self._traffic.attempt_ended(request.request_trajectory)
+        if self._unreachable is not None:
+            self._unreachable.attempt_ended()
 
-        async def counted(trajectory: TokenFlowRequestTrajectory) -> tuple[Any, ...]:
-            try:
-                outcome = await handler(trajectory)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                note(elapsed(), None, HANDLER_EXCEPTION)
-                raise
-            finally:
-                attempt_ended(_ATTEMPT.get())
-            result = outcome[1] if type(outcome) is tuple and len(outcome) >= 2 else None
-            if type(result) is dict:
-                error = result.get("error")
-                note(elapsed(), result.get("usage"), error.get("kind") if type(error) is dict else None)
-            else:
-                note(elapsed(), None, None)
-            return outcome
+    def _attempt_figures(self, result: Any, payload: Any) -> tuple[Any, str | None]:
+        """The tokens an attempt used and the kind of its error (None when it went well)."""
+        if type(result) is UnexpectedUserException:
+            return None, HANDLER_EXCEPTION
+        error = result.get("error") if type(result) is dict else None
+        kind = error.get("kind") if type(error) is dict else None
+        if self._builtin:
+            return result.get("usage"), kind
+        declared = payload_error(payload)
+        return payload_usage(payload), declared["kind"] if declared is not None else kind
 
-        return counted
+    def _ledger(self) -> tuple[list[TokenFlowRequest], list[TokenFlowRequest]]:
+        """The engine's requests in flight now and those held back at the gate."""
+        if self._task is None:
+            return [], []
+        return self._task.in_flight(), self._task.held_back()
 
     def _on_finished(self, request: TokenFlowRequest) -> None:
         assert self._opened is not None
@@ -539,7 +552,7 @@ class JobRunner:
                 None,
             )
         engine = self._task.stats()
-        queued = count - self._done - self._failed - engine.in_flight
+        queued = count - self._done - self._failed - engine.in_flight - engine.waiting
         return dataclasses.replace(
             engine,
             total=count,

@@ -13,6 +13,7 @@ import orjson
 
 from ..engine import TokenFlowRequest, TokenFlowRequestTrajectoryElement, UnexpectedUserException
 from ..engine.error_kinds import HANDLER_EXCEPTION
+from ..engine.payload import payload_error, payload_usage
 
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 _OPTIONS = orjson.OPT_APPEND_NEWLINE
@@ -29,12 +30,15 @@ def build_record(request: TokenFlowRequest, builtin: bool, job_version: str | No
     attempts = [make_attempt(elements[0])] if len(elements) == 1 else [make_attempt(e) for e in elements]
     last = attempts[-1]
     error = last.get("error")
+    if error is None and request.failure is not None:
+        # the engine ended it at max_attempts: the last attempt keeps the handler's result
+        error = {"kind": request.failure, "message": f"gave up after {len(attempts)} attempts (retry.max_attempts)"}
     record = {
         "id": record_id,
         "index": index,
         "status": "failed" if error is not None else "done",
         "result": None if error is not None else last["result"],
-        "usage": _sum_usage(attempts) if builtin else None,
+        "usage": _sum_usage(attempts),
         "error": error,
         "attempts": attempts,
     }
@@ -93,12 +97,19 @@ def _handler_attempt(element: TokenFlowRequestTrajectoryElement) -> dict[str, An
             "started_at": element.started_at,
             "latency_ms": _latency_ms(element.latency_s),
         }
-    return {
+    attempt = {
         "params": element.request_params,
         "result": result,
         "started_at": element.started_at,
         "latency_ms": _latency_ms(element.latency_s),
     }
+    payload = element.payload
+    if payload is not None:  # what the handler said of the attempt (engine/payload.py)
+        if (usage := payload_usage(payload)) is not None:
+            attempt["usage"] = usage
+        if (error := payload_error(payload)) is not None:
+            attempt["error"] = error
+    return attempt
 
 
 def _sum_usage(attempts: list[dict[str, Any]]) -> dict[str, int] | None:

@@ -3,9 +3,9 @@
 - `before_attempt` (the engine's hook) holds an attempt back: while the server asked everyone to
   slow down, while the adaptive controller wants fewer in flight, and until the requests- and
   tokens-per-minute buckets (and the pace, once the server refused requests) allow it.
-- `wrap(handler)` watches what each attempt brought: tokens (to correct the estimate and count the
-  budget), overload (429, 503, timeouts) and success for the adaptive controller, and requests
-  that failed for good for the storm detector.
+- `attempt_ended` (the engine's hook) watches what each attempt brought: tokens (to correct the
+  estimate and count the budget), overload (429, 503, timeouts) and success for the adaptive
+  controller, and requests that failed for good for the storm detector.
 - `on_rate_limit` and `on_headers` are the built-in handler's hooks: 429s that are more than an
   occasional one, or a spent x-ratelimit allowance, hold dispatch for every worker; 429s asking
   for long waits also pace it at the rate the server accepted.
@@ -16,12 +16,11 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from contextvars import ContextVar
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..endpoint.retry_policy import is_retryable
-from ..engine import ActionDone, Clock, TokenFlowRequest, TokenFlowRequestTrajectory
+from ..engine import ActionDone, Clock, TokenFlowRequest, TokenFlowRequestTrajectory, UnexpectedUserException
 from ..engine.error_kinds import HANDLER_EXCEPTION, TIMEOUT
 from ..job.model import Job
 from .adaptive import AdaptiveConcurrency
@@ -36,15 +35,12 @@ from .storm import StormDetector, failure_label
 from .view import TrafficView
 from .waiting import Waiting
 
-Handler = Callable[[TokenFlowRequestTrajectory], Awaitable[tuple[Any, ...]]]
 # besides a 429, what says that the server is overloaded
 _OVERLOAD_KINDS = frozenset({TIMEOUT})
 _OVERLOAD_STATUSES = frozenset({503})
 _TOKENS_AVERAGE_WEIGHT = 0.05  # of the newest request, in the running average of tokens per request
 _ROUND_TRIP_WEIGHT = 0.05  # of the newest answer, in the running average of latency
 _QUEUE_LOOK_S = 1.0  # workers beyond a second's worth of the pace look again this often
-# when the attempt the built-in handler is in was sent: each worker is a task of its own
-_ATTEMPT_STARTED: ContextVar[float] = ContextVar("attempt_started")
 
 
 class Traffic:
@@ -53,6 +49,8 @@ class Traffic:
     `running()` says whether the job runs (a held attempt gives its request back when it stops),
     `pause(reason)` pauses the job by itself with a sentence, `apply_workers(n)` sets the engine's
     worker count, and `spent()` gives the job's (prompt, completion) tokens so far, all runs included.
+    What is in flight is the engine's ledger: `sending()` counts the attempts being sent or answered,
+    `sent_at()` says when the attempt the calling worker makes was sent (None outside one).
     """
 
     def __init__(
@@ -65,6 +63,8 @@ class Traffic:
         pause: Callable[[str], None],
         apply_workers: Callable[[int], None],
         spent: Callable[[], tuple[int, int]],
+        sending: Callable[[], int],
+        sent_at: Callable[[], float | None],
         rng: Rng | None = None,
     ) -> None:
         limits = job.limits
@@ -73,6 +73,8 @@ class Traffic:
         self._pause = pause
         self._apply_workers = apply_workers
         self._spent = spent
+        self._sending = sending
+        self._sent_at = sent_at
         self._request_params = job.request.params
         self._waiting = Waiting(clock, running)
         self._slowdown = Slowdown(rng or random.Random())
@@ -93,7 +95,6 @@ class Traffic:
         # a new run of a job that stopped on its budget is the user's resume
         self._budget.grant_more(*spent())
         self._storm = StormDetector()
-        self._in_flight = 0
         self._paused_for: str | None = None  # "budget" or "storm" while the job is paused by them
         self._remaining_requests: int | None = None
         self._remaining_tokens: int | None = None
@@ -111,14 +112,17 @@ class Traffic:
                 now = clock.monotonic()
                 release = self._slowdown.release_at(now)
                 if release is not None:
+                    request.waiting_for = "the server's hold"
                     await waiting.nap(release - now)
                     continue
-                if self._adaptive is not None and self._in_flight >= self._adaptive.target:
+                if self._adaptive is not None and self._sending() >= self._adaptive.target:
+                    request.waiting_for = "a worker slot (adaptive workers)"
                     await waiting.slot()
                     continue
                 if reserved is None and self._paced is not None and self._paced.level(now) < -self._pace_queue():
                     # a second's worth waits already: a reservation made now would keep the wait
                     # worked out at today's pace even when the pace grows meanwhile
+                    request.waiting_for = "the pace"
                     await waiting.nap(_QUEUE_LOOK_S)
                     continue
                 if reserved is None and (
@@ -126,6 +130,7 @@ class Traffic:
                 ):
                     reserved, wait_s = self._reserve(request, now)
                     if wait_s > 0:
+                        request.waiting_for = "the rate limit" if self._paced is None else "the pace"
                         await waiting.nap(wait_s)
                         continue
                 break
@@ -133,30 +138,20 @@ class Traffic:
             if reserved is not None:
                 self._give_back(reserved)
             raise
-        self._in_flight += 1
 
-    def wrap(self, handler: Handler) -> Handler:
-        """The handler, watched: every attempt that passed `before_attempt` goes through it."""
-        clock = self._clock
-
-        async def watched(trajectory: TokenFlowRequestTrajectory) -> tuple[Any, ...]:
-            started = clock.monotonic()
-            _ATTEMPT_STARTED.set(started)
-            try:
-                outcome = await handler(trajectory)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self._finished(HANDLER_EXCEPTION)
-                raise
-            finally:
-                self._in_flight -= 1
-                if self._adaptive is not None:
-                    self._waiting.free_slots(self._adaptive.target - self._in_flight)
-            self._observe(trajectory, outcome, started)
-            return outcome
-
-        return watched
+    def attempt_ended(self, trajectory: TokenFlowRequestTrajectory) -> None:
+        """An attempt that passed `before_attempt` ended: its result is the trajectory's last (the engine's hook)."""
+        if self._adaptive is not None:
+            self._waiting.free_slots(self._adaptive.target - self._sending())
+        element = trajectory.trajectory[-1]
+        if element.action is None:
+            return  # cancelled: it runs again, having told nothing
+        if type(element.result) is UnexpectedUserException:
+            self._finished(HANDLER_EXCEPTION)
+            return
+        sent_at = self._sent_at()
+        now = self._clock.monotonic()
+        self._observe(trajectory, (element.action, element.result), now if sent_at is None else sent_at)
 
     def on_rate_limit(self, delay_s: float) -> None:
         """A 429 that `delay_s` later may be retried (the server's Retry-After, or the backoff without one).
@@ -165,7 +160,8 @@ class Traffic:
         waits, dispatch is paced from then on).
         """
         now = self._clock.monotonic()
-        congested = self._rate_limited.note(True, _ATTEMPT_STARTED.get(now))
+        sent_at = self._sent_at()
+        congested = self._rate_limited.note(True, now if sent_at is None else sent_at)
         if congested:
             self._slowdown.hold(delay_s, now, "the server answers 429 (too many requests)", self._round_trip_s)
         # once dispatch is paced, any 429 says the pace is too fast
@@ -181,7 +177,7 @@ class Traffic:
         now = self._clock.monotonic()
         # the server counted this request when it came in; the others in flight came in after it
         # (or are about to), so they are owed out of what it says remains
-        in_flight = max(self._in_flight, 1)
+        in_flight = max(self._sending(), 1)
         if limits.requests is not None:
             self._remaining_requests = limits.requests.remaining
             wait_s = limits.requests.wait_s(in_flight)
@@ -206,7 +202,7 @@ class Traffic:
         """The user chose the worker count: the adaptive controller carries on from there."""
         if self._adaptive is not None:
             self._adaptive.reset(n, self._clock.monotonic())
-            self._waiting.free_slots(n - self._in_flight)
+            self._waiting.free_slots(n - self._sending())
 
     def set_limits(self, requests_per_minute: float, tokens_per_minute: int) -> str | None:
         """New rate limits (0: none); why not, in a sentence, when they are not valid."""
@@ -256,7 +252,7 @@ class Traffic:
             remaining_requests=self._remaining_requests,
             remaining_tokens=self._remaining_tokens,
             pace_per_minute=self._pace.rate * 60 if self._paced is not None and self._pace.rate else 0.0,
-            sent=self._in_flight,
+            sent=self._sending(),
         )
 
     # ----- internals ---------------------------------------------------------------------------
@@ -325,7 +321,7 @@ class Traffic:
             self._round_trip_s += _ROUND_TRIP_WEIGHT * (now - started - self._round_trip_s)
             self._pace.answered(now)
             if self._adaptive is not None:
-                self._set_target(self._adaptive.success(started, now, self._in_flight + 1))
+                self._set_target(self._adaptive.success(started, now, self._sending() + 1))
             if final:
                 self._finished(None)
         if used is not None and self._paused_for is None:
@@ -350,7 +346,7 @@ class Traffic:
         if target is None:
             return
         self._apply_workers(target)
-        self._waiting.free_slots(target - self._in_flight)
+        self._waiting.free_slots(target - self._sending())
 
 
 def _is_limit(value: Any) -> bool:

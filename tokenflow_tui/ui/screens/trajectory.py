@@ -69,6 +69,8 @@ class TrajectoryScreen(Screen[None]):
         # the run gives the attempts that have ended: the row counts the one under way too
         under_way = self.row.state == "in_flight" and len(attempts) < self.row.attempts
         note = f"Attempt {len(attempts) + 1} is under way: it shows here once it has ended." if under_way else ""
+        if self.row.state == "waiting":
+            note = f"Attempt {len(attempts) + 1} is waiting for {self.row.waiting_for}: it is not sent yet."
         if self.row.state == "queued":
             empty = QUEUED
         else:

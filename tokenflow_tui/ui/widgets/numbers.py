@@ -23,6 +23,8 @@ def counts_content(snapshot: RunSnapshot) -> Content:
             ("done", _right(count(stats.done), 12, "bold $success")),
             ("failed", _right(count(stats.failed), 12, "bold $error" if stats.failed else "bold")),
             ("in flight", _right(count(stats.in_flight), 12)),
+            # held back by a limit, a hold or the pace: a line of its own only while there are some
+            *([("waiting", _right(count(stats.waiting), 12, "bold $warning"))] if stats.waiting else []),
             ("queued", _right(count(stats.queued), 12)),
             ("retries", _right(count(stats.retries), 12, "bold $warning" if stats.retries else "bold")),
         ],

@@ -12,6 +12,10 @@ from ..sim import SimulatorConfig
 MAX_WORKERS = 100_000
 APIS = ("chat", "completions")
 TRANSPORTS = ("aiohttp", "httpx")
+# [job] input_format: our JSONL, OpenAI Batch JSONL, and the tables read by job/formats
+TOKENFLOW, OPENAI_BATCH, PARQUET, CSV, HF = "tokenflow", "openai-batch", "parquet", "csv", "hf"
+INPUT_FORMATS = (TOKENFLOW, OPENAI_BATCH, PARQUET, CSV, HF)
+TABLE_FORMATS = (PARQUET, CSV, HF)
 
 # Keys of a request body that the built-in handler sets itself, with the reason a user may not.
 FORBIDDEN_PARAMS = {
@@ -27,6 +31,7 @@ class JobSection:
     name: str
     input: Path  # joined to the job file's folder, as the user would write it from here
     output: Path
+    input_format: str = TOKENFLOW  # as given, else detected from the input
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +64,15 @@ class EndpointSection:
     timeout_s: float
     transport: str
     simulator: SimulatorSection | None
+
+
+@dataclass(frozen=True, slots=True)
+class InputSection:
+    """Which columns of a table input (Parquet, CSV, a saved dataset) make the request; the others are metadata."""
+
+    prompt_column: str | None = None
+    messages_column: str | None = None
+    id_column: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +125,7 @@ class Job:
     retry: RetrySection
     limits: LimitsSection
     handler: HandlerSection | None
+    columns: InputSection = field(default_factory=InputSection)  # the [input] table
 
     @property
     def name(self) -> str:

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 from ..engine import Clock, StatsSnapshot, SystemClock, TokenFlowRequest, TokenFlowRequestTrajectory, TokenFlowTask
 from ..engine.error_kinds import HANDLER_EXCEPTION
 from ..engine.events import UnexpectedUserException
+from ..job.formats import input_description
 from ..job.inputs import InputSummary, iter_input
 from ..job.model import Job
 from ..store.errors import StoreError
-from ..store.export import STATE_REQUESTS_KEY, STATE_RESULTS_KEY
+from ..store.export import STATE_INPUT_KEY, STATE_REQUESTS_KEY, STATE_RESULTS_KEY
 from ..store.lock import LockedError
 from ..store.records import build_record
 from ..store.results_file import RESULTS_FILE, WRITE_INTERVAL_S, ResultsSummary
@@ -88,6 +89,7 @@ class JobRunner:
         self._done = 0  # over every run of this output, as results.jsonl says
         self._failed = 0
         self._fingerprint: dict[str, str] = {}
+        self._input: dict[str, Any] = {}  # the input's format and columns, kept for export
 
     # ----- opening and resuming ------------------------------------------------------------
 
@@ -118,6 +120,7 @@ class JobRunner:
 
             self._endpoint = RunEndpoint(self.job)
         opened = self._opened = open_run(self.job, self._retry_failed)
+        self._input = input_description(self.job)
         self._summary = opened.summary
         self._fingerprint = opened.fingerprint
         self._table = opened.table
@@ -520,6 +523,7 @@ class JobRunner:
             "saved_at": self._clock.time(),
             STATE_REQUESTS_KEY: self._summary.count,
             STATE_RESULTS_KEY: results.to_data(),
+            STATE_INPUT_KEY: self._input,
             "done": done,
             "failed": failed,
             "workers": self._workers,

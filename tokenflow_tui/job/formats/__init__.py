@@ -103,6 +103,10 @@ def iter_formatted(
 def input_description(job: Job) -> dict[str, Any]:
     """What export needs to write results beside the input's columns, or as an input again (kept in state.toml)."""
     description: dict[str, Any] = {"format": job.job.input_format}
+    if job.endpoint is not None:
+        description["api"] = job.endpoint.api
+        if job.endpoint.model:
+            description["model"] = job.endpoint.model
     if job.job.input_format in TABLE_FORMATS:
         source = TableSource(job)
         source.header_problems()  # resolves the default prompt or messages column

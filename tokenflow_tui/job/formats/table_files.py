@@ -45,8 +45,12 @@ def table_columns(path: Path, input_format: str) -> list[str]:
     return list(_dataset_schema(path).names)
 
 
-def table_rows(path: Path, input_format: str) -> Iterator[dict[str, Any]]:
-    """Every row as a dict by column name, in order."""
+class BadRow(str):
+    """A row that cannot be read as one (a CSV line with another count of fields): why, in its place."""
+
+
+def table_rows(path: Path, input_format: str) -> Iterator[dict[str, Any] | BadRow]:
+    """Every row as a dict by column name, in order; reading stops with TableError where the file is unreadable."""
     if input_format == CSV:
         yield from _csv_rows(path)
         return
@@ -66,21 +70,23 @@ def _csv_reason(error: Exception) -> str:
     return str(error)
 
 
-def _csv_rows(path: Path) -> Iterator[dict[str, Any]]:
+def _csv_rows(path: Path) -> Iterator[dict[str, Any] | BadRow]:
     csv.field_size_limit(sys.maxsize)  # a long prompt is a long field, not an error
     with _open_csv(path) as stream:
         reader = csv.reader(stream)
-        row = 0
+        rows = 0  # blank lines are no rows
         try:
             header = next(reader)
-            for row, values in enumerate(reader, 1):
+            for values in reader:
                 if not values:
-                    continue  # a blank line
+                    continue
+                rows += 1
                 if len(values) != len(header):
-                    raise TableError(f"has {len(values)} fields, the header has {len(header)}", row)
-                yield dict(zip(header, values))
+                    yield BadRow(f"has {len(values)} fields, the header has {len(header)}")
+                else:
+                    yield dict(zip(header, values))
         except (csv.Error, UnicodeDecodeError) as error:
-            raise TableError(_csv_reason(error), row + 1) from None
+            raise TableError(_csv_reason(error), rows + 1) from None
 
 
 def _pyarrow(needed_for: str) -> Any:

@@ -16,7 +16,7 @@ from ..inputs import _messages_problems
 from ..model import CSV, Job
 from ..problems import Problem, json_type
 from .source import Entry
-from .table_files import TableError, table_columns, table_rows
+from .table_files import BadRow, TableError, table_columns, table_rows
 
 
 class TableSource:
@@ -66,6 +66,9 @@ class TableSource:
         index = 0
         try:
             for index, row in enumerate(rows):
+                if isinstance(row, BadRow):
+                    yield Entry(index, index + 1, None, [Problem(self.file, None, None, f"row {index + 1}: {row}")])
+                    continue
                 item, messages = self.request(row)
                 yield Entry(index, index + 1, item, [self.problem(index + 1, m) for m in messages])
         except TableError as error:

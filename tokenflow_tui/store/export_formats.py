@@ -30,7 +30,7 @@ from .export_rows import (
 from .export_tables import replace_path, write_csv, write_dataset, write_parquet
 from .results_file import FAILED
 
-_OUR_LINE_KEYS = ("id", "messages", "prompt", "params")
+_OUR_LINE_KEYS = ("messages", "prompt", "params")
 
 
 def export_formatted(
@@ -66,18 +66,24 @@ def export_failed_as_input(run_dir: str | os.PathLike[str], out: str | os.PathLi
     """The failed requests as an input file in the run's own input format, ready to run again."""
     run = load_run(run_dir)
     described = input_of(run)
-    requests = (request_of(record) for record in iter_records(run, (FAILED,)))
+    records = iter_records(run, (FAILED,))
     input_format = described["format"]
     if input_format == TOKENFLOW:
-        lines: Iterable[dict[str, Any]] = ({k: r[k] for k in _OUR_LINE_KEYS if k in r} for r in requests)
+        lines: Iterable[dict[str, Any]] = (_our_line(record) for record in records)
         written = _write_to(Path(out), run, lambda path: _write_lines(lines, path))
     elif input_format == OPENAI_BATCH:
-        lines = (input_row(request, described) for request in requests)
+        lines = (input_row(request_of(record), described) for record in records)
         written = _write_to(Path(out), run, lambda path: _write_lines(lines, path))
     else:
-        rows = (input_row(request, described) for request in requests)
+        rows = (input_row(request_of(record), described) for record in records)
         written = _write_table(run, out, input_format, rows, input_columns(described))
     return ExportSummary(written, run.missing, run.requests)
+
+
+def _our_line(record: dict[str, Any]) -> dict[str, Any]:
+    """A line of our JSONL again, its id written out: a line that had none keeps its id (its first index)."""
+    request = request_of(record)
+    return {"id": record["id"], **{key: request[key] for key in _OUR_LINE_KEYS if key in request}}
 
 
 def _output_columns(described: dict[str, Any]) -> list[str]:

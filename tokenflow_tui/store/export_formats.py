@@ -30,8 +30,6 @@ from .export_rows import (
 from .export_tables import replace_path, write_csv, write_dataset, write_parquet
 from .results_file import FAILED
 
-_OUR_LINE_KEYS = ("messages", "prompt", "params")
-
 
 def export_formatted(
     run_dir: str | os.PathLike[str],
@@ -81,9 +79,9 @@ def export_failed_as_input(run_dir: str | os.PathLike[str], out: str | os.PathLi
 
 
 def _our_line(record: dict[str, Any]) -> dict[str, Any]:
-    """A line of our JSONL again, its id written out: a line that had none keeps its id (its first index)."""
-    request = request_of(record)
-    return {"id": record["id"], **{key: request[key] for key in _OUR_LINE_KEYS if key in request}}
+    """The line of our JSONL as it was read (a [handler]'s keys too), its id written out: a line that had
+    none keeps the id it had (its index in the first input)."""
+    return {"id": record["id"], **request_of(record)}
 
 
 def _output_columns(described: dict[str, Any]) -> list[str]:

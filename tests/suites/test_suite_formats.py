@@ -17,6 +17,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from run_helpers import tokenflow, write_job
 
+RESULT_COLUMNS = [
+    "status",
+    "result",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "attempts",
+    "latency_ms",
+    "error",
+]
 SIMULATOR = {"simulate": True, "simulator": {"latency_ms": 1, "seed": 1}}
 BATCH_LINES = [
     {
@@ -117,17 +127,7 @@ def test_a_parquet_file_in_and_parquet_out_with_every_input_column(tmp_path: Pat
     out = tokenflow("export", str(tmp_path / "out"), "--format", "parquet", "--out", str(tmp_path / "answers.parquet"))
     assert out.returncode == 0, out.stderr
     answers = pq.read_table(tmp_path / "answers.parquet")
-    assert answers.column_names == [
-        *table.column_names,
-        "status",
-        "result",
-        "prompt_tokens",
-        "completion_tokens",
-        "total_tokens",
-        "attempts",
-        "latency_ms",
-        "error",
-    ]
+    assert answers.column_names == [*table.column_names, *RESULT_COLUMNS]
     assert answers.select(table.column_names).to_pylist() == table.to_pylist()
     assert answers.column("result").to_pylist() == ["Echo: why purr", "Echo: why bark", "Echo: why fly"]
     assert answers.column("status").to_pylist() == ["done"] * 3
@@ -143,19 +143,7 @@ def test_a_csv_file_in_and_csv_out_with_nested_values_as_json(tmp_path: Path) ->
     out = tokenflow("export", str(tmp_path / "out"), "--format", "csv")
     assert out.returncode == 0, out.stderr
     rows = list(csv.DictReader(io.StringIO(out.stdout)))
-    assert [list(row) for row in rows][0] == [
-        "id",
-        "conversation",
-        "source",
-        "status",
-        "result",
-        "prompt_tokens",
-        "completion_tokens",
-        "total_tokens",
-        "attempts",
-        "latency_ms",
-        "error",
-    ]
+    assert list(rows[0]) == ["id", "conversation", "source", *RESULT_COLUMNS]
     assert [(r["id"], r["source"], r["status"], r["result"], r["error"]) for r in rows] == [
         ("c1", "web", "done", "Echo: hello there", ""),
         ("c2", "app", "done", "Echo: bye", ""),

@@ -54,22 +54,17 @@ def _body(record: dict[str, Any], last: dict[str, Any], described: dict[str, Any
         vectors = result if result and isinstance(result[0], list) else [result]
         data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
         return {"object": "list", "data": data, "model": model, "usage": usage}
-    finish = last.get("finish_reason")
+    choice: dict[str, Any] = {"index": 0}
     if api == "chat":
-        message = {"role": "assistant", "content": result}
-        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
-        return {
-            "id": f"chatcmpl-{name}",
-            "object": "chat.completion",
-            "created": created,
-            "model": model,
-            "choices": [choice],
-            "usage": usage,
-        }
-    choice = {"index": 0, "text": result, "logprobs": None, "finish_reason": finish}
+        choice["message"] = {"role": "assistant", "content": result}
+        prefix, kind = "chatcmpl", "chat.completion"
+    else:
+        choice["text"] = result
+        prefix, kind = "cmpl", "text_completion"
+    choice.update(logprobs=None, finish_reason=last.get("finish_reason"))
     return {
-        "id": f"cmpl-{name}",
-        "object": "text_completion",
+        "id": f"{prefix}-{name}",
+        "object": kind,
         "created": created,
         "model": model,
         "choices": [choice],

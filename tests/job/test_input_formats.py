@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tokenflow_tui.job.describe import describe
 from tokenflow_tui.job.formats import input_description
 from tokenflow_tui.job.formats.detect import detect_format
 from tokenflow_tui.job.formats.table_files import BATCH_ROWS, table_rows
@@ -258,3 +259,11 @@ def test_a_missing_pyarrow_is_a_sentence_naming_the_extra(tmp_path: Path, monkey
         f"{tmp_path / 'in.parquet'}: a Parquet input needs pyarrow, which is not installed: "
         "pip install 'tokenflow-tui[data]'"
     ]
+
+
+def test_validate_names_the_format_and_the_per_line_api(tmp_path: Path) -> None:
+    write_lines(tmp_path / "in.jsonl", [batch_line("a"), batch_line("b")])
+    job = make_job(tmp_path, "in.jsonl")
+    lines = describe(job, scan_input(job))
+    assert lines[1] == f'requests  2 from {tmp_path / "in.jsonl"} (openai-batch, ids "a", "b")'
+    assert lines[4] == "api       each request's url (/v1/chat/completions, /v1/completions or /v1/embeddings)"

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tokenflow_tui.job.describe import describe
-from tokenflow_tui.job.formats import input_description
 from tokenflow_tui.job.formats.detect import detect_format
+from tokenflow_tui.job.formats.reading import input_description
 from tokenflow_tui.job.formats.table_files import BATCH_ROWS, table_rows
 from tokenflow_tui.job.inputs import InputItem, InputSummary, iter_input, scan_input
 from tokenflow_tui.job.model import Job

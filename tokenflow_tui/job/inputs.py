@@ -47,7 +47,7 @@ class InputSummary:
 def scan_input(job: Job) -> InputSummary:
     """Check every line of the input; raises JobError with the problems (the first ones kept, all counted)."""
     if job.job.input_format != TOKENFLOW:
-        from .formats import scan_formatted  # which imports this module's line checks
+        from .formats.reading import scan_formatted  # which imports this module's line checks
 
         return scan_formatted(job)
     scan = _Scan(job)
@@ -66,7 +66,7 @@ def iter_input(
     """The requests in input order, read lazily; `skip(index)` leaves some out before they are parsed,
     `only` keeps just those indexes. Raises JobError at a line that is not a valid request."""
     if job.job.input_format != TOKENFLOW:
-        from .formats import iter_formatted
+        from .formats.reading import iter_formatted
 
         yield from iter_formatted(job, skip, only)
         return

@@ -42,7 +42,7 @@ def batch_line(record: dict[str, Any], described: dict[str, Any]) -> dict[str, A
 def _body(record: dict[str, Any], last: dict[str, Any], described: dict[str, Any]) -> Any:
     request = request_of(record)
     result = record.get("result")
-    api = _APIS.get(request.get("url"), described.get("api"))
+    api = _APIS.get(str(request.get("url")), described.get("api"))
     if api is None:
         return result if isinstance(result, dict) else {"result": result}  # a [handler]'s own result
     sent = request.get("body") or {}

@@ -7,7 +7,7 @@ appears only once it is complete.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
@@ -119,7 +119,7 @@ def _write_table(
     out: TextIO | BinaryIO | str | os.PathLike[str],
     export_format: str,
     rows: Iterable[dict[str, Any]],
-    columns: list[str],
+    columns: Sequence[str],
 ) -> int:
     if export_format == "csv":
         return _write_stream(run, out, lambda write: write_csv(rows, columns, write))

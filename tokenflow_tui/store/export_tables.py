@@ -77,7 +77,8 @@ def write_dataset(rows: Iterable[dict[str, Any]], columns: Sequence[str], folder
                     writer = pa.ipc.new_stream(sink, batch.schema)
                 writer.write_batch(batch)
                 count += batch.num_rows
-            writer.close()
+            if writer is not None:
+                writer.close()
         datasets.disable_progress_bars()  # export prints one line of its own
         # memory-mapped, not loaded; save_to_disk copies it into the dataset's own files
         datasets.Dataset.from_file(str(stream_path)).save_to_disk(str(folder))

@@ -25,8 +25,9 @@ def scan_formatted(job: Job) -> InputSummary:
     """Check every request of the input; raises JobError with the problems (the first ones kept, all counted)."""
     source = _source(job)
     problems: list[Problem] = []
-    total, count, first_ids = 0, 0, []
-    hashes, suspects = _HashSet64(), set()
+    total = count = 0
+    first_ids: list[Any] = []
+    hashes, suspects = _HashSet64(), set[Any]()
     try:
         problems.extend(source.header_problems())
         total = len(problems)
@@ -37,7 +38,7 @@ def scan_formatted(job: Job) -> InputSummary:
             problems.extend(entry.problems[: KEPT_PROBLEMS - len(problems)])
             if entry.item is None:
                 continue
-            ident = entry.item.get("id", entry.index)
+            ident = entry.item.get("id", entry.input_index)
             if len(first_ids) < FIRST_IDS:
                 first_ids.append(ident)
             if "id" in entry.item and not hashes.add(hash(ident)):  # an index id is unique by itself
@@ -86,7 +87,7 @@ def iter_formatted(
         wanted = set(only) if only is not None else None
         last = max(wanted, default=-1) if wanted is not None else -1
         for entry in source.entries():
-            index = entry.index
+            index = entry.input_index
             if wanted is not None and (index > last or index not in wanted):
                 if index > last:
                     return

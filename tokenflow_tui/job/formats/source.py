@@ -11,7 +11,7 @@ from ..problems import Problem
 class Entry(NamedTuple):
     """One request of the input: `item` is the request as our own JSONL line would hold it (None when unusable)."""
 
-    index: int
+    input_index: int  # not `index`: a named tuple has an index() method
     place: int  # the line of a JSONL file, the row (from 1) of a table
     item: dict[str, Any] | None
     problems: list[Problem]

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tokenflow_tui.job.describe import describe
+from tokenflow_tui.job.fingerprint import changes, fingerprint
 from tokenflow_tui.job.formats.detect import detect_format
 from tokenflow_tui.job.formats.reading import input_description
 from tokenflow_tui.job.formats.table_files import BATCH_ROWS, table_rows
@@ -267,3 +268,14 @@ def test_validate_names_the_format_and_the_per_line_api(tmp_path: Path) -> None:
     lines = describe(job, scan_input(job))
     assert lines[1] == f'requests  2 from {tmp_path / "in.jsonl"} (openai-batch, ids "a", "b")'
     assert lines[4] == "api       each request's url (/v1/chat/completions, /v1/completions or /v1/embeddings)"
+
+
+def test_the_columns_that_make_the_requests_are_part_of_the_fingerprint(tmp_path: Path) -> None:
+    (tmp_path / "in.csv").write_text("q,a\nwhy,how\n")
+    job = make_job(tmp_path, "in.csv", '[input]\nprompt_column = "q"')
+    saved = fingerprint(job)
+    assert changes(saved, job, fingerprint(job)) is None
+    other = make_job(tmp_path, "in.csv", '[input]\nprompt_column = "a"')
+    assert changes(saved, other, fingerprint(other)) == "the [input] columns"
+    forced = make_job(tmp_path, "in.csv", 'input_format = "csv"\n[input]\nprompt_column = "q"')
+    assert changes(saved, forced, fingerprint(forced)) is None  # the same format, detected or named

@@ -7,7 +7,7 @@ import os
 import sys
 
 from ..store.errors import StoreError
-from ..store.export import ExportSummary, export_results
+from ..store.export import ExportSummary
 from ..store.export_formats import EXPORT_FORMATS, export_failed_as_input, export_formatted
 
 
@@ -47,10 +47,7 @@ def command(args: argparse.Namespace) -> int:
             )
             return 0
         out = args.out if args.out else sys.stdout
-        if args.format == "jsonl" and args.errors is None:
-            summary = export_results(args.run_dir, out, args.only)
-        else:
-            summary = export_formatted(args.run_dir, out, args.format, args.only, args.errors)
+        summary = export_formatted(args.run_dir, out, args.format, args.only, args.errors)
     except StoreError as e:
         print(f"tokenflow export: {e}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO, TextIO
 import orjson
 
 from .errors import StoreError, os_reason
-from .export import _WANTED, ExportSummary, RunContents, _bytes_writer, load_run
+from .export import _WANTED, ExportSummary, RunContents, _bytes_writer, export_results, load_run
 from .export_batch import batch_line
 from .export_rows import (
     OPENAI_BATCH,
@@ -30,6 +30,8 @@ from .export_rows import (
 from .export_tables import replace_path, write_csv, write_dataset, write_parquet
 from .results_file import FAILED
 
+EXPORT_FORMATS = ("jsonl", OPENAI_BATCH, "parquet", "csv", "hf")
+
 
 def export_formatted(
     run_dir: str | os.PathLike[str],
@@ -38,9 +40,14 @@ def export_formatted(
     only: str | None = None,
     errors: str | os.PathLike[str] | None = None,
 ) -> ExportSummary:
-    """The last record of each request in `export_format`; with `errors` (openai-batch), the failed ones there."""
+    """The last record of each request in `export_format` (jsonl: as store/export writes it); with `errors`
+    (openai-batch only), the failed ones go there instead."""
     if only not in _WANTED:
         raise ValueError(f"only must be 'done', 'failed' or None, not {only!r}")
+    if export_format not in EXPORT_FORMATS:
+        raise ValueError(f"export_format must be one of {', '.join(EXPORT_FORMATS)}, not {export_format!r}")
+    if export_format == "jsonl" and errors is None:
+        return export_results(run_dir, out, only)
     run = load_run(run_dir)
     described = input_of(run)
     wanted = _WANTED[only]
@@ -155,6 +162,3 @@ def _write_to(target: Path, run: RunContents, write: Callable[[Path], int]) -> i
         return replace_path(target, write)
     except OSError as e:
         raise StoreError(f"{target}: cannot write ({os_reason(e)}).") from None
-
-
-EXPORT_FORMATS = ("jsonl", OPENAI_BATCH, "parquet", "csv", "hf")

@@ -171,3 +171,10 @@ def test_a_bad_parquet_row_exits_2_with_its_row_and_column_and_writes_nothing(tm
         f'{tmp_path / "in.parquet"}: row 2, column "prompt": the prompt must be a string, found null'
     ]
     assert not (tmp_path / "out").exists()
+
+
+def test_the_sample_batch_job_is_valid() -> None:
+    sample = Path(__file__).parents[2] / "sample_jobs" / "batch.toml"
+    checked = tokenflow("validate", str(sample))
+    assert checked.returncode == 0, checked.stderr
+    assert "20 from" in checked.stdout and "(openai-batch, ids" in checked.stdout

@@ -101,7 +101,7 @@ CASES = [
     Case(
         "input missing",
         SIM.replace('input = "prompts.jsonl"\n', ""),
-        ["jobs/job.toml:1:1: job.input is required: the JSONL file of requests"],
+        ["jobs/job.toml:1:1: job.input is required: the file of requests (JSONL, Parquet, CSV) or a dataset folder"],
     ),
     Case(
         "input not found",
@@ -111,7 +111,7 @@ CASES = [
     Case(
         "input is a folder",
         SIM.replace("prompts.jsonl", "."),
-        ["jobs/job.toml:3:1: the input file jobs is a folder, not a file"],
+        ["jobs/job.toml:3:1: the input jobs is a folder, and not a dataset saved by save_to_disk"],
     ),
     Case(
         "output is a file",

@@ -16,7 +16,7 @@ import orjson
 
 from ..engine import ActionContinue, ActionDone, Clock, SystemClock, TokenFlowAction, TokenFlowRequestTrajectory
 from ..engine.error_kinds import BAD_RESPONSE, CONNECTION, HTTP_4XX, HTTP_5XX, HTTP_429, TIMEOUT
-from ..job.model import API_PATHS, Api
+from ..job.model import API_PATHS, APIS, Api, RequestApi
 from .deadlines import Deadlines
 from .retry_policy import Rng, is_retryable, parse_retry_after, retry_delay_s
 from .transport import (
@@ -35,13 +35,19 @@ _REDACTED = "[api key]"
 _DONE = ActionDone()
 # in place of the headers of an attempt that never reached the server
 _UNREACHED: Mapping[str, str] = {}
+# an OpenAI Batch line's "url" chooses its API; base_url already ends in the version (…/v1)
+_BATCH_APIS: dict[str, RequestApi] = {
+    "/v1/chat/completions": "chat",
+    "/v1/completions": "completions",
+    "/v1/embeddings": "embeddings",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class HandlerSettings:
     base_url: str  # the API root, e.g. https://api.openai.com/v1
     api: Api
-    model: str
+    model: str | None  # None: each request's body names its model (OpenAI Batch input)
     params: Mapping[str, Any] = field(default_factory=dict)  # merged into every request body
     timeout_s: float = 120.0  # overall deadline of one attempt, body included
     max_attempts: int = 5  # per request, the first one included
@@ -50,7 +56,7 @@ class HandlerSettings:
     max_body_bytes: int = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
-        if self.api not in API_PATHS:
+        if self.api not in APIS:
             raise ValueError(f"HandlerSettings: api must be 'chat' or 'completions', got {self.api!r}")
         if self.max_attempts < 1:
             raise ValueError(f"HandlerSettings: max_attempts must be ≥ 1, got {self.max_attempts}")
@@ -61,7 +67,9 @@ class HandlerSettings:
 class OpenAIHandler:
     """`await handler(trajectory)` makes the trajectory's last attempt and returns (action, result, payload).
 
-    The request params are an input line: `messages` or `prompt`, optional `id`, optional `params`.
+    The request params are an input line: `messages` or `prompt`, optional `id`, optional `params`;
+    or an OpenAI Batch line, `url` and `body`: the body is sent as it is, the job's model and params
+    filling only the keys it lacks, to the API the url names (chat, completions or embeddings).
     `on_rate_limit(delay_s)` hears of every 429 with the wait it implies, so a rate controller can
     slow every worker; `on_auth_error(status_code, message)` hears of every 401 and 403;
     `on_headers(headers)` sees the headers of every response (for the x-ratelimit-* ones).
@@ -87,12 +95,12 @@ class OpenAIHandler:
         self._client = client
         self._chat = settings.api == "chat"
         # parsed once: httpx would parse a string URL again on every request
-        self._url = httpx.URL(settings.base_url.rstrip("/") + API_PATHS[settings.api])
+        self._urls = {api: httpx.URL(settings.base_url.rstrip("/") + path) for api, path in API_PATHS.items()}
         self._headers = {"content-type": "application/json"}
         if api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
         self._api_key = api_key
-        self._base_body = {"model": settings.model, **settings.params}
+        self._base_body = {"model": settings.model, **settings.params} if settings.model else dict(settings.params)
         self._timeout_s = settings.timeout_s
         self._deadlines = Deadlines(settings.timeout_s)
         self._max_body_bytes = settings.max_body_bytes
@@ -106,10 +114,15 @@ class OpenAIHandler:
 
     async def __call__(self, trajectory: TokenFlowRequestTrajectory) -> tuple[TokenFlowAction, dict[str, Any], Any]:
         line = trajectory.trajectory[-1].request_params
-        content = orjson.dumps(self._body(line))
+        batch_body = line.get("body")
+        api: RequestApi
+        if batch_body is None:
+            api, content = self._settings.api, orjson.dumps(self._body(line))
+        else:
+            api, content = _BATCH_APIS[line["url"]], orjson.dumps({**self._base_body, **batch_body})
         try:
             with self._deadlines:
-                result, headers = await self._attempt(content)
+                result, headers = await self._attempt(api, content)
         except TimeoutError:
             result, headers = self._timeout_error(), None
         if headers is _UNREACHED:
@@ -139,11 +152,12 @@ class OpenAIHandler:
             body["prompt"] = prompt
         return body
 
-    async def _attempt(self, content: bytes) -> tuple[dict[str, Any], Mapping[str, str] | None]:
+    async def _attempt(self, api: RequestApi, content: bytes) -> tuple[dict[str, Any], Mapping[str, str] | None]:
         """The result of one POST, and the response headers when it failed with an HTTP status
         (`_UNREACHED` when it could not connect)."""
+        url = self._urls[api]
         try:
-            async with self._client.stream("POST", self._url, content=content, headers=self._headers) as response:
+            async with self._client.stream("POST", url, content=content, headers=self._headers) as response:
                 headers = response_headers(response)
                 if self._on_headers is not None:
                     self._on_headers(headers)
@@ -152,7 +166,7 @@ class OpenAIHandler:
                 except BodyCutShort as cut:
                     message = f"the response was cut short: {_describe(cut.error)}"
                     return self._error(BAD_RESPONSE, message, response.status_code, cut.partial), None
-                return self._parse(response, headers, body, complete)
+                return self._parse(api, response, headers, body, complete)
         except TRANSPORT_ERRORS as exc:
             unreached = _UNREACHED if failed_to_connect(exc) else None
             if error_kind(exc) == TIMEOUT:
@@ -160,7 +174,7 @@ class OpenAIHandler:
             return self._error(CONNECTION, f"the connection failed: {_describe(exc)}", None, None), unreached
 
     def _parse(
-        self, response: httpx.Response, headers: Mapping[str, str], body: bytes, complete: bool
+        self, api: RequestApi, response: httpx.Response, headers: Mapping[str, str], body: bytes, complete: bool
     ) -> tuple[dict[str, Any], Mapping[str, str] | None]:
         status = response.status_code
         if not complete:
@@ -177,17 +191,20 @@ class OpenAIHandler:
             document = orjson.loads(body)
         except orjson.JSONDecodeError:
             return self._error(BAD_RESPONSE, "the response body is not valid JSON", status, body), None
+        if api == "embeddings":
+            return self._embeddings(document, status, body), None
+        chat = api == "chat"
         choices = document.get("choices") if type(document) is dict else None
         choice = choices[0] if type(choices) is list and choices else None
         if type(choice) is not dict:
             return self._error(BAD_RESPONSE, "the response has no choices", status, body), None
-        if self._chat:
+        if chat:
             reply = choice.get("message")
             text = reply.get("content") if type(reply) is dict else None
         else:
             text = choice.get("text")
         if type(text) is not str or not text:
-            what = "message content" if self._chat else "text"
+            what = "message content" if chat else "text"
             return self._error(BAD_RESPONSE, f"the response's first choice has no {what}", status, body), None
         usage = document.get("usage")
         finish_reason = choice.get("finish_reason")
@@ -197,6 +214,20 @@ class OpenAIHandler:
             "status_code": status,
             "finish_reason": finish_reason if type(finish_reason) is str else None,
         }, None
+
+    def _embeddings(self, document: Any, status: int, body: bytes) -> dict[str, Any]:
+        """The vector (or, for a list of inputs, the vectors in input order) of an embeddings response."""
+        data = document.get("data") if type(document) is dict else None
+        if type(data) is not list or not data or any(type(d) is not dict or "embedding" not in d for d in data):
+            return self._error(BAD_RESPONSE, "the response has no embeddings", status, body)
+        vectors = [d["embedding"] for d in sorted(data, key=lambda d: d.get("index", 0))]
+        usage = document.get("usage")
+        return {
+            "text": vectors[0] if len(vectors) == 1 else vectors,
+            "usage": usage if type(usage) is dict else None,
+            "status_code": status,
+            "finish_reason": None,
+        }
 
     def _http_error(self, response: httpx.Response, body: bytes) -> dict[str, Any]:
         status = response.status_code

@@ -8,18 +8,21 @@ timeouts, transport, the simulator's knobs, the key's variable) may change betwe
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from ..store.errors import os_reason
-from .model import Job
+from .model import TOKENFLOW, Job
 from .problems import JobError, Problem
 
 # each part, as the refusal names it when it changed
 PARTS = {
     "input": "the input",
+    "input_format": "[job] input_format",
+    "columns": "the [input] columns",
     "base_url": "[endpoint] base_url",
     "simulate": "[endpoint] simulate",
     "api": "[endpoint] api",
@@ -40,6 +43,8 @@ def fingerprint(job: Job) -> dict[str, str]:
     Raises JobError when the input or handler file cannot be read.
     """
     parts = {"input": _file_digest(job.input)}
+    if job.job.input_format != TOKENFLOW:  # absent for our JSONL, as in the fingerprints saved before formats
+        parts.update(input_format=_digest(job.job.input_format), columns=_digest(dataclasses.asdict(job.columns)))
     if job.endpoint is not None:
         endpoint = job.endpoint
         parts.update(
@@ -99,8 +104,14 @@ def _digest(value: Any) -> str:
 
 
 def _file_digest(path: Path) -> str:
+    """The digest of a file, or of a folder's files (a saved dataset) with their names, in name order."""
     digest = hashlib.sha256()
-    _hash_file(digest, path)
+    if path.is_dir():
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+            _hash_file(digest, file)
+    else:
+        _hash_file(digest, path)
     return digest.hexdigest()
 
 

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from ..store.errors import os_reason
-from .model import FORBIDDEN_PARAMS, Job
+from .model import FORBIDDEN_PARAMS, TOKENFLOW, Job
 from .problems import JobError, Problem, did_you_mean, json_type, sort_problems
 
 KEPT_PROBLEMS = 1000  # more are counted, not kept: a wrong 10M-line file must not fill the memory
@@ -48,6 +48,10 @@ class InputSummary:
 
 def scan_input(job: Job) -> InputSummary:
     """Check every line of the input; raises JobError with the problems (the first ones kept, all counted)."""
+    if job.job.input_format != TOKENFLOW:
+        from .formats.reading import scan_formatted  # which imports this module's line checks
+
+        return scan_formatted(job)
     scan = _Scan(job)
     try:
         scan.run()
@@ -63,6 +67,11 @@ def iter_input(
 ) -> Iterator[InputItem]:
     """The requests in input order, read lazily; `skip(index)` leaves some out before they are parsed,
     `only` keeps just those indexes. Raises JobError at a line that is not a valid request."""
+    if job.job.input_format != TOKENFLOW:
+        from .formats.reading import iter_formatted
+
+        yield from iter_formatted(job, skip, only)
+        return
     file, builtin, chat = str(job.job.input), job.handler is None, _is_chat(job)
     wanted = set(only) if only is not None else None
     last = max(wanted, default=-1) if wanted is not None else -1

@@ -10,12 +10,21 @@ from typing import Any, Literal
 from ..sim import SimulatorConfig
 
 MAX_WORKERS = 100_000
-Api = Literal["chat", "completions"]
+Api = Literal["chat", "completions"]  # endpoint.api
+RequestApi = Literal["chat", "completions", "embeddings"]  # what one request may be sent to (a Batch line's url)
 # where the built-in handler posts, below endpoint.base_url
-API_PATHS: dict[Api, str] = {"chat": "/chat/completions", "completions": "/completions"}
-APIS: tuple[Api, ...] = tuple(API_PATHS)
+API_PATHS: dict[RequestApi, str] = {
+    "chat": "/chat/completions",
+    "completions": "/completions",
+    "embeddings": "/embeddings",
+}
+APIS: tuple[Api, ...] = ("chat", "completions")
 TransportName = Literal["aiohttp", "httpx"]
 TRANSPORTS: tuple[TransportName, ...] = ("aiohttp", "httpx")  # the first is the default
+# [job] input_format: our JSONL, OpenAI Batch JSONL, and the tables read by job/formats
+TOKENFLOW, OPENAI_BATCH, PARQUET, CSV, HF = "tokenflow", "openai-batch", "parquet", "csv", "hf"
+INPUT_FORMATS = (TOKENFLOW, OPENAI_BATCH, PARQUET, CSV, HF)
+TABLE_FORMATS = (PARQUET, CSV, HF)
 
 # Keys of a request body that the built-in handler sets itself, with the reason a user may not.
 FORBIDDEN_PARAMS = {
@@ -31,6 +40,7 @@ class JobSection:
     name: str
     input: Path  # joined to the job file's folder, as the user would write it from here
     output: Path
+    input_format: str = TOKENFLOW  # as given, else detected from the input
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +73,15 @@ class EndpointSection:
     timeout_s: float
     transport: TransportName
     simulator: SimulatorSection | None
+
+
+@dataclass(frozen=True, slots=True)
+class InputSection:
+    """Which columns of a table input (Parquet, CSV, a saved dataset) make the request; the others are metadata."""
+
+    prompt_column: str | None = None
+    messages_column: str | None = None
+    id_column: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +134,7 @@ class Job:
     retry: RetrySection
     limits: LimitsSection
     handler: HandlerSection | None
+    columns: InputSection = field(default_factory=InputSection)  # the [input] table
 
     @property
     def name(self) -> str:

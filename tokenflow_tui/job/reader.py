@@ -19,13 +19,19 @@ from urllib.parse import urlsplit
 
 from ..sim import FAULT_KINDS, validate_fail
 from ..store.errors import os_reason, toml_error_place
+from .formats.detect import HF_STATE, detect_format
 from .model import (
     APIS,
     FORBIDDEN_PARAMS,
+    HF,
+    INPUT_FORMATS,
     MAX_WORKERS,
+    OPENAI_BATCH,
+    TABLE_FORMATS,
     TRANSPORTS,
     EndpointSection,
     HandlerSection,
+    InputSection,
     Job,
     JobSection,
     LimitsSection,
@@ -38,7 +44,8 @@ from .problems import JobError, Problem, did_you_mean, sort_problems, toml_type
 from .toml_positions import KeyPath, KeyPositions
 
 _SECTIONS = {
-    "job": ("name", "input", "output"),
+    "job": ("name", "input", "input_format", "output"),
+    "input": ("prompt_column", "messages_column", "id_column"),
     "endpoint": ("base_url", "simulate", "api", "model", "api_key_env", "timeout_s", "transport", "simulator"),
     "request": ("params",),
     "workers": ("count", "adaptive", "min", "max"),
@@ -294,16 +301,24 @@ class _Reader:
         job_dir = path.parent
         tables = {name: self.table(data, (name,), keys) for name, keys in _SECTIONS.items()}
         job, endpoint, handler = tables["job"], tables["endpoint"], tables["handler"]
+        job_section = (
+            JobSection(_INVALID, _INVALID, _INVALID, _INVALID) if job is None else self.job_section(job, job_dir)
+        )
         return Job(
             job_path=path,
             job_dir=job_dir,
-            job=JobSection(_INVALID, _INVALID, _INVALID) if job is None else self.job_section(job, job_dir),
-            endpoint=None if endpoint is None else self.endpoint_section(endpoint, environ, builtin=builtin),
+            job=job_section,
+            endpoint=None
+            if endpoint is None
+            else self.endpoint_section(
+                endpoint, environ, needs_model=builtin and job_section.input_format != OPENAI_BATCH
+            ),
             request=self.request_section(tables["request"] or {}, builtin=builtin),
             workers=self.workers_section(tables["workers"] or {}),
             retry=self.retry_section(tables["retry"] or {}),
             limits=self.limits_section(tables["limits"] or {}),
             handler=None if handler is None else self.handler_section(handler, job_dir),
+            columns=self.input_section(tables["input"], job_section.input_format),
         )
 
     def unknown_top_level(self, key: str, value: Any) -> None:
@@ -330,10 +345,15 @@ class _Reader:
             )
             name = _INVALID
         source = self.string(table, ("job", "input"), None)
-        source = self.required(("job", "input"), source, "the JSONL file of requests")
+        source = self.required(
+            ("job", "input"), source, "the file of requests (JSONL, Parquet, CSV) or a dataset folder"
+        )
+        input_format = self.string(table, ("job", "input_format"), None, INPUT_FORMATS)
         input_path = _INVALID
         if isinstance(source, str):
-            input_path = self.existing_file(("job", "input"), job_dir / source, "input file")
+            input_path = self.input_path(job_dir / source, input_format)
+        if input_format is None:
+            input_format = self.detected_format(input_path)
         output = self.string(table, ("job", "output"), None)
         if isinstance(output, str):
             output_path = job_dir / output
@@ -343,7 +363,49 @@ class _Reader:
                 self.problem(("job", "output"), blocker)
         else:
             output_path = job_dir / "runs" / name if isinstance(name, str) else _INVALID
-        return JobSection(name=name, input=input_path, output=output_path)
+        return JobSection(name=name, input=input_path, output=output_path, input_format=input_format)
+
+    def input_path(self, path: Path, input_format: str | None) -> Any:
+        """The input file, or a dataset's folder for `hf`; _INVALID after saying what is wrong."""
+        where = ("job", "input")
+        if input_format == HF or (input_format is None and path.is_dir()):
+            if not path.is_dir():
+                self.problem(where, f"input_format hf needs a folder saved by datasets' save_to_disk: {path}")
+                return _INVALID
+            if not (path / HF_STATE).is_file():
+                splits = " (a DatasetDict: name one split's folder)" if (path / "dataset_dict.json").exists() else ""
+                self.problem(where, f"the input {path} is a folder, and not a dataset saved by save_to_disk{splits}")
+                return _INVALID
+            return path
+        return self.existing_file(where, path, "input file")
+
+    def detected_format(self, path: Any) -> Any:
+        if not isinstance(path, Path):
+            return _INVALID
+        try:
+            return detect_format(path)
+        except OSError as error:
+            self.problem(("job", "input"), f"cannot read the input: {os_reason(error)}")
+            return _INVALID
+
+    def input_section(self, table: dict[str, Any] | None, input_format: Any) -> InputSection:
+        if table is None:
+            return InputSection()
+        columns = {}
+        for key in _SECTIONS["input"]:
+            value = self.string(table, ("input", key), None)
+            if value == "":
+                self.problem(("input", key), f"input.{key} must not be empty")
+            columns[key] = value
+        if isinstance(input_format, str) and input_format not in TABLE_FORMATS:
+            self.problem(
+                ("input",),
+                f"[input] names columns of a Parquet, CSV or dataset input; this input is {input_format} "
+                "(set [job] input_format if it was detected wrongly)",
+            )
+        if columns["prompt_column"] is not None and columns["messages_column"] is not None:
+            self.problem(("input", "messages_column"), "[input]: give prompt_column or messages_column, not both")
+        return InputSection(**columns)
 
     def existing_file(self, path: KeyPath, file: Path, what: str) -> Any:
         """`file` if it is a file, else _INVALID after saying what is wrong with it."""
@@ -357,7 +419,9 @@ class _Reader:
             self.problem(path, f"the {what} {file} is not a regular file")
         return _INVALID
 
-    def endpoint_section(self, table: dict[str, Any], environ: Mapping[str, str], *, builtin: bool) -> EndpointSection:
+    def endpoint_section(
+        self, table: dict[str, Any], environ: Mapping[str, str], *, needs_model: bool
+    ) -> EndpointSection:
         base_url = self.base_url(table)
         simulate = self.boolean(table, ("endpoint", "simulate"), False)
         if simulate is True and base_url is not None:
@@ -367,9 +431,10 @@ class _Reader:
                 ("endpoint", "base_url"), "endpoint needs base_url (an OpenAI-compatible API root) or simulate = true"
             )
         model = self.string(table, ("endpoint", "model"), None)
+        # `needs_model` is false for a [handler] or an OpenAI Batch input (its bodies name their model)
         if model is None and simulate is True:
             model = "sim-1"
-        elif model is None and builtin and "base_url" in table:
+        elif model is None and needs_model and "base_url" in table:
             model = self.required(("endpoint", "model"), None, 'the model to ask, such as "gpt-4o-mini"')
         elif model == "":
             self.problem(("endpoint", "model"), "endpoint.model must not be empty")

@@ -18,10 +18,11 @@ from ..engine.error_kinds import HANDLER_EXCEPTION
 from ..engine.events import UnexpectedUserException
 from ..engine.payload import payload_error, payload_usage
 from ..engine.task import DONE, IDLE, PAUSED, RUNNING
+from ..job.formats.reading import input_description
 from ..job.inputs import InputSummary, iter_input
 from ..job.model import Job
 from ..store.errors import StoreError
-from ..store.export import STATE_REQUESTS_KEY, STATE_RESULTS_KEY
+from ..store.export import STATE_INPUT_KEY, STATE_REQUESTS_KEY, STATE_RESULTS_KEY
 from ..store.lock import LockedError
 from ..store.records import build_record, record_error_kind
 from ..store.results_file import RESULTS_FILE, WRITE_INTERVAL_S, ResultsSummary
@@ -103,6 +104,7 @@ class JobRunner:
         self._save_failed = False  # the last save failed: saves are tried every second
         self._resume_after_save = False  # the failed save paused the job: the next one that works resumes it
         self.unwritten = 0  # finished records given up at close because they could not be written
+        self._input: dict[str, Any] = {}  # the input's format and columns, kept for export
 
     # ----- opening and resuming ------------------------------------------------------------
 
@@ -139,6 +141,7 @@ class JobRunner:
             accept_changes=self._accept_changes,
             confirm=self._confirm,
         )
+        self._input = input_description(self.job)
         self._summary = opened.summary
         self._fingerprint = opened.fingerprint
         self._table = opened.table
@@ -588,6 +591,7 @@ class JobRunner:
             "saved_at": self._clock.time(),
             STATE_REQUESTS_KEY: self._summary.count,
             STATE_RESULTS_KEY: results.to_data(),
+            STATE_INPUT_KEY: self._input,
             "done": done,
             "failed": failed,
             "workers": self._workers,

@@ -29,6 +29,8 @@ from .state_file import STATE_FILE, read_state
 # ResultsSummary of results.jsonl at that save (so the records it covers are not parsed again)
 STATE_REQUESTS_KEY = "requests"
 STATE_RESULTS_KEY = "results"
+# … and what the input was: {"format", "api", "model", "columns", "id_column", "prompt_column", "messages_column"}
+STATE_INPUT_KEY = "input"
 _WANTED = {None: (DONE, FAILED), "done": (DONE,), "failed": (FAILED,)}
 _WRITE_BYTES = 1 << 20
 

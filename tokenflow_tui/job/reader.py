@@ -38,7 +38,18 @@ from .toml_positions import KeyPath, KeyPositions
 
 _SECTIONS = {
     "job": ("name", "input", "output"),
-    "endpoint": ("base_url", "simulate", "api", "model", "api_key_env", "timeout_s", "transport", "simulator"),
+    "endpoint": (
+        "base_url",
+        "simulate",
+        "api",
+        "model",
+        "api_key_env",
+        "timeout_s",
+        "transport",
+        "stream",
+        "idle_timeout_s",
+        "simulator",
+    ),
     "request": ("params",),
     "workers": ("count", "adaptive", "min", "max"),
     "retry": ("max_attempts", "backoff_base_s", "backoff_max_s"),
@@ -52,7 +63,7 @@ _SECTIONS = {
     ),
     "handler": ("path",),
 }
-_SIMULATOR_KEYS = ("latency_ms", "jitter_ms", "fail", "seed", "rpm_limit")
+_SIMULATOR_KEYS = ("latency_ms", "jitter_ms", "fail", "seed", "rpm_limit", "token_interval_ms")
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -291,6 +302,13 @@ class _Reader:
         elif model == "":
             self.problem(("endpoint", "model"), "endpoint.model must not be empty")
         simulator = self.simulator_section(table, simulate is True)
+        stream = self.boolean(table, ("endpoint", "stream"), False)
+        idle_timeout_s = self.number(table, ("endpoint", "idle_timeout_s"), None, above_zero=True)
+        if idle_timeout_s is not None and stream is False:
+            self.problem(
+                ("endpoint", "idle_timeout_s"),
+                "endpoint.idle_timeout_s is the wait between chunks of a stream: it needs stream = true",
+            )
         return EndpointSection(
             base_url=base_url,
             simulate=simulate,
@@ -300,6 +318,8 @@ class _Reader:
             timeout_s=self.number(table, ("endpoint", "timeout_s"), 120.0, above_zero=True),
             transport=self.string(table, ("endpoint", "transport"), "aiohttp", TRANSPORTS),
             simulator=simulator,
+            stream=stream,
+            idle_timeout_s=idle_timeout_s,
         )
 
     def base_url(self, table: dict[str, Any]) -> Any:
@@ -368,6 +388,7 @@ class _Reader:
             fail=self.fail(table, path + ("fail",)),
             seed=self.value(table, path + ("seed",), "an integer", _is_int),
             rpm_limit=self.integer(table, path + ("rpm_limit",), 0, lo=0),
+            token_interval_ms=self.number(table, path + ("token_interval_ms",), 0.0),
         )
 
     def fail(self, table: dict[str, Any], path: KeyPath) -> Any:

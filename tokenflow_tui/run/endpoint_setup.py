@@ -38,9 +38,17 @@ class RunEndpoint:
         return self.base_url
 
     def builtin_handler(
-        self, connections: int, api_key: str | None, traffic: Traffic, on_auth_error: Callable[[int, str], None]
+        self,
+        connections: int,
+        api_key: str | None,
+        traffic: Traffic,
+        on_auth_error: Callable[[int, str], None],
+        on_tokens: Callable[[int], None] | None = None,
     ) -> OpenAIHandler:
-        """The OpenAI-compatible handler, with a client for `connections` requests in flight (after `start`)."""
+        """The OpenAI-compatible handler, with a client for `connections` requests in flight (after `start`).
+
+        `on_tokens(n)` hears of the tokens of streamed answers as they arrive.
+        """
         endpoint, job = self._endpoint, self._job
         assert self.base_url is not None
         client = make_client(endpoint.transport, connections, endpoint.timeout_s)
@@ -54,6 +62,8 @@ class RunEndpoint:
             max_attempts=job.retry.max_attempts,
             backoff_base_s=job.retry.backoff_base_s,
             backoff_max_s=job.retry.backoff_max_s,
+            stream=endpoint.stream,
+            idle_timeout_s=endpoint.idle_timeout_s,
         )
         return OpenAIHandler(
             settings,
@@ -62,6 +72,7 @@ class RunEndpoint:
             on_auth_error=on_auth_error,
             on_rate_limit=traffic.on_rate_limit,
             on_headers=traffic.on_headers,
+            on_tokens=on_tokens,
         )
 
     async def close(self) -> None:

@@ -304,6 +304,7 @@ class JobRunner:
         stats = self._overall_stats(elapsed)
         state = self._state_name()
         tokens = self._stats.total_tokens
+        ttft_p50, ttft_p95, ttft_p99 = self._stats.ttft_percentiles()
         return RunSnapshot(
             job_name=self.job.name,
             output_dir=str(self.output_dir),
@@ -319,6 +320,9 @@ class JobRunner:
             history=self._stats.history(elapsed),
             saved_at=self._saved_at,
             traffic=self._traffic.view() if self._traffic is not None else TrafficView(),
+            ttft_p50_s=ttft_p50,
+            ttft_p95_s=ttft_p95,
+            ttft_p99_s=ttft_p99,
         )
 
     def row_count(self, row_filter: str = "all") -> int:
@@ -350,7 +354,10 @@ class JobRunner:
         assert endpoint is not None and self._traffic is not None and self.job.endpoint is not None
         key_env = self.job.endpoint.api_key_env
         api_key = self._environ.get(key_env) if key_env else None
-        return endpoint.builtin_handler(self._workers_cap(), api_key, self._traffic, self._on_auth_error)
+        note_streamed, elapsed = self._stats.note_streamed, self._elapsed
+        return endpoint.builtin_handler(
+            self._workers_cap(), api_key, self._traffic, self._on_auth_error, lambda n: note_streamed(elapsed(), n)
+        )
 
     def _background(self, work: Awaitable[Any]) -> None:
         """Run `work` on the loop, holding a reference so it is not collected before it ends."""
@@ -421,7 +428,8 @@ class JobRunner:
             result = outcome[1] if type(outcome) is tuple and len(outcome) >= 2 else None
             if type(result) is dict:
                 error = result.get("error")
-                note(elapsed(), result.get("usage"), error.get("kind") if type(error) is dict else None)
+                kind = error.get("kind") if type(error) is dict else None
+                note(elapsed(), result.get("usage"), kind, result.get("ttft_ms"), result.get("streamed_tokens") or 0)
             else:
                 note(elapsed(), None, None)
             return outcome

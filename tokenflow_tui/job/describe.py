@@ -38,7 +38,11 @@ def _endpoint_rows(job: Job) -> list[tuple[str, str]]:
         rows.append(("endpoint", f"{endpoint.base_url}{key}, timeout {endpoint.timeout_s:g} s, {endpoint.transport}"))
     if endpoint.model is not None:
         rows.append(("model", endpoint.model))
-    rows.append(("api", f"{endpoint.api} ({_API_PATHS[endpoint.api]})"))
+    api = f"{endpoint.api} ({_API_PATHS[endpoint.api]})"
+    if endpoint.stream:
+        idle = f", idle timeout {endpoint.idle_timeout_s:g} s" if endpoint.idle_timeout_s is not None else ""
+        api += f", streamed{idle}"
+    rows.append(("api", api))
     if job.request.params:
         rows.append(("params", orjson.dumps(dict(job.request.params)).decode()))
     return rows
@@ -52,6 +56,8 @@ def _simulator(sim: SimulatorSection) -> str:
         text += ", failures " + ", ".join(f"{kind} {p * 100:g}%" for kind, p in sim.fail.items())
     if sim.rpm_limit:
         text += f", {sim.rpm_limit:,} requests/min"
+    if sim.token_interval_ms:
+        text += f", streamed tokens {sim.token_interval_ms:g} ms apart"
     if sim.seed is not None:
         text += f", seed {sim.seed}"
     return text

@@ -62,3 +62,6 @@ def test_a_streamed_job_keeps_partial_texts_usage_and_ttft(tmp_path):
     state = tomllib.loads((tmp_path / "out" / "state.toml").read_text())
     assert sum(state["stats"]["ttft"].values()) == ttfts
     assert state["stats"]["errors_by_kind"] == dict(kinds)
+    # the chart counted tokens as they arrived: the answers' usage, and the four words of each cut-off attempt
+    total = sum(record["usage"]["total_tokens"] for record in records)
+    assert sum(state["stats"]["history"]["tokens"]) == total + 4 * sum(kinds.values())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -165,24 +166,18 @@ class OpenAIHandler:
         answer.open = True
         status = response.status_code
         read = chunk_reader(response)
-        monotonic = self._clock.monotonic
-        limit = self._max_body_bytes
+        idle = IdleTimer(self._idle_timeout_s) if self._idle_timeout_s is not None else None
         try:
-            if self._idle_timeout_s is None:
+            with idle if idle is not None else nullcontext():
                 await read_stream(
-                    read, answer, chat=self._chat, monotonic=monotonic, limit=limit, on_tokens=self._on_tokens
+                    read,
+                    answer,
+                    chat=self._chat,
+                    monotonic=self._clock.monotonic,
+                    limit=self._max_body_bytes,
+                    idle=idle,
+                    on_tokens=self._on_tokens,
                 )
-            else:
-                with IdleTimer(self._idle_timeout_s) as idle:
-                    await read_stream(
-                        read,
-                        answer,
-                        chat=self._chat,
-                        monotonic=monotonic,
-                        limit=limit,
-                        idle=idle,
-                        on_tokens=self._on_tokens,
-                    )
         except IdleTimeout:
             return self._cut_off(answer, f"no chunk of the stream for {self._idle_timeout_s:g} s (idle_timeout_s)")
         except BadStream as problem:

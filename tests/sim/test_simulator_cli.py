@@ -96,6 +96,7 @@ def test_a_config_round_trips_through_the_options() -> None:
         retry_after_ms=40,
         stall_s=1.5,
         drip_interval_ms=7,
+        token_interval_ms=2.5,
         huge_bytes=1000,
         rpm_limit=30,
         model="m2",

@@ -276,6 +276,12 @@ CASES = [
         ["jobs/job.toml:7:1: endpoint.idle_timeout_s is the wait between chunks of a stream: it needs stream = true"],
     ),
     Case(
+        "stream with a handler",
+        HANDLER + '\n[endpoint]\nbase_url = "http://127.0.0.1:9/v1"\nstream = true\n',
+        ["jobs/job.toml:10:1: endpoint.stream is for the built-in handler; a [handler] makes its own requests"],
+        files={"h.py": "async def handler(trajectory):\n    return None\n"},
+    ),
+    Case(
         "idle timeout zero",
         SIM + "stream = true\nidle_timeout_s = 0\n",
         ["jobs/job.toml:8:1: endpoint.idle_timeout_s must be a number > 0, found 0"],

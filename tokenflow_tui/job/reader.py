@@ -304,7 +304,12 @@ class _Reader:
         simulator = self.simulator_section(table, simulate is True)
         stream = self.boolean(table, ("endpoint", "stream"), False)
         idle_timeout_s = self.number(table, ("endpoint", "idle_timeout_s"), None, above_zero=True)
-        if idle_timeout_s is not None and stream is False:
+        if stream is True and not builtin:
+            self.problem(
+                ("endpoint", "stream"),
+                "endpoint.stream is for the built-in handler; a [handler] makes its own requests",
+            )
+        elif idle_timeout_s is not None and stream is False:
             self.problem(
                 ("endpoint", "idle_timeout_s"),
                 "endpoint.idle_timeout_s is the wait between chunks of a stream: it needs stream = true",

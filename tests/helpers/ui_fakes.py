@@ -134,6 +134,7 @@ class ScriptedRun:
         self.shutdown_gate.set()
         self.run_error: Exception | None = None
         self.traffic = TrafficView()
+        self.ttft_s: tuple[float, float, float] | None = None  # p50, p95, p99 of a streamed run
         self.prices = False  # a cost budget is refused without prices, as the runner does
 
     # the script
@@ -274,6 +275,9 @@ class ScriptedRun:
             history=self.history,
             saved_at=self.saved_at,
             traffic=self.traffic,
+            ttft_p50_s=self.ttft_s[0] if self.ttft_s else None,
+            ttft_p95_s=self.ttft_s[1] if self.ttft_s else None,
+            ttft_p99_s=self.ttft_s[2] if self.ttft_s else None,
         )
 
     def row_count(self, row_filter: str = "all") -> int:

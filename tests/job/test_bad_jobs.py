@@ -228,7 +228,7 @@ CASES = [
         SIM + '\n[endpoint.simulator]\nfail = { "429" = 0.05, "4299" = 0.1 }\n',
         [
             "jobs/job.toml:9:24: endpoint.simulator.fail: unknown fault kind '4299'; valid kinds: "
-            '429, 500, 503, reset, stall, malformed, truncated, drip, huge, ctype; did you mean "429"?'
+            '429, 500, 503, reset, stall, malformed, truncated, drip, huge, ctype, no_done; did you mean "429"?'
         ],
     ),
     Case(
@@ -263,9 +263,28 @@ CASES = [
     Case(
         "params turn on streaming",
         SIM + "\n[request.params]\nstream = true\n",
-        [
-            'jobs/job.toml:9:1: request.params must not contain "stream": the built-in handler reads whole responses, not streams'
-        ],
+        ['jobs/job.toml:9:1: request.params must not contain "stream": streaming is set by endpoint.stream'],
+    ),
+    Case(
+        "stream not a boolean",
+        SIM + 'stream = "yes"\n',
+        ["jobs/job.toml:7:1: endpoint.stream must be true or false, found a string"],
+    ),
+    Case(
+        "idle timeout without stream",
+        SIM + "idle_timeout_s = 30\n",
+        ["jobs/job.toml:7:1: endpoint.idle_timeout_s is the wait between chunks of a stream: it needs stream = true"],
+    ),
+    Case(
+        "stream with a handler",
+        HANDLER + '\n[endpoint]\nbase_url = "http://127.0.0.1:9/v1"\nstream = true\n',
+        ["jobs/job.toml:10:1: endpoint.stream is for the built-in handler; a [handler] makes its own requests"],
+        files={"h.py": "async def handler(trajectory):\n    return None\n"},
+    ),
+    Case(
+        "idle timeout zero",
+        SIM + "stream = true\nidle_timeout_s = 0\n",
+        ["jobs/job.toml:8:1: endpoint.idle_timeout_s must be a number > 0, found 0"],
     ),
     Case(
         "params not a table",

@@ -47,6 +47,25 @@ def test_state_round_trip_restores_the_chart_history():
     assert restored.errors_by_kind == {"http_5xx": 1}
 
 
+def test_streamed_tokens_count_in_the_second_they_arrive_and_usage_makes_up_the_rest():
+    stats = RunStats()
+    stats.note_streamed(0.4, 3)
+    stats.note_streamed(1.5, 2)
+    # the attempt ends in second 2: 5 tokens were seen arriving, its usage says 4 + 6
+    stats.note_attempt(2.1, {"prompt_tokens": 4, "completion_tokens": 6}, None, ttft_ms=250.0, streamed_tokens=5)
+    # a cut-off attempt has no usage: its streamed tokens stay where they arrived
+    stats.note_streamed(2.5, 1)
+    stats.note_attempt(2.6, None, "cut_off", ttft_ms=100.0, streamed_tokens=1)
+    assert [point.tokens for point in stats.history(3.0)] == [3, 2, 5 + 1]
+    assert (stats.prompt_tokens, stats.completion_tokens) == (4, 6)
+    p50, p95, p99 = stats.ttft_percentiles()
+    # the histogram's buckets are about 9 % wide: each percentile lands in the bucket of its sample
+    assert 0.09 < p50 < 0.11 and 0.23 < p95 < 0.27 and p95 == p99
+    restored = RunStats.from_data(tomllib.loads(tomli_w.dumps({"stats": stats.to_data()}))["stats"])
+    assert restored.ttft_percentiles() == (p50, p95, p99)
+    assert RunStats().ttft_percentiles() == (None, None, None)
+
+
 def _snapshot(**stats) -> RunSnapshot:
     base = StatsSnapshot(
         "running", 5000, 1200, 34, 100, 3666, 1400, 166, 100, 100, 65.0, 300.0, 312.4, 290.0, 280.0, 0.25, 0.4, 0.5

@@ -12,6 +12,12 @@ def test_main_running(snap_compare) -> None:
     assert snap_compare(make_app(ScriptedRun()), terminal_size=SIZE)
 
 
+def test_main_running_a_streamed_job(snap_compare) -> None:
+    run = ScriptedRun()
+    run.ttft_s = (0.118, 0.342, 0.9)
+    assert snap_compare(make_app(run), terminal_size=SIZE)
+
+
 def test_main_paused_with_a_reason(snap_compare) -> None:
     run = ScriptedRun(state="paused", in_flight=0, reason=REASON)
     assert snap_compare(make_app(run), terminal_size=SIZE)

@@ -13,7 +13,7 @@ from tokenflow_tui.run.durations import duration
 from tokenflow_tui.ui.formatting import clock_time, compact, count, fit, latency, one_line, plural, short_status
 from tokenflow_tui.ui.lag import LoopLagMonitor
 from tokenflow_tui.ui.plot import bar_rows, nice_ceiling, per_second, sparkline
-from tokenflow_tui.ui.widgets.numbers import workers_text
+from tokenflow_tui.ui.widgets.numbers import latency_content, workers_text
 from tokenflow_tui.ui.widgets.status import RunHeader
 from tokenflow_tui.ui.widgets.summary import summary_content
 from tokenflow_tui.ui.widgets.trajectory import attempt_content, hanging
@@ -165,6 +165,19 @@ def test_workers_say_what_the_count_is_doing(state: str, workers: int, target: i
     run = ScriptedRun(state=state, workers=workers)
     run.target_workers = target
     assert workers_text(run.snapshot()) == shown
+
+
+def test_the_latency_panel_shows_ttft_only_for_a_streamed_run() -> None:
+    snapshot = ScriptedRun().snapshot()
+    assert [line.split()[0] for line in latency_content(snapshot).plain.splitlines()] == [
+        "p50",
+        "p95",
+        "p99",
+        "attempts",
+    ]
+    for p50, p95, shown in [(0.12, 0.345, "120/345 ms"), (0.8, 2.54, "0.8/2.5 s"), (90.0, 150.0, "1.5/2.5 min")]:
+        streamed = dataclasses.replace(snapshot, ttft_p50_s=p50, ttft_p95_s=p95, ttft_p99_s=p95)
+        assert latency_content(streamed).plain.splitlines()[-1] == "ttft 50/95 " + shown.rjust(10)
 
 
 def test_the_header_says_not_saved_yet_without_a_saved_label() -> None:

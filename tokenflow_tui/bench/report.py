@@ -15,7 +15,10 @@ def format_result(result: dict[str, Any]) -> list[str]:
     ]
     if result["repeat"] > 1:
         lines.append(f"every figure is the median of {result['repeat']} rounds")
-    lines += ["", *_engine(result["engine"]), "", *_http(result["http"]), "", *_targets(result["targets"])]
+    lines += ["", *_engine(result["engine"]), "", *_http(result["http"])]
+    if "streaming" in result:
+        lines += ["", *_streaming(result["streaming"])]
+    lines += ["", *_targets(result["targets"])]
     return lines
 
 
@@ -69,6 +72,18 @@ def _http(points: list[dict[str, Any]]) -> list[str]:
         "  transport in the same run (below 1.00x: the run costs less per request than the yardstick)",
     ]
     return lines
+
+
+def _streaming(figures: dict[str, Any]) -> list[str]:
+    run, loop = figures["run"], figures["yardstick"]
+    return [
+        f"Streaming: {figures['requests']:,} streamed requests of {figures['tokens']} tokens, "
+        f"{figures['in_flight']} in flight, simulator at 0 ms",
+        f"  {'':36}{'requests/s':>11}{'CPU ms/request':>16}{'vs yardstick':>14}{'peak RSS':>10}",
+        f"  {f'run, stream = true, {TRANSPORTS[0]}':36}{run['requests_per_s']:>11,.0f}"
+        f"{run['cpu_ms_per_request']:>16.3f}{run['cpu_vs_yardstick']:>13.2f}x{run['peak_rss_mb']:>7.0f} MB",
+        f"  {'yardstick: aiohttp SSE loop':36}{loop['requests_per_s']:>11,.0f}{loop['cpu_ms_per_request']:>16.3f}",
+    ]
 
 
 def _targets(found: list[dict[str, Any]]) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,14 +16,17 @@ import httpx
 import orjson
 
 from ..engine import ActionContinue, ActionDone, Clock, SystemClock, TokenFlowAction, TokenFlowRequestTrajectory
-from ..engine.error_kinds import BAD_RESPONSE, CONNECTION, HTTP_4XX, HTTP_5XX, HTTP_429, TIMEOUT
+from ..engine.error_kinds import BAD_RESPONSE, CONNECTION, CUT_OFF, HTTP_4XX, HTTP_5XX, HTTP_429, TIMEOUT
 from ..job.model import API_PATHS, APIS, Api, RequestApi
 from .deadlines import Deadlines
+from .idle import IdleTimeout, IdleTimer
 from .retry_policy import Rng, is_retryable, parse_retry_after, retry_delay_s
+from .streamed import BadStream, StreamedAnswer, read_stream
 from .transport import (
     TRANSPORT_ERRORS,
     BodyCutShort,
     ClientLike,
+    chunk_reader,
     error_kind,
     failed_to_connect,
     read_body,
@@ -54,6 +58,8 @@ class HandlerSettings:
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
     max_body_bytes: int = 16 * 1024 * 1024
+    stream: bool = False  # ask for server-sent events, with the usage in the last one
+    idle_timeout_s: float | None = None  # with stream: the longest wait between two chunks
 
     def __post_init__(self) -> None:
         if self.api not in APIS:
@@ -62,6 +68,8 @@ class HandlerSettings:
             raise ValueError(f"HandlerSettings: max_attempts must be ≥ 1, got {self.max_attempts}")
         if not self.timeout_s > 0:
             raise ValueError(f"HandlerSettings: timeout_s must be > 0, got {self.timeout_s}")
+        if self.idle_timeout_s is not None and not self.idle_timeout_s > 0:
+            raise ValueError(f"HandlerSettings: idle_timeout_s must be > 0, got {self.idle_timeout_s}")
 
 
 class OpenAIHandler:
@@ -72,7 +80,8 @@ class OpenAIHandler:
     filling only the keys it lacks, to the API the url names (chat, completions or embeddings).
     `on_rate_limit(delay_s)` hears of every 429 with the wait it implies, so a rate controller can
     slow every worker; `on_auth_error(status_code, message)` hears of every 401 and 403;
-    `on_headers(headers)` sees the headers of every response (for the x-ratelimit-* ones).
+    `on_headers(headers)` sees the headers of every response (for the x-ratelimit-* ones);
+    `on_tokens(n)` hears of the tokens of a streamed answer as they arrive.
     `reached()` hears of every attempt that reached the server, and `await unreached(message)` of
     every one that could not connect (refused, DNS, TLS): it may hold the attempt, or cancel it so
     that it runs again unspent (a dead server pauses the job).
@@ -88,6 +97,7 @@ class OpenAIHandler:
         on_rate_limit: Callable[[float], Any] | None = None,
         on_auth_error: Callable[[int, str], Any] | None = None,
         on_headers: Callable[[Mapping[str, str]], Any] | None = None,
+        on_tokens: Callable[[int], Any] | None = None,
         reached: Callable[[], None] | None = None,
         unreached: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
@@ -101,6 +111,11 @@ class OpenAIHandler:
             self._headers["authorization"] = f"Bearer {api_key}"
         self._api_key = api_key
         self._base_body = {"model": settings.model, **settings.params} if settings.model else dict(settings.params)
+        self._stream = settings.stream
+        if settings.stream:
+            self._base_body["stream"] = True
+            self._base_body.setdefault("stream_options", {"include_usage": True})
+        self._idle_timeout_s = settings.idle_timeout_s
         self._timeout_s = settings.timeout_s
         self._deadlines = Deadlines(settings.timeout_s)
         self._max_body_bytes = settings.max_body_bytes
@@ -109,6 +124,7 @@ class OpenAIHandler:
         self._on_rate_limit = on_rate_limit
         self._on_auth_error = on_auth_error
         self._on_headers = on_headers
+        self._on_tokens = on_tokens
         self._reached = reached
         self._unreached = unreached
 
@@ -120,11 +136,12 @@ class OpenAIHandler:
             api, content = self._settings.api, orjson.dumps(self._body(line))
         else:
             api, content = _BATCH_APIS[line["url"]], orjson.dumps({**self._base_body, **batch_body})
+        answer = StreamedAnswer(self._clock.monotonic()) if self._stream else None
         try:
             with self._deadlines:
-                result, headers = await self._attempt(api, content)
+                result, headers = await self._attempt(api, content, answer)
         except TimeoutError:
-            result, headers = self._timeout_error(), None
+            result, headers = self._timeout_error(answer), None
         if headers is _UNREACHED:
             headers = None
             if self._unreached is not None:
@@ -152,7 +169,9 @@ class OpenAIHandler:
             body["prompt"] = prompt
         return body
 
-    async def _attempt(self, api: RequestApi, content: bytes) -> tuple[dict[str, Any], Mapping[str, str] | None]:
+    async def _attempt(
+        self, api: RequestApi, content: bytes, answer: StreamedAnswer | None
+    ) -> tuple[dict[str, Any], Mapping[str, str] | None]:
         """The result of one POST, and the response headers when it failed with an HTTP status
         (`_UNREACHED` when it could not connect)."""
         url = self._urls[api]
@@ -161,6 +180,8 @@ class OpenAIHandler:
                 headers = response_headers(response)
                 if self._on_headers is not None:
                     self._on_headers(headers)
+                if answer is not None and 200 <= response.status_code < 300 and _is_event_stream(headers):
+                    return await self._streamed(response, answer, api == "chat"), None
                 try:
                     body, complete = await read_body(response, self._max_body_bytes)
                 except BodyCutShort as cut:
@@ -172,6 +193,53 @@ class OpenAIHandler:
             if error_kind(exc) == TIMEOUT:
                 return self._timeout_error(), unreached
             return self._error(CONNECTION, f"the connection failed: {_describe(exc)}", None, None), unreached
+
+    async def _streamed(self, response: httpx.Response, answer: StreamedAnswer, chat: bool) -> dict[str, Any]:
+        """The result of a 2xx event stream: the answer, or an error that keeps the partial text."""
+        answer.open = True
+        status = response.status_code
+        read = chunk_reader(response)
+        idle = IdleTimer(self._idle_timeout_s) if self._idle_timeout_s is not None else None
+        try:
+            with idle if idle is not None else nullcontext():
+                await read_stream(
+                    read,
+                    answer,
+                    chat=chat,
+                    monotonic=self._clock.monotonic,
+                    limit=self._max_body_bytes,
+                    idle=idle,
+                    on_tokens=self._on_tokens,
+                )
+        except IdleTimeout:
+            return self._cut_off(answer, f"no chunk of the stream for {self._idle_timeout_s:g} s (idle_timeout_s)")
+        except BadStream as problem:
+            return self._cut_off(answer, problem.message, BAD_RESPONSE, problem.excerpt)
+        except TRANSPORT_ERRORS as exc:
+            return self._cut_off(answer, f"the stream was cut off: {_describe(exc)}")
+        if not answer.finished:
+            return self._cut_off(answer, "the stream ended before the answer did (no finish reason, no [DONE])")
+        if not answer.parts:
+            what = "message content" if chat else "text"
+            return self._cut_off(answer, f"the streamed answer has no {what}", BAD_RESPONSE)
+        return {
+            "text": answer.text,
+            "usage": answer.usage,
+            "status_code": status,
+            "finish_reason": answer.finish_reason,
+            "ttft_ms": answer.ttft_ms,
+            "streamed_tokens": answer.tokens,
+        }
+
+    def _cut_off(
+        self, answer: StreamedAnswer, message: str, kind: str = CUT_OFF, excerpt: bytes | None = None
+    ) -> dict[str, Any]:
+        """The error of a stream that stopped short; the text that came is kept in it (it was paid for)."""
+        result = self._error(kind, message, 200, excerpt)
+        result["error"]["partial"] = answer.text
+        result["ttft_ms"] = answer.ttft_ms
+        result["streamed_tokens"] = answer.tokens
+        return result
 
     def _parse(
         self, api: RequestApi, response: httpx.Response, headers: Mapping[str, str], body: bytes, complete: bool
@@ -267,8 +335,11 @@ class OpenAIHandler:
             return ActionContinue(line, delay), result, payload
         return _DONE, result, payload
 
-    def _timeout_error(self) -> dict[str, Any]:
-        return self._error(TIMEOUT, f"no complete response within {self._timeout_s:g} s", None, None)
+    def _timeout_error(self, answer: StreamedAnswer | None = None) -> dict[str, Any]:
+        message = f"no complete response within {self._timeout_s:g} s"
+        if answer is not None and answer.open:
+            return self._cut_off(answer, message + " (timeout_s)")
+        return self._error(TIMEOUT, message, None, None)
 
     def _error(self, kind: str, message: str, status_code: int | None, body: bytes | None) -> dict[str, Any]:
         key = self._api_key
@@ -285,6 +356,10 @@ class OpenAIHandler:
             excerpt = excerpt[:EXCERPT_CHARS]
         message = message[:_MESSAGE_CHARS]
         return {"error": {"kind": kind, "message": message, "status_code": status_code, "excerpt": excerpt}}
+
+
+def _is_event_stream(headers: Mapping[str, str]) -> bool:
+    return headers.get("content-type", "").partition(";")[0].strip().lower() == "text/event-stream"
 
 
 def _describe(exc: BaseException) -> str:

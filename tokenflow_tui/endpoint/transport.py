@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -186,6 +186,23 @@ async def _read_body(response: httpx.Response, limit: int, chunks: list[bytes]) 
         if content.at_eof():
             # one chunk is the common case: no copy
             return chunks[0] if len(chunks) == 1 else b"".join(chunks), True
+
+
+def chunk_reader(response: httpx.Response) -> Callable[[], Awaitable[bytes]]:
+    """A function that returns the body's next bytes as they arrive, and b"" at its end (for streamed answers)."""
+    raw = _aiohttp_response(response)
+    if raw is not None and "Content-Encoding" not in raw.headers:
+        # whatever has arrived, at once: an event must not wait for a buffer to fill
+        return raw.content.readany
+    chunks = response.aiter_bytes()
+
+    async def read() -> bytes:
+        try:
+            return await anext(chunks)
+        except StopAsyncIteration:
+            return b""
+
+    return read
 
 
 async def _read_decoded(response: httpx.Response, limit: int, chunks: list[bytes]) -> tuple[bytes, bool]:

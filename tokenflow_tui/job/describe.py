@@ -38,9 +38,13 @@ def _endpoint_rows(job: Job) -> list[tuple[str, str]]:
     if endpoint.model is not None:
         rows.append(("model", endpoint.model))
     if job.job.input_format == OPENAI_BATCH:
-        rows.append(("api", "each request's url (/v1/chat/completions, /v1/completions or /v1/embeddings)"))
+        api = "each request's url (/v1/chat/completions, /v1/completions or /v1/embeddings)"
     else:
-        rows.append(("api", f"{endpoint.api} ({API_PATHS[endpoint.api]})"))
+        api = f"{endpoint.api} ({API_PATHS[endpoint.api]})"
+    if endpoint.stream:
+        idle = f", idle timeout {endpoint.idle_timeout_s:g} s" if endpoint.idle_timeout_s is not None else ""
+        api += f", streamed{idle}"
+    rows.append(("api", api))
     if job.request.params:
         rows.append(("params", orjson.dumps(dict(job.request.params)).decode()))
     return rows
@@ -54,6 +58,8 @@ def _simulator(sim: SimulatorSection) -> str:
         text += ", failures " + ", ".join(f"{kind} {p * 100:g}%" for kind, p in sim.fail.items())
     if sim.rpm_limit:
         text += f", {sim.rpm_limit:,} requests/min"
+    if sim.token_interval_ms:
+        text += f", streamed tokens {sim.token_interval_ms:g} ms apart"
     if sim.seed is not None:
         text += f", seed {sim.seed}"
     return text

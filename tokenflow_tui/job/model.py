@@ -31,7 +31,7 @@ FORBIDDEN_PARAMS = {
     "model": "the model is set by endpoint.model",
     "messages": "each input line gives its own messages or prompt",
     "prompt": "each input line gives its own messages or prompt",
-    "stream": "the built-in handler reads whole responses, not streams",
+    "stream": "streaming is set by endpoint.stream",
 }
 
 
@@ -50,6 +50,7 @@ class SimulatorSection:
     fail: Mapping[str, float] = field(default_factory=dict)
     seed: int | None = None
     rpm_limit: int = 0
+    token_interval_ms: float = 0.0
 
     def to_config(self) -> SimulatorConfig:
         return SimulatorConfig(
@@ -58,6 +59,7 @@ class SimulatorSection:
             fail=self.fail,
             seed=self.seed,
             rpm_limit=self.rpm_limit,
+            token_interval_ms=self.token_interval_ms,
         )
 
 
@@ -73,6 +75,8 @@ class EndpointSection:
     timeout_s: float
     transport: TransportName
     simulator: SimulatorSection | None
+    stream: bool = False  # server-sent events: tokens as they are made, time to first token
+    idle_timeout_s: float | None = None  # with stream: the longest wait between two chunks; None: timeout_s only
 
 
 @dataclass(frozen=True, slots=True)

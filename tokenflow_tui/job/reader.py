@@ -46,7 +46,18 @@ from .toml_positions import KeyPath, KeyPositions
 _SECTIONS = {
     "job": ("name", "input", "input_format", "output"),
     "input": ("prompt_column", "messages_column", "id_column"),
-    "endpoint": ("base_url", "simulate", "api", "model", "api_key_env", "timeout_s", "transport", "simulator"),
+    "endpoint": (
+        "base_url",
+        "simulate",
+        "api",
+        "model",
+        "api_key_env",
+        "timeout_s",
+        "transport",
+        "stream",
+        "idle_timeout_s",
+        "simulator",
+    ),
     "request": ("params",),
     "workers": ("count", "adaptive", "min", "max"),
     "retry": ("max_attempts", "backoff_base_s", "backoff_max_s"),
@@ -60,7 +71,7 @@ _SECTIONS = {
     ),
     "handler": ("path",),
 }
-_SIMULATOR_KEYS = ("latency_ms", "jitter_ms", "fail", "seed", "rpm_limit")
+_SIMULATOR_KEYS = ("latency_ms", "jitter_ms", "fail", "seed", "rpm_limit", "token_interval_ms")
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
 MAX_NAME = 100  # job.name names the folder runs/<name>: well below the 255 bytes a file name may have
 MAX_JOB_BYTES = 1 << 20
@@ -311,7 +322,10 @@ class _Reader:
             endpoint=None
             if endpoint is None
             else self.endpoint_section(
-                endpoint, environ, needs_model=builtin and job_section.input_format != OPENAI_BATCH
+                endpoint,
+                environ,
+                builtin=builtin,
+                needs_model=builtin and job_section.input_format != OPENAI_BATCH,
             ),
             request=self.request_section(tables["request"] or {}, builtin=builtin),
             workers=self.workers_section(tables["workers"] or {}),
@@ -420,7 +434,7 @@ class _Reader:
         return _INVALID
 
     def endpoint_section(
-        self, table: dict[str, Any], environ: Mapping[str, str], *, needs_model: bool
+        self, table: dict[str, Any], environ: Mapping[str, str], *, builtin: bool, needs_model: bool
     ) -> EndpointSection:
         base_url = self.base_url(table)
         simulate = self.boolean(table, ("endpoint", "simulate"), False)
@@ -439,6 +453,18 @@ class _Reader:
         elif model == "":
             self.problem(("endpoint", "model"), "endpoint.model must not be empty")
         simulator = self.simulator_section(table, simulate is True)
+        stream = self.boolean(table, ("endpoint", "stream"), False)
+        idle_timeout_s = self.number(table, ("endpoint", "idle_timeout_s"), None, above_zero=True)
+        if stream is True and not builtin:
+            self.problem(
+                ("endpoint", "stream"),
+                "endpoint.stream is for the built-in handler; a [handler] makes its own requests",
+            )
+        elif idle_timeout_s is not None and stream is False:
+            self.problem(
+                ("endpoint", "idle_timeout_s"),
+                "endpoint.idle_timeout_s is the wait between chunks of a stream: it needs stream = true",
+            )
         return EndpointSection(
             base_url=base_url,
             simulate=simulate,
@@ -448,6 +474,8 @@ class _Reader:
             timeout_s=self.number(table, ("endpoint", "timeout_s"), 120.0, above_zero=True),
             transport=self.string(table, ("endpoint", "transport"), "aiohttp", TRANSPORTS),
             simulator=simulator,
+            stream=stream,
+            idle_timeout_s=idle_timeout_s,
         )
 
     def base_url(self, table: dict[str, Any]) -> Any:
@@ -523,6 +551,7 @@ class _Reader:
             fail=self.fail(table, path + ("fail",)),
             seed=self.value(table, path + ("seed",), "an integer", _is_int),
             rpm_limit=self.integer(table, path + ("rpm_limit",), 0, lo=0),
+            token_interval_ms=self.number(table, path + ("token_interval_ms",), 0.0),
         )
 
     def fail(self, table: dict[str, Any], path: KeyPath) -> Any:

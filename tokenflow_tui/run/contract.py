@@ -60,6 +60,10 @@ class RunSnapshot:
     history: Sequence[ChartPoint]  # the last few minutes, oldest first
     saved_at: float | None  # wall-clock time of the last save
     traffic: TrafficView = field(default_factory=TrafficView)
+    # time to first token of streamed attempts, in seconds; None without [endpoint] stream = true
+    ttft_p50_s: float | None = None
+    ttft_p95_s: float | None = None
+    ttft_p99_s: float | None = None
     # finished records saving could not write (a full disk): in memory while paused, given up once closed
     unsaved: int = 0
 

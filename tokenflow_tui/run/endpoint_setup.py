@@ -48,11 +48,14 @@ class RunEndpoint:
         traffic: Traffic,
         on_auth_error: Callable[[int, str], None],
         unreachable: Unreachable,
+        on_tokens: Callable[[int], None] | None = None,
     ) -> OpenAIHandler:
-        """The OpenAI-compatible handler, with a client for `connections` requests in flight (after `start`)."""
+        """The OpenAI-compatible handler, with a client for `connections` requests in flight (after `start`).
+
+        `on_tokens(n)` hears of the tokens of streamed answers as they arrive.
+        """
         endpoint, job = self._endpoint, self._job
         assert self.base_url is not None
-        assert endpoint.model is not None  # the job file checks: a built-in handler has a model
         client = make_client(endpoint.transport, connections, endpoint.timeout_s)
         self._closers.append(client.aclose)
         settings = HandlerSettings(
@@ -64,6 +67,8 @@ class RunEndpoint:
             max_attempts=job.retry.max_attempts,
             backoff_base_s=job.retry.backoff_base_s,
             backoff_max_s=job.retry.backoff_max_s,
+            stream=endpoint.stream,
+            idle_timeout_s=endpoint.idle_timeout_s,
         )
         return OpenAIHandler(
             settings,
@@ -74,6 +79,7 @@ class RunEndpoint:
             on_headers=traffic.on_headers,
             reached=unreachable.reached,
             unreached=unreachable.unreached,
+            on_tokens=on_tokens,
         )
 
     async def close(self) -> None:

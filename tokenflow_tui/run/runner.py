@@ -369,6 +369,7 @@ class JobRunner:
         stats = self._overall_stats(elapsed)
         state = self._state_name()
         tokens = self._stats.total_tokens
+        ttft_p50, ttft_p95, ttft_p99 = self._stats.ttft_percentiles()
         return RunSnapshot(
             job_name=self.job.name,
             output_dir=str(self.output_dir),
@@ -385,6 +386,9 @@ class JobRunner:
             saved_at=self._saved_at,
             unsaved=self._unsaved(),
             traffic=self._traffic.view() if self._traffic is not None else TrafficView(),
+            ttft_p50_s=ttft_p50,
+            ttft_p95_s=ttft_p95,
+            ttft_p99_s=ttft_p99,
         )
 
     def row_count(self, row_filter: str = "all") -> int:
@@ -413,9 +417,15 @@ class JobRunner:
         key_env = self.job.endpoint.api_key_env
         api_key = self._environ.get(key_env) if key_env else None
         assert base_url is not None
+        note_streamed, elapsed = self._stats.note_streamed, self._elapsed
         self._unreachable = Unreachable(base_url, self._clock, self._running, self._pause_by_itself)
         return endpoint.builtin_handler(
-            self._workers_cap(), api_key, self._traffic, self._on_auth_error, self._unreachable
+            self._workers_cap(),
+            api_key,
+            self._traffic,
+            self._on_auth_error,
+            self._unreachable,
+            lambda n: note_streamed(elapsed(), n),
         )
 
     def _background(self, work: Awaitable[Any]) -> None:
@@ -475,8 +485,14 @@ class JobRunner:
         assert self._traffic is not None
         element = request.request_trajectory.trajectory[-1]
         if element.action is not None:  # a cancelled attempt runs again: it tells nothing
-            usage, kind = self._attempt_figures(element.result, payload)
-            self._stats.note_attempt(self._elapsed(), usage, kind)
+            result = element.result
+            usage, kind = self._attempt_figures(result, payload)
+            if type(result) is dict and "ttft_ms" in result:  # a streamed answer of the built-in handler
+                self._stats.note_attempt(
+                    self._elapsed(), usage, kind, result["ttft_ms"], result.get("streamed_tokens") or 0
+                )
+            else:
+                self._stats.note_attempt(self._elapsed(), usage, kind)
         self._traffic.attempt_ended(request.request_trajectory)
         if self._unreachable is not None:
             self._unreachable.attempt_ended()

@@ -1,10 +1,11 @@
-"""Statistics of a job beyond the engine's: tokens, attempt errors by kind, and per-second history."""
+"""Statistics of a job beyond the engine's: tokens, attempt errors by kind, time to first token, per-second history."""
 
 from __future__ import annotations
 
 from collections import Counter, deque
 from typing import Any
 
+from ..engine.stats import LatencyHistogram
 from .contract import ChartPoint
 
 HISTORY_SECONDS = 600
@@ -18,6 +19,7 @@ class RunStats:
         self.completion_tokens = 0
         self.errors_by_kind: Counter[str] = Counter()
         self.failed_by_kind: Counter[str] = Counter()
+        self.ttft = LatencyHistogram()  # of streamed attempts that brought text
         self._history: deque[ChartPoint] = deque(maxlen=history_s)
         self._second = -1
         self._finished = 0
@@ -28,18 +30,41 @@ class RunStats:
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
-    def note_attempt(self, elapsed_s: float, usage: dict[str, Any] | None, error_kind: str | None) -> None:
-        """An attempt ended `elapsed_s` seconds into the run (running time)."""
+    def note_attempt(
+        self,
+        elapsed_s: float,
+        usage: dict[str, Any] | None,
+        error_kind: str | None,
+        ttft_ms: float | None = None,
+        streamed_tokens: int = 0,
+    ) -> None:
+        """An attempt ended `elapsed_s` seconds into the run (running time).
+
+        `streamed_tokens` of it were already counted in the per-second history as they arrived
+        (note_streamed); its usage, the true count, makes up the rest.
+        """
         self._roll(int(elapsed_s))
         if usage:
             prompt = usage.get("prompt_tokens") or 0
             completion = usage.get("completion_tokens") or 0
             self.prompt_tokens += prompt
             self.completion_tokens += completion
-            self._tokens += prompt + completion
+            self._tokens += max(0, prompt + completion - streamed_tokens)
+        if ttft_ms is not None:
+            self.ttft.add(ttft_ms / 1000)
         if error_kind is not None:
             self.errors_by_kind[error_kind] += 1
             self._errors[error_kind] += 1
+
+    def note_streamed(self, elapsed_s: float, tokens: int) -> None:
+        """Tokens of a streamed answer arrived: the rate shows them now, not when the answer ends."""
+        self._roll(int(elapsed_s))
+        self._tokens += tokens
+
+    def ttft_percentiles(self) -> tuple[float | None, float | None, float | None]:
+        """p50, p95 and p99 of the time to first token, in seconds (None before any streamed text)."""
+        ttft = self.ttft
+        return ttft.percentile(50), ttft.percentile(95), ttft.percentile(99)
 
     def note_finished(self, elapsed_s: float, failed_kind: str | None) -> None:
         self._roll(int(elapsed_s))
@@ -87,6 +112,7 @@ class RunStats:
             "completion_tokens": self.completion_tokens,
             "errors_by_kind": dict(self.errors_by_kind),
             "failed_by_kind": {k: v for k, v in self.failed_by_kind.items() if v},
+            "ttft": self.ttft.to_data(),
             "history": {
                 "t": [p.t for p in points],
                 "finished": [p.finished for p in points],
@@ -102,6 +128,7 @@ class RunStats:
         stats.completion_tokens = int(data.get("completion_tokens", 0))
         stats.errors_by_kind.update(data.get("errors_by_kind", {}))
         stats.failed_by_kind.update(data.get("failed_by_kind", {}))
+        stats.ttft = LatencyHistogram.from_data(data.get("ttft", {}))
         history = data.get("history", {})
         for t, finished, tokens, errors in zip(
             history.get("t", []), history.get("finished", []), history.get("tokens", []), history.get("errors", [])

@@ -70,22 +70,27 @@ def _builtin_attempt(element: TokenFlowRequestTrajectoryElement) -> dict[str, An
         return _handler_attempt(element)  # the built-in handler raised: an UnexpectedUserException
     error = result.get("error")
     if error is not None:
-        return {
+        attempt = {
             "params": element.request_params,
             "error": error,
             "status_code": error.get("status_code"),
             "started_at": element.started_at,
             "latency_ms": _latency_ms(element.latency_s),
         }
-    return {
-        "params": element.request_params,
-        "result": result.get("text"),
-        "status_code": result.get("status_code"),
-        "usage": result.get("usage"),
-        "finish_reason": result.get("finish_reason"),
-        "started_at": element.started_at,
-        "latency_ms": _latency_ms(element.latency_s),
-    }
+    else:
+        attempt = {
+            "params": element.request_params,
+            "result": result["text"],
+            "status_code": result.get("status_code"),
+            "usage": result.get("usage"),
+            "finish_reason": result.get("finish_reason"),
+            "started_at": element.started_at,
+            "latency_ms": _latency_ms(element.latency_s),
+        }
+    # streamed attempts only: time to first token (None when no text came)
+    if "ttft_ms" in result:
+        attempt["ttft_ms"] = result["ttft_ms"]
+    return attempt
 
 
 def _handler_attempt(element: TokenFlowRequestTrajectoryElement) -> dict[str, Any]:

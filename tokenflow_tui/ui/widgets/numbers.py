@@ -80,15 +80,25 @@ def speed_content(snapshot: RunSnapshot, lag_p99_ms: float | None) -> Content:
 
 def latency_content(snapshot: RunSnapshot) -> Content:
     stats = snapshot.stats
-    return _rows(
-        [
-            ("p50", _right(latency(stats.latency_p50_s), 10)),
-            ("p95", _right(latency(stats.latency_p95_s), 10)),
-            ("p99", _right(latency(stats.latency_p99_s), 10)),
-            ("attempts", _right(count(stats.attempts), 10)),
-        ],
-        11,
-    )
+    rows: list[tuple[str, str | Content]] = [
+        ("p50", _right(latency(stats.latency_p50_s), 10)),
+        ("p95", _right(latency(stats.latency_p95_s), 10)),
+        ("p99", _right(latency(stats.latency_p99_s), 10)),
+        ("attempts", _right(count(stats.attempts), 10)),
+    ]
+    if snapshot.ttft_p50_s is not None:
+        rows.append(("ttft 50/95", _right(ttft_pair(snapshot.ttft_p50_s, snapshot.ttft_p95_s), 10)))
+    return _rows(rows, 11)
+
+
+def ttft_pair(p50_s: float, p95_s: float | None) -> str:
+    """'120/340 ms', '1.2/3.4 s': two percentiles of the time to first token in one unit, to fit one line."""
+    top = p95_s if p95_s is not None else p50_s
+    if top < 1:
+        return f"{p50_s * 1000:.0f}/{top * 1000:.0f} ms"
+    if top < 60:
+        return f"{p50_s:.1f}/{top:.1f} s"
+    return f"{p50_s / 60:.1f}/{top / 60:.1f} min"
 
 
 def tokens_content(snapshot: RunSnapshot) -> Content:

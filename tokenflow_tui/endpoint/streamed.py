@@ -6,7 +6,7 @@ yields its partial text, and the time its first token took.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import orjson
@@ -80,21 +80,30 @@ async def read_stream(
         answer.size += len(chunk)
         if answer.size > limit:
             raise BadStream(f"the streamed response is larger than the {limit} bytes allowed")
-        before = answer.tokens
-        for data in events.feed(chunk):
-            if data == DONE:
-                answer.done = True
-                break
-            _take(answer, data, chat, monotonic)
-        if on_tokens is not None and answer.tokens != before:
-            on_tokens(answer.tokens - before)
+        _take_events(answer, events.feed(chunk), chat, monotonic, on_tokens)
         if answer.done:
             return
-    for data in events.end():
-        if data == DONE:
-            answer.done = True
-            return
-        _take(answer, data, chat, monotonic)
+    _take_events(answer, events.end(), chat, monotonic, on_tokens)
+
+
+def _take_events(
+    answer: StreamedAnswer,
+    events: Iterable[bytes],
+    chat: bool,
+    monotonic: Callable[[], float],
+    on_tokens: Callable[[int], Any] | None,
+) -> None:
+    """The events of one read into the answer, up to [DONE]; their tokens told even when one is bad."""
+    before = answer.tokens
+    try:
+        for data in events:
+            if data == DONE:
+                answer.done = True
+                return
+            _take(answer, data, chat, monotonic)
+    finally:
+        if on_tokens is not None and answer.tokens != before:
+            on_tokens(answer.tokens - before)
 
 
 def _take(answer: StreamedAnswer, data: bytes, chat: bool, monotonic: Callable[[], float]) -> None:

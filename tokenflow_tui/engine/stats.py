@@ -106,13 +106,16 @@ class RateWindow:
 class LatencyHistogram:
     """Log-scale histogram: percentiles within 1 % of the exact nearest-rank value, without keeping samples."""
 
-    __slots__ = ("_counts", "count", "_low", "_high")
+    __slots__ = ("_counts", "_high", "_low", "_max_s", "_min_s", "count")
 
     def __init__(self) -> None:
         self._counts = [0] * _LAT_BUCKETS
         self.count = 0
         self._low = _LAT_BUCKETS  # the lowest and highest bucket used: percentiles scan only between them
         self._high = -1
+        # the exact extremes: a percentile is never outside them (ten samples of 50 ms give 50 ms)
+        self._min_s = math.inf
+        self._max_s = 0.0
 
     def add(self, seconds: float) -> None:
         if seconds > _LAT_MIN_S:
@@ -125,6 +128,10 @@ class LatencyHistogram:
             self._low = index
         if index > self._high:
             self._high = index
+        if seconds < self._min_s:
+            self._min_s = seconds
+        if seconds > self._max_s:
+            self._max_s = seconds
 
     def add_all(self, seconds: Iterable[float]) -> None:
         for value in seconds:
@@ -141,13 +148,13 @@ class LatencyHistogram:
         ranks = [max(1, math.ceil(p / 100 * self.count - 1e-9)) for p in points]
         found: list[float | None] = []
         seen = 0
-        counts = self._counts
+        counts, low, high = self._counts, self._min_s, self._max_s
         for index in range(self._low, self._high + 1):
             seen += counts[index]
             while len(found) < len(ranks) and seen >= ranks[len(found)]:
-                found.append(_LAT_MIN_S * _LAT_RATIO ** (index + 0.5))
+                found.append(min(max(_LAT_MIN_S * _LAT_RATIO ** (index + 0.5), low), high))
         while len(found) < len(ranks):
-            found.append(_LAT_MIN_S * _LAT_RATIO ** (self._high + 0.5))
+            found.append(high)
         return tuple(found)
 
     def merge(self, other: LatencyHistogram) -> None:
@@ -158,12 +165,17 @@ class LatencyHistogram:
         self.count += other.count
         self._low = min(self._low, other._low)
         self._high = max(self._high, other._high)
+        self._min_s = min(self._min_s, other._min_s)
+        self._max_s = max(self._max_s, other._max_s)
 
     def to_data(self) -> dict[str, object]:
         """Plain data (for state.toml and checkpoints): the bucket layout and the used buckets' counts."""
         counts = self._counts
         used = [i for i in range(self._low, self._high + 1) if counts[i]]
-        return {"format": _LAT_FORMAT, "buckets": used, "counts": [counts[i] for i in used]}
+        data: dict[str, object] = {"format": _LAT_FORMAT, "buckets": used, "counts": [counts[i] for i in used]}
+        if self.count:
+            data["min_s"], data["max_s"] = self._min_s, self._max_s
+        return data
 
     @classmethod
     def from_data(cls, data: object) -> LatencyHistogram:
@@ -178,4 +190,8 @@ class LatencyHistogram:
                 hist.count += n
                 hist._low = min(hist._low, index)
                 hist._high = max(hist._high, index)
+        if hist.count:
+            # older figures without the extremes: the edges of the buckets used
+            hist._min_s = float(data.get("min_s", _LAT_MIN_S * _LAT_RATIO**hist._low))
+            hist._max_s = float(data.get("max_s", _LAT_MIN_S * _LAT_RATIO ** (hist._high + 1)))
         return hist

@@ -199,8 +199,7 @@ def test_report_command_json(run_dir: Path, capsys: pytest.CaptureFixture[str]) 
         "example_message": "too many requests retry later",
     }
     assert {
-        k: report[k]
-        for k in ("requests", "records", "done", "failed", "missing", "attempts", "retries", "retried")
+        k: report[k] for k in ("requests", "records", "done", "failed", "missing", "attempts", "retries", "retried")
     } == {
         "requests": 8,
         "records": 7,

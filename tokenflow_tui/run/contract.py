@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from ..engine import StatsSnapshot
 from ..engine.error_kinds import ERROR_KINDS
+from ..traffic.budget import format_usd
 from ..traffic.view import TrafficView
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "RunSnapshot",
     "SaveReport",
     "TrafficView",
+    "format_usd",
 ]
 
 ROW_FILTERS = ("all", "in_flight", "retried", "failed")
@@ -54,6 +56,11 @@ class RunSnapshot:
     history: Sequence[ChartPoint]  # the last few minutes, oldest first
     saved_at: float | None  # wall-clock time of the last save
     traffic: TrafficView = field(default_factory=TrafficView)
+    retried: int = 0  # requests with two attempts or more (their last record's, or the unfinished ones')
+    longest_in_flight_s: float | None = None  # in the tail (nothing queued): the oldest attempt in flight
+    cost_usd: float | None = None  # with prices set: spent so far over the whole job
+    cost_per_min_usd: float | None = None  # at the rate of the last minute
+    cost_projected_usd: float | None = None  # at the end of the job, at the average cost per request
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from ..job.inputs import InputSummary, scan_input
 from ..job.model import Job
 from ..store.errors import os_reason
 from ..store.export import STATE_REQUESTS_KEY, STATE_RESULTS_KEY
+from ..store.figures import fold_records
 from ..store.lock import OutputLock
 from ..store.record_reader import RecordReader
 from ..store.results_file import RESULTS_FILE, ResultsSummary, ResultsWriter, recover
@@ -100,6 +101,9 @@ def open_run(job: Job, retry_failed: bool = False) -> OpenedRun:
             opened.stats = RunStats.from_data(state.get("stats", {}))
             opened.elapsed_s = float(state.get("elapsed_s", 0.0))
             opened.workers = int(state["workers"]) if "workers" in state else None
+        offsets = recovery.offsets
+        # the records written after the last save (all of them without saved figures) are not in them yet
+        fold_records(opened.stats.figures, results_path, recovery.summary.size, lambda i, at: offsets[i] == at)
         _count_from_results(opened, recovery.summary)
         _note_failed(opened, retry_failed)
         undo.pop_all()

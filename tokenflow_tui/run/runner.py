@@ -30,7 +30,7 @@ from .exit_codes import EXIT_DONE, EXIT_INTERRUPTED
 from .opening import OpenedRun, RunError, open_run
 from .request_index import RequestTable, attempt_status, record_error_kind, record_preview
 from .rows import HeldRequests, RunRows
-from .statistics import RunStats
+from .statistics import RunStats, cost_rates
 
 if TYPE_CHECKING:
     from .endpoint_setup import RunEndpoint
@@ -264,6 +264,7 @@ class JobRunner:
                 return self._last_save  # the run is closed: everything was saved then
             # counted before the flush, so the state never claims more than the file holds
             done, failed = self._done, self._failed
+            figures = self._stats.figures.to_data()
             try:
                 summary = await asyncio.to_thread(self._opened.writer.flush)
             except StoreError as error:
@@ -272,7 +273,7 @@ class JobRunner:
                 if self._task is not None and self._task.state == "running":
                     await self._task.soft_stop()
                 raise RunError(f"{self._reason}; the job is paused: make room, then resume") from None
-            state = self._state_data(summary, done, failed)
+            state = self._state_data(summary, done, failed, figures)
             await asyncio.to_thread(write_state, self.output_dir / STATE_FILE, state)
             self._saved_at = state["saved_at"]
             self._last_save = SaveReport(summary.records, str(self.output_dir / RESULTS_FILE), self._saved_at)
@@ -304,6 +305,20 @@ class JobRunner:
         stats = self._overall_stats(elapsed)
         state = self._state_name()
         tokens = self._stats.total_tokens
+        figures = self._stats.figures
+        p50, p95, p99 = figures.latency.percentiles((50, 95, 99))
+        # the whole job's, over every run and retry round, as `tokenflow report` reads them from the files
+        stats = dataclasses.replace(
+            stats,
+            rate_avg=figures.records / elapsed if elapsed > 0 else 0.0,
+            latency_p50_s=p50,
+            latency_p95_s=p95,
+            latency_p99_s=p99,
+        )
+        traffic = self._traffic.view() if self._traffic is not None else TrafficView()
+        per_minute, projected = cost_rates(
+            traffic.cost_usd, tokens, self._stats.tokens_rate(elapsed, 60) * 60, stats.finished, self._summary.count
+        )
         return RunSnapshot(
             job_name=self.job.name,
             output_dir=str(self.output_dir),
@@ -318,8 +333,26 @@ class JobRunner:
             failed_by_kind={k: v for k, v in self._stats.failed_by_kind.items() if v},
             history=self._stats.history(elapsed),
             saved_at=self._saved_at,
-            traffic=self._traffic.view() if self._traffic is not None else TrafficView(),
+            traffic=traffic,
+            cost_usd=traffic.cost_usd,
+            cost_per_min_usd=per_minute,
+            cost_projected_usd=projected,
+            retried=figures.retried + self._retrying(),
+            longest_in_flight_s=self._longest_in_flight(stats),
         )
+
+    def _retrying(self) -> int:
+        """Unfinished requests on their second attempt or later (finished ones are in the figures)."""
+        return sum(1 for r in self._held.requests.values() if len(r.request_trajectory.trajectory) >= 2)
+
+    def _longest_in_flight(self, stats: StatsSnapshot) -> float | None:
+        """In the tail (nothing queued), how long the oldest attempt in flight has been running."""
+        if self._task is None or stats.queued > 0 or not stats.in_flight:
+            return None
+        now = self._clock.time()
+        starts = [r.request_trajectory.trajectory[-1].started_at for r in self._task.in_flight()]
+        started = [t for t in starts if t is not None]
+        return max(0.0, now - min(started)) if started else None
 
     def row_count(self, row_filter: str = "all") -> int:
         return self._rows.row_count(row_filter)
@@ -436,8 +469,12 @@ class JobRunner:
     def _on_finished(self, request: TokenFlowRequest) -> None:
         assert self._opened is not None
         record = build_record(request, self._builtin)
-        offset = self._opened.writer.append(record)
         index = request.id
+        earlier = self._table.offsets[index]
+        if earlier >= 0:  # queued again after it failed: that record is no longer its last one
+            self._stats.figures.superseded(len((self._read_record(earlier) or {}).get("attempts") or ()))
+        offset = self._opened.writer.append(record)
+        self._stats.figures.add(record, offset)
         self._held.finished(index)
         failed_kind = record_error_kind(record) if record["status"] == "failed" else None
         if failed_kind is None:
@@ -512,7 +549,7 @@ class JobRunner:
             return EXIT_DONE
         return EXIT_INTERRUPTED
 
-    def _state_data(self, results: ResultsSummary, done: int, failed: int) -> dict[str, Any]:
+    def _state_data(self, results: ResultsSummary, done: int, failed: int, figures: dict[str, Any]) -> dict[str, Any]:
         return {
             "version": STATE_VERSION,
             "job": self.job.name,
@@ -527,7 +564,7 @@ class JobRunner:
             "elapsed_s": self._elapsed(),
             "attempts": self._attempts_before + (self._task.stats().attempts if self._task is not None else 0),
             "retries": self._retries_before + (self._task.stats().retries if self._task is not None else 0),
-            "stats": self._stats.to_data(),
+            "stats": self._stats.to_data(figures),
         }
 
     async def _save_periodically(self) -> None:

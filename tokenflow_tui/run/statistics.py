@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from typing import Any
 
+from ..store.figures import RecordFigures
 from .contract import ChartPoint
 
 HISTORY_SECONDS = 600
@@ -18,6 +19,8 @@ class RunStats:
         self.completion_tokens = 0
         self.errors_by_kind: Counter[str] = Counter()
         self.failed_by_kind: Counter[str] = Counter()
+        # the records' sums (attempts, requests retried, latency) as `tokenflow report` folds them
+        self.figures = RecordFigures()
         self._history: deque[ChartPoint] = deque(maxlen=history_s)
         self._second = -1
         self._finished = 0
@@ -77,12 +80,17 @@ class RunStats:
 
     # ----- checkpoint ------------------------------------------------------------------------
 
-    def to_data(self) -> dict[str, Any]:
-        """Plain data for state.toml (no None: TOML has no null); the second still open is kept too."""
+    def to_data(self, figures: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Plain data for state.toml (no None: TOML has no null); the second still open is kept too.
+
+        `figures`: the records' figures as taken before the results were flushed (they must not
+        count a record the file may not hold yet); the current ones by default.
+        """
         points = list(self._history)
         if self._second >= 0 and (self._finished or self._tokens or self._errors):
             points.append(ChartPoint(self._second, self._finished, self._tokens, dict(self._errors)))
         return {
+            "figures": figures if figures is not None else self.figures.to_data(),
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "errors_by_kind": dict(self.errors_by_kind),
@@ -98,6 +106,7 @@ class RunStats:
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> RunStats:
         stats = cls()
+        stats.figures = RecordFigures.from_data(data.get("figures")) or RecordFigures()
         stats.prompt_tokens = int(data.get("prompt_tokens", 0))
         stats.completion_tokens = int(data.get("completion_tokens", 0))
         stats.errors_by_kind.update(data.get("errors_by_kind", {}))
@@ -110,3 +119,14 @@ class RunStats:
         if stats._history:
             stats._second = stats._history[-1].t + 1
         return stats
+
+
+def cost_rates(
+    cost_usd: float | None, total_tokens: int, tokens_last_minute: float, finished: int, total: int
+) -> tuple[float | None, float | None]:
+    """(per minute, projected at the end) from the cost so far: at its price per token, and per finished request."""
+    if cost_usd is None:
+        return None, None
+    per_minute = cost_usd / total_tokens * tokens_last_minute if total_tokens else 0.0
+    projected = cost_usd / finished * total if finished else None
+    return per_minute, projected

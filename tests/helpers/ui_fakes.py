@@ -274,6 +274,7 @@ class ScriptedRun:
             history=self.history,
             saved_at=self.saved_at,
             traffic=self.traffic,
+            retried=retries,
         )
 
     def row_count(self, row_filter: str = "all") -> int:

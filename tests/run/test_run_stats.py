@@ -167,8 +167,11 @@ async def test_a_retry_round_adds_to_the_job_figures(tmp_path):
         first = runner.snapshot()
         failed = [i for group in runner.failed_groups().values() for i in group]
         assert runner.retry(failed) == len(failed) > 0
+        # queued again and not sent yet: not retried (until their second attempt in this round)
+        assert runner.row_count("retried") == runner.snapshot().retried == first.retried - len(failed)
         assert await asyncio.wait_for(runner.run(), 60) == 0
         after = runner.snapshot()
+        assert runner.row_count("retried") == after.retried
     finally:
         await runner.shutdown()
     assert _figures(after) == _report_figures(tmp_path / "out")

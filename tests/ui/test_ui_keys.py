@@ -455,7 +455,7 @@ async def test_the_loop_lag_probe_starts_with_the_run_not_with_the_app() -> None
 @pytest.mark.parametrize(
     ("state", "eta", "now"),
     [
-        ("running", "ETA 0:13", "requests/s        58       51\ntokens/s        9.6k     8.4k"),
+        ("running", "ETA 0:14", "requests/s        58       51\ntokens/s        9.6k     8.4k"),
         ("paused", "ETA —", "requests/s         —       51\ntokens/s           —     8.4k"),
     ],
 )

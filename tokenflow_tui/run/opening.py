@@ -6,7 +6,7 @@ Nothing is sent from here; results.jsonl is repaired (a torn last line cut) and 
 from __future__ import annotations
 
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..job.fingerprint import changes, fingerprint
 from ..job.inputs import InputSummary, scan_input
@@ -43,6 +43,8 @@ class OpenedRun:
     attempts: int = 0
     retries: int = 0
     workers: int | None = None  # the count the last run had, when it saved one
+    # queued again by retry_failed whose last record had two attempts or more (counted as retried till they finish)
+    requeued_retried: set[int] = field(default_factory=set)
 
     def close(self) -> None:
         """Flush and close the results file, then let go of the output directory."""
@@ -127,9 +129,12 @@ def _note_failed(opened: OpenedRun, retry_failed: bool) -> None:
     table, stats = opened.table, opened.stats
     stats.failed_by_kind.clear()
     for index in table.failed_indexes():
-        kind = record_error_kind(opened.reader.read(table.offsets[index]))
+        record = opened.reader.read(table.offsets[index])
+        kind = record_error_kind(record)
         if retry_failed:
             table.requeue(index)
+            if len((record or {}).get("attempts") or ()) >= 2:
+                opened.requeued_retried.add(index)
         else:
             table.failed[index] = kind
             stats.failed_by_kind[kind] += 1

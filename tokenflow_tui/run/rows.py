@@ -91,8 +91,9 @@ class RunRows:
         if row_filter == "in_flight":
             return sorted(self._held.in_flight)
         if row_filter == "retried":
-            waiting = self._held.requests.keys() - self._held.in_flight
-            return sorted(waiting.union(self._table.retried))
+            # two attempts or more: a request queued again (by retry) and not yet sent is not one
+            held = [i for i, r in self._held.requests.items() if len(r.request_trajectory.trajectory) >= 2]
+            return sorted(self._table.retried.union(held))
         if row_filter == "failed":
             return list(self._table.failed)
         raise ValueError(f"unknown row filter {row_filter!r}")

@@ -88,6 +88,8 @@ class JobRunner:
         self._done = 0  # over every run of this output, as results.jsonl says
         self._failed = 0
         self._fingerprint: dict[str, str] = {}
+        # queued again, their last record of two attempts or more: in the figures until they finish again
+        self._requeued_retried: set[int] = set()
 
     # ----- opening and resuming ------------------------------------------------------------
 
@@ -129,6 +131,7 @@ class JobRunner:
         if self._workers == self.job.workers.count and opened.workers is not None:
             self._workers = opened.workers
         self._done, self._failed = opened.done, opened.failed
+        self._requeued_retried = opened.requeued_retried
 
     # ----- RunControl --------------------------------------------------------------------------
 
@@ -290,6 +293,8 @@ class JobRunner:
                 continue
             self._stats.unfail(kind)
             self._failed -= 1
+            if len(record["attempts"]) >= 2:
+                self._requeued_retried.add(index)
             # the first attempt's params are the input line as it was read
             again.append((index, record["attempts"][0]["params"]))
         if self._task.state == "done":
@@ -337,7 +342,7 @@ class JobRunner:
             cost_usd=traffic.cost_usd,
             cost_per_min_usd=per_minute,
             cost_projected_usd=projected,
-            retried=figures.retried + self._retrying(),
+            retried=figures.retried - len(self._requeued_retried) + self._retrying(),
             longest_in_flight_s=self._longest_in_flight(stats),
         )
 
@@ -470,9 +475,9 @@ class JobRunner:
         assert self._opened is not None
         record = build_record(request, self._builtin)
         index = request.id
-        earlier = self._table.offsets[index]
-        if earlier >= 0:  # queued again after it failed: that record is no longer its last one
-            self._stats.figures.superseded(len((self._read_record(earlier) or {}).get("attempts") or ()))
+        if self._table.offsets[index] >= 0:  # queued again after it failed: that record is no longer its last one
+            self._stats.figures.superseded(2 if index in self._requeued_retried else 1)
+            self._requeued_retried.discard(index)
         offset = self._opened.writer.append(record)
         self._stats.figures.add(record, offset)
         self._held.finished(index)

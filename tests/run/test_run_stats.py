@@ -218,3 +218,12 @@ async def test_records_written_after_the_last_save_are_counted_on_reopen(tmp_pat
     state_path.write_text(tomli_w.dumps(state))
     assert early.records == 30
     assert _figures(await _reopened(job_path)) == _report_figures(tmp_path / "out")
+
+
+def test_tokenflow_version_prints_the_installed_version():
+    from importlib.metadata import version
+
+    from run_helpers import tokenflow
+
+    run = tokenflow("--version", timeout=30)
+    assert (run.returncode, run.stdout) == (0, f"tokenflow {version('tokenflow-tui')}\n")

@@ -464,3 +464,60 @@ async def test_eta_and_rates_now_only_while_running(state: str, eta: str, now: s
     async with app.run_test(size=SIZE):
         assert eta in app.main_screen.query_one(RunHeader).render().plain
         assert now in app.main_screen.query_one("#speed").render().plain
+
+
+async def test_ctrl_c_does_what_q_does_and_asks_while_requests_are_in_flight() -> None:
+    run = ScriptedRun(in_flight=5)
+    app = make_app(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+c")
+        assert isinstance(app.screen, ConfirmQuitScreen)
+        await pilot.press("y")
+        await settle(pilot, "shutdown")
+    assert control_calls(run) == [("shutdown",)]
+    assert app.return_value == 130
+
+
+async def test_ctrl_c_with_nothing_in_flight_saves_and_quits() -> None:
+    run = ScriptedRun(state="paused", in_flight=0)
+    app = make_app(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+c")
+        await settle(pilot, "shutdown")
+    assert control_calls(run) == [("shutdown",)]
+
+
+async def test_a_second_ctrl_c_stops_now_saves_and_quits() -> None:
+    run = ScriptedRun(in_flight=5)
+    notes = Notes()
+    app = make_app(run)
+    async with app.run_test(size=SIZE, message_hook=notes) as pilot:
+        await pilot.press("ctrl+c")
+        assert isinstance(app.screen, ConfirmQuitScreen)
+        await pilot.press("ctrl+c")
+        await settle(pilot, "stop_now")
+        await settle(pilot, "shutdown")
+    assert control_calls(run) == [("stop_now",), ("shutdown",)]
+    assert "ctrl+c again: stopping now, requests in flight go back to the queue" in notes
+    assert app.return_value == 130
+
+
+async def test_the_quit_dialog_follows_the_count_in_flight_and_closes_at_zero() -> None:
+    run = ScriptedRun(in_flight=5)
+    notes = Notes()
+    app = make_app(run)
+    async with app.run_test(size=SIZE, message_hook=notes) as pilot:
+        await pilot.press("q")
+        dialog = app.screen
+        assert isinstance(dialog, ConfirmQuitScreen)
+        assert str(dialog.query_one("#quit-text").render()).startswith("5 requests in flight.")
+        run.in_flight = 1
+        dialog.update_count()
+        await pilot.pause()
+        assert str(dialog.query_one("#quit-text").render()).startswith("1 request in flight.")
+        run.in_flight = 0
+        dialog.update_count()
+        await pilot.pause()
+        assert isinstance(app.screen, MainScreen)
+    assert control_calls(run) == []
+    assert notes[-1] == "nothing is in flight any more: q saves and quits at once"

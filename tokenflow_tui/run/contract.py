@@ -20,6 +20,7 @@ __all__ = [
     "ROW_FILTERS",
     "ChartPoint",
     "RequestRow",
+    "RunEvent",
     "RunControl",
     "RunSnapshot",
     "SaveReport",
@@ -38,6 +39,16 @@ class ChartPoint:
     finished: int
     tokens: int
     errors: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RunEvent:
+    """Something that happened to the run: a pause and its reason, a change, a save, a hold, a resume."""
+
+    at: float  # wall-clock time
+    kind: str  # pause, resume, stop, workers, limits, budget, save, hold, open, done
+    text: str  # a sentence, no secret in it
+    earlier: bool = False  # from an earlier run of this output (read from events.jsonl)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +72,7 @@ class RunSnapshot:
     cost_usd: float | None = None  # with prices set: spent so far over the whole job
     cost_per_min_usd: float | None = None  # at the rate of the last minute
     cost_projected_usd: float | None = None  # at the end of the job, at the average cost per request
+    events: Sequence[RunEvent] = ()  # the event log, oldest first (earlier runs' too)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,8 @@ from ..store.records import build_record
 from ..store.results_file import RESULTS_FILE, WRITE_INTERVAL_S, ResultsSummary
 from ..store.state_file import STATE_FILE, write_state
 from ..traffic import Traffic
-from .contract import RequestRow, RunSnapshot, SaveReport, TrafficView
+from .contract import RequestRow, RunSnapshot, SaveReport, TrafficView, format_usd
+from .events import EventLog
 from .exit_codes import EXIT_DONE, EXIT_INTERRUPTED
 from .opening import OpenedRun, RunError, open_run
 from .request_index import RequestTable, attempt_status, record_error_kind, record_preview
@@ -88,6 +89,9 @@ class JobRunner:
         self._done = 0  # over every run of this output, as results.jsonl says
         self._failed = 0
         self._fingerprint: dict[str, str] = {}
+        key_env = job.endpoint.api_key_env if job.endpoint is not None else None
+        self._events = EventLog(self.output_dir, self._clock.time, [environ.get(key_env, "")] if key_env else ())
+        self._holds_seen = 0
         # queued again, their last record of two attempts or more: in the figures until they finish again
         self._requeued_retried: set[int] = set()
 
@@ -132,6 +136,12 @@ class JobRunner:
             self._workers = opened.workers
         self._done, self._failed = opened.done, opened.failed
         self._requeued_retried = opened.requeued_retried
+        self._events.load()
+        finished = self._done + self._failed
+        if finished:
+            self._events.note("open", f"resumed: {finished:,} of {self._summary.count:,} requests finished earlier")
+        else:
+            self._events.note("open", f"started: {self._summary.count:,} requests")
 
     # ----- RunControl --------------------------------------------------------------------------
 
@@ -163,7 +173,12 @@ class JobRunner:
                 await self.save()
                 if not self._again:
                     break
-            return self._exit_code()
+            code = self._exit_code()
+            if code == EXIT_DONE:
+                self._events.note(
+                    "done", f"every request has a final record: {self._done:,} done, {self._failed:,} failed"
+                )
+            return code
         except BaseException:
             # cancelled by the host (e.g. the app exits): no worker may outlive the store
             if self._task is not None:
@@ -218,6 +233,7 @@ class JobRunner:
         if self._task is None or self._task.state not in ("running", "stopping"):
             return
         self._reason = reason
+        self._events.note("pause", f"paused: {reason}" if reason else "paused")
         await self._task.soft_stop()
         await self.save()
 
@@ -229,6 +245,7 @@ class JobRunner:
             return
         self._reason = None
         self._stopping_hard = False
+        self._events.note("resume", "resumed")
         if self._traffic is not None:
             self._traffic.resumed()
         self._task.run(self._workers)
@@ -237,6 +254,7 @@ class JobRunner:
         if self._task is None or self._task.state not in ("running", "stopping"):
             return
         self._stopping_hard = True
+        self._events.note("stop", "stopped now: the requests in flight went back to the queue")
         await self._task.hard_stop()
         await self.save()
 
@@ -247,21 +265,34 @@ class JobRunner:
             return "at most 100,000 workers"
         if self._traffic is not None:
             self._traffic.workers_set(n)
+        self._events.note_change("workers", "workers", f"{self._workers:,}", f"{n:,}")
         self._apply_workers(n)
         return None
 
     def set_limits(self, requests_per_minute: float, tokens_per_minute: int) -> str | None:
         if self._traffic is None:
             return "the job has not started yet"
-        return self._traffic.set_limits(requests_per_minute, tokens_per_minute)
+        refusal = self._traffic.set_limits(requests_per_minute, tokens_per_minute)
+        if refusal is None:
+            self._events.note(
+                "limits", f"limits: {requests_per_minute:g} requests/min, {tokens_per_minute:,} tokens/min (0: none)"
+            )
+        return refusal
 
     def set_budget(self, max_total_tokens: int, max_cost_usd: float) -> str | None:
         if self._traffic is None:
             return "the job has not started yet"
-        return self._traffic.set_budget(max_total_tokens, max_cost_usd)
+        refusal = self._traffic.set_budget(max_total_tokens, max_cost_usd)
+        if refusal is None:
+            self._events.note("budget", f"budgets: {max_total_tokens:,} tokens, {format_usd(max_cost_usd)} (0: none)")
+        return refusal
 
     async def save(self) -> SaveReport:
         """Flush and fsync results.jsonl, then write state.toml; the writing happens off the loop."""
+        return await self._save(note=True)
+
+    async def _save(self, note: bool) -> SaveReport:
+        """`save`; the event log notes it when `note` (not the periodic saves, which would bury the rest)."""
         async with self._save_lock:
             if self._opened is None:
                 return self._last_save  # the run is closed: everything was saved then
@@ -280,6 +311,9 @@ class JobRunner:
             await asyncio.to_thread(write_state, self.output_dir / STATE_FILE, state)
             self._saved_at = state["saved_at"]
             self._last_save = SaveReport(summary.records, str(self.output_dir / RESULTS_FILE), self._saved_at)
+            if note:
+                self._events.note("save", f"saved {summary.records:,} results")
+            await asyncio.to_thread(self._events.flush)
             return self._last_save
 
     def retry(self, indexes: Sequence[int]) -> int:
@@ -321,6 +355,9 @@ class JobRunner:
             latency_p99_s=p99,
         )
         traffic = self._traffic.view() if self._traffic is not None else TrafficView()
+        if traffic.holds > self._holds_seen:
+            self._holds_seen = traffic.holds
+            self._events.note("hold", f"dispatch held for every worker: {traffic.held_because or 'no reason given'}")
         per_minute, projected = cost_rates(
             traffic.cost_usd, tokens, self._stats.tokens_rate(elapsed, 60) * 60, stats.finished, self._summary.count
         )
@@ -344,6 +381,7 @@ class JobRunner:
             cost_projected_usd=projected,
             retried=figures.retried - len(self._requeued_retried) + self._retrying(),
             longest_in_flight_s=self._longest_in_flight(stats),
+            events=self._events.events(),
         )
 
     def _retrying(self) -> int:
@@ -576,7 +614,7 @@ class JobRunner:
         while True:
             await self._clock.sleep(self._save_interval_s)
             try:
-                await self.save()
+                await self._save(note=False)
             except RunError:
                 pass  # the job paused itself with the reason; the next save tries again
 
@@ -594,3 +632,4 @@ class JobRunner:
         if self._opened is not None:
             self._opened.close()  # a failed flush raises here: the file stays open for another try
             self._opened = None
+            self._events.flush()

@@ -16,7 +16,7 @@ from textual.pilot import Pilot
 from textual.worker import WorkerFailed
 
 from tokenflow_tui.engine import StatsSnapshot
-from tokenflow_tui.run.contract import ChartPoint, RequestRow, RunSnapshot, SaveReport, TrafficView
+from tokenflow_tui.run.contract import ChartPoint, RequestRow, RunEvent, RunSnapshot, SaveReport, TrafficView
 from tokenflow_tui.ui import TokenFlowApp
 
 WALL_START = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
@@ -119,6 +119,7 @@ class ScriptedRun:
         self.workers = self.target_workers = workers
         self.history = scripted_history(history_s)
         self.saved_at: float | None = NOW - 42
+        self.events: tuple[RunEvent, ...] = ()
         self.run_code, self.shutdown_code = 0, 130
         self.calls: list[tuple[Any, ...]] = []
         self.rows_asked: list[tuple[str, int, int]] = []
@@ -275,6 +276,7 @@ class ScriptedRun:
             saved_at=self.saved_at,
             traffic=self.traffic,
             retried=retries,
+            events=self.events,
         )
 
     def row_count(self, row_filter: str = "all") -> int:

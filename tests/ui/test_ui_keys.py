@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from ui_fakes import SIZE, FixedLag, Notes, ScriptedRun, make_app, settle
+from ui_fakes import NOW, SIZE, FixedLag, Notes, ScriptedRun, make_app, settle
 
+from tokenflow_tui.run.contract import RunEvent
 from tokenflow_tui.ui.screens.dialogs import ConfirmQuitScreen, HelpScreen
+from tokenflow_tui.ui.screens.events import EventsScreen
 from tokenflow_tui.ui.screens.failed import FailedScreen
 from tokenflow_tui.ui.screens.main import MainScreen
 from tokenflow_tui.ui.screens.trajectory import TrajectoryScreen
@@ -521,3 +523,43 @@ async def test_the_quit_dialog_follows_the_count_in_flight_and_closes_at_zero() 
         assert isinstance(app.screen, MainScreen)
     assert control_calls(run) == []
     assert notes[-1] == "nothing is in flight any more: q saves and quits at once"
+
+
+async def test_worker_changes_in_a_row_update_one_note_in_place() -> None:
+    run = ScriptedRun(workers=11)
+    notes = Notes()
+    app = make_app(run)
+    async with app.run_test(size=SIZE, message_hook=notes) as pilot:
+        await pilot.press("right_square_bracket", "plus", "plus", "minus", "right_square_bracket")
+        await pilot.pause()
+        # the notes as the app holds them to show (Textual keeps them in the private _notifications)
+        shown = [note.message for note in app._notifications]
+    assert notes == ["workers: 11 → 21", "workers: 11 → 22", "workers: 11 → 23", "workers: 11 → 22", "workers: 11 → 32"]
+    assert shown == ["workers: 11 → 32"]
+
+
+async def test_e_shows_the_event_log_and_escape_goes_back() -> None:
+    run = ScriptedRun()
+    run.events = (
+        RunEvent(NOW - 3600, "pause", "paused: the cost budget is spent", earlier=True),
+        RunEvent(NOW - 60, "open", "resumed: 1,200 of 2,000 requests finished earlier"),
+        RunEvent(NOW - 10, "workers", "workers: 64 → 74"),
+    )
+    app = make_app(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("e")
+        assert isinstance(app.screen, EventsScreen)
+        text = str(app.screen.query_one("#events").render())
+        assert text.splitlines() == [
+            "earlier runs of this output",
+            "21:25:54  paused: the cost budget is spent",
+            "this run",
+            "22:24:54  resumed: 1,200 of 2,000 requests finished earlier",
+            "22:25:44  workers: 64 → 74",
+        ]
+        run.events += (RunEvent(NOW, "save", "saved 1,300 results"),)
+        app.screen.follow()
+        await pilot.pause()
+        assert str(app.screen.query_one("#events").render()).splitlines()[-1] == "22:25:54  saved 1,300 results"
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)

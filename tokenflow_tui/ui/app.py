@@ -9,6 +9,7 @@ from typing import Any
 
 from textual.app import App
 from textual.binding import Binding
+from textual.notifications import Notification, Notify
 from textual.screen import ModalScreen
 from textual.worker import Worker, WorkerState
 
@@ -130,7 +131,10 @@ class TokenFlowApp(App[int]):
         self.main_screen = MainScreen(self.context)
         self.run_code: int | None = None  # set when control.run() has returned
         self._quitting = False
-        self._interrupted = False  # ctrl+c was pressed once: the next one stops now
+        self._interrupted = False
+        self._workers_note: tuple[Notification, int] | None = (
+            None  # the note shown and the count it began at  # ctrl+c was pressed once: the next one stops now
+        )
         self._resume_wanted = False  # p was pressed again while our pause waited for requests in flight
 
     def _report_control_error(self, message: str) -> None:
@@ -270,8 +274,15 @@ class TokenFlowApp(App[int]):
         refusal = self.control.set_workers(wanted)
         if refusal:
             self.notify(refusal, severity="warning")
-        else:
-            self.notify(f"workers: {target:,} → {wanted:,}")
+            return
+        shown = self._workers_note
+        if shown is not None and shown[0] in self._notifications:
+            # the note of the last presses is still up: one note, updated, rather than a stack of them
+            self._unnotify(shown[0])
+            target = shown[1]
+        note = Notification(f"workers: {target:,} → {wanted:,}", timeout=self.NOTIFICATION_TIMEOUT)
+        self._workers_note = (note, target)
+        self.post_message(Notify(note))
 
     def action_limits(self) -> None:
         self._edit_traffic(limits_dialog, "limits", self.control.set_limits)

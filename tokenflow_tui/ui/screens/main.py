@@ -20,6 +20,7 @@ from ..widgets.requests import FILTER_LABELS, RequestsPanel
 from ..widgets.status import RunHeader, RunProgress
 from ..widgets.summary import summary_content
 from ..widgets.traffic import TrafficPanel
+from .events import EventsScreen
 from .failed import FailedScreen
 from .trajectory import TrajectoryScreen
 
@@ -69,6 +70,13 @@ class MainScreen(Screen[None]):
             "filter",
             id="cycle_filter",
             tooltip="show all requests, those in flight, those retried, those failed",
+        ),
+        Binding(
+            "e",
+            "events",
+            "events",
+            id="events",
+            tooltip="the event log: pauses and why, changes, saves, holds, resumes (also in events.jsonl)",
         ),
         # on the dashboard only, where the traffic panel shows what they change
         Binding(
@@ -228,6 +236,9 @@ class MainScreen(Screen[None]):
             self.notify("no request to show: the list is empty", severity="warning")
             return
         self.app.push_screen(TrajectoryScreen(self.context, row))
+
+    def action_events(self) -> None:
+        self.app.push_screen(EventsScreen(self.context))
 
     def action_failed(self) -> None:
         groups = self.context.control.failed_groups()

@@ -227,3 +227,21 @@ def test_tokenflow_version_prints_the_installed_version():
 
     run = tokenflow("--version", timeout=30)
     assert (run.returncode, run.stdout) == (0, f"tokenflow {version('tokenflow-tui')}\n")
+
+
+def test_the_history_holds_each_seconds_latency_p50_and_p95_and_keeps_them_in_the_state():
+    stats = RunStats()
+    stats.note_finished(0.1, None, [100.0, 300.0])
+    stats.note_finished(0.5, None, [200.0])
+    for ms in range(1, 21):
+        stats.note_finished(1.5, None, [float(ms)])
+    stats.note_finished(3.2, None, [])
+    points = stats.history(4.0)
+    assert [(p.latency_p50_ms, p.latency_p95_ms) for p in points] == [
+        (200.0, 300.0),
+        (10.0, 19.0),
+        (None, None),
+        (None, None),
+    ]
+    restored = RunStats.from_data(tomllib.loads(tomli_w.dumps({"stats": stats.to_data()}))["stats"])
+    assert restored.history(4.0) == points

@@ -39,6 +39,8 @@ class ChartPoint:
     finished: int
     tokens: int
     errors: Mapping[str, int] = field(default_factory=dict)
+    latency_p50_ms: float | None = None  # of the attempts of the requests finished in this second
+    latency_p95_ms: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -536,7 +536,8 @@ class JobRunner:
             record_preview(record),
             offset,
         )
-        self._stats.note_finished(self._elapsed(), failed_kind)
+        latencies = [a["latency_ms"] for a in attempts if a.get("latency_ms") is not None]
+        self._stats.note_finished(self._elapsed(), failed_kind, latencies)
 
     def _overall_stats(self, elapsed: float) -> StatsSnapshot:
         """The engine's statistics of this run, with the counts of earlier runs of this output."""

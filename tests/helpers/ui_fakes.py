@@ -78,7 +78,18 @@ def scripted_history(seconds: int) -> list[ChartPoint]:
             errors["http_4xx"] = 1
         if t == 115:
             errors["handler_exception"] = 2
-        points.append(ChartPoint(t=t, finished=finished, tokens=finished * 165, errors=errors))
+        # latency climbs during the 429 storm (queued behind the slow-down), then settles
+        p50 = 180.0 + (t % 7) * 6 + (150.0 if 70 <= t < 90 else 0.0)
+        points.append(
+            ChartPoint(
+                t=t,
+                finished=finished,
+                tokens=finished * 165,
+                errors=errors,
+                latency_p50_ms=p50 if finished else None,
+                latency_p95_ms=p50 * 2.2 if finished else None,
+            )
+        )
     return points
 
 

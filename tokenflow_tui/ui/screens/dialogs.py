@@ -12,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from ..formatting import MUTED, plural
+from ..widgets.footer import KeyFooter
 
 
 class ConfirmQuitScreen(ModalScreen[bool | None]):
@@ -95,3 +96,4 @@ class HelpScreen(ModalScreen[None]):
                 Content.styled("↑ ↓ page up/down home end move in lists; escape or ? closes this help", MUTED),
                 classes="help-title",
             )
+        yield KeyFooter()  # the keys that work here, not the dashboard's underneath

@@ -39,6 +39,7 @@ class ConfirmQuitScreen(ModalScreen[bool | None]):
             with Horizontal(classes="buttons"):
                 yield Button("Save and quit (y)", id="quit-yes", variant="error")
                 yield Button("Cancel (n)", id="quit-no")
+        yield KeyFooter()
 
     def _text(self) -> Content:
         return Content.assemble(

@@ -245,3 +245,20 @@ def test_the_history_holds_each_seconds_latency_p50_and_p95_and_keeps_them_in_th
     ]
     restored = RunStats.from_data(tomllib.loads(tomli_w.dumps({"stats": stats.to_data()}))["stats"])
     assert restored.history(4.0) == points
+
+
+async def test_the_trajectory_holds_the_body_sent_with_the_model_and_merged_params(tmp_path):
+    job_path = simulated_job(tmp_path, 3, latency_ms=1, workers=1)
+    runner = JobRunner(load_job(job_path), save_interval_s=3600)
+    runner.open()
+    try:
+        assert await asyncio.wait_for(runner.run(), 30) == 0
+        attempt = runner.trajectory(1)[-1]
+    finally:
+        await runner.shutdown()
+    assert attempt["params"] == {"id": "q1", "prompt": "tell me about item 1"}
+    assert attempt["body"] == {
+        "model": load_job(job_path).endpoint.model,
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": "tell me about item 1"}],
+    }

@@ -94,7 +94,7 @@ class OpenAIHandler:
 
     async def __call__(self, trajectory: TokenFlowRequestTrajectory) -> tuple[TokenFlowAction, dict[str, Any], Any]:
         line = trajectory.trajectory[-1].request_params
-        content = orjson.dumps(self._body(line))
+        content = orjson.dumps(request_body(self._base_body, line, self._chat))
         try:
             with self._deadlines:
                 result, headers = await self._attempt(content)
@@ -103,23 +103,6 @@ class OpenAIHandler:
         if "error" not in result:
             return _DONE, result, None
         return self._after_error(trajectory.length(), line, result, headers)
-
-    def _body(self, line: Mapping[str, Any]) -> dict[str, Any]:
-        params = line.get("params")
-        body = {**self._base_body, **params} if params else dict(self._base_body)
-        messages = line.get("messages")
-        prompt = line.get("prompt")
-        if self._chat:
-            if messages is None:
-                if prompt is None:
-                    raise ValueError("the input line has neither 'messages' nor 'prompt'")
-                messages = [{"role": "user", "content": prompt}]
-            body["messages"] = messages
-        else:
-            if prompt is None:
-                raise ValueError("the input line has no 'prompt', which api 'completions' needs")
-            body["prompt"] = prompt
-        return body
 
     async def _attempt(self, content: bytes) -> tuple[dict[str, Any], Mapping[str, str] | None]:
         """The result of one POST, and the response headers when it failed with an HTTP status."""
@@ -236,6 +219,26 @@ class OpenAIHandler:
             excerpt = excerpt[:EXCERPT_CHARS]
         message = message[:_MESSAGE_CHARS]
         return {"error": {"kind": kind, "message": message, "status_code": status_code, "excerpt": excerpt}}
+
+
+def request_body(base_body: Mapping[str, Any], line: Mapping[str, Any], chat: bool) -> dict[str, Any]:
+    """The JSON body sent for an input line: `base_body` (model and [request] params), the line's params over it,
+    and its messages (or its prompt as one user message; for api "completions", as the prompt)."""
+    params = line.get("params")
+    body = {**base_body, **params} if params else dict(base_body)
+    messages = line.get("messages")
+    prompt = line.get("prompt")
+    if chat:
+        if messages is None:
+            if prompt is None:
+                raise ValueError("the input line has neither 'messages' nor 'prompt'")
+            messages = [{"role": "user", "content": prompt}]
+        body["messages"] = messages
+    else:
+        if prompt is None:
+            raise ValueError("the input line has no 'prompt', which api 'completions' needs")
+        body["prompt"] = prompt
+    return body
 
 
 def _describe(exc: BaseException) -> str:

@@ -47,11 +47,19 @@ class HeldRequests:
 
 
 class RunRows:
-    def __init__(self, table: RequestTable, held: HeldRequests, read_record: ReadRecord, builtin: bool) -> None:
+    def __init__(
+        self,
+        table: RequestTable,
+        held: HeldRequests,
+        read_record: ReadRecord,
+        builtin: bool,
+        sent_body: Callable[[Any], dict[str, Any]] | None = None,
+    ) -> None:
         self._table = table
         self._held = held
         self._read_record = read_record
         self._builtin = builtin
+        self._sent_body = sent_body  # the HTTP body an attempt's params became (the built-in handler)
 
     def row_count(self, row_filter: str = "all") -> int:
         return len(self._indexes(row_filter))
@@ -68,16 +76,29 @@ class RunRows:
         return rows
 
     def trajectory(self, index: int) -> list[dict[str, Any]]:
+        """The attempts as in results.jsonl; with the built-in handler each also has the `body` it sent."""
         if self._table.is_finished(index):
             record = self._read_record(self._table.offsets[index]) or {}
-            return list(record.get("attempts") or [])
+            return self._with_body(list(record.get("attempts") or []))
         request = self._held.requests.get(index)
         if request is None:
             return []
         made = [e for e in request.request_trajectory.trajectory if e.action is not None]
         if not made:
             return []
-        return build_record(TokenFlowRequest(request.id, TokenFlowRequestTrajectory(made)), self._builtin)["attempts"]
+        record = build_record(TokenFlowRequest(request.id, TokenFlowRequestTrajectory(made)), self._builtin)
+        return self._with_body(record["attempts"])
+
+    def _with_body(self, attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self._sent_body is None:
+            return attempts
+        shown = []
+        for attempt in attempts:
+            try:
+                shown.append({**attempt, "body": self._sent_body(attempt.get("params") or {})})
+            except (ValueError, AttributeError, TypeError):
+                shown.append(attempt)  # a line the handler could not send either: its params say why
+        return shown
 
     def failed_groups(self) -> dict[str, list[int]]:
         groups: dict[str, list[int]] = {}

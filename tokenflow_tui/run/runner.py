@@ -127,7 +127,8 @@ class JobRunner:
         self._summary = opened.summary
         self._fingerprint = opened.fingerprint
         self._table = opened.table
-        self._rows = RunRows(self._table, self._held, self._read_record, self._builtin)
+        sent_body = self._sent_body if self._builtin and self._endpoint is not None else None
+        self._rows = RunRows(self._table, self._held, self._read_record, self._builtin, sent_body)
         self._stats = opened.stats
         self._elapsed_before = opened.elapsed_s
         self._attempts_before = opened.attempts
@@ -410,6 +411,14 @@ class JobRunner:
         return self._rows.failed_groups()
 
     # ----- internals ---------------------------------------------------------------------------
+
+    def _sent_body(self, line: Any) -> dict[str, Any]:
+        """The body the built-in handler sends for an input line (model and merged params), for the trajectory."""
+        from ..endpoint.openai_handler import request_body  # loaded already: the run has an endpoint
+
+        endpoint = self.job.endpoint
+        assert endpoint is not None
+        return request_body({"model": endpoint.model, **self.job.request.params}, line, endpoint.api == "chat")
 
     def _read_record(self, offset: int) -> dict[str, Any] | None:
         """The record at `offset` of results.jsonl (None once the run is closed)."""

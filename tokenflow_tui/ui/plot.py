@@ -10,9 +10,9 @@ from ..run.contract import ChartPoint
 BLOCKS = " ▁▂▃▄▅▆▇█"
 
 
-def per_second(history: Sequence[ChartPoint], width: int, value: Callable[[ChartPoint], int]) -> list[int]:
+def per_second(history: Sequence[ChartPoint], width: int, value: Callable[[ChartPoint], float]) -> list[float]:
     """The last `width` seconds of `history` (oldest first), 0 for seconds without a point."""
-    values = [0] * max(width, 0)
+    values: list[float] = [0] * max(width, 0)
     if not history or width <= 0:
         return values
     first = history[-1].t - width + 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from textual import events
 from ui_fakes import NOW, SIZE, FixedLag, Notes, ScriptedRun, make_app, settle
 
 from tokenflow_tui.run.contract import RunEvent
@@ -563,3 +564,26 @@ async def test_e_shows_the_event_log_and_escape_goes_back() -> None:
         assert str(app.screen.query_one("#events").render()).splitlines()[-1] == "22:25:54  saved 1,300 results"
         await pilot.press("escape")
         assert isinstance(app.screen, MainScreen)
+
+
+@pytest.mark.parametrize(
+    ("keys", "call"),
+    [
+        ("l5\t7\r", ("set_limits", 5.0, 7)),
+        ("b12\t3.5\r", ("set_budget", 12, 3.5)),
+        ("l5\t\x1b", None),  # escape typed at once too: nothing changes
+    ],
+)
+async def test_a_dialog_takes_keys_typed_at_once_in_order(keys: str, call: tuple | None) -> None:
+    run = ScriptedRun()
+    run.prices = True  # a cost budget needs them
+    app = make_app(run)
+    named = {"\t": ("tab", None), "\r": ("enter", None), "\x1b": ("escape", None)}
+    async with app.run_test(size=SIZE) as pilot:
+        # all queued before any is handled, as a terminal delivers a burst (pilot.press waits after each)
+        for char in keys:
+            app.post_message(events.Key(*named.get(char, (char, char))))
+        await settle(pilot)
+        await settle(pilot)
+        assert isinstance(app.screen, MainScreen)
+    assert [c for c in run.calls if c[0] in ("set_limits", "set_budget")] == ([call] if call else [])

@@ -90,6 +90,7 @@ class MainScreen(Screen[None]):
             "limits",
             id="limits",
             group=_TRAFFIC,
+            priority=True,  # opens its dialog before the next key is read: keys typed at once go to it
             tooltip="change the rate limits: requests and tokens per minute, shared by all workers",
         ),
         Binding(
@@ -98,6 +99,7 @@ class MainScreen(Screen[None]):
             "budget",
             id="budget",
             group=_TRAFFIC,
+            priority=True,  # opens its dialog before the next key is read: keys typed at once go to it
             tooltip="change the budgets (total tokens, cost) at which the job pauses",
         ),
         *(

@@ -131,6 +131,7 @@ class ScriptedRun:
         self.history = scripted_history(history_s)
         self.saved_at: float | None = NOW - 42
         self.events: tuple[RunEvent, ...] = ()
+        self.cost: tuple[float, float, float] | None = None  # so far, per minute, projected (prices set)
         self.run_code, self.shutdown_code = 0, 130
         self.calls: list[tuple[Any, ...]] = []
         self.rows_asked: list[tuple[str, int, int]] = []
@@ -288,6 +289,9 @@ class ScriptedRun:
             traffic=self.traffic,
             retried=retries,
             events=self.events,
+            cost_usd=self.cost[0] if self.cost else None,
+            cost_per_min_usd=self.cost[1] if self.cost else None,
+            cost_projected_usd=self.cost[2] if self.cost else None,
         )
 
     def row_count(self, row_filter: str = "all") -> int:

@@ -34,12 +34,25 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         prog="tokenflow",
         description="Send many requests to OpenAI-compatible APIs, with crash-safe results and a live dashboard.",
     )
+    parser.add_argument("--version", action="version", version=f"tokenflow {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         sub = commands.add_parser(name, help=_HELP[name])
         if command is None or command == name:
             _module(name).add_arguments(sub)
     return parser
+
+
+def _version() -> str:
+    """The installed distribution's version (the package's own when it runs from a source tree)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tokenflow-tui")
+    except PackageNotFoundError:
+        from .. import __version__
+
+        return __version__
 
 
 def _module(name: str):  # noqa: ANN202 - a command module

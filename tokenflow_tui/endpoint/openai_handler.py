@@ -133,7 +133,7 @@ class OpenAIHandler:
         batch_body = line.get("body")
         api: RequestApi
         if batch_body is None:
-            api, content = self._settings.api, orjson.dumps(self._body(line))
+            api, content = self._settings.api, orjson.dumps(request_body(self._base_body, line, self._chat))
         else:
             api, content = _BATCH_APIS[line["url"]], orjson.dumps({**self._base_body, **batch_body})
         answer = StreamedAnswer(self._clock.monotonic()) if self._stream else None
@@ -151,23 +151,6 @@ class OpenAIHandler:
         if "error" not in result:
             return _DONE, result, None
         return self._after_error(trajectory.length(), line, result, headers)
-
-    def _body(self, line: Mapping[str, Any]) -> dict[str, Any]:
-        params = line.get("params")
-        body = {**self._base_body, **params} if params else dict(self._base_body)
-        messages = line.get("messages")
-        prompt = line.get("prompt")
-        if self._chat:
-            if messages is None:
-                if prompt is None:
-                    raise ValueError("the input line has neither 'messages' nor 'prompt'")
-                messages = [{"role": "user", "content": prompt}]
-            body["messages"] = messages
-        else:
-            if prompt is None:
-                raise ValueError("the input line has no 'prompt', which api 'completions' needs")
-            body["prompt"] = prompt
-        return body
 
     async def _attempt(
         self, api: RequestApi, content: bytes, answer: StreamedAnswer | None
@@ -360,6 +343,26 @@ class OpenAIHandler:
 
 def _is_event_stream(headers: Mapping[str, str]) -> bool:
     return headers.get("content-type", "").partition(";")[0].strip().lower() == "text/event-stream"
+
+
+def request_body(base_body: Mapping[str, Any], line: Mapping[str, Any], chat: bool) -> dict[str, Any]:
+    """The JSON body sent for an input line: `base_body` (model and [request] params), the line's params over it,
+    and its messages (or its prompt as one user message; for api "completions", as the prompt)."""
+    params = line.get("params")
+    body = {**base_body, **params} if params else dict(base_body)
+    messages = line.get("messages")
+    prompt = line.get("prompt")
+    if chat:
+        if messages is None:
+            if prompt is None:
+                raise ValueError("the input line has neither 'messages' nor 'prompt'")
+            messages = [{"role": "user", "content": prompt}]
+        body["messages"] = messages
+    else:
+        if prompt is None:
+            raise ValueError("the input line has no 'prompt', which api 'completions' needs")
+        body["prompt"] = prompt
+    return body
 
 
 def _describe(exc: BaseException) -> str:

@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 from ..engine import StatsSnapshot
 from ..engine.error_kinds import ERROR_KINDS
 from ..store.results_file import RESULTS_FILE
+from ..traffic.budget import format_usd
 from ..traffic.view import TrafficView
 
 __all__ = [
@@ -22,11 +23,13 @@ __all__ = [
     "ChartPoint",
     "RESULTS_FILE",
     "RequestRow",
+    "RunEvent",
     "RunControl",
     "RunSnapshot",
     "RunState",
     "SaveReport",
     "TrafficView",
+    "format_usd",
 ]
 
 ROW_FILTERS = ("all", "in_flight", "retried", "failed")
@@ -42,6 +45,18 @@ class ChartPoint:
     finished: int
     tokens: int
     errors: Mapping[str, int] = field(default_factory=dict)
+    latency_p50_ms: float | None = None  # of the attempts of the requests finished in this second
+    latency_p95_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunEvent:
+    """Something that happened to the run: a pause and its reason, a change, a save, a hold, a resume."""
+
+    at: float  # wall-clock time
+    kind: str  # pause, resume, stop, workers, limits, budget, save, hold, open, done
+    text: str  # a sentence, no secret in it
+    earlier: bool = False  # from an earlier run of this output (read from events.jsonl)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +86,13 @@ class RunSnapshot:
     def results_path(self) -> str:
         """The run's results.jsonl."""
         return str(Path(self.output_dir) / RESULTS_FILE)
+
+    retried: int = 0  # requests with two attempts or more (their last record's, or the unfinished ones')
+    longest_in_flight_s: float | None = None  # in the tail (nothing queued): the oldest attempt in flight
+    cost_usd: float | None = None  # with prices set: spent so far over the whole job
+    cost_per_min_usd: float | None = None  # at the rate of the last minute
+    cost_projected_usd: float | None = None  # at the end of the job, at the average cost per request
+    events: Sequence[RunEvent] = ()  # the event log, oldest first (earlier runs' too)
 
 
 @dataclass(frozen=True, slots=True)

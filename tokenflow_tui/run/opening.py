@@ -17,6 +17,7 @@ from ..job.inputs import InputSummary, scan_input
 from ..job.model import Job
 from ..store.errors import StoreError, os_reason
 from ..store.export import STATE_REQUESTS_KEY, STATE_RESULTS_KEY
+from ..store.figures import fold_records
 from ..store.lock import OutputLock
 from ..store.previous import earlier_progress, set_aside
 from ..store.record_reader import RecordReader
@@ -54,6 +55,8 @@ class OpenedRun:
     history: list[dict[str, Any]] = field(default_factory=list)  # changes accepted by resumes, for state.toml
     notes: list[str] = field(default_factory=list)  # what opening did that the user should hear of
     requeued: list[str] = field(default_factory=list)  # storm.failure_label of each failed request queued again
+    # queued again by retry_failed whose last record had two attempts or more (counted as retried till they finish)
+    requeued_retried: set[int] = field(default_factory=set)
 
     @property
     def job_version(self) -> str:
@@ -141,6 +144,9 @@ def open_run(
             opened.stats = RunStats.from_data(state.get("stats", {}))
             opened.elapsed_s = float(state.get("elapsed_s", 0.0))
             opened.workers = int(state["workers"]) if "workers" in state else None
+        offsets = recovery.offsets
+        # the records written after the last save (all of them without saved figures) are not in them yet
+        fold_records(opened.stats.figures, results_path, recovery.summary.size, lambda i, at: offsets[i] == at)
         _count_from_results(opened, recovery.summary)
         _note_failed(opened, retry_failed)
         undo.pop_all()
@@ -243,6 +249,8 @@ def _note_failed(opened: OpenedRun, retry_failed: bool) -> None:
         if retry_failed:
             table.requeue(index)
             opened.requeued.append(record_failure_label(record))
+            if len((record or {}).get("attempts") or ()) >= 2:
+                opened.requeued_retried.add(index)
         else:
             table.failed[index] = kind
             stats.failed_by_kind[kind] += 1

@@ -36,7 +36,7 @@ class RequestTable:
         self._latency_ms = array("f", bytes(4 * count))
         self.offsets = array("q", [-1]) * count
         self.failed: dict[int, str] = {}  # index → error kind of its last attempt, in failing order
-        self.retried: list[int] = []
+        self.retried: set[int] = set()  # finished here with two attempts or more in their last record
         self._previews: OrderedDict[int, tuple[Any, str]] = OrderedDict()
         self._read_rows: OrderedDict[int, RequestRow] = OrderedDict()
 
@@ -65,7 +65,9 @@ class RequestTable:
         else:
             self.failed.pop(index, None)
         if attempts > 1:
-            self.retried.append(index)
+            self.retried.add(index)
+        else:
+            self.retried.discard(index)
         self._read_rows.pop(index, None)
         self._previews[index] = (user_id, preview[:_PREVIEW_CHARS])
         if len(self._previews) > _RECENT_PREVIEWS:
@@ -82,6 +84,7 @@ class RequestTable:
             return None
         self._state[index] = NO_RECORD
         self._read_rows.pop(index, None)
+        self.retried.discard(index)
         return self.failed.pop(index, "unknown")
 
     def failed_indexes(self) -> list[int]:

@@ -45,13 +45,20 @@ class RunRows:
     """`reader` reads finished requests back from results.jsonl; None before the run is opened."""
 
     def __init__(
-        self, table: RequestTable, held: HeldRequests, ledger: Ledger, reader: RecordReader | None, builtin: bool
+        self,
+        table: RequestTable,
+        held: HeldRequests,
+        ledger: Ledger,
+        reader: RecordReader | None,
+        builtin: bool,
+        sent_body: Callable[[Any], dict[str, Any]] | None = None,
     ) -> None:
         self._table = table
         self._held = held
         self._ledger = ledger
         self._reader = reader
         self._builtin = builtin
+        self._sent_body = sent_body  # the HTTP body an attempt's params became (the built-in handler)
 
     def row_count(self, row_filter: str = "all") -> int:
         return len(self._indexes(row_filter))
@@ -72,16 +79,29 @@ class RunRows:
         return rows
 
     def trajectory(self, index: int) -> list[dict[str, Any]]:
+        """The attempts as in results.jsonl; with the built-in handler each also has the `body` it sent."""
         if self._table.is_finished(index):
             record = self.read_record(self._table.offsets[index]) or {}
-            return list(record.get("attempts") or [])
+            return self._with_body(list(record.get("attempts") or []))
         request = self._held.requests.get(index)
         if request is None:
             return []
         made = [e for e in request.request_trajectory.trajectory if e.action is not None]
         if not made:
             return []
-        return build_record(TokenFlowRequest(request.id, TokenFlowRequestTrajectory(made)), self._builtin)["attempts"]
+        record = build_record(TokenFlowRequest(request.id, TokenFlowRequestTrajectory(made)), self._builtin)
+        return self._with_body(record["attempts"])
+
+    def _with_body(self, attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self._sent_body is None:
+            return attempts
+        shown = []
+        for attempt in attempts:
+            try:
+                shown.append({**attempt, "body": self._sent_body(attempt.get("params") or {})})
+            except (ValueError, AttributeError, TypeError):
+                shown.append(attempt)  # a line the handler could not send either: its params say why
+        return shown
 
     def read_record(self, offset: int) -> dict[str, Any] | None:
         """The record at `offset` of results.jsonl (None before the run is opened and once it is closed)."""
@@ -99,10 +119,9 @@ class RunRows:
         if row_filter == "in_flight":
             return sorted(request.id for request in self._ledger()[0])
         if row_filter == "retried":
-            # between attempts: held, but neither sent nor at the gate
-            in_flight, held_back = self._ledger()
-            between = self._held.requests.keys() - {request.id for request in in_flight + held_back}
-            return sorted(between.union(self._table.retried))
+            # two attempts or more: a request queued again (by retry) and not yet sent is not one
+            held = [i for i, r in self._held.requests.items() if len(r.request_trajectory.trajectory) >= 2]
+            return sorted(self._table.retried.union(held))
         if row_filter == "failed":
             return list(self._table.failed)
         raise ValueError(f"unknown row filter {row_filter!r}")

@@ -28,12 +28,13 @@ from ..store.records import build_record, record_error_kind
 from ..store.results_file import RESULTS_FILE, WRITE_INTERVAL_S, ResultsSummary
 from ..store.state_file import STATE_FILE, write_state
 from ..traffic import Traffic
-from .contract import RequestRow, RunSnapshot, RunState, SaveReport, TrafficView
+from .contract import RequestRow, RunSnapshot, RunState, SaveReport, TrafficView, format_usd
+from .events import EventLog
 from .exit_codes import EXIT_DONE, EXIT_INTERRUPTED
 from .opening import STATE_CHANGES_KEY, Confirm, OpenedRun, RunError, open_run
 from .request_index import RequestTable, attempt_status, record_failure_label, record_preview
 from .rows import HeldRequests, RunRows
-from .statistics import RunStats
+from .statistics import RunStats, cost_rates
 from .unreachable import Unreachable
 
 if TYPE_CHECKING:
@@ -105,6 +106,11 @@ class JobRunner:
         self._resume_after_save = False  # the failed save paused the job: the next one that works resumes it
         self.unwritten = 0  # finished records given up at close because they could not be written
         self._input: dict[str, Any] = {}  # the input's format and columns, kept for export
+        key_env = job.endpoint.api_key_env if job.endpoint is not None else None
+        self._events = EventLog(self.output_dir, self._clock.time, [environ.get(key_env, "")] if key_env else ())
+        self._holds_seen = 0
+        # queued again, their last record of two attempts or more: in the figures until they finish again
+        self._requeued_retried: set[int] = set()
 
     # ----- opening and resuming ------------------------------------------------------------
 
@@ -145,7 +151,8 @@ class JobRunner:
         self._summary = opened.summary
         self._fingerprint = opened.fingerprint
         self._table = opened.table
-        self._rows = RunRows(self._table, self._held, self._ledger, opened.reader, self._builtin)
+        sent_body = self._sent_body if self._builtin and self._endpoint is not None else None
+        self._rows = RunRows(self._table, self._held, self._ledger, opened.reader, self._builtin, sent_body)
         self._stats = opened.stats
         self._elapsed_before = opened.elapsed_s
         self._attempts_before = opened.attempts
@@ -153,6 +160,13 @@ class JobRunner:
         if self._workers == self.job.workers.count and opened.workers is not None:
             self._workers = min(opened.workers, self._max_workers)
         self._done, self._failed = opened.done, opened.failed
+        self._requeued_retried = opened.requeued_retried
+        self._events.load()
+        finished = self._done + self._failed
+        if finished:
+            self._events.note("open", f"resumed: {finished:,} of {self._summary.count:,} requests finished earlier")
+        else:
+            self._events.note("open", f"started: {self._summary.count:,} requests")
 
     @property
     def requeued(self) -> int:
@@ -196,7 +210,12 @@ class JobRunner:
                 await self.save()
                 if not self._again:
                     break
-            return self._exit_code()
+            code = self._exit_code()
+            if code == EXIT_DONE:
+                self._events.note(
+                    "done", f"every request has a final record: {self._done:,} done, {self._failed:,} failed"
+                )
+            return code
         except BaseException:
             # cancelled by the host (e.g. the app exits): no worker may outlive the store
             if self._task is not None:
@@ -256,6 +275,7 @@ class JobRunner:
         if self._task is None or self._task.state not in ("running", "stopping"):
             return
         self._reason = reason
+        self._events.note("pause", f"paused: {reason}" if reason else "paused")
         await self._task.soft_stop()
         try:
             await self.save()
@@ -270,6 +290,7 @@ class JobRunner:
             return
         self._reason = None
         self._stopping_hard = False
+        self._events.note("resume", "resumed")
         if self._traffic is not None:
             self._traffic.resumed()
         if self._unreachable is not None:
@@ -280,6 +301,7 @@ class JobRunner:
         if self._task is None or self._task.state not in ("running", "stopping"):
             return
         self._stopping_hard = True
+        self._events.note("stop", "stopped now: the requests in flight went back to the queue")
         await self._task.hard_stop()
         await self.save()
 
@@ -295,29 +317,43 @@ class JobRunner:
             refusal = None
         if self._traffic is not None:
             self._traffic.workers_set(n)
+        self._events.note_change("workers", "workers", f"{self._workers:,}", f"{n:,}")
         self._apply_workers(n)
         return refusal
 
     def set_limits(self, requests_per_minute: float, tokens_per_minute: int) -> str | None:
         if self._traffic is None:
             return "the job has not started yet"
-        return self._traffic.set_limits(requests_per_minute, tokens_per_minute)
+        refusal = self._traffic.set_limits(requests_per_minute, tokens_per_minute)
+        if refusal is None:
+            self._events.note(
+                "limits", f"limits: {requests_per_minute:g} requests/min, {tokens_per_minute:,} tokens/min (0: none)"
+            )
+        return refusal
 
     def set_budget(self, max_total_tokens: int, max_cost_usd: float) -> str | None:
         if self._traffic is None:
             return "the job has not started yet"
-        return self._traffic.set_budget(max_total_tokens, max_cost_usd)
+        refusal = self._traffic.set_budget(max_total_tokens, max_cost_usd)
+        if refusal is None:
+            self._events.note("budget", f"budgets: {max_total_tokens:,} tokens, {format_usd(max_cost_usd)} (0: none)")
+        return refusal
 
     async def save(self) -> SaveReport:
         """Flush and fsync results.jsonl, then write state.toml; the writing happens off the loop."""
+        return await self._save(note=True)
+
+    async def _save(self, note: bool) -> SaveReport:
+        """`save`; the event log notes it when `note` (not the periodic saves, which would bury the rest)."""
         async with self._save_lock:
             if self._opened is None:
                 return self._last_save  # the run is closed: everything was saved then
             # counted before the flush, so the state never claims more than the file holds
             done, failed = self._done, self._failed
+            figures = self._stats.figures.to_data()
             try:
                 summary = await asyncio.to_thread(self._opened.writer.flush)
-                state = self._state_data(summary, done, failed)
+                state = self._state_data(summary, done, failed, figures)
                 await asyncio.to_thread(write_state, self.output_dir / STATE_FILE, state)
             except StoreError as error:
                 # the unwritten records stay in memory; pausing stops more from piling up, and the
@@ -337,6 +373,9 @@ class JobRunner:
                 self._background(self.resume())
             self._saved_at = state["saved_at"]
             self._last_save = SaveReport(summary.records, str(self.output_dir / RESULTS_FILE), self._saved_at)
+            if note:
+                self._events.note("save", f"saved {summary.records:,} results")
+            await asyncio.to_thread(self._events.flush)
             return self._last_save
 
     def retry(self, indexes: Sequence[int]) -> int:
@@ -351,6 +390,8 @@ class JobRunner:
                 continue
             self._stats.unfail(kind)
             self._failed -= 1
+            if len(record["attempts"]) >= 2:
+                self._requeued_retried.add(index)
             # the first attempt's params are the input line as it was read
             again.append((index, record["attempts"][0]["params"]))
             labels.append(record_failure_label(record))
@@ -370,6 +411,23 @@ class JobRunner:
         state = self._state_name()
         tokens = self._stats.total_tokens
         ttft_p50, ttft_p95, ttft_p99 = self._stats.ttft_percentiles()
+        figures = self._stats.figures
+        p50, p95, p99 = figures.latency.percentiles((50, 95, 99))
+        # the whole job's, over every run and retry round, as `tokenflow report` reads them from the files
+        stats = dataclasses.replace(
+            stats,
+            rate_avg=figures.records / elapsed if elapsed > 0 else 0.0,
+            latency_p50_s=p50,
+            latency_p95_s=p95,
+            latency_p99_s=p99,
+        )
+        traffic = self._traffic.view() if self._traffic is not None else TrafficView()
+        if traffic.holds > self._holds_seen:
+            self._holds_seen = traffic.holds
+            self._events.note("hold", f"dispatch held for every worker: {traffic.held_because or 'no reason given'}")
+        per_minute, projected = cost_rates(
+            traffic.cost_usd, tokens, self._stats.tokens_rate(elapsed, 60) * 60, stats.finished, self._summary.count
+        )
         return RunSnapshot(
             job_name=self.job.name,
             output_dir=str(self.output_dir),
@@ -385,11 +443,30 @@ class JobRunner:
             history=self._stats.history(elapsed),
             saved_at=self._saved_at,
             unsaved=self._unsaved(),
-            traffic=self._traffic.view() if self._traffic is not None else TrafficView(),
             ttft_p50_s=ttft_p50,
             ttft_p95_s=ttft_p95,
             ttft_p99_s=ttft_p99,
+            traffic=traffic,
+            cost_usd=traffic.cost_usd,
+            cost_per_min_usd=per_minute,
+            cost_projected_usd=projected,
+            retried=figures.retried - len(self._requeued_retried) + self._retrying(),
+            longest_in_flight_s=self._longest_in_flight(stats),
+            events=self._events.events(),
         )
+
+    def _retrying(self) -> int:
+        """Unfinished requests on their second attempt or later (finished ones are in the figures)."""
+        return sum(1 for r in self._held.requests.values() if len(r.request_trajectory.trajectory) >= 2)
+
+    def _longest_in_flight(self, stats: StatsSnapshot) -> float | None:
+        """In the tail (nothing queued), how long the oldest attempt in flight has been running."""
+        if self._task is None or stats.queued > 0 or not stats.in_flight:
+            return None
+        now = self._clock.time()
+        starts = [r.request_trajectory.trajectory[-1].started_at for r in self._task.in_flight()]
+        started = [t for t in starts if t is not None]
+        return max(0.0, now - min(started)) if started else None
 
     def row_count(self, row_filter: str = "all") -> int:
         return self._rows.row_count(row_filter)
@@ -404,6 +481,14 @@ class JobRunner:
         return self._rows.failed_groups()
 
     # ----- internals ---------------------------------------------------------------------------
+
+    def _sent_body(self, line: Any) -> dict[str, Any]:
+        """The body the built-in handler sends for an input line (model and merged params), for the trajectory."""
+        from ..endpoint.openai_handler import request_body  # loaded already: the run has an endpoint
+
+        endpoint = self.job.endpoint
+        assert endpoint is not None
+        return request_body({"model": endpoint.model, **self.job.request.params}, line, endpoint.api == "chat")
 
     async def _start_handler(self) -> Handler:
         endpoint = self._endpoint
@@ -517,8 +602,12 @@ class JobRunner:
     def _on_finished(self, request: TokenFlowRequest) -> None:
         assert self._opened is not None
         record = build_record(request, self._builtin, self._opened.job_version)
-        offset = self._opened.writer.append(record)
         index = request.id
+        if self._table.offsets[index] >= 0:  # queued again after it failed: that record is no longer its last one
+            self._stats.figures.superseded(2 if index in self._requeued_retried else 1)
+            self._requeued_retried.discard(index)
+        offset = self._opened.writer.append(record)
+        self._stats.figures.add(record, offset)
         self._held.finished(index)
         failed_kind = record_error_kind(record) if record["status"] == "failed" else None
         if failed_kind is None:
@@ -537,7 +626,8 @@ class JobRunner:
             record_preview(record),
             offset,
         )
-        self._stats.note_finished(self._elapsed(), failed_kind)
+        latencies = [a["latency_ms"] for a in attempts if a.get("latency_ms") is not None]
+        self._stats.note_finished(self._elapsed(), failed_kind, latencies)
 
     def _unsaved(self) -> int:
         """Finished records that saving could not write: waiting in memory, or given up at close."""
@@ -599,7 +689,7 @@ class JobRunner:
             return EXIT_DONE
         return EXIT_INTERRUPTED
 
-    def _state_data(self, results: ResultsSummary, done: int, failed: int) -> dict[str, Any]:
+    def _state_data(self, results: ResultsSummary, done: int, failed: int, figures: dict[str, Any]) -> dict[str, Any]:
         return {
             "version": STATE_VERSION,
             "job": self.job.name,
@@ -615,7 +705,7 @@ class JobRunner:
             "elapsed_s": self._elapsed(),
             "attempts": self._attempts_before + (self._task.stats().attempts if self._task is not None else 0),
             "retries": self._retries_before + (self._task.stats().retries if self._task is not None else 0),
-            "stats": self._stats.to_data(),
+            "stats": self._stats.to_data(figures),
             "job_version": self._opened.job_version if self._opened is not None else "",
             STATE_CHANGES_KEY: self._opened.history if self._opened is not None else [],
         }
@@ -638,7 +728,7 @@ class JobRunner:
 
     async def _try_save(self) -> None:
         try:
-            await self.save()
+            await self._save(note=False)
         except RunError:
             pass  # the job paused itself with the reason; the next save tries again
 
@@ -650,3 +740,4 @@ class JobRunner:
         if self._opened is not None:
             self.unwritten += self._opened.close()
             self._opened = None
+            self._events.flush()

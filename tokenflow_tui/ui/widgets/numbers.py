@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.content import Content
 
-from ...run.contract import RunSnapshot
+from ...run.contract import RunSnapshot, format_usd
 from ..formatting import DASH, MUTED, compact, count, latency
 
 
@@ -26,7 +26,8 @@ def counts_content(snapshot: RunSnapshot) -> Content:
             # held back by a limit, a hold or the pace: a line of its own only while there are some
             *([("waiting", _right(count(stats.waiting), 12, "bold $warning"))] if stats.waiting else []),
             ("queued", _right(count(stats.queued), 12)),
-            ("retries", _right(count(stats.retries), 12, "bold $warning" if stats.retries else "bold")),
+            # requests with two attempts or more, over the whole job (as `tokenflow report` counts them)
+            ("retried", _right(count(snapshot.retried), 12, "bold $warning" if snapshot.retried else "bold")),
         ],
         10,
     )
@@ -103,11 +104,22 @@ def ttft_pair(p50_s: float, p95_s: float | None) -> str:
 
 def tokens_content(snapshot: RunSnapshot) -> Content:
     prompt, completion = snapshot.prompt_tokens, snapshot.completion_tokens
-    return _rows(
-        [
-            ("prompt", _right(count(prompt), 14)),
-            ("completion", _right(count(completion), 14)),
-            ("total", _right(count(prompt + completion), 14)),
-        ],
-        11,
-    )
+    rows: list[tuple[str, str | Content]] = [
+        ("prompt", _right(count(prompt), 14)),
+        ("completion", _right(count(completion), 14)),
+        ("total", _right(count(prompt + completion), 14)),
+    ]
+    if snapshot.cost_usd is not None:  # prices are set in [limits]
+        per_minute = snapshot.cost_per_min_usd
+        rows.append(
+            (
+                "cost",
+                Content.assemble(
+                    _right(format_usd(snapshot.cost_usd), 14),
+                    ("" if per_minute is None else f"  {format_usd(per_minute)}/min", MUTED),
+                ),
+            )
+        )
+        projected = snapshot.cost_projected_usd
+        rows.append(("at the end", _right(DASH if projected is None else format_usd(projected), 14)))
+    return _rows(rows, 11)

@@ -8,6 +8,7 @@ from collections import Counter
 
 from run_helpers import read_records, tokenflow, write_input, write_job
 
+from tokenflow_tui.engine.stats import LatencyHistogram
 from tokenflow_tui.sim.answers import count_tokens
 
 COUNT = 200
@@ -60,7 +61,7 @@ def test_a_streamed_job_keeps_partial_texts_usage_and_ttft(tmp_path):
     assert set(kinds) == {"cut_off", "bad_response"}
     assert kinds["cut_off"] > kinds["bad_response"]
     state = tomllib.loads((tmp_path / "out" / "state.toml").read_text())
-    assert sum(state["stats"]["ttft"].values()) == ttfts
+    assert LatencyHistogram.from_data(state["stats"]["ttft"]).count == ttfts
     assert state["stats"]["errors_by_kind"] == dict(kinds)
     # the chart counted tokens as they arrived: the answers' usage, and the four words of each cut-off attempt
     total = sum(record["usage"]["total_tokens"] for record in records)

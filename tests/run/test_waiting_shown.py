@@ -36,6 +36,6 @@ def test_the_counts_panel_has_a_waiting_line_only_while_some_wait():
         "in flight           10",
         "waiting             90",
         "queued           3,576",
-        "retries            166",
+        "retried              0",
     ]
     assert "waiting" not in counts_content(snapshot(0)).plain

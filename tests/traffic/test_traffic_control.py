@@ -85,6 +85,21 @@ def replying(*outcomes: tuple[Any, ...]):
     return handler
 
 
+async def refused(h: Harness, count: int, retry_after_s: float) -> None:
+    """`count` attempts sent now, each refused with a 429 asking to wait `retry_after_s`, as the built-in handler says."""
+
+    async def handler(trajectory):
+        h.traffic.on_rate_limit(retry_after_s)
+        return failed("http_429", 429, final=False)
+
+    started = [h.start() for _ in range(count)]
+    await settle()
+    assert all(task.done() for _, task in started)
+    wrapped = h.traffic.wrap(handler)
+    for request, _ in started:
+        await wrapped(request.request_trajectory)
+
+
 def ok(usage: dict[str, int] | None = None) -> tuple[Any, ...]:
     return ActionDone(), {"text": "hi", "usage": usage, "status_code": 200, "finish_reason": "stop"}, None
 
@@ -112,7 +127,7 @@ async def test_one_429_holds_no_one_but_several_hold_every_worker_with_a_jittere
     assert h.traffic.view().held_because is None
 
 
-async def test_429s_asking_for_a_long_wait_pace_dispatch_at_the_limit_they_imply(tmp_path):
+async def test_429s_that_a_hold_did_not_stop_pace_dispatch_at_the_limit_they_imply(tmp_path):
     h = Harness(tmp_path)
     wrapped = h.traffic.wrap(replying(*[ok()] * 120))
     for _ in range(120):  # 120 good answers in the first 6 s
@@ -120,8 +135,11 @@ async def test_429s_asking_for_a_long_wait_pace_dispatch_at_the_limit_they_imply
         await settle()
         await wrapped(request.request_trajectory)
     await h.advance(6.0)
-    for _ in range(4):
-        h.traffic.on_rate_limit(54.0)  # the rest of the minute: 120 a minute is the limit
+    await refused(h, 4, retry_after_s=1.0)
+    view = h.traffic.view()
+    assert (view.holds, view.pace_per_minute) == (1, 0.0)  # a hold first: a pace only when it is not enough
+    await h.advance(1.5)  # past the hold and its jitter
+    await refused(h, 4, retry_after_s=52.5)  # sent after the hold, refused as well: the rest of the minute
     assert h.traffic.view().pace_per_minute == pytest.approx(0.8 * 120)
     await h.advance(55.0)  # past the hold and its jitter (half of 2 s)
     tasks = [h.start()[1] for _ in range(20)]

@@ -236,8 +236,15 @@ def test_without_answers_there_is_no_pace_to_follow():
     assert pace.overloaded(5.0, wait_s=60.0) is False  # the window holds nothing of ours: no limit to read
 
 
-def test_congestion_needs_several_signals_among_the_last_answers():
+def quiet_congestion() -> Congestion:
+    """A Congestion that has seen a server refuse nothing at random."""
     congestion = Congestion()
+    congestion.background = 0.0
+    return congestion
+
+
+def test_congestion_needs_several_signals_among_the_last_answers():
+    congestion = quiet_congestion()
     assert [congestion.note(signal, at) for at, signal in enumerate((True, False, True, False, True))] == [False] * 5
     assert congestion.note(True, 5) is True  # 4 of the last 8
     assert congestion.note(False, 6) is False  # an answer that is not a signal is never overload
@@ -247,7 +254,7 @@ def test_congestion_needs_several_signals_among_the_last_answers():
 
 
 def test_congestion_judges_the_latest_by_the_moment_given_not_by_arrival():
-    congestion = Congestion()
+    congestion = quiet_congestion()
     for at in range(8):
         congestion.note(False, at / 10)  # requests sent before the limit was hit, answered well
     # four refused requests sent after them: the limit is hit, though more good answers of
@@ -257,6 +264,37 @@ def test_congestion_judges_the_latest_by_the_moment_given_not_by_arrival():
         verdicts.append(congestion.note(True, 1.0 + i / 100))
         verdicts.append(congestion.note(False, 0.5 + i / 100))
     assert verdicts == [False] * 6 + [True, False]
+
+
+def test_before_the_server_said_much_five_of_eight_are_needed():
+    congestion = Congestion()
+    assert [congestion.note(True, at) for at in range(5)] == [False] * 4 + [True]
+
+
+def test_a_server_that_refuses_some_at_random_needs_more_signals_for_overload():
+    congestion = Congestion()
+    for at in range(2000):  # one in twenty refused, evenly: 5 %
+        congestion.note(at % 20 == 0, at)
+    assert congestion.background == pytest.approx(0.05, abs=0.005)
+    # four, then five of the last eight: what such a server does at random every few thousand answers
+    verdicts = [congestion.note(True, 2000 + at) for at in range(6)]
+    assert verdicts == [False] * 5 + [True]  # six of eight: under one in a million at random
+
+
+def test_overload_below_the_usual_four_and_answers_that_say_nothing_of_the_background():
+    congestion = quiet_congestion()
+    for at in range(8):
+        congestion.note(False, at)
+    assert congestion.note(True, 8, least=1) is True  # one signal where there never is one
+    congestion.forget_recent()
+    assert congestion.overloaded(least=1) is False
+    # one in ten refused, but kept out of the background (a probe above the pace): it stays where it was
+    for at in range(9, 400):
+        congestion.note(at % 10 == 0, at, background=False)
+    assert congestion.background == 0.0
+    for at in range(400, 800):
+        congestion.note(at % 10 == 0, at)
+    assert congestion.background > 0.08
 
 
 def test_random_faults_at_four_percent_rarely_look_like_overload():

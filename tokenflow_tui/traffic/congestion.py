@@ -8,7 +8,8 @@ hit: then dispatch holds for every worker (429s) and the adaptive controller cut
 not overloaded. A server that refuses 5 % of requests at random, however fast or slow they come,
 is not a rate limit: four such refusals among eight answers happen about once in 2,000 answers,
 so with that background it takes more (six of eight, a chance of under one in a million). A server
-with no such background (a real limit, sent under it) needs only the usual four.
+with no such background (a real limit, sent under it) needs only the usual four, once its answers
+showed that (five before).
 
 "The last few" are the latest by the moment given with each answer. For 429s that is when the
 request was sent: a server that just hit its limit refuses new requests at once while the good
@@ -27,6 +28,8 @@ WINDOW = 8  # the last this many answers are judged …
 TRIGGER = 4  # … and at least this many signals among them mean overload (fewer when asked for)
 CHANCE = 1e-6  # … and only as many as random signals at the background share give by this chance at most
 BACKGROUND_WEIGHT = 1 / 200  # of the newest answer, in the running average that is the background
+BACKGROUND_START = 0.02  # before the server said much: a few answers say little, and 4 of the first 8
+# refused at random by a server that refuses 5 % must not hold the job (5 of 8 are needed at 2 %)
 
 
 class Congestion:
@@ -34,7 +37,7 @@ class Congestion:
         # [moment, signal, counts for the background] of the latest answers, oldest first
         self._recent: list[list[Any]] = []
         self._signals = 0
-        self.background = 0.0  # the share of answers that are signals while the server is not overloaded
+        self.background = BACKGROUND_START  # the share of answers that are signals while the server is not overloaded
 
     def note(self, overload: bool, at: float, *, least: int = TRIGGER, background: bool = True) -> bool:
         """One more answer (`overload`: the signal watched for) of moment `at`; whether the server is overloaded now.

@@ -257,6 +257,12 @@ class JobRunner:
             return "the job has not started yet"
         return self._traffic.set_budget(max_total_tokens, max_cost_usd)
 
+    def reset_traffic(self) -> str | None:
+        if self._traffic is None:
+            return "the job has not started yet"
+        self._traffic.reset()
+        return None
+
     async def save(self) -> SaveReport:
         """Flush and fsync results.jsonl, then write state.toml; the writing happens off the loop."""
         async with self._save_lock:

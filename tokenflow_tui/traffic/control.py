@@ -294,7 +294,9 @@ class Traffic:
 
     # ----- internals ---------------------------------------------------------------------------
 
-    def _reserve(self, request: TokenFlowRequest, reserved: dict[TokenBucket, tuple[float, float]], now: float) -> float:
+    def _reserve(
+        self, request: TokenFlowRequest, reserved: dict[TokenBucket, tuple[float, float]], now: float
+    ) -> float:
         """Take a request and its estimated tokens from the buckets not taken from yet; seconds to wait for all.
 
         `reserved` holds what this request took before: a bucket that is gone (its limit cleared)

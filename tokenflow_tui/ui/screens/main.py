@@ -87,6 +87,14 @@ class MainScreen(Screen[None]):
             group=_TRAFFIC,
             tooltip="change the budgets (total tokens, cost) at which the job pauses",
         ),
+        Binding(
+            "t",
+            "app.reset_traffic",
+            "reset traffic control",
+            id="reset_traffic",
+            group=_TRAFFIC,
+            tooltip="forget the pace, the holds and the limits read from the server's 429s (the job's limits stay)",
+        ),
         *(
             Binding(
                 str(number),

@@ -361,3 +361,116 @@ async def test_the_view_shows_the_cost_with_prices(tmp_path):
     h.tokens = (1_000_000, 100_000)
     view = h.traffic.view()
     assert (view.cost_usd, view.max_cost_usd, view.tokens_used) == (pytest.approx(1.4), 2.0, 1_100_000)
+
+
+# ----- live changes apply to the requests already waiting -----------------------------------------
+
+
+async def test_clearing_a_tokens_limit_releases_the_waiting_requests_at_once(tmp_path):
+    # 1,000 tokens a minute; 4 + 16 = 20 tokens estimated a request: one every 1.2 s, after a burst of one
+    h = Harness(tmp_path, limits={"tokens_per_minute": 1000}, params={"max_tokens": 16})
+    tasks = [h.start({"prompt": "a" * 16})[1] for _ in range(10)]
+    await h.advance(1.2)
+    assert sum(t.done() for t in tasks) == 1  # the rest wait up to 12 s on the bucket
+    assert h.traffic.set_limits(0, 0) is None
+    await settle()
+    assert all(t.done() and t.exception() is None for t in tasks)
+    assert h.traffic.view().tokens_per_minute == 0
+
+
+async def test_a_limit_raised_or_lowered_applies_to_the_requests_waiting(tmp_path):
+    h = Harness(tmp_path, limits={"requests_per_minute": 60})  # one a second, one at once
+    tasks = [h.start()[1] for _ in range(7)]
+    await settle()
+    assert sum(t.done() for t in tasks) == 1  # the others are owed 1 … 6 s
+    assert h.traffic.set_limits(600, 0) is None  # ten a second: the six waiting go within 0.6 s
+    await h.advance(0.35)
+    assert sum(t.done() for t in tasks) == 4
+    # one every 10 s: the next, owed half a request at 0.35 s, goes 5 s later; the one after it 10 s later again
+    assert h.traffic.set_limits(6, 0) is None
+    await h.advance(4.9)
+    assert sum(t.done() for t in tasks) == 4
+    await h.advance(0.1)
+    assert sum(t.done() for t in tasks) == 5
+    await h.advance(9.9)
+    assert sum(t.done() for t in tasks) == 5
+    await h.advance(0.1)
+    assert sum(t.done() for t in tasks) == 6
+    for t in tasks:
+        t.cancel()
+
+
+async def test_raising_a_spent_budget_releases_the_job_it_paused(tmp_path):
+    h = Harness(tmp_path, limits={"max_total_tokens": 100})
+    wrapped = h.traffic.wrap(replying(ok({"prompt_tokens": 90, "completion_tokens": 30, "total_tokens": 120})))
+    request, _ = h.start()
+    await settle()
+    h.tokens = (90, 30)
+    await wrapped(request.request_trajectory)
+    assert len(h.pauses) == 1 and not h.traffic.budget_released()
+    assert h.traffic.set_budget(110, 0) is None and not h.traffic.budget_released()  # still spent
+    assert h.traffic.set_budget(1000, 0) is None and h.traffic.budget_released()
+    assert h.traffic.set_budget(0, 0) is None and h.traffic.budget_released()  # cleared
+
+
+# ----- the pace: when it starts, when it lets go, and the reset ----------------------------------------
+
+
+async def paced_at_96_a_minute(h: Harness) -> None:
+    """120 good answers at once, then 429s a hold did not stop: paced at 0.8 × 120 a minute (as above)."""
+    wrapped = h.traffic.wrap(replying(*[ok()] * 120))
+    for _ in range(120):
+        request, _ = h.start()
+        await settle()
+        await wrapped(request.request_trajectory)
+    await h.advance(6.0)
+    await refused(h, 5, retry_after_s=1.0)
+    await h.advance(1.5)
+    await refused(h, 5, retry_after_s=52.5)
+
+
+async def test_the_reset_forgets_the_pace_and_the_hold_and_releases_the_waiting(tmp_path):
+    h = Harness(tmp_path)
+    await paced_at_96_a_minute(h)
+    view = h.traffic.view()
+    assert view.pace_per_minute == pytest.approx(96) and view.held_because is not None
+    tasks = [h.start()[1] for _ in range(5)]
+    await h.advance(1.0)
+    assert not any(t.done() for t in tasks)  # held for 52.5 s
+    h.traffic.reset()
+    await settle()
+    assert all(t.done() for t in tasks)
+    view = h.traffic.view()
+    assert (view.pace_per_minute, view.held_s, view.held_because, view.holds) == (0.0, 0.0, None, 2)
+    # learnt again only from what the server says next: one more 429 neither holds nor paces
+    await refused(h, 1, retry_after_s=52.5)
+    assert (h.traffic.view().pace_per_minute, h.traffic.view().held_because) == (0.0, None)
+
+
+async def test_the_pace_lets_go_once_the_server_took_a_probe_above_it(tmp_path):
+    h = Harness(tmp_path)
+    await paced_at_96_a_minute(h)  # 2 a second read, paced at 1.6
+    await h.advance(55.0)  # past the hold
+    wrapped = h.traffic.wrap(replying(*[ok()] * 1000))
+    waiting = [h.start() for _ in range(4)]  # four workers, answered at once: only the pace holds them
+    seconds = 0.0
+    while h.traffic.view().pace_per_minute and seconds < 60:
+        await settle()
+        for request, task in [started for started in waiting if started[1].done()]:
+            waiting.remove((request, task))
+            await wrapped(request.request_trajectory)
+            waiting.append(h.start())
+        await h.advance(0.05)
+        seconds += 0.05
+    # the curve is back at the limit after 10 s, then climbs above it; once the server took 1.2 times
+    # the limit in a minute (144 answers), which a window full at that limit never admits, no pace
+    assert 40 <= seconds <= 42
+    await settle()
+    assert all(task.done() for _, task in waiting)  # nothing paces them any more
+
+
+async def test_pace_false_in_the_job_file_never_paces(tmp_path):
+    h = Harness(tmp_path, limits={"pace": False})
+    await paced_at_96_a_minute(h)
+    view = h.traffic.view()
+    assert view.pace_per_minute == 0.0 and view.held_because is not None  # the hold the server asked for stays

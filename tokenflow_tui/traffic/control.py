@@ -266,6 +266,10 @@ class Traffic:
         self._budget.set_limits(int(max_total_tokens), float(max_cost_usd))
         return None
 
+    def budget_released(self) -> bool:
+        """Whether the job is paused by a budget that is spent no more (raised or cleared since)."""
+        return self._paused_for == "budget" and self._budget.exceeded(*self._spent()) is None
+
     def view(self) -> TrafficView:
         now = self._clock.monotonic()
         prompt, completion = self._spent()

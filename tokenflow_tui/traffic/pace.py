@@ -16,9 +16,10 @@ back long after the burst that caused them. So from the first such 429 on, dispa
   while a steady one is not overrun every few seconds; the curve stands still while nothing is
   answered (during a hold), and never goes beyond HEADROOM times the limit or the rate answered;
 - each later overload (at most one a second) reads the limit again and restarts the curve;
-- once the server took a probe above the pace (good answers at LET_GO_SHARE of the limit read,
-  over LET_GO_S, without a cut), the limit is not what was read: the pace lets go, until the next
-  overload starts one again.
+- once the server took a probe above the pace — more good answers in a minute than the limit read
+  allows (LET_GO_SHARE of it), which no window of a minute full at that limit would admit — the
+  limit is not what was read (it was raised, or the 429s were not a limit): the pace lets go, until
+  the next overload starts one again.
 
 A limit counted per second asks for milliseconds; the hold and the adaptive worker count suffice.
 """
@@ -34,8 +35,7 @@ PLATEAU_S = 10.0  # the curve is back at the limit this long after a cut, and li
 HEADROOM = 3.0  # the pace never grows beyond this many times the limit read, or the rate answered
 CUT_GAP_S = 1.0
 IDLE_S = 1.0  # a gap between answers longer than this is a hold: the curve waits
-LET_GO_SHARE = 1.5  # good answers at this many times the limit read …
-LET_GO_S = 5.0  # … over this long, with no cut meanwhile, end the pace
+LET_GO_SHARE = 1.2  # good answers over SPAN_S at this many times the limit read end the pace
 _GROWTH = (1 - CUT) / PLATEAU_S**3  # the cubic's constant, in shares of the limit per s³
 _TICKS_PER_S = 10
 
@@ -63,10 +63,9 @@ class Pace:
         self._answered += 1
         if self.rate is None:
             return
-        if new_tick and now - self._cut_at >= LET_GO_S:
-            if self._count(now, LET_GO_S) >= LET_GO_SHARE * self.limit * LET_GO_S:
-                self.forget()  # the probe above the pace was taken
-                return
+        if new_tick and now - self._cut_at >= PLATEAU_S and self._answered >= LET_GO_SHARE * self.limit * SPAN_S:
+            self.forget()  # the probe above the pace was taken
+            return
         if now - self._last_answer > IDLE_S:
             self._epoch += now - self._last_answer
         self._last_answer = now

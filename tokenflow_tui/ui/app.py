@@ -285,7 +285,8 @@ class TokenFlowApp(App[int]):
         if state in _NOT_YET:
             self.notify(_NOT_YET[state], severity="warning")
             return
-        asked = dialog(self.control.snapshot().traffic, apply)
+        before = self.control.snapshot()
+        asked = dialog(before.traffic, apply)
 
         def answered(values: tuple[float, ...] | None) -> None:
             if values is None:
@@ -294,6 +295,8 @@ class TokenFlowApp(App[int]):
             snapshot = self.control.snapshot()
             if snapshot.state == "paused" and not spent_budgets(snapshot.traffic):
                 note += "; p resumes the job"
+            elif before.state == "paused" and snapshot.state == "running":
+                note += "; the job goes on"  # the budget that paused it is spent no more
             self.notify(note)
 
         self.push_screen(asked, answered)

@@ -163,14 +163,15 @@ class Traffic:
     def on_rate_limit(self, delay_s: float) -> None:
         """A 429 that `delay_s` later may be retried (the server's Retry-After, or the backoff without one).
 
-        When 429s are more than an occasional one, every worker waits that long (and, for long
-        waits, dispatch is paced from then on).
+        When 429s are more than the server refuses at random, every worker waits that long; when
+        they go on for requests sent after such a hold, and the waits are long, dispatch is paced
+        from then on (until the pace lets go, or a reset).
         """
         now = self._clock.monotonic()
         started = _ATTEMPT_STARTED.get(now)
         paced = self._paced is not None
-        # once dispatch is paced, a 429 beyond the background says the pace is too fast; one of a
-        # request sent while the pace probed above the limit read is news of the rate, not luck
+        # once dispatch is paced, a 429 beyond the background says the pace is too fast; one that
+        # comes while the pace probes above the limit read is news of the rate, not of luck
         beyond = self._rate_limited.note(
             True, started, least=1 if paced else TRIGGER, background=not (paced and self._pace.probing)
         )

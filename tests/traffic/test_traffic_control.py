@@ -100,6 +100,17 @@ async def refused(h: Harness, count: int, retry_after_s: float) -> None:
         await wrapped(request.request_trajectory)
 
 
+async def passed_after(h: Harness, tasks: list[asyncio.Task[None]], steps: list[float]) -> list[int]:
+    """How many of `tasks` passed after each step of time; the ones left are cancelled at the end."""
+    passed = []
+    for seconds in steps:
+        await h.advance(seconds)
+        passed.append(sum(task.done() for task in tasks))
+    for task in tasks:
+        task.cancel()
+    return passed
+
+
 def ok(usage: dict[str, int] | None = None) -> tuple[Any, ...]:
     return ActionDone(), {"text": "hi", "usage": usage, "status_code": 200, "finish_reason": "stop"}, None
 
@@ -149,14 +160,7 @@ async def test_429s_that_a_hold_did_not_stop_pace_dispatch_at_the_limit_they_imp
     assert sum(t.done() for t in tasks) == 1
     # two reservations wait (-2 in the bucket): not nineteen at the pace of now, kept if it grows
     assert h.traffic._paced.level(h.clock.monotonic()) == pytest.approx(-2.0)
-    await h.advance(1.0)
-    assert sum(t.done() for t in tasks) == 2
-    await h.advance(1.0)
-    assert sum(t.done() for t in tasks) == 4
-    await h.advance(0.5)
-    assert sum(t.done() for t in tasks) == 5
-    for t in tasks:
-        t.cancel()
+    assert await passed_after(h, tasks, [1.0, 1.0, 0.5]) == [2, 4, 5]
 
 
 async def test_a_held_attempt_gives_its_request_back_when_the_job_pauses(tmp_path):
@@ -388,16 +392,7 @@ async def test_a_limit_raised_or_lowered_applies_to_the_requests_waiting(tmp_pat
     assert sum(t.done() for t in tasks) == 4
     # one every 10 s: the next, owed half a request at 0.35 s, goes 5 s later; the one after it 10 s later again
     assert h.traffic.set_limits(6, 0) is None
-    await h.advance(4.9)
-    assert sum(t.done() for t in tasks) == 4
-    await h.advance(0.1)
-    assert sum(t.done() for t in tasks) == 5
-    await h.advance(9.9)
-    assert sum(t.done() for t in tasks) == 5
-    await h.advance(0.1)
-    assert sum(t.done() for t in tasks) == 6
-    for t in tasks:
-        t.cancel()
+    assert await passed_after(h, tasks, [4.9, 0.1, 9.9, 0.1]) == [4, 5, 5, 6]
 
 
 async def test_raising_a_spent_budget_releases_the_job_it_paused(tmp_path):

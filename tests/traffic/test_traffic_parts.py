@@ -188,6 +188,24 @@ def test_after_a_cut_of_the_limit_the_long_wait_gives_the_new_limit():
     assert pace.limit == pytest.approx(10.0, abs=0.05) and pace.rate == pytest.approx(8.0, abs=0.05)
 
 
+def test_a_pace_lets_go_only_when_a_minute_since_the_cut_took_more_than_the_limit():
+    pace = Pace(now=0.0)
+    for i in range(2400):  # 20 a second for two minutes, then the limit is cut to 600 a minute
+        pace.answered(i / 20)
+    assert pace.overloaded(120.0, wait_s=30.0) and pace.limit == pytest.approx(10.0, abs=0.05)
+    # the minute before the cut holds 1,200 good answers, twice the new limit: that is no probe taken
+    for i in range(600):  # at the limit for a minute
+        pace.answered(120.0 + i / 10)
+    assert pace.rate is not None
+    for i in range(1, 900):  # then at 1.5 times it: within a minute the server took more than 1.2 times it
+        pace.answered(180.0 + i / 15)
+        if pace.rate is None:
+            break
+    assert (pace.rate, pace.limit) == (None, 0.0)
+    # x s into the faster answers, the minute holds 10 × (60 - x) + 15 × x: 720 (1.2 × 600) at x = 24
+    assert i / 15 == pytest.approx(24.0, abs=0.2)
+
+
 LIMIT = 550 / 60  # 10 answers a second for a minute, and a wait of 5 s: the window held the last 55 s
 
 

@@ -16,10 +16,11 @@ back long after the burst that caused them. So from the first such 429 on, dispa
   while a steady one is not overrun every few seconds; the curve stands still while nothing is
   answered (during a hold), and never goes beyond HEADROOM times the limit or the rate answered;
 - each later overload (at most one a second) reads the limit again and restarts the curve;
-- once the server took a probe above the pace — more good answers in a minute than the limit read
-  allows (LET_GO_SHARE of it), which no window of a minute full at that limit would admit — the
-  limit is not what was read (it was raised, or the 429s were not a limit): the pace lets go, until
-  the next overload starts one again.
+- once the server took a probe above the pace — in a minute with no cut, more good answers than the
+  limit read allows (LET_GO_SHARE of it), which no window of a minute at that limit would admit —
+  the limit is not what was read (it was raised, or the 429s were not a limit): the pace lets go,
+  until the next overload starts one again. (A minute since the cut: before it, the window may hold
+  more than the limit, as after a cut of the limit, when the wait is for enough of it to age out.)
 
 A limit counted per second asks for milliseconds; the hold and the adaptive worker count suffice.
 """
@@ -63,7 +64,7 @@ class Pace:
         self._answered += 1
         if self.rate is None:
             return
-        if new_tick and now - self._cut_at >= PLATEAU_S and self._answered >= LET_GO_SHARE * self.limit * SPAN_S:
+        if new_tick and now - self._cut_at >= SPAN_S and self._answered >= LET_GO_SHARE * self.limit * SPAN_S:
             self.forget()  # the probe above the pace was taken
             return
         if now - self._last_answer > IDLE_S:

@@ -424,6 +424,21 @@ async def paced_at_96_a_minute(h: Harness) -> None:
     await refused(h, 5, retry_after_s=52.5)
 
 
+async def test_429s_asking_for_a_long_wait_pace_at_once(tmp_path):
+    h = Harness(tmp_path)
+    wrapped = h.traffic.wrap(replying(*[ok()] * 120))
+    for _ in range(120):
+        request, _ = h.start()
+        await settle()
+        await wrapped(request.request_trajectory)
+    await h.advance(6.0)
+    await refused(h, 4, retry_after_s=54.0)
+    assert h.traffic.view().holds == 0  # four of eight before the server said much: its luck, maybe
+    await refused(h, 1, retry_after_s=54.0)
+    view = h.traffic.view()  # five: a window of a minute is full, and a wait of 5 s or more says so
+    assert (view.holds, view.pace_per_minute) == (1, pytest.approx(0.8 * 120))
+
+
 async def test_the_reset_forgets_the_pace_and_the_hold_and_releases_the_waiting(tmp_path):
     h = Harness(tmp_path)
     await paced_at_96_a_minute(h)

@@ -8,9 +8,9 @@
   that failed for good for the storm detector.
 - `on_rate_limit` and `on_headers` are the built-in handler's hooks: 429s that are more than the
   server refuses at random (`congestion`), or a spent x-ratelimit allowance, hold dispatch for every
-  worker; when such 429s asking for long waits come back for requests sent after a hold ended
-  (the hold did not stop them: the limit counts over a long window), dispatch is also paced at the
-  rate the server accepted, until a probe above the pace is taken (`pace`).
+  worker; when such 429s ask for long waits (5 s or more), or come back for requests sent after a
+  hold ended (the hold did not stop them: the limit counts over a long window), dispatch is also
+  paced at the rate the server accepted, until a probe above the pace is taken (`pace`).
 - Live changes (limits, the pace let go, a reset) wake the requests waiting, so they wait by what
   holds now, not by what held when they started waiting.
 """
@@ -48,6 +48,7 @@ _TOKENS_AVERAGE_WEIGHT = 0.05  # of the newest request, in the running average o
 _ROUND_TRIP_WEIGHT = 0.05  # of the newest answer, in the running average of latency
 _QUEUE_LOOK_S = 1.0  # workers beyond a second's worth of the pace look again this often
 _CONFIRM_S = 10.0  # 429s this soon after a hold ended, for requests sent after it, say the hold was not enough
+_PACE_AT_ONCE_S = 5.0  # 429s asking for this long or more are a limit over a long window: paced at once
 # when the attempt the built-in handler is in was sent: each worker is a task of its own
 _ATTEMPT_STARTED: ContextVar[float] = ContextVar("attempt_started")
 
@@ -164,8 +165,8 @@ class Traffic:
         """A 429 that `delay_s` later may be retried (the server's Retry-After, or the backoff without one).
 
         When 429s are more than the server refuses at random, every worker waits that long; when
-        they go on for requests sent after such a hold, and the waits are long, dispatch is paced
-        from then on (until the pace lets go, or a reset).
+        they ask for 5 s or more, or go on for requests sent after such a hold (and ask for 1 s or
+        more), dispatch is paced from then on (until the pace lets go, or a reset).
         """
         now = self._clock.monotonic()
         started = _ATTEMPT_STARTED.get(now)
@@ -181,10 +182,12 @@ class Traffic:
             self._slowdown.hold(delay_s, now, "the server answers 429 (too many requests)", self._round_trip_s)
         if not self._pace_allowed:
             return
-        # unpaced, a pace starts only when a hold did not stop the 429s: the requests sent after it
-        # ended were refused as well
+        # unpaced, a pace starts when the server asks for a long wait (a window of a minute is full),
+        # or when a hold did not stop the 429s: the requests sent after it ended were refused as well
+        # (a server that answers 429 with a Retry-After of 1 s to some requests at random is no limit)
         after_hold = 0 < hold_ended <= started <= hold_ended + _CONFIRM_S
-        if (beyond if paced else congested and after_hold) and self._pace.overloaded(now, delay_s):
+        starts = congested and (delay_s >= _PACE_AT_ONCE_S or after_hold)
+        if (beyond if paced else starts) and self._pace.overloaded(now, delay_s):
             assert self._pace.rate is not None
             self._paced = _rebucket(self._paced, self._pace.rate * 60, now)
 

@@ -100,6 +100,15 @@ async def refused(h: Harness, count: int, retry_after_s: float) -> None:
         await wrapped(request.request_trajectory)
 
 
+async def good_answers(h: Harness, count: int) -> None:
+    """`count` requests sent and answered well, one after the other, at this moment."""
+    wrapped = h.traffic.wrap(replying(*[ok()] * count))
+    for _ in range(count):
+        request, _ = h.start()
+        await settle()
+        await wrapped(request.request_trajectory)
+
+
 async def passed_after(h: Harness, tasks: list[asyncio.Task[None]], steps: list[float]) -> list[int]:
     """How many of `tasks` passed after each step of time; the ones left are cancelled at the end."""
     passed = []
@@ -140,11 +149,7 @@ async def test_one_429_holds_no_one_but_several_hold_every_worker_with_a_jittere
 
 async def test_429s_that_a_hold_did_not_stop_pace_dispatch_at_the_limit_they_imply(tmp_path):
     h = Harness(tmp_path)
-    wrapped = h.traffic.wrap(replying(*[ok()] * 120))
-    for _ in range(120):  # 120 good answers in the first 6 s
-        request, _ = h.start()
-        await settle()
-        await wrapped(request.request_trajectory)
+    await good_answers(h, 120)
     await h.advance(6.0)
     await refused(h, 5, retry_after_s=1.0)
     view = h.traffic.view()
@@ -413,11 +418,7 @@ async def test_raising_a_spent_budget_releases_the_job_it_paused(tmp_path):
 
 async def paced_at_96_a_minute(h: Harness) -> None:
     """120 good answers at once, then 429s a hold did not stop: paced at 0.8 × 120 a minute (as above)."""
-    wrapped = h.traffic.wrap(replying(*[ok()] * 120))
-    for _ in range(120):
-        request, _ = h.start()
-        await settle()
-        await wrapped(request.request_trajectory)
+    await good_answers(h, 120)
     await h.advance(6.0)
     await refused(h, 5, retry_after_s=1.0)
     await h.advance(1.5)
@@ -426,11 +427,7 @@ async def paced_at_96_a_minute(h: Harness) -> None:
 
 async def test_429s_asking_for_a_long_wait_pace_at_once(tmp_path):
     h = Harness(tmp_path)
-    wrapped = h.traffic.wrap(replying(*[ok()] * 120))
-    for _ in range(120):
-        request, _ = h.start()
-        await settle()
-        await wrapped(request.request_trajectory)
+    await good_answers(h, 120)
     await h.advance(6.0)
     await refused(h, 3, retry_after_s=54.0)
     assert h.traffic.view().holds == 0

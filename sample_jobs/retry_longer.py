@@ -1,7 +1,9 @@
 """A seed-style handler: asks for a short answer, and when it comes back cut short, retries with room for more.
 
 Each call is one attempt; returning ActionContinue(params) records it and tries again with the new
-params, so the request's whole trajectory ends up in results.jsonl.
+params, so the request's whole trajectory ends up in results.jsonl ([retry] max_attempts bounds it).
+The third value, the payload, tells TokenFlow the tokens the attempt used (for budgets and tokens/s)
+and, on the last attempt, that the request failed (it then counts as failed, with that sentence).
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ def client() -> httpx.AsyncClient:
 async def handler(trajectory: TokenFlowRequestTrajectory):
     params = trajectory.last().request_params
     if trajectory.length() > 3:
-        return ActionDone(), {"error": "gave up after 3 attempts"}
+        return ActionDone(), {"error": "gave up after 3 attempts"}, {"failed": "gave up after 3 attempts"}
     try:
         response = await client().post(
             "/chat/completions",
@@ -34,11 +36,13 @@ async def handler(trajectory: TokenFlowRequestTrajectory):
                   "max_tokens": params.get("max_tokens", 4)},
         )
         response.raise_for_status()
-        choice = response.json()["choices"][0]
+        answer = response.json()
+        choice = answer["choices"][0]
     except (httpx.HTTPError, KeyError, ValueError) as error:
         return ActionContinue(params), {"error": str(error)}
+    used = {"usage": answer.get("usage")}
     if choice["finish_reason"] == "length":
         # cut short: try again with twice the room
         roomier = {**params, "max_tokens": params.get("max_tokens", 4) * 2}
-        return ActionContinue(roomier), {"cut_short": choice["message"]["content"]}
-    return ActionDone(), {"answer": choice["message"]["content"]}
+        return ActionContinue(roomier), {"cut_short": choice["message"]["content"]}, used
+    return ActionDone(), {"answer": choice["message"]["content"]}, used

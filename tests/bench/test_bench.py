@@ -25,7 +25,7 @@ def test_a_tiny_run_gives_every_figure_as_json():
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
 
-    assert set(result) == {"machine", "quick", "repeat", "engine", "http", "targets"}
+    assert set(result) == {"machine", "quick", "repeat", "engine", "http", "streaming", "targets"}
     assert (result["quick"], result["repeat"]) == (True, 1)
     assert result["machine"]["cpus"] >= 1
     assert len(result["machine"]["load_before"]) == len(result["machine"]["load_after"]) == 3
@@ -54,7 +54,15 @@ def test_a_tiny_run_gives_every_figure_as_json():
         assert cheaper["cpu_factor"] == loser["cpu_ms_per_request"] / winner["cpu_ms_per_request"] >= 1
         assert cheaper["rate_factor"] == winner["requests_per_s"] / loser["requests_per_s"]
 
-    # only the engine's target was measured: neither 256@50 nor 1000@200 was among the points
+    streaming = result["streaming"]
+    assert (streaming["in_flight"], streaming["tokens"], streaming["requests"]) == (64, 64, 100)
+    assert streaming["yardstick"]["requests"] == streaming["run"]["requests"] == 100
+    assert streaming["yardstick"]["cpu_ms_per_request"] > 0 and streaming["run"]["cpu_ms_per_request"] > 0
+    assert streaming["run"]["cpu_vs_yardstick"] == (
+        streaming["run"]["cpu_ms_per_request"] / streaming["yardstick"]["cpu_ms_per_request"]
+    )
+
+    # the engine's and the streaming target were measured: neither 256@50 nor 1000@200 was among the points
     assert result["targets"] == [
         {
             "what": "engine, no-op handler, 64 workers: requests/s",
@@ -62,9 +70,17 @@ def test_a_tiny_run_gives_every_figure_as_json():
             "target": 250_000,
             "at_most": False,
             "met": engine["engine_requests_per_s"] >= 250_000,
-        }
+        },
+        {
+            "what": "client CPU per streamed request (64 tokens) / the SSE yardstick's, 64 in flight",
+            "value": streaming["run"]["cpu_vs_yardstick"],
+            "target": 1.3,
+            "at_most": True,
+            "met": streaming["run"]["cpu_vs_yardstick"] <= 1.3,
+        },
     ]
     assert "measuring 32 in flight, 10 ms: tokenflow run --headless, transport httpx, 100 requests" in done.stderr
+    assert "measuring streamed, 64 tokens, 64 in flight: SSE yardstick loop, 100 requests" in done.stderr
 
 
 def test_a_bad_point_is_a_sentence_and_exit_code_2(capsys):
@@ -86,11 +102,16 @@ def test_points_parse():
 
 def test_the_plans():
     assert FULL.points == (Point(64, 0, 20_000), Point(256, 50, 20_000), Point(1000, 200, 30_000))
-    assert (FULL.engine_requests, FULL.repeat) == (1_000_000, 1)
+    assert (FULL.engine_requests, FULL.repeat, FULL.stream_requests, QUICK.stream_requests) == (
+        1_000_000,
+        1,
+        10_000,
+        2_000,
+    )
     assert [(p.in_flight, p.latency_ms) for p in QUICK.points] == [(64, 0), (256, 50), (1000, 200)]
     plan = make_plan(True, requests=500, engine_requests=1000, repeat=3)
     assert plan.points == (Point(64, 0, 500), Point(256, 50, 500), Point(1000, 200, 500))
-    assert (plan.engine_requests, plan.repeat) == (1000, 3)
+    assert (plan.engine_requests, plan.repeat, plan.stream_requests) == (1000, 3, 500)
     assert make_plan(False, points=((8, 5.0),)).points == (Point(8, 5.0, 30_000),)
     assert make_plan(False, requests=7, points=((8, 5.0),)).points == (Point(8, 5.0, 7),)
 
@@ -160,10 +181,32 @@ def test_the_report_for_a_person():
         "  vs yardstick: that CPU over the yardstick's, a minimal loop of httpx over the httpx-aiohttp",
         "  transport in the same run (below 1.00x: the run costs less per request than the yardstick)",
         "",
-        "Targets this project sets itself (DESIGN §5)",
+        "Targets this project sets itself (docs/performance.md)",
         "  engine, no-op handler, 64 workers: requests/s: 281,000 (target ≥ 250,000) met",
         "  client CPU per request / the yardstick's, 256 in flight, 50 ms: 0.70 (target ≤ 1.30) met",
     ]
+
+
+def test_the_report_of_streamed_requests():
+    run = dict(figures(2258.0, 0.474, 1.2154), requests=10_000)
+    streaming = {
+        "in_flight": 64,
+        "tokens": 64,
+        "requests": 10_000,
+        "yardstick": {"requests": 10_000, "requests_per_s": 2215.4, "cpu_ms_per_request": 0.39},
+        "run": run,
+    }
+    result = dict(RESULT, streaming=streaming)
+    lines = format_result(dict(result, targets=targets(result)))
+    start = lines.index("Streaming: 10,000 streamed requests of 64 tokens, 64 in flight, simulator at 0 ms")
+    assert lines[start + 1 : start + 4] == [
+        "                                       requests/s  CPU ms/request  vs yardstick  peak RSS",
+        "  run, stream = true, aiohttp               2,258           0.474         1.22x     61 MB",
+        "  yardstick: aiohttp SSE loop               2,215           0.390",
+    ]
+    assert lines[-1] == (
+        "  client CPU per streamed request (64 tokens) / the SSE yardstick's, 64 in flight: 1.22 (target ≤ 1.30) met"
+    )
 
 
 def test_a_target_not_met_says_so():

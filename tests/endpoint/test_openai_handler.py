@@ -15,7 +15,8 @@ import orjson
 import pytest
 from aiohttp import web
 
-from tokenflow_tui.endpoint.openai_handler import HandlerSettings, OpenAIHandler, is_failed_result
+from tokenflow_tui.endpoint.openai_handler import HandlerSettings, OpenAIHandler
+from tokenflow_tui.endpoint.results import is_failed_result
 from tokenflow_tui.endpoint.transport import TRANSPORTS, make_client
 from tokenflow_tui.engine import (
     ActionContinue,
@@ -24,6 +25,7 @@ from tokenflow_tui.engine import (
     TokenFlowRequestTrajectory,
     TokenFlowRequestTrajectoryElement,
     TokenFlowTask,
+    UnexpectedUserException,
 )
 
 KEY = "sk-test-SECRET-7f3a9c0d2e"
@@ -112,7 +114,8 @@ class FixedRng:
 
 
 def make_handler(client, base_url: str, *, api: str = "chat", key: str | None = KEY, **options: Any) -> OpenAIHandler:
-    hooks = {name: options.pop(name) for name in ("on_rate_limit", "on_auth_error", "clock") if name in options}
+    names = ("on_rate_limit", "on_auth_error", "clock", "reached", "unreached")
+    hooks = {name: options.pop(name) for name in names if name in options}
     defaults = {"timeout_s": 5.0, "max_attempts": 3, "backoff_base_s": 1.0, "backoff_max_s": 8.0}
     settings = HandlerSettings(
         base_url=base_url,
@@ -311,6 +314,36 @@ async def test_connection_refused(client):
     assert (result["error"]["status_code"], result["error"]["excerpt"]) == (None, None)
 
 
+class Reach:
+    """The dead-server hooks, recorded: which attempts reached the server and which could not connect."""
+
+    def __init__(self) -> None:
+        self.heard: list[str] = []
+
+    def reached(self) -> None:
+        self.heard.append("reached")
+
+    async def unreached(self, message: str) -> None:
+        self.heard.append(f"unreached: {message}")
+
+
+async def test_a_refused_connection_did_not_reach_the_server_but_a_hang_up_and_an_http_error_did(server, client):
+    reach = Reach()
+    hooks = {"reached": reach.reached, "unreached": reach.unreached}
+    await attempt(make_handler(client, f"http://127.0.0.1:{closed_port()}/v1", **hooks), {"prompt": "x"})
+    assert len(reach.heard) == 1 and reach.heard[0].startswith("unreached: the connection failed: ")
+
+    async def hang_up(request: web.Request) -> web.StreamResponse:
+        request.transport.close()
+        return web.Response()
+
+    server.route = hang_up
+    await attempt(make_handler(client, server.url, **hooks), {"prompt": "x"})
+    server.route = raw_reply(502, b"bad gateway", "text/plain")
+    await attempt(make_handler(client, server.url, **hooks), {"prompt": "x"})
+    assert reach.heard[1:] == ["reached", "reached"]
+
+
 async def test_server_closing_before_answering_is_a_connection_error(server, client):
     async def hang_up(request: web.Request) -> web.StreamResponse:
         request.transport.close()
@@ -336,6 +369,7 @@ async def test_connection_closed_mid_body_is_a_bad_response(server, client):
     assert result["error"]["kind"] == "bad_response"
     assert result["error"]["message"].startswith("the response was cut short: ")
     assert result["error"]["status_code"] == 200
+    assert result["error"]["excerpt"] == '{"choices": [{"message": '  # what arrived, as the README promises
 
 
 async def test_a_stalled_server_times_out_at_the_deadline(server, client):
@@ -585,3 +619,10 @@ async def test_the_engine_finishes_every_request_once_against_a_flaky_server(ser
     stats = task.stats()
     assert (stats.done, stats.failed) == (240, 60)
     assert stats.attempts == sum(attempts_seen)
+
+
+def test_a_failed_result_is_an_error_or_an_exception_of_the_handler():
+    assert is_failed_result({"error": {"kind": "timeout", "message": "", "status_code": None, "excerpt": None}})
+    assert is_failed_result(UnexpectedUserException("ValueError: no prompt", "Traceback …"))
+    assert not is_failed_result({"text": "hello", "usage": None, "status_code": 200, "finish_reason": "stop"})
+    assert not is_failed_result("error")

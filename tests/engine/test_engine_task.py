@@ -380,7 +380,7 @@ async def test_checkpoint_taken_while_running_leaves_in_flight_attempts_to_run_a
     data = task.checkpoint()
     assert [p["id"] for p in data["pending"]] == [0, 1]
     assert data["pending"][0]["trajectory"] == [
-        {"request_params": 0, "result": None, "action": None, "started_at": None, "latency_s": None}
+        {"request_params": 0, "result": None, "action": None, "started_at": None, "latency_s": None, "payload": None}
     ]
     assert data["consumed"] == 2
     resumed = TokenFlowTask.from_checkpoint(data, upper, [0, 1, 2])
@@ -490,7 +490,9 @@ async def test_before_attempt_holds_each_attempt_back_until_it_returns():
     task = TokenFlowTask(upper, ["a", "b"], before_attempt=gate)
     task.run(2)
     await until(lambda: seen == [0, 1])
-    assert task.stats().attempts == 0 and task.stats().in_flight == 2
+    # held back at the gate: waiting, not in flight
+    assert (task.stats().attempts, task.stats().in_flight, task.stats().waiting) == (0, 0, 2)
+    assert [r.id for r in task.held_back()] == [0, 1] and task.in_flight() == []
     await task.hard_stop()  # a request held at the gate goes back to the queue
     assert task.stats().queued == 2
     opened.set()
@@ -530,7 +532,8 @@ async def test_rates_and_eta_count_running_time_only_so_a_pause_does_not_inflate
     assert (stats.done, stats.elapsed_s, stats.rate_10s) == (120, 12.0, 100 / 9.9)
     assert stats.rate_1s == 10 / 0.9
     assert stats.rate_avg == 10.0
-    assert stats.eta_s == 880 / (100 / 9.9)  # 87 s; counting the pause it was 880 s
+    # over the last minute of running time (12 s so far): 88 s; counting the pause it was 880 s
+    assert stats.eta_s == 880 / stats.rate_60s and stats.rate_60s == pytest.approx(10.0, rel=0.01)
     await task.hard_stop()
 
 

@@ -65,6 +65,39 @@ async def until(predicate: Callable[[], bool], limit: int = 2000) -> None:
     raise AssertionError("condition not reached")
 
 
+# what sleeps on a running job's clock beside its workers: the periodic save, the periodic write and
+# traffic control's pause watcher (a job whose workers all wait their turn has workers + 3 sleepers)
+RUN_SLEEPERS = 3
+
+
+def limited_runner(directory: Path, base_url: str, count: int, workers: int, limits: dict[str, Any], clock: Any) -> Any:
+    """A JobRunner, opened, on `clock`: `count` prompts to `base_url` through `workers` workers under `limits`."""
+    from tokenflow_tui.job.reader import load_job
+    from tokenflow_tui.run.runner import JobRunner
+
+    write_input(directory / "prompts.jsonl", count)
+    job = write_job(
+        directory,
+        {
+            "job": {"name": "limits", "input": "prompts.jsonl", "output": "out"},
+            "endpoint": {"base_url": base_url, "model": "m"},
+            "request": {"params": {"max_tokens": 16}},
+            "workers": {"count": workers},
+            "limits": limits,
+        },
+    )
+    runner = JobRunner(load_job(job), save_interval_s=3600, clock=clock)
+    runner.open()
+    return runner
+
+
+async def advance_settled(clock: Any, seconds: float, steps: int, settled: Callable[[], bool]) -> None:
+    """Move a ManualClock in even steps, each time until `settled()`: what the step released has finished."""
+    for _ in range(steps):
+        clock.advance(seconds / steps)
+        await until(settled)
+
+
 def read_records(path: Path) -> list[dict[str, Any]]:
     """Every line of results.jsonl as JSON (a line that is not raises)."""
     return [json.loads(line) for line in path.read_text().splitlines()]

@@ -16,7 +16,7 @@ from textual.pilot import Pilot
 from textual.worker import WorkerFailed
 
 from tokenflow_tui.engine import StatsSnapshot
-from tokenflow_tui.run.contract import ChartPoint, RequestRow, RunSnapshot, SaveReport, TrafficView
+from tokenflow_tui.run.contract import ChartPoint, RequestRow, RunEvent, RunSnapshot, SaveReport, TrafficView
 from tokenflow_tui.ui import TokenFlowApp
 
 WALL_START = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
@@ -78,7 +78,18 @@ def scripted_history(seconds: int) -> list[ChartPoint]:
             errors["http_4xx"] = 1
         if t == 115:
             errors["handler_exception"] = 2
-        points.append(ChartPoint(t=t, finished=finished, tokens=finished * 165, errors=errors))
+        # latency climbs during the 429 storm (queued behind the slow-down), then settles
+        p50 = 180.0 + (t % 7) * 6 + (150.0 if 70 <= t < 90 else 0.0)
+        points.append(
+            ChartPoint(
+                t=t,
+                finished=finished,
+                tokens=finished * 165,
+                errors=errors,
+                latency_p50_ms=p50 if finished else None,
+                latency_p95_ms=p50 * 2.2 if finished else None,
+            )
+        )
     return points
 
 
@@ -119,6 +130,8 @@ class ScriptedRun:
         self.workers = self.target_workers = workers
         self.history = scripted_history(history_s)
         self.saved_at: float | None = NOW - 42
+        self.events: tuple[RunEvent, ...] = ()
+        self.cost: tuple[float, float, float] | None = None  # so far, per minute, projected (prices set)
         self.run_code, self.shutdown_code = 0, 130
         self.calls: list[tuple[Any, ...]] = []
         self.rows_asked: list[tuple[str, int, int]] = []
@@ -134,6 +147,7 @@ class ScriptedRun:
         self.shutdown_gate.set()
         self.run_error: Exception | None = None
         self.traffic = TrafficView()
+        self.ttft_s: tuple[float, float, float] | None = None  # p50, p95, p99 of a streamed run
         self.prices = False  # a cost budget is refused without prices, as the runner does
 
     # the script
@@ -274,6 +288,14 @@ class ScriptedRun:
             history=self.history,
             saved_at=self.saved_at,
             traffic=self.traffic,
+            ttft_p50_s=self.ttft_s[0] if self.ttft_s else None,
+            ttft_p95_s=self.ttft_s[1] if self.ttft_s else None,
+            ttft_p99_s=self.ttft_s[2] if self.ttft_s else None,
+            retried=retries,
+            events=self.events,
+            cost_usd=self.cost[0] if self.cost else None,
+            cost_per_min_usd=self.cost[1] if self.cost else None,
+            cost_projected_usd=self.cost[2] if self.cost else None,
         )
 
     def row_count(self, row_filter: str = "all") -> int:

@@ -101,7 +101,7 @@ CASES = [
     Case(
         "input missing",
         SIM.replace('input = "prompts.jsonl"\n', ""),
-        ["jobs/job.toml:1:1: job.input is required: the JSONL file of requests"],
+        ["jobs/job.toml:1:1: job.input is required: the file of requests (JSONL, Parquet, CSV) or a dataset folder"],
     ),
     Case(
         "input not found",
@@ -111,7 +111,7 @@ CASES = [
     Case(
         "input is a folder",
         SIM.replace("prompts.jsonl", "."),
-        ["jobs/job.toml:3:1: the input file jobs is a folder, not a file"],
+        ["jobs/job.toml:3:1: the input jobs is a folder, and not a dataset saved by save_to_disk"],
     ),
     Case(
         "output is a file",
@@ -228,7 +228,7 @@ CASES = [
         SIM + '\n[endpoint.simulator]\nfail = { "429" = 0.05, "4299" = 0.1 }\n',
         [
             "jobs/job.toml:9:24: endpoint.simulator.fail: unknown fault kind '4299'; valid kinds: "
-            '429, 500, 503, reset, stall, malformed, truncated, drip, huge, ctype; did you mean "429"?'
+            '429, 500, 503, reset, stall, malformed, truncated, drip, huge, ctype, no_done; did you mean "429"?'
         ],
     ),
     Case(
@@ -263,9 +263,28 @@ CASES = [
     Case(
         "params turn on streaming",
         SIM + "\n[request.params]\nstream = true\n",
-        [
-            'jobs/job.toml:9:1: request.params must not contain "stream": the built-in handler reads whole responses, not streams'
-        ],
+        ['jobs/job.toml:9:1: request.params must not contain "stream": streaming is set by endpoint.stream'],
+    ),
+    Case(
+        "stream not a boolean",
+        SIM + 'stream = "yes"\n',
+        ["jobs/job.toml:7:1: endpoint.stream must be true or false, found a string"],
+    ),
+    Case(
+        "idle timeout without stream",
+        SIM + "idle_timeout_s = 30\n",
+        ["jobs/job.toml:7:1: endpoint.idle_timeout_s is the wait between chunks of a stream: it needs stream = true"],
+    ),
+    Case(
+        "stream with a handler",
+        HANDLER + '\n[endpoint]\nbase_url = "http://127.0.0.1:9/v1"\nstream = true\n',
+        ["jobs/job.toml:10:1: endpoint.stream is for the built-in handler; a [handler] makes its own requests"],
+        files={"h.py": "async def handler(trajectory):\n    return None\n"},
+    ),
+    Case(
+        "idle timeout zero",
+        SIM + "stream = true\nidle_timeout_s = 0\n",
+        ["jobs/job.toml:8:1: endpoint.idle_timeout_s must be a number > 0, found 0"],
     ),
     Case(
         "params not a table",
@@ -419,7 +438,7 @@ CASES = [
     Case(
         "input: content a number",
         SIM,
-        ['jobs/prompts.jsonl:1:1: "messages"[0].content must be a string or a list, found an integer'],
+        ['jobs/prompts.jsonl:1:1: "messages"[0].content must be a string or a list of content parts, found an integer'],
         input='{"messages": [{"role": "user", "content": 5}]}\n',
     ),
     Case(
@@ -504,6 +523,105 @@ CASES = [
         [f"jobs/prompts.jsonl:{n}:1: expected a JSON object, found null" for n in range(1, 21)]
         + ["… and 1 more problem"],
         input="null\n" * 21,
+    ),
+    # ----- issue 18: almost right
+    Case(
+        "toml: nested thousands deep",
+        SIM + "[request]\nparams = { deep = " + "[" * 5000 + "]" * 5000 + " }\n",
+        ["jobs/job.toml:8:118: arrays or tables nested more than 100 levels deep; a job file needs a few at most"],
+    ),
+    Case(
+        "job file larger than 1 MB",
+        SIM + "# " + "x" * (1 << 20) + "\n",
+        ["jobs/job.toml: the job file is larger than 1,024 KB; the requests go in the input file"],
+    ),
+    Case(
+        "job name too long",
+        SIM.replace('name = "t"', f'name = "{"n" * 101}"'),
+        ["jobs/job.toml:2:1: job.name is 101 characters long; at most 100: it names the folder runs/<name>"],
+    ),
+    Case(
+        "output inside a file",
+        SIM.replace('input = "prompts.jsonl"', 'input = "prompts.jsonl"\noutput = "prompts.jsonl/sub"'),
+        [
+            "jobs/job.toml:4:1: the output jobs/prompts.jsonl/sub is inside jobs/prompts.jsonl, which is a file, not a folder"
+        ],
+    ),
+    Case(
+        "output empty",
+        SIM.replace('input = "prompts.jsonl"', 'input = "prompts.jsonl"\noutput = ""'),
+        ["jobs/job.toml:4:1: job.output must not be empty: it names the run's folder"],
+    ),
+    Case(
+        "api key with a line break",
+        REMOTE,
+        [
+            "jobs/job.toml:8:1: the environment variable OPENAI_API_KEY holds a line break at character 8, which cannot "
+            "be sent in a header; set it again without it (endpoint.api_key_env; the key is not shown)"
+        ],
+        env={"OPENAI_API_KEY": "sk-test\n"},
+    ),
+    Case(
+        "api key with a character that is not ASCII",
+        REMOTE,
+        [
+            "jobs/job.toml:8:1: the environment variable OPENAI_API_KEY holds a character that is not ASCII at "
+            "character 4, which cannot be sent in a header; set it again without it (endpoint.api_key_env; the key "
+            "is not shown)"
+        ],
+        env={"OPENAI_API_KEY": "sk-\u2011test"},
+    ),
+    Case(
+        "handler without an argument",
+        HANDLER,
+        ['jobs/job.toml:6:1: "h.py:handler" takes no argument; a handler is async def handler(trajectory)'],
+        files={"h.py": "async def handler():\n    return None\n"},
+    ),
+    Case(
+        "handler with two arguments",
+        HANDLER,
+        ['jobs/job.toml:6:1: "h.py:handler" takes (trajectory, extra); a handler is async def handler(trajectory)'],
+        files={"h.py": "async def handler(trajectory, extra):\n    return None\n"},
+    ),
+    Case(
+        "input: unknown role",
+        SIM,
+        [
+            'jobs/prompts.jsonl:1:1: "messages"[0].role "usr" is not a chat role (system, developer, user, '
+            'assistant, tool, function); did you mean "user"?'
+        ],
+        input='{"messages": [{"role": "usr", "content": "hi"}]}\n',
+    ),
+    Case(
+        "input: empty role",
+        SIM,
+        [
+            'jobs/prompts.jsonl:1:1: "messages"[0].role "" is not a chat role (system, developer, user, '
+            "assistant, tool, function)"
+        ],
+        input='{"messages": [{"role": "", "content": "hi"}]}\n',
+    ),
+    Case(
+        "input: content part not an object",
+        SIM,
+        [
+            'jobs/prompts.jsonl:1:1: "messages"[0].content[0] must be a content part (an object with "type"), found a string'
+        ],
+        input='{"messages": [{"role": "user", "content": ["hi"]}]}\n',
+    ),
+    Case(
+        "input: content part without type",
+        SIM,
+        ['jobs/prompts.jsonl:2:1: "messages"[1].content[1] needs a "type" (such as "text" or "image_url")'],
+        input=GOOD_LINE
+        + '{"messages": [{"role": "system", "content": "x"}, {"role": "user", "content": [{"type": "text", "text": '
+        '"a"}, {"text": "b"}]}]}\n',
+    ),
+    Case(
+        'input: ids 1 and "1"',
+        SIM,
+        ['jobs/prompts.jsonl:2:1: duplicate id "1": line 1 has 1; a number and a string of the same digits are one id'],
+        input='{"prompt": "a", "id": 1}\n{"prompt": "b", "id": "1"}\n',
     ),
 ]
 

@@ -159,6 +159,23 @@ def test_a_minimal_simulated_job_takes_every_default(jobs):
     )
 
 
+def test_a_streamed_job_reads_stream_idle_timeout_and_token_pacing(jobs):
+    text = (
+        '[job]\nname = "t"\ninput = "prompts.jsonl"\n[endpoint]\nsimulate = true\nstream = true\n'
+        "idle_timeout_s = 7\n[endpoint.simulator]\ntoken_interval_ms = 20\n"
+    )
+    endpoint = load_job(write_job(jobs, text), {}).endpoint
+    assert (endpoint.stream, endpoint.idle_timeout_s) == (True, 7.0)
+    assert endpoint.simulator.to_config().token_interval_ms == 20.0
+    assert describe(load_job(write_job(jobs, text), {}), InputSummary(count=1, first_ids=(0,)))[2:5] == [
+        "endpoint  simulator on loopback, latency 200 ms, streamed tokens 20 ms apart",
+        "model     sim-1",
+        "api       chat (/chat/completions), streamed, idle timeout 7 s",
+    ]
+    plain = load_job(write_job(jobs, '[job]\nname = "t"\ninput = "prompts.jsonl"\n[endpoint]\nsimulate = true\n'), {})
+    assert (plain.endpoint.stream, plain.endpoint.idle_timeout_s) == (False, None)
+
+
 def test_the_default_worker_ceiling_is_four_times_the_count_up_to_the_maximum(jobs):
     base = '[job]\nname = "t"\ninput = "prompts.jsonl"\n[endpoint]\nsimulate = true\n[workers]\ncount = '
     assert load_job(write_job(jobs, base + "10\n"), {}).workers.max == 40

@@ -109,9 +109,22 @@ def test_many_bad_lines_are_counted_but_not_all_kept(tmp_path):
 # ----- ids ----------------------------------------------------------------------------------
 
 
-def test_a_string_id_and_the_same_number_are_different_ids(tmp_path):
+def test_a_string_id_and_the_same_number_are_one_id_and_the_refusal_says_so(tmp_path):
     job = make_job(tmp_path, '{"prompt": "a", "id": "1"}\n{"prompt": "b", "id": 1}\n')
-    assert scan_input(job).count == 2
+    with pytest.raises(JobError) as caught:
+        scan_input(job)
+    assert caught.value.lines() == [
+        f'{tmp_path}/in.jsonl:2:1: duplicate id 1: line 1 has "1"; a number and a string of the same digits are one id'
+    ]
+
+
+def test_a_string_of_digits_meets_a_later_lines_index(tmp_path):
+    job = make_job(tmp_path, '{"prompt": "a", "id": "1"}\n{"prompt": "b"}\n{"prompt": "c", "id": "01"}\n')
+    with pytest.raises(JobError) as caught:
+        scan_input(job)
+    assert caught.value.lines() == [
+        f'{tmp_path}/in.jsonl:2:1: duplicate id 1 (its index, as it has no "id"): first used on line 1'
+    ]
 
 
 def test_an_id_equal_to_a_later_lines_index(tmp_path):

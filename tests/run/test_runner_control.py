@@ -227,6 +227,6 @@ def test_a_retrying_row_shows_the_status_its_stored_attempt_will(result, stored,
     request = new_request(7, {"prompt": "x"})
     request.request_trajectory.mark_last_continue(result, {"prompt": "x"})
     request.request_trajectory.add(TokenFlowRequestTrajectoryElement({"prompt": "x"}))
-    row = unfinished_row(7, request, in_flight=False)
+    row = unfinished_row(7, request, None)
     assert (row.state, row.attempts, row.last_status) == ("retrying", 1, status)
     assert attempt_status(stored) == status  # the same helper reads both

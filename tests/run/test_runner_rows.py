@@ -59,14 +59,17 @@ def gate():
     return run_helpers.GATE.event
 
 
-def held_as_the_engine_says(runner: JobRunner) -> tuple[set[int], set[int]]:
+def held_as_the_engine_says(runner: JobRunner) -> set[int]:
     task = runner._task
-    in_flight = {r.id for r in task.in_flight()}
-    return {r.id for r in task.waiting()} | in_flight, in_flight
+    return {r.id for r in task.waiting() + task.in_flight() + task.held_back()}
 
 
-def held_as_the_index_says(runner: JobRunner) -> tuple[set[int], set[int]]:
-    return set(runner._held.requests), set(runner._held.in_flight)
+def held_as_the_index_says(runner: JobRunner) -> set[int]:
+    return set(runner._held.requests)
+
+
+def in_flight_rows(runner: JobRunner) -> list[int]:
+    return [row.index for row in runner.rows("in_flight", 0, runner.row_count("in_flight"))]
 
 
 async def test_the_index_of_held_requests_follows_the_engine(tmp_path, gate):
@@ -78,33 +81,42 @@ async def test_the_index_of_held_requests_follows_the_engine(tmp_path, gate):
     runner.open()
     running = asyncio.create_task(runner.run())
     await until(lambda: runner.snapshot().stats.failed == 1 and runner.row_count("in_flight") == 3)
-    assert held_as_the_index_says(runner) == held_as_the_engine_says(runner) == ({0, 2, 3}, {0, 2, 3})
+    assert held_as_the_index_says(runner) == held_as_the_engine_says(runner) == {0, 2, 3}
+    assert in_flight_rows(runner) == [0, 2, 3]
     await runner.stop_now()  # in flight → back to the queue
-    assert held_as_the_index_says(runner) == held_as_the_engine_says(runner) == ({0, 2, 3}, set())
+    assert held_as_the_index_says(runner) == held_as_the_engine_says(runner) == {0, 2, 3}
+    assert in_flight_rows(runner) == []
     assert [r.state for r in runner.rows("all", 0, 4)] == ["queued", "failed", "queued", "queued"]
     assert runner.retry([1]) == 1  # queued again: held before its first attempt
-    assert held_as_the_index_says(runner) == held_as_the_engine_says(runner) == ({0, 1, 2, 3}, set())
+    assert held_as_the_index_says(runner) == held_as_the_engine_says(runner) == {0, 1, 2, 3}
     assert runner.rows("all", 1, 2)[0].id == "b"
     await runner.resume()
     await until(lambda: runner.row_count("in_flight") == 3)
     assert held_as_the_index_says(runner) == held_as_the_engine_says(runner)
     gate.set()
     assert await asyncio.wait_for(running, 10) == 0
-    assert held_as_the_index_says(runner) == (set(), set())
+    assert held_as_the_index_says(runner) == set()
     runner.close()
 
 
-async def test_a_request_held_at_the_rate_limit_is_in_flight_until_stopped(tmp_path, gate):
+async def test_a_request_held_at_the_rate_limit_is_waiting_not_in_flight(tmp_path, gate):
     path = gated_job(tmp_path, [{"prompt": f"p{i}"} for i in range(3)], workers=2)
     path.write_text(path.read_text() + "\n[limits]\nrequests_per_minute = 1\n")
     runner = JobRunner(load_job(path), save_interval_s=3600, clock=ManualClock())
     runner.open()
     running = asyncio.create_task(runner.run())
-    # one request waits on the gate, the other on the rate limit (the clock never moves)
-    await until(lambda: runner.snapshot().traffic.sent == 1 and runner.row_count("in_flight") == 2)
-    assert held_as_the_index_says(runner) == held_as_the_engine_says(runner) == ({0, 1}, {0, 1})
+    # one request waits on the gate (in flight), the other on the rate limit (the clock never moves)
+    await until(lambda: runner.snapshot().stats.waiting == 1)
+    stats = runner.snapshot().stats
+    assert (stats.in_flight, stats.waiting, stats.queued) == (1, 1, 1)
+    assert in_flight_rows(runner) == [0]
+    waiting = runner.rows("all", 1, 2)[0]
+    assert (waiting.state, waiting.waiting_for, waiting.attempts) == ("waiting", "the rate limit", 0)
+    assert runner.row_count("retried") == 0  # a first attempt waiting at the gate is not a retry
+    assert held_as_the_index_says(runner) == held_as_the_engine_says(runner) == {0, 1}
     await runner.stop_now()
-    assert held_as_the_index_says(runner) == held_as_the_engine_says(runner) == ({0, 1}, set())
+    assert held_as_the_index_says(runner) == held_as_the_engine_says(runner) == {0, 1}
+    assert runner.snapshot().stats.waiting == 0 and runner.rows("all", 1, 2)[0].state == "queued"
     assert await runner.shutdown() == 130
     assert await asyncio.wait_for(running, 10) == 130
 

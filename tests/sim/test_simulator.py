@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from email.utils import parsedate_to_datetime
@@ -17,7 +16,7 @@ import pytest
 
 from tokenflow_tui.engine.clock import ManualClock
 from tokenflow_tui.sim import Simulator, SimulatorConfig
-from tokenflow_tui.sim.connection import DRIP_BYTES, Connection, Reply
+from tokenflow_tui.sim.connection import DRIP_BYTES, Connection, How, Reply
 from tokenflow_tui.sim.draws import FaultDraw
 from tokenflow_tui.sim.faults import HTML_BODY, MALFORMED_BODY
 from tokenflow_tui.sim.http import Request
@@ -28,16 +27,23 @@ WALL = 1_700_001_000  # ManualClock().time() when nothing has advanced it
 
 
 class Watched(Simulator):
-    """A simulator that tells the test when a request arrives and when a connection is gone."""
+    """A simulator that tells the test when a request arrives, what it replies, and when a connection is gone.
+
+    Delays (latency, drip, stall) are timers of the event loop: a test reads the reply's plan
+    instead of timing the answer.
+    """
 
     def __init__(self, config: SimulatorConfig, clock: ManualClock) -> None:
         super().__init__(config, clock=clock)
         self.received = asyncio.Event()
         self.gone = asyncio.Event()
+        self.replies: list[Reply] = []
 
     def reply(self, request: Request) -> Reply:
         self.received.set()
-        return super().reply(request)
+        reply = super().reply(request)
+        self.replies.append(reply)
+        return reply
 
     def lost(self, connection: Connection) -> None:
         super().lost(connection)
@@ -341,10 +347,9 @@ async def test_completions_stream_via_aiohttp_cut_by_max_tokens(serve: Serve) ->
 
 async def test_latency_delays_the_answer(serve: Serve, client: httpx.AsyncClient) -> None:
     sim = await serve(latency_ms=60)
-    started = time.perf_counter()
     response = await client.post(f"{sim.base_url}/chat/completions", json=chat("slow"))
     assert response.status_code == 200
-    assert time.perf_counter() - started >= 0.059
+    assert [(reply.how, reply.delay_s) for reply in sim.replies] == [(How.SEND, 0.06)]
 
 
 async def statuses(sim: Simulator, client: httpx.AsyncClient, count: int) -> list[int]:
@@ -444,9 +449,8 @@ async def test_fault_reset_aborts_with_an_rst(serve: Serve, client: httpx.AsyncC
 
 async def test_fault_stall_closes_silently_after_stall_s(serve: Serve) -> None:
     sim = await serve(fail={"stall": 1.0}, stall_s=0.2)
-    started = time.perf_counter()
     assert await exchange(sim, raw_post("/v1/chat/completions", orjson.dumps(chat("x")))) == b""
-    assert time.perf_counter() - started >= 0.19
+    assert [reply.how for reply in sim.replies] == [How.STALL] and sim.stall_s == 0.2
     assert sim.stats.outcomes == Counter({"stall": 1})
 
 
@@ -492,12 +496,11 @@ async def test_fault_truncated_stream_ends_before_the_last_chunk(serve: Serve) -
 
 async def test_fault_drip_sends_a_valid_body_slowly(serve: Serve, client: httpx.AsyncClient) -> None:
     sim = await serve(fail={"drip": 1.0}, drip_interval_ms=2)
-    started = time.perf_counter()
     response = await client.post(f"{sim.base_url}/chat/completions", json=chat("drip"))
-    elapsed = time.perf_counter() - started
     assert response.json()["choices"][0]["message"]["content"] == "Echo: drip"
-    pieces = -(-len(response.content) // DRIP_BYTES)
-    assert elapsed >= pieces * 0.002
+    # the body goes DRIP_BYTES at a time, one piece every drip_s
+    assert [reply.how for reply in sim.replies] == [How.DRIP] and sim.drip_s == 0.002
+    assert len(response.content) > 2 * DRIP_BYTES  # so it took several pieces
     assert sim.stats.outcomes == Counter({"drip": 1})
 
 

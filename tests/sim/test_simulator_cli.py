@@ -59,7 +59,7 @@ def test_a_bad_fail_option_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[
     assert captured.out == ""
     assert captured.err == (
         "tokenflow simulate: --fail: unknown fault kind 'bogus'; "
-        "valid kinds: 429, 500, 503, reset, stall, malformed, truncated, drip, huge, ctype\n"
+        "valid kinds: 429, 500, 503, reset, stall, malformed, truncated, drip, huge, ctype, no_done\n"
     )
 
 
@@ -96,6 +96,7 @@ def test_a_config_round_trips_through_the_options() -> None:
         retry_after_ms=40,
         stall_s=1.5,
         drip_interval_ms=7,
+        token_interval_ms=2.5,
         huge_bytes=1000,
         rpm_limit=30,
         model="m2",

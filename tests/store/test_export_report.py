@@ -151,7 +151,9 @@ def test_export_command_errors(run_dir: Path, tmp_path: Path, capsys: pytest.Cap
     assert capsys.readouterr() == (
         "",
         f"tokenflow export: {results}:3: damaged record (invalid JSON at column "
-        "11: unexpected character, expected ',' or '}'); the file was not changed.\n",
+        "11: unexpected character, expected ',' or '}'); the file was not changed. "
+        f"`tokenflow repair {run_dir}` moves the damaged lines to results.damaged.jsonl (nothing is deleted) and "
+        "their requests run again.\n",
     )
 
 
@@ -167,7 +169,7 @@ failures   4
   http_5xx  1  e.g. f: {LONG[:79]}…
   timeout   1  e.g. c: no answer within 30 s
 tokens     45 (prompt 30, completion 15)
-attempts   9 (2 retries)
+attempts   9 (2 retries; 1 request retried)
 latency    p50 300 ms, p95 30,000 ms, p99 30,000 ms
 """
     )
@@ -183,7 +185,7 @@ requests   0 finished (0 done, 0 failed)
 records    0 in results.jsonl
 failures   none
 tokens     0 (prompt 0, completion 0)
-attempts   0 (0 retries)
+attempts   0 (0 retries; 0 requests retried)
 latency    no timed attempts
 """
     )
@@ -199,8 +201,7 @@ def test_report_command_json(run_dir: Path, capsys: pytest.CaptureFixture[str]) 
         "example_message": "too many requests retry later",
     }
     assert {
-        k: report[k]
-        for k in ("requests", "records", "done", "failed", "missing", "attempts", "retries", "latency_p50_ms")
+        k: report[k] for k in ("requests", "records", "done", "failed", "missing", "attempts", "retries", "retried")
     } == {
         "requests": 8,
         "records": 7,
@@ -209,8 +210,9 @@ def test_report_command_json(run_dir: Path, capsys: pytest.CaptureFixture[str]) 
         "missing": 2,
         "attempts": 9,
         "retries": 2,
-        "latency_p50_ms": 300.0,
+        "retried": 1,
     }
+    assert report["latency_p50_ms"] == pytest.approx(300.0, rel=0.01)
 
 
 def test_report_command_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

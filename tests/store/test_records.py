@@ -14,7 +14,7 @@ from tokenflow_tui.engine import (
     TokenFlowRequestTrajectoryElement,
     UnexpectedUserException,
 )
-from tokenflow_tui.store.records import build_record, encode_record
+from tokenflow_tui.store.records import build_record, encode_record, record_error_kind, request_id
 
 USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
 
@@ -202,3 +202,77 @@ def test_values_orjson_cannot_encode_become_strings() -> None:
     assert decoded["attempts"][0]["params"] == {"id": "x", "tags": "{3}"}
     assert decoded["result"] == str(result)  # a 70-bit int has no JSON encoding in orjson
     assert decoded["attempts"][0]["result"] == str(result)
+
+
+def test_a_request_id_is_the_lines_id_else_its_index():
+    assert request_id({"id": "q7", "prompt": "x"}, 3) == "q7"
+    assert request_id({"id": 0}, 3) == 0
+    assert request_id({"prompt": "x"}, 3) == 3
+    assert request_id(["not", "a", "line", "object"], 3) == 3
+
+
+def test_a_failed_records_error_kind_is_unknown_when_it_names_none():
+    assert record_error_kind({"status": "failed", "error": {"kind": "http_429"}}) == "http_429"
+    assert record_error_kind({"status": "failed", "error": {"kind": None}}) == "unknown"
+    assert record_error_kind({"status": "failed", "error": "refused"}) == "unknown"
+    assert record_error_kind({"status": "failed"}) == "unknown"
+    assert record_error_kind(None) == "unknown"
+
+
+def test_the_builtin_handler_raising_is_a_failed_record_not_a_crash_of_the_sink() -> None:
+    # e.g. a key with a character no header can hold: httpx raised UnicodeEncodeError in the built-in handler
+    exception = UnexpectedUserException("UnicodeEncodeError: 'ascii' codec can't encode", "Traceback …\n")
+    record = build_record(request(4, ({"id": "k", "prompt": "x"}, exception)), builtin=True, job_version="ab12cd34")
+    error = {
+        "kind": "handler_exception",
+        "message": "UnicodeEncodeError: 'ascii' codec can't encode",
+        "traceback": "Traceback …\n",
+    }
+    assert record == {
+        "id": "k",
+        "index": 4,
+        "status": "failed",
+        "result": None,
+        "usage": None,
+        "error": error,
+        "attempts": [{"params": {"id": "k", "prompt": "x"}, "error": error, "started_at": 1000.0, "latency_ms": 250.5}],
+        "job_version": "ab12cd34",
+    }
+    assert orjson.loads(encode_record(record)) == record
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no str for you")
+
+    __repr__ = __str__
+
+
+def _cycle() -> list[Any]:
+    loop: list[Any] = []
+    loop.append(loop)
+    return loop
+
+
+def test_any_result_a_handler_can_return_is_written_as_one_line() -> None:
+    results = [
+        _Unprintable(),
+        {"inner": _Unprintable()},
+        _cycle(),
+        b"\xff\xfe bytes",
+        float("nan"),
+        {(1, 2): "tuple key"},
+        {"deep": [[[[["x"]]]]]},
+        "\udcff lone surrogate",
+        2**200,
+        None,
+    ]
+    for number, result in enumerate(results):
+        record = build_record(request(number, ({"id": number, "prompt": "x"}, result)), builtin=False)
+        line = encode_record(record)
+        assert line.endswith(b"}\n") and line.count(b"\n") == 1
+        decoded = orjson.loads(line)
+        assert (decoded["index"], decoded["status"]) == (number, "done")
+    assert orjson.loads(encode_record(build_record(request(0, ({}, _Unprintable())), builtin=False)))["result"] == (
+        "<a _Unprintable that cannot be written>"
+    )

@@ -195,7 +195,9 @@ def test_damaged_middle_is_refused_and_the_file_is_untouched(tmp_path: Path) -> 
     with pytest.raises(StoreError) as caught:
         recover(path)
     assert str(caught.value) == (
-        f"{path}:2: damaged record (invalid JSON at column 27: unexpected end of data); the file was not changed."
+        f"{path}:2: damaged record (invalid JSON at column 27: unexpected end of data); the file was not changed. "
+        f"`tokenflow repair {tmp_path}` moves the damaged lines to results.damaged.jsonl (nothing is deleted) and "
+        "their requests run again."
     )
     assert path.read_bytes() == content
 
@@ -224,7 +226,10 @@ def test_json_that_is_not_a_record_is_damage(tmp_path: Path, line: bytes, reason
     path.write_bytes(line + b"\n" + encode_record(record(0)))
     with pytest.raises(StoreError) as caught:
         recover(path)
-    assert str(caught.value) == f"{path}:1: damaged record ({reason}); the file was not changed."
+    assert str(caught.value) == (
+        f"{path}:1: damaged record ({reason}); the file was not changed. `tokenflow repair {tmp_path}` moves the "
+        "damaged lines to results.damaged.jsonl (nothing is deleted) and their requests run again."
+    )
 
 
 def test_missing_file_holds_nothing(tmp_path: Path) -> None:

@@ -108,10 +108,7 @@ EXTRA_CASES = [
     Case(
         "input: params turn on streaming",
         SIM,
-        [
-            'jobs/prompts.jsonl:1:1: "params" must not contain "stream": the built-in handler reads whole responses, '
-            "not streams"
-        ],
+        ['jobs/prompts.jsonl:1:1: "params" must not contain "stream": streaming is set by endpoint.stream'],
         input='{"messages": [{"role": "user", "content": "a"}], "params": {"stream": true}}\n',
     ),
     Case(

@@ -13,10 +13,11 @@ import random
 import signal
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from run_helpers import read_records, start_tokenflow, tokenflow, write_input, write_job
+from run_helpers import read_records, start_tokenflow, tokenflow, until, write_input, write_job
 from suite_helpers import ThreadedSimulator, file_figures
 
 from tokenflow_tui.job.reader import load_job
@@ -38,12 +39,32 @@ def remote_job(tmp_path: Path, base_url: str, count: int, workers: int = 32) -> 
     )
 
 
-def wait_for_records(path: Path, child, at_least: int = 1, limit_s: float = 30.0) -> None:
-    """Until results.jsonl holds a whole record (the run is under way); bounded in time."""
+def wait_for(child, condition: Callable[[], bool], what: str, limit_s: float = 30.0) -> None:
+    """Until `condition()` holds while the child runs; bounded in time."""
     deadline = time.monotonic() + limit_s
-    while file_figures(path).lines - file_figures(path).torn_tail < at_least:
-        assert time.monotonic() < deadline and child.poll() is None, "the run wrote nothing in time"
+    while not condition():
+        assert time.monotonic() < deadline and child.poll() is None, f"{what}: not in time"
         time.sleep(0.05)
+
+
+def whole_records(path: Path) -> int:
+    figures = file_figures(path)
+    return figures.lines - figures.torn_tail
+
+
+def wait_for_records(path: Path, child, at_least: int = 1) -> None:
+    """Until results.jsonl holds a whole record (the run is under way)."""
+    wait_for(child, lambda: whole_records(path) >= at_least, "the run wrote nothing")
+
+
+def read_until(child, start: str) -> list[str]:
+    """The child's stderr lines up to and with the first that starts with `start` (all of it if none does)."""
+    lines = []
+    for line in child.stderr:
+        lines.append(line)
+        if line.startswith(start):
+            break
+    return lines
 
 
 def state_claims(output: Path) -> int:
@@ -75,7 +96,8 @@ def test_sigkill_at_random_moments_loses_duplicates_and_damages_nothing(tmp_path
             # only the line being written when the process died may be incomplete
             assert figures.invalid_lines == int(figures.torn_tail)
             assert figures.duplicated == 0
-            assert state_claims(tmp_path / "out") <= results.stat().st_size
+            # a kill during start-up may come before the run made its results file
+            assert state_claims(tmp_path / "out") <= (results.stat().st_size if results.exists() else 0)
         final = tokenflow("run", str(job), "--headless", timeout=120)
         sent = sim.requests()
     assert final.returncode == 0, final.stderr
@@ -104,12 +126,16 @@ def test_sigterm_or_ctrl_c_twice_saves_exits_130_and_the_rerun_finishes_the_rest
     with ThreadedSimulator(SimulatorConfig(latency_ms=300, jitter_ms=200, seed=2)) as sim:
         job = remote_job(tmp_path, sim.base_url, total, workers=256)
         child = start_tokenflow("run", str(job), "--headless")
-        wait_for_records(tmp_path / "out" / ".lock", child)  # the run holds its output
-        time.sleep(1.0)  # requests in flight, some finished
+        # some requests finished, more sent: some in flight
+        wait_for(child, lambda: 0 < whole_records(results) < sim.requests(), "requests in flight")
+        told = []
         for sig in signals:
             child.send_signal(sig)
-            time.sleep(0.1)
-        _, err = child.communicate(timeout=30)
+            # the run tells it heard the signal before the next is sent (two pending signals would be one)
+            told += read_until(child, "stopping")
+        # read on through the same file: what it buffered past the last line told is not in the pipe any more
+        err = "".join(told) + child.stderr.read()
+        child.communicate(timeout=30)
         assert child.returncode == 130, err
         if len(signals) == 2:
             assert "stopping now" in err  # the second Ctrl-C cancels the requests in flight
@@ -179,7 +205,8 @@ def test_a_damaged_middle_line_is_refused_with_its_line_number_and_left_untouche
     assert rerun.returncode == 2
     assert rerun.stderr == (
         f"tokenflow run: {results}:3: damaged record (invalid JSON at column 11: unexpected character, expected ',' or '}}'); "
-        "the file was not changed.\n"
+        f"the file was not changed. `tokenflow repair {tmp_path / 'out'}` moves the damaged lines to "
+        "results.damaged.jsonl (nothing is deleted) and their requests run again.\n"
     )
     assert results.read_bytes() == damaged
 
@@ -204,10 +231,7 @@ async def test_a_full_disk_pauses_the_job_with_the_reason_and_resuming_loses_not
         runner.open()
         monkeypatch.setattr(os, call, _fail_on_results(getattr(os, call), results.resolve()))
         running = asyncio.create_task(runner.run())
-        for _ in range(500):  # bounded: 5 s
-            if runner.snapshot().state == "paused":
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: runner.snapshot().state == "paused")
         snap = runner.snapshot()
         assert snap.state == "paused"
         if call == "write":

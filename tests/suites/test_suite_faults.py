@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
-from run_helpers import read_records, write_input, write_job
+from run_helpers import read_records, until, write_input, write_job
 
 from tokenflow_tui.engine import ManualClock
 from tokenflow_tui.job.reader import load_job
@@ -105,6 +104,8 @@ async def test_a_fault_on_every_attempt_is_recorded_and_retried_until_max_attemp
                 record["error"]["message"],
             )
             assert cut is not None and int(cut[1]) == int(cut[2]) // 2  # the simulator sends half the body
+            excerpt = record["error"]["excerpt"]  # the half that arrived, cut to the excerpt's length
+            assert excerpt.startswith("{") and 0 < len(excerpt) <= min(200, int(cut[1]))
         else:
             assert record["error"] == FAULTS[kind]
         for attempt in attempts:
@@ -155,10 +156,7 @@ async def test_an_absurd_retry_after_is_clamped_to_five_minutes(tmp_path):
         )
         runner.open()
         running = asyncio.create_task(runner.run())
-        for _ in range(400):  # bounded: 4 s of real time
-            if runner.row_count("retried") == 1:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: runner.row_count("retried") == 1)
         assert sim.stats.outcomes["429"] == 1
         clock.advance(299.0)
         await asyncio.sleep(0.2)
@@ -190,11 +188,9 @@ async def test_mixed_faults_end_with_one_final_record_each_and_no_attempt_past_i
     config = SimulatorConfig(
         latency_ms=5, jitter_ms=5, fail=MIXED, retry_after="none", retry_after_ms=20, huge_bytes=HUGE_BYTES, seed=4
     )
-    started = time.monotonic()
     async with Simulator(config) as sim:
         records = await run_job(job_for(tmp_path, sim.base_url, 400, max_attempts=4, workers=32, transport=transport))
         sent = sum(sim.stats.outcomes[kind] for kind in (*MIXED, "ok"))
-    assert time.monotonic() - started < 30
     assert sorted(r["index"] for r in records) == list(range(400))
     assert sum(len(r["attempts"]) for r in records) == sent  # every request sent is in a trajectory
     kinds = Counter(a["error"]["kind"] for r in records for a in r["attempts"] if "error" in a)

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from run_helpers import write_input, write_job
+from run_helpers import RUN_SLEEPERS, advance_settled, limited_runner, until, write_input, write_job
 
+from tokenflow_tui.engine import ManualClock
 from tokenflow_tui.job.reader import load_job
 from tokenflow_tui.run.runner import JobRunner
 from tokenflow_tui.sim import Simulator, SimulatorConfig
@@ -138,16 +139,23 @@ async def test_a_requests_per_minute_limit_keeps_a_fixed_pool_under_the_hidden_l
 
 
 async def test_tokens_per_minute_counts_what_the_server_reports(tmp_path):
-    # about 12 tokens a request (usage), 21 estimated before sending (5 of prompt + max_tokens 16)
-    figures, runner = await run_phases(
-        tmp_path,
-        [Phase(10_000, 3)],
-        window_s=1,
-        latency_ms=20,
-        workers={"count": 32},
-        limits={"tokens_per_minute": 60_000},
-    )
-    seconds = runner.snapshot().history[-2:]  # whole seconds of the run
+    # about 12 tokens a request (usage), 21 estimated before sending (5 of prompt + max_tokens 16);
+    # the job's clock is driven by hand, so the rate is exact whatever the machine's load
+    workers = 32
+    idle = workers + RUN_SLEEPERS  # every worker waits its turn at the limit
+    clock = ManualClock()
+    async with Simulator(SimulatorConfig(latency_ms=0, seed=1)) as sim:
+        runner = limited_runner(tmp_path, sim.base_url, 10_000, workers, {"tokens_per_minute": 60_000}, clock)
+        running = asyncio.create_task(runner.run())
+        await until(lambda: clock.sleeping == idle)
+        await advance_settled(clock, 3.0, 30, lambda: clock.sleeping == idle)
+        seconds = runner.snapshot().history[1:3]  # the whole seconds after the first one's burst
+        stopping = asyncio.create_task(runner.shutdown())
+        await until(lambda: runner.snapshot().state == "pausing")
+        clock.advance(0.1)  # the waiting workers hear of the pause at the watcher's next look
+        assert await asyncio.wait_for(stopping, 30) == 130
+        await asyncio.wait_for(running, 30)
+    assert [second.t for second in seconds] == [1, 2]
     tokens_per_s = sum(second.tokens for second in seconds) / len(seconds)
     print(f"\n[tokens_per_minute] {tokens_per_s:,.0f} tokens/s against a limit of 1,000/s")
     assert 900 <= tokens_per_s <= 1050

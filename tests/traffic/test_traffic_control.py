@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from run_helpers import write_job
 
-from tokenflow_tui.engine import ActionContinue, ActionDone, ManualClock
+from tokenflow_tui.engine import ActionContinue, ActionDone, ManualClock, UnexpectedUserException
 from tokenflow_tui.engine.trajectory import new_request
 from tokenflow_tui.job.reader import load_job
 from tokenflow_tui.traffic import Traffic
@@ -24,7 +24,7 @@ class FixedRng:
 
 
 class Harness:
-    """A Traffic with its callbacks recorded."""
+    """A Traffic with its callbacks recorded, and the engine's ledger played by hand."""
 
     def __init__(
         self,
@@ -48,6 +48,8 @@ class Harness:
         self.pauses: list[str] = []
         self.workers: list[int] = []
         self.tokens = (0, 0)
+        self.sending = 0  # attempts past the gate whose handler has not ended
+        self.sent_at: float | None = None
         self.traffic = Traffic(
             self.job,
             self.job.workers.count,
@@ -56,13 +58,40 @@ class Harness:
             pause=self.pauses.append,
             apply_workers=self.workers.append,
             spent=lambda: self.tokens,
+            sending=lambda: self.sending,
+            sent_at=lambda: self.sent_at,
             rng=FixedRng(),
         )
 
     def start(self, line: dict[str, Any] | None = None) -> tuple[Any, asyncio.Task[None]]:
-        """A request's trip through before_attempt, as a task; (request, task)."""
+        """A request's trip through before_attempt, then sent as the engine does, as a task; (request, task)."""
         request = new_request(0, line or {"prompt": "x"})
-        return request, asyncio.ensure_future(self.traffic.before_attempt(request))
+
+        async def gate_then_send() -> None:
+            await self.traffic.before_attempt(request)
+            self.sending += 1
+            self.sent_at = self.clock.monotonic()
+
+        return request, asyncio.ensure_future(gate_then_send())
+
+    def wrap(self, handler):
+        """The handler as the engine runs an attempt that `start` sent: traffic hears how it ended."""
+
+        async def attempt(trajectory):
+            element = trajectory.trajectory[-1]
+            try:
+                outcome = await handler(trajectory)
+            except Exception as exc:
+                element.result, element.action = UnexpectedUserException(repr(exc), ""), ActionDone()
+                raise
+            else:
+                element.action, element.result = outcome[0], outcome[1]
+            finally:
+                self.sending -= 1
+                self.traffic.attempt_ended(trajectory)
+            return outcome
+
+        return attempt
 
     async def advance(self, seconds: float) -> None:
         await settle()
@@ -95,14 +124,14 @@ async def refused(h: Harness, count: int, retry_after_s: float) -> None:
     started = [h.start() for _ in range(count)]
     await settle()
     assert all(task.done() for _, task in started)
-    wrapped = h.traffic.wrap(handler)
+    wrapped = h.wrap(handler)
     for request, _ in started:
         await wrapped(request.request_trajectory)
 
 
 async def good_answers(h: Harness, count: int) -> None:
     """`count` requests sent and answered well, one after the other, at this moment."""
-    wrapped = h.traffic.wrap(replying(*[ok()] * count))
+    wrapped = h.wrap(replying(*[ok()] * count))
     for _ in range(count):
         request, _ = h.start()
         await settle()
@@ -201,7 +230,7 @@ async def test_tokens_per_minute_reserve_the_estimate_and_the_usage_corrects_it(
     await settle()
     assert first.done()
     # it used 2 tokens, not 10: 8 come back, so the next waits for 2 more (20 ms), not for 10 (100 ms)
-    await h.traffic.wrap(replying(ok({"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2})))(
+    await h.wrap(replying(ok({"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2})))(
         request.request_trajectory
     )
     _, second = h.start(line)
@@ -216,7 +245,7 @@ async def test_an_adaptive_job_keeps_no_more_in_flight_than_its_target(tmp_path)
     (r1, t1), (r2, t2), (_, t3) = h.start(), h.start(), h.start()
     await settle()
     assert (t1.done(), t2.done(), t3.done()) == (True, True, False)
-    wrapped = h.traffic.wrap(replying(ok(), ok()))
+    wrapped = h.wrap(replying(ok(), ok()))
     await wrapped(r1.request_trajectory)
     await settle()
     assert t3.done() and h.workers == []  # a slot came free; slow start: 2 + 0.5 rounds down to 2
@@ -229,7 +258,7 @@ async def test_overload_cuts_the_adaptive_target_and_holds_dispatch(tmp_path):
     h = Harness(tmp_path, workers={"count": 10, "adaptive": True, "min": 2, "max": 20})
     requests = [h.start()[0] for _ in range(8)]
     await settle()
-    wrapped = h.traffic.wrap(replying(*[failed("http_429", 429, final=False)] * 8))
+    wrapped = h.wrap(replying(*[failed("http_429", 429, final=False)] * 8))
     for request in requests:
         h.traffic.on_rate_limit(0.5)  # what the handler does before it returns a 429
         await wrapped(request.request_trajectory)
@@ -262,7 +291,7 @@ async def test_x_ratelimit_headers_hold_dispatch_until_the_allowance_is_back(tmp
 
 async def test_the_token_budget_pauses_the_job_once_and_a_resume_allows_as_many_again(tmp_path):
     h = Harness(tmp_path, limits={"max_total_tokens": 100})
-    wrapped = h.traffic.wrap(replying(*[ok({"prompt_tokens": 30, "completion_tokens": 10, "total_tokens": 40})] * 4))
+    wrapped = h.wrap(replying(*[ok({"prompt_tokens": 30, "completion_tokens": 10, "total_tokens": 40})] * 4))
     for spent in ((30, 10), (60, 20), (90, 30)):
         request, _ = h.start()
         await settle()
@@ -294,14 +323,22 @@ async def test_a_new_run_of_a_job_that_spent_its_budget_gets_another(tmp_path):
         )
     )
     traffic = Traffic(
-        job, 4, clock=ManualClock(), running=lambda: True, pause=print, apply_workers=print, spent=lambda: (100, 50)
+        job,
+        4,
+        clock=ManualClock(),
+        running=lambda: True,
+        pause=print,
+        apply_workers=print,
+        spent=lambda: (100, 50),
+        sending=lambda: 0,
+        sent_at=lambda: None,
     )
     assert (traffic.view().tokens_used, traffic.view().max_total_tokens) == (150, 250)
 
 
 async def test_a_storm_of_errors_retrying_cannot_fix_pauses_the_job(tmp_path):
     h = Harness(tmp_path)
-    wrapped = h.traffic.wrap(replying(*[failed("http_4xx", 404)] * 30))
+    wrapped = h.wrap(replying(*[failed("http_4xx", 404)] * 30))
     for _ in range(20):
         request, _ = h.start()
         await settle()
@@ -324,7 +361,7 @@ async def test_a_handler_that_raises_on_every_request_is_a_storm_too(tmp_path):
     async def broken(trajectory):
         raise KeyError("answer")
 
-    wrapped = h.traffic.wrap(broken)
+    wrapped = h.wrap(broken)
     for _ in range(20):
         request, _ = h.start()
         await settle()
@@ -337,7 +374,7 @@ async def test_a_handler_that_raises_on_every_request_is_a_storm_too(tmp_path):
 
 async def test_retryable_failures_are_not_a_storm(tmp_path):
     h = Harness(tmp_path)
-    wrapped = h.traffic.wrap(replying(*[failed("http_5xx", 500)] * 40))
+    wrapped = h.wrap(replying(*[failed("http_5xx", 500)] * 40))
     for _ in range(40):
         request, _ = h.start()
         await settle()
@@ -402,7 +439,7 @@ async def test_a_limit_raised_or_lowered_applies_to_the_requests_waiting(tmp_pat
 
 async def test_raising_a_spent_budget_releases_the_job_it_paused(tmp_path):
     h = Harness(tmp_path, limits={"max_total_tokens": 100})
-    wrapped = h.traffic.wrap(replying(ok({"prompt_tokens": 90, "completion_tokens": 30, "total_tokens": 120})))
+    wrapped = h.wrap(replying(ok({"prompt_tokens": 90, "completion_tokens": 30, "total_tokens": 120})))
     request, _ = h.start()
     await settle()
     h.tokens = (90, 30)
@@ -460,7 +497,7 @@ async def test_the_pace_lets_go_once_the_server_took_a_probe_above_it(tmp_path):
     h = Harness(tmp_path)
     await paced_at_96_a_minute(h)  # 2 a second read, paced at 1.6
     await h.advance(55.0)  # past the hold
-    wrapped = h.traffic.wrap(replying(*[ok()] * 1000))
+    wrapped = h.wrap(replying(*[ok()] * 1000))
     waiting = [h.start() for _ in range(4)]  # four workers, answered at once: only the pace holds them
     seconds = 0.0
     while h.traffic.view().pace_per_minute and seconds < 60:

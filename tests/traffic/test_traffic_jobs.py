@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import asyncio
 
-from run_helpers import read_records, tokenflow, write_input, write_job
+from run_helpers import (
+    RUN_SLEEPERS,
+    advance_settled,
+    limited_runner,
+    read_records,
+    tokenflow,
+    until,
+    write_input,
+    write_job,
+)
 from suite_helpers import file_figures
 
-from tokenflow_tui.job.reader import load_job
-from tokenflow_tui.run.runner import JobRunner
+from tokenflow_tui.engine import ManualClock
 from tokenflow_tui.sim import Simulator, SimulatorConfig, SimulatorProcess
 
 
@@ -62,35 +70,31 @@ def test_a_storm_of_404s_pauses_the_job_instead_of_failing_the_whole_input(tmp_p
 
 
 async def test_limits_and_budgets_change_live(tmp_path):
-    async with Simulator(SimulatorConfig(latency_ms=10, seed=1)) as sim:
-        write_input(tmp_path / "prompts.jsonl", 2500)
-        job = write_job(
-            tmp_path,
-            {
-                "job": {"name": "live", "input": "prompts.jsonl", "output": "out"},
-                "endpoint": {"base_url": sim.base_url, "model": "m"},
-                "request": {"params": {"max_tokens": 16}},
-                "workers": {"count": 16},
-                "limits": {"requests_per_minute": 600},
-            },
-        )
-        runner = JobRunner(load_job(job), save_interval_s=3600)
-        runner.open()
+    workers = 16
+    idle = workers + RUN_SLEEPERS  # every worker waits its turn at the limit
+    clock = ManualClock()
+    async with Simulator(SimulatorConfig(latency_ms=0, seed=1)) as sim:
+        runner = limited_runner(tmp_path, sim.base_url, 2500, workers, {"requests_per_minute": 600}, clock)
         running = asyncio.create_task(runner.run())
-        await asyncio.sleep(1.0)
-        slow = runner.snapshot().stats.done
-        assert 8 <= slow <= 13  # 10 a second
+
+        def done() -> int:
+            return runner.snapshot().stats.done
+
+        def settled() -> bool:
+            return clock.sleeping == idle or runner.snapshot().state != "running"
+
+        await until(lambda: done() == 1 and clock.sleeping == idle)  # the bucket holds one request
+        await advance_settled(clock, 1.0, 10, settled)
+        assert done() == 11  # one a tenth of a second
         assert runner.set_limits(6000, 0) is None
-        await asyncio.sleep(1.0)
-        fast = runner.snapshot().stats.done - slow
-        assert 90 <= fast <= 110  # 100 a second
+        await advance_settled(clock, 1.0, 100, settled)
+        fast = done() - 11
+        assert 90 <= fast <= 100  # 100 a second, less the workers that still wait their turn at the old rate
         assert runner.set_limits(-1, 0) == "requests per minute must be a number of 0 or more, not -1"
         spent = runner.snapshot().traffic.tokens_used
         assert runner.set_budget(spent + 100, 0) is None
-        for _ in range(300):  # bounded: 3 s
-            if runner.snapshot().state == "paused":
-                break
-            await asyncio.sleep(0.01)
+        await advance_settled(clock, 1.0, 100, settled)
+        await until(lambda: runner.snapshot().state == "paused")  # the requests in flight have finished
         snap = runner.snapshot()
         assert snap.state == "paused" and snap.reason is not None
         assert snap.reason.startswith("the token budget is spent: ")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from ui_fakes import SIZE, FixedLag, Notes, ScriptedRun, make_app, settle
+from textual import events
+from ui_fakes import NOW, SIZE, FixedLag, Notes, ScriptedRun, make_app, settle
 
+from tokenflow_tui.run.contract import RunEvent
 from tokenflow_tui.ui.screens.dialogs import ConfirmQuitScreen, HelpScreen
+from tokenflow_tui.ui.screens.events import EventsScreen
 from tokenflow_tui.ui.screens.failed import FailedScreen
 from tokenflow_tui.ui.screens.main import MainScreen
 from tokenflow_tui.ui.screens.trajectory import TrajectoryScreen
@@ -455,7 +458,7 @@ async def test_the_loop_lag_probe_starts_with_the_run_not_with_the_app() -> None
 @pytest.mark.parametrize(
     ("state", "eta", "now"),
     [
-        ("running", "ETA 0:13", "requests/s        58       51\ntokens/s        9.6k     8.4k"),
+        ("running", "ETA 0:14", "requests/s        58       51\ntokens/s        9.6k     8.4k"),
         ("paused", "ETA —", "requests/s         —       51\ntokens/s           —     8.4k"),
     ],
 )
@@ -464,3 +467,123 @@ async def test_eta_and_rates_now_only_while_running(state: str, eta: str, now: s
     async with app.run_test(size=SIZE):
         assert eta in app.main_screen.query_one(RunHeader).render().plain
         assert now in app.main_screen.query_one("#speed").render().plain
+
+
+async def test_ctrl_c_does_what_q_does_and_asks_while_requests_are_in_flight() -> None:
+    run = ScriptedRun(in_flight=5)
+    app = make_app(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+c")
+        assert isinstance(app.screen, ConfirmQuitScreen)
+        await pilot.press("y")
+        await settle(pilot, "shutdown")
+    assert control_calls(run) == [("shutdown",)]
+    assert app.return_value == 130
+
+
+async def test_ctrl_c_with_nothing_in_flight_saves_and_quits() -> None:
+    run = ScriptedRun(state="paused", in_flight=0)
+    app = make_app(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+c")
+        await settle(pilot, "shutdown")
+    assert control_calls(run) == [("shutdown",)]
+
+
+async def test_a_second_ctrl_c_stops_now_saves_and_quits() -> None:
+    run = ScriptedRun(in_flight=5)
+    notes = Notes()
+    app = make_app(run)
+    async with app.run_test(size=SIZE, message_hook=notes) as pilot:
+        await pilot.press("ctrl+c")
+        assert isinstance(app.screen, ConfirmQuitScreen)
+        await pilot.press("ctrl+c")
+        await settle(pilot, "stop_now")
+        await settle(pilot, "shutdown")
+    assert control_calls(run) == [("stop_now",), ("shutdown",)]
+    assert "ctrl+c again: stopping now, requests in flight go back to the queue" in notes
+    assert app.return_value == 130
+
+
+async def test_the_quit_dialog_follows_the_count_in_flight_and_closes_at_zero() -> None:
+    run = ScriptedRun(in_flight=5)
+    notes = Notes()
+    app = make_app(run)
+    async with app.run_test(size=SIZE, message_hook=notes) as pilot:
+        await pilot.press("q")
+        dialog = app.screen
+        assert isinstance(dialog, ConfirmQuitScreen)
+        assert str(dialog.query_one("#quit-text").render()).startswith("5 requests in flight.")
+        run.in_flight = 1
+        dialog.update_count()
+        await pilot.pause()
+        assert str(dialog.query_one("#quit-text").render()).startswith("1 request in flight.")
+        run.in_flight = 0
+        dialog.update_count()
+        await pilot.pause()
+        assert isinstance(app.screen, MainScreen)
+    assert control_calls(run) == []
+    assert notes[-1] == "nothing is in flight any more: q saves and quits at once"
+
+
+async def test_worker_changes_in_a_row_update_one_note_in_place() -> None:
+    run = ScriptedRun(workers=11)
+    notes = Notes()
+    app = make_app(run)
+    async with app.run_test(size=SIZE, message_hook=notes) as pilot:
+        await pilot.press("right_square_bracket", "plus", "plus", "minus", "right_square_bracket")
+        await pilot.pause()
+        # the notes as the app holds them to show (Textual keeps them in the private _notifications)
+        shown = [note.message for note in app._notifications]
+    assert notes == ["workers: 11 → 21", "workers: 11 → 22", "workers: 11 → 23", "workers: 11 → 22", "workers: 11 → 32"]
+    assert shown == ["workers: 11 → 32"]
+
+
+async def test_e_shows_the_event_log_and_escape_goes_back() -> None:
+    run = ScriptedRun()
+    run.events = (
+        RunEvent(NOW - 3600, "pause", "paused: the cost budget is spent", earlier=True),
+        RunEvent(NOW - 60, "open", "resumed: 1,200 of 2,000 requests finished earlier"),
+        RunEvent(NOW - 10, "workers", "workers: 64 → 74"),
+    )
+    app = make_app(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("e")
+        assert isinstance(app.screen, EventsScreen)
+        text = str(app.screen.query_one("#events").render())
+        assert text.splitlines() == [
+            "earlier runs of this output",
+            "21:25:54  paused: the cost budget is spent",
+            "this run",
+            "22:24:54  resumed: 1,200 of 2,000 requests finished earlier",
+            "22:25:44  workers: 64 → 74",
+        ]
+        run.events += (RunEvent(NOW, "save", "saved 1,300 results"),)
+        app.screen.follow()
+        await pilot.pause()
+        assert str(app.screen.query_one("#events").render()).splitlines()[-1] == "22:25:54  saved 1,300 results"
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+
+
+@pytest.mark.parametrize(
+    ("keys", "call"),
+    [
+        ("l5\t7\r", ("set_limits", 5.0, 7)),
+        ("b12\t3.5\r", ("set_budget", 12, 3.5)),
+        ("l5\t\x1b", None),  # escape typed at once too: nothing changes
+    ],
+)
+async def test_a_dialog_takes_keys_typed_at_once_in_order(keys: str, call: tuple | None) -> None:
+    run = ScriptedRun()
+    run.prices = True  # a cost budget needs them
+    app = make_app(run)
+    named = {"\t": ("tab", None), "\r": ("enter", None), "\x1b": ("escape", None)}
+    async with app.run_test(size=SIZE) as pilot:
+        # all queued before any is handled, as a terminal delivers a burst (pilot.press waits after each)
+        for char in keys:
+            app.post_message(events.Key(*named.get(char, (char, char))))
+        await settle(pilot)
+        await settle(pilot)
+        assert isinstance(app.screen, MainScreen)
+    assert [c for c in run.calls if c[0] in ("set_limits", "set_budget")] == ([call] if call else [])

@@ -321,3 +321,48 @@ async def test_a_read_that_raises_is_reported_once_and_the_dashboard_stays_up() 
         "reading request #0 failed: AttributeError: 'NoneType' object has no attribute 'get'",
         "reading the run's numbers failed: KeyError: 'stats'",
     ]
+
+
+class WaitingAtTheLimit(EndedAttemptsOnly):
+    """Request 1201 is held back by the rate limit: waiting, not in flight."""
+
+    def row(self, i: int):
+        row = super().row(i)
+        if i == 1_201:
+            return dataclasses.replace(row, state="waiting", attempts=0, waiting_for="the rate limit")
+        return row
+
+
+async def test_trajectory_of_a_waiting_request_says_what_it_waits_for() -> None:
+    app = make_app(WaitingAtTheLimit())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2", "down", "enter")  # request 1201
+        assert title_text(app.screen) == "Request #1201  id doc-001201  ·  waiting  ·  0 attempts"
+        assert view_text(app.screen) == "Attempt 1 is waiting for the rate limit: it is not sent yet."
+
+
+async def test_a_copies_only_the_answer_text() -> None:
+    run = ScriptedRun()
+    notes = Notes()
+    app = make_app(run)
+    async with app.run_test(size=SIZE, message_hook=notes) as pilot:
+        await pilot.press("enter", "a")  # request 0: done
+        assert app.clipboard == run.trajectory(0)[-1]["result"]
+        await pilot.press("escape", *["down"] * 7, "enter", "a")  # request 7: failed, no answer
+        assert app.clipboard == run.trajectory(0)[-1]["result"]
+    assert notes == ["copied the answer of request #0 to the clipboard", "request #7 has no answer to copy"]
+
+
+async def test_the_trajectory_shows_the_body_that_was_sent_when_the_run_knows_it() -> None:
+    run = ScriptedRun()
+    sent = {"model": "gpt-4o-mini", "temperature": 0.2, "messages": [{"role": "user", "content": "Hi."}]}
+    attempts = [{**run.trajectory(0)[0], "body": sent}]
+    run.trajectory = lambda index: attempts  # type: ignore[method-assign]
+    app = make_app(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("enter")
+        text = view_text(app.screen)
+        assert 'body sent\n  {\n    "model": "gpt-4o-mini",\n    "temperature": 0.2,' in text
+        assert "params" not in text
+        await pilot.press("c")
+        assert json.loads(app.clipboard) == [{k: v for k, v in attempts[0].items() if k != "body"}]

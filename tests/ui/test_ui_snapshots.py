@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from textual.widgets._footer import FooterKey
-from ui_fakes import ACTIVE_TRAFFIC, SIZE, ScriptedRun, make_app, settle
+from ui_fakes import ACTIVE_TRAFFIC, NOW, SIZE, ScriptedRun, make_app, settle
+
+from tokenflow_tui.run.contract import RunEvent
 
 REASON = "paused by itself: the API answered 401 Unauthorized; check OPENAI_API_KEY"
 
 
 def test_main_running(snap_compare) -> None:
     assert snap_compare(make_app(ScriptedRun()), terminal_size=SIZE)
+
+
+def test_main_running_a_streamed_job(snap_compare) -> None:
+    run = ScriptedRun()
+    run.ttft_s = (0.118, 0.342, 0.9)
+    assert snap_compare(make_app(run), terminal_size=SIZE)
 
 
 def test_main_paused_with_a_reason(snap_compare) -> None:
@@ -59,3 +69,23 @@ def test_failed_browser_on_a_small_terminal(snap_compare) -> None:
 def test_main_paused_on_a_small_terminal(snap_compare) -> None:
     run = ScriptedRun(state="paused", in_flight=0)
     assert snap_compare(make_app(run), terminal_size=(80, 24))
+
+
+def test_main_wide_with_four_charts_and_cost(snap_compare) -> None:
+    run = ScriptedRun()
+    run.traffic = dataclasses.replace(ACTIVE_TRAFFIC, cost_usd=0.0032)
+    run.cost = (0.0032, 0.00041, 0.0054)
+    assert snap_compare(make_app(run), terminal_size=(200, 40))
+
+
+def test_events_pane(snap_compare) -> None:
+    run = ScriptedRun()
+    run.events = (
+        RunEvent(NOW - 3600, "open", "started: 2,000 requests", earlier=True),
+        RunEvent(NOW - 3000, "pause", f"paused: {REASON}, then resume", earlier=True),
+        RunEvent(NOW - 60, "open", "resumed: 1,200 of 2,000 requests finished earlier"),
+        RunEvent(NOW - 30, "workers", "workers: 64 → 74"),
+        RunEvent(NOW - 12, "hold", "dispatch held for every worker: the server answers 429 (too many requests)"),
+        RunEvent(NOW, "save", "saved 1,200 results"),
+    )
+    assert snap_compare(make_app(run), terminal_size=SIZE, press=["e"])

@@ -105,13 +105,15 @@ async def beats(app, n: int) -> tuple[int, list[int], list[int]]:
     """Run `n` beats of the refresh timer by hand; the snapshots pulled, and the beats on which the
     throughput chart and the error chart were asked to repaint."""
     main = app.main_screen
-    painted: dict[str, list[int]] = {"throughput": [], "errors": []}
-    for name, beats_of in painted.items():
+    painted: dict[str, list[int]] = {"throughput": [], "tokens-chart": [], "errors": [], "latency-chart": []}
+    for chart in main._widgets.charts:
         # counted, not drawn
-        getattr(main._widgets, name).show_history = lambda _, beats_of=beats_of: beats_of.append(beat)
+        chart.show_history = lambda _, beats_of=painted[chart.id]: beats_of.append(beat)
     before = app.control.inner.snapshots
     for beat in range(1, n + 1):  # noqa: B007 - read by the lambdas above
         main.tick()
+    # the tokens chart keeps the throughput chart's beats, the latency chart the error chart's
+    assert (painted["tokens-chart"], painted["latency-chart"]) == (painted["throughput"], painted["errors"])
     return app.control.inner.snapshots - before, painted["throughput"], painted["errors"]
 
 

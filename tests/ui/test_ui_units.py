@@ -13,8 +13,8 @@ from tokenflow_tui.run.durations import duration
 from tokenflow_tui.ui.formatting import clock_time, compact, count, fit, latency, one_line, plural, short_status
 from tokenflow_tui.ui.lag import LoopLagMonitor
 from tokenflow_tui.ui.plot import bar_rows, nice_ceiling, per_second, sparkline
-from tokenflow_tui.ui.widgets.numbers import workers_text
-from tokenflow_tui.ui.widgets.status import RunHeader
+from tokenflow_tui.ui.widgets.numbers import latency_content, tokens_content, workers_text
+from tokenflow_tui.ui.widgets.status import RunHeader, eta
 from tokenflow_tui.ui.widgets.summary import summary_content
 from tokenflow_tui.ui.widgets.trajectory import attempt_content, hanging
 
@@ -167,18 +167,31 @@ def test_workers_say_what_the_count_is_doing(state: str, workers: int, target: i
     assert workers_text(run.snapshot()) == shown
 
 
+def test_the_latency_panel_shows_ttft_only_for_a_streamed_run() -> None:
+    snapshot = ScriptedRun().snapshot()
+    assert [line.split()[0] for line in latency_content(snapshot).plain.splitlines()] == [
+        "p50",
+        "p95",
+        "p99",
+        "attempts",
+    ]
+    for p50, p95, shown in [(0.12, 0.345, "120/345 ms"), (0.8, 2.54, "0.8/2.5 s"), (90.0, 150.0, "1.5/2.5 min")]:
+        streamed = dataclasses.replace(snapshot, ttft_p50_s=p50, ttft_p95_s=p95, ttft_p99_s=p95)
+        assert latency_content(streamed).plain.splitlines()[-1] == "ttft 50/95 " + shown.rjust(10)
+
+
 def test_the_header_says_not_saved_yet_without_a_saved_label() -> None:
     run = ScriptedRun()
     run.saved_at = None
     header = RunHeader()
     header.show_snapshot(run.snapshot(), NOW, UTC)
-    assert header.render().plain.splitlines()[0].endswith("ETA 0:13   not saved yet")
+    assert header.render().plain.splitlines()[0].endswith("ETA 0:14   not saved yet")
     run.saved_at = NOW - 42
     header.show_snapshot(run.snapshot(), NOW, UTC)
-    assert header.render().plain.splitlines()[0].endswith("ETA 0:13   saved 22:25:12 (0:42 ago)")
+    assert header.render().plain.splitlines()[0].endswith("ETA 0:14   saved 22:25:12 (0:42 ago)")
 
 
-def test_the_summary_of_a_reopened_finished_run_says_why_there_is_no_latency() -> None:
+def test_the_summary_says_when_no_attempt_was_timed() -> None:
     run = ScriptedRun()
     run.finish(0)
     snapshot = run.snapshot()
@@ -187,9 +200,7 @@ def test_the_summary_of_a_reopened_finished_run_says_why_there_is_no_latency() -
     unmeasured = dataclasses.replace(
         snapshot, stats=dataclasses.replace(snapshot.stats, latency_p50_s=None, latency_p95_s=None, latency_p99_s=None)
     )
-    assert "latency   none measured: no request was sent since the dashboard opened" in (
-        summary_content(unmeasured, 0, None).plain.splitlines()
-    )
+    assert "latency   no timed attempts" in (summary_content(unmeasured, 0, None).plain.splitlines())
 
 
 @pytest.mark.parametrize(
@@ -221,3 +232,46 @@ def test_the_summary_fits_its_failures_to_the_panel() -> None:
     assert failures(76) == "failures  429 rate limit 18 · 5xx server 6 · timeout 6 · 2 more (f)"
     assert failures(40) == "failures  429 rate limit 18 · 4 more (f)"
     assert failures(20) == "failures  429 rate …"
+
+
+def test_the_eta_in_the_tail_says_what_is_left_in_flight_and_never_0_00() -> None:
+    run = ScriptedRun()
+    snapshot = run.snapshot()
+    stats = dataclasses.replace(snapshot.stats, total=100, done=99, failed=0, in_flight=1, queued=0)
+    assert eta("running", stats, 75.0) == "1 in flight, longest 1:15"
+    # a fast rate and one request left: less than a second, not 0:00
+    assert eta("running", dataclasses.replace(stats, rate_60s=1000.0), None) == "<0:01"
+    assert eta("running", dataclasses.replace(stats, done=100, in_flight=0), None) == "0:00"
+    assert eta("paused", stats, 75.0) == "—"
+
+
+def test_the_tokens_panel_shows_cost_so_far_per_minute_and_at_the_end_with_prices() -> None:
+    snapshot = ScriptedRun().snapshot()
+    assert "cost" not in tokens_content(snapshot).plain
+    priced = dataclasses.replace(snapshot, cost_usd=0.0032, cost_per_min_usd=0.00041, cost_projected_usd=1.2346)
+    lines = tokens_content(priced).plain.splitlines()
+    assert lines[3:] == ["cost              $0.0032  $0.00041/min", "at the end         $1.235"]
+
+
+def test_dollars_have_four_significant_digits_and_a_spend_is_never_0_00() -> None:
+    from tokenflow_tui.run.contract import format_usd
+
+    assert [format_usd(v) for v in (0.0032, 0.001, 1.23456, 12.3456, 5, 0, 1234.5)] == [
+        "$0.0032",
+        "$0.001",
+        "$1.235",
+        "$12.35",
+        "$5.00",
+        "$0.00",
+        "$1,234",
+    ]
+
+
+def test_a_long_pause_reason_wraps_instead_of_being_cut() -> None:
+    run = ScriptedRun()
+    run.reason = "the server refused the key (401: invalid api key); check the key in $OPENAI_API_KEY, then resume"
+    header = RunHeader()
+    header.show_snapshot(run.snapshot(), NOW, UTC)
+    lines = header.render().plain.splitlines()[1:]
+    assert " ".join(line.strip() for line in lines) == f"⚠ {run.reason}"
+    assert all(len(line) <= 80 for line in lines) and lines[-1].endswith("then resume")

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from .child import BenchError, last_line, run_child
-from .workload import MODEL, PARAMS, prompt
+from .workload import MODEL, PARAMS, STREAM_PARAMS, prompt, stream_prompt
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,24 +30,29 @@ class RunFigures:
     startup_cpu_s: float  # the interpreter's start and the imports, left out of cpu_ms_per_request
 
 
-def write_job(folder: Path, base_url: str, transport: str, workers: int, requests: int) -> Path:
-    """A job of `requests` prompts to `base_url` with `workers` workers; returns the job file."""
+def write_job(folder: Path, base_url: str, transport: str, workers: int, requests: int, stream: bool = False) -> Path:
+    """A job of `requests` prompts to `base_url` with `workers` workers (streamed answers with `stream`)."""
     folder.mkdir(parents=True, exist_ok=True)
+    make_prompt = stream_prompt if stream else prompt
     with open(folder / "prompts.jsonl", "wb") as lines:
-        lines.writelines(orjson.dumps({"prompt": prompt(i)}) + b"\n" for i in range(requests))
-    params = ", ".join(f"{key} = {value!r}" for key, value in PARAMS.items())
+        lines.writelines(orjson.dumps({"prompt": make_prompt(i)}) + b"\n" for i in range(requests))
+    params = ", ".join(f"{key} = {value!r}" for key, value in (STREAM_PARAMS if stream else PARAMS).items())
+    streaming = "stream = true\nidle_timeout_s = 30\n" if stream else ""
     (folder / "job.toml").write_text(
         f'[job]\nname = "bench"\ninput = "prompts.jsonl"\noutput = "run"\n\n'
-        f'[endpoint]\nbase_url = "{base_url}"\nmodel = "{MODEL}"\ntransport = "{transport}"\ntimeout_s = 60\n\n'
+        f'[endpoint]\nbase_url = "{base_url}"\nmodel = "{MODEL}"\ntransport = "{transport}"\ntimeout_s = 60\n'
+        f"{streaming}\n"
         f"[request]\nparams = {{ {params} }}\n\n"
         f"[workers]\ncount = {workers}\nmax = {workers}\n"
     )
     return folder / "job.toml"
 
 
-def measure(folder: Path, base_url: str, transport: str, workers: int, requests: int, timeout_s: float) -> RunFigures:
-    """Run a job of `requests` requests to `base_url` with `workers` workers."""
-    job = write_job(folder, base_url, transport, workers, requests)
+def measure(
+    folder: Path, base_url: str, transport: str, workers: int, requests: int, timeout_s: float, stream: bool = False
+) -> RunFigures:
+    """Run a job of `requests` requests to `base_url` with `workers` workers (streamed answers with `stream`)."""
+    job = write_job(folder, base_url, transport, workers, requests, stream)
     argv = [sys.executable, "-m", "tokenflow_tui.cli.run_probe", str(job), "--headless"]
     run = run_child(argv, timeout_s=timeout_s, cwd=str(folder))
     if run.code != 0:

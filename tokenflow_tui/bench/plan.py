@@ -1,10 +1,11 @@
-"""What `tokenflow bench` measures: the engine's size and the HTTP points, full or quick."""
+"""What `tokenflow bench` measures: the engine's size, the HTTP points and streamed requests, full or quick."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
 ENGINE_WORKERS = 64
+STREAM_IN_FLIGHT = 64  # streamed requests go against the simulator at 0 ms: the client's cost per token shows
 MAX_LATENCY_MS = 60_000
 
 
@@ -20,17 +21,20 @@ class Plan:
     engine_requests: int
     points: tuple[Point, ...]
     repeat: int
+    stream_requests: int  # streamed requests (64 tokens an answer) per measured run
 
 
 FULL = Plan(
     engine_requests=1_000_000,
     points=(Point(64, 0, 20_000), Point(256, 50, 20_000), Point(1000, 200, 30_000)),
     repeat=1,
+    stream_requests=10_000,
 )
 QUICK = Plan(
     engine_requests=200_000,
     points=(Point(64, 0, 3_000), Point(256, 50, 4_000), Point(1000, 200, 6_000)),
     repeat=1,
+    stream_requests=2_000,
 )
 
 
@@ -68,7 +72,8 @@ def make_plan(
         size = max(point.requests for point in plan.points)
         plan = replace(plan, points=tuple(Point(in_flight, latency, size) for in_flight, latency in points))
     if requests is not None:
-        plan = replace(plan, points=tuple(replace(point, requests=requests) for point in plan.points))
+        sized = tuple(replace(point, requests=requests) for point in plan.points)
+        plan = replace(plan, points=sized, stream_requests=requests)
     if engine_requests is not None:
         plan = replace(plan, engine_requests=engine_requests)
     if repeat is not None:

@@ -15,7 +15,10 @@ def format_result(result: dict[str, Any]) -> list[str]:
     ]
     if result["repeat"] > 1:
         lines.append(f"every figure is the median of {result['repeat']} rounds")
-    lines += ["", *_engine(result["engine"]), "", *_http(result["http"]), "", *_targets(result["targets"])]
+    lines += ["", *_engine(result["engine"]), "", *_http(result["http"])]
+    if "streaming" in result:
+        lines += ["", *_streaming(result["streaming"])]
+    lines += ["", *_targets(result["targets"])]
     return lines
 
 
@@ -71,8 +74,20 @@ def _http(points: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _streaming(figures: dict[str, Any]) -> list[str]:
+    run, loop = figures["run"], figures["yardstick"]
+    return [
+        f"Streaming: {figures['requests']:,} streamed requests of {figures['tokens']} tokens, "
+        f"{figures['in_flight']} in flight, simulator at 0 ms",
+        f"  {'':36}{'requests/s':>11}{'CPU ms/request':>16}{'vs yardstick':>14}{'peak RSS':>10}",
+        f"  {f'run, stream = true, {TRANSPORTS[0]}':36}{run['requests_per_s']:>11,.0f}"
+        f"{run['cpu_ms_per_request']:>16.3f}{run['cpu_vs_yardstick']:>13.2f}x{run['peak_rss_mb']:>7.0f} MB",
+        f"  {'yardstick: aiohttp SSE loop':36}{loop['requests_per_s']:>11,.0f}{loop['cpu_ms_per_request']:>16.3f}",
+    ]
+
+
 def _targets(found: list[dict[str, Any]]) -> list[str]:
-    lines = ["Targets this project sets itself (DESIGN §5)"]
+    lines = ["Targets this project sets itself (docs/performance.md)"]
     for target in found:
         verdict = "met" if target["met"] else "NOT met"
         bound = "≤" if target["at_most"] else "≥"

@@ -15,10 +15,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..endpoint.transport import TRANSPORTS  # the runner's default first
+from ..endpoint.transport import TRANSPORTS, TransportName  # the runner's default first
 from ..sim import SimulatorConfig, SimulatorProcess
 from . import engine, headless_run, yardstick
-from .plan import ENGINE_WORKERS, Plan, Point
+from .plan import ENGINE_WORKERS, STREAM_IN_FLIGHT, Plan, Point
+from .workload import STREAM_TOKENS
 
 # DESIGN §5, the figures `bench` can check itself
 ENGINE_TARGET_PER_S = 250_000
@@ -26,6 +27,7 @@ CPU_RATIO_TARGET = 1.3
 CPU_RATIO_POINT = (256, 50)
 RATE_TARGET_PER_S = 2_500
 RATE_POINT = (1000, 200)
+STREAM_CPU_RATIO_TARGET = 1.3
 # a measured run counts as hung past 10 ms a request (100/s: ten times slower than plain httpx here)
 _SECONDS_PER_REQUEST = 0.01
 _MIN_TIMEOUT_S = 120.0
@@ -45,6 +47,7 @@ def run_plan(plan: Plan, quick: bool, progress: Progress) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="tokenflow-bench-") as scratch:
         for point in plan.points:
             result["http"].append(_point(point, plan.repeat, Path(scratch), progress))
+        result["streaming"] = _streaming(plan, Path(scratch), progress)
     result["machine"]["load_before"], result["machine"]["load_after"] = load_before, _load()
     result["targets"] = targets(result)
     return result
@@ -76,7 +79,7 @@ def _point(point: Point, repeat: int, scratch: Path, progress: Progress) -> dict
     timeout = max(_MIN_TIMEOUT_S, point.requests * _SECONDS_PER_REQUEST)
     where = f"{point.in_flight} in flight, {point.latency_ms:g} ms"
     loops: list[yardstick.LoopFigures] = []
-    runs: dict[str, list[headless_run.RunFigures]] = {transport: [] for transport in TRANSPORTS}
+    runs: dict[TransportName, list[headless_run.RunFigures]] = {transport: [] for transport in TRANSPORTS}
     with SimulatorProcess(SimulatorConfig(latency_ms=point.latency_ms)) as simulator:
         for round_ in range(repeat):
             suffix = _round(round_, repeat)
@@ -93,7 +96,7 @@ def _point(point: Point, repeat: int, scratch: Path, progress: Progress) -> dict
                     )
                 )
     loop = _median_of(loops)
-    by_transport = {}
+    by_transport: dict[str, dict[str, Any]] = {}
     for transport, figures in runs.items():
         median = _median_of(figures)
         median["cpu_vs_yardstick"] = median["cpu_ms_per_request"] / loop["cpu_ms_per_request"]
@@ -106,6 +109,29 @@ def _point(point: Point, repeat: int, scratch: Path, progress: Progress) -> dict
         "transports": by_transport,
         "cheaper": _cheaper(by_transport),
     }
+
+
+def _streaming(plan: Plan, scratch: Path, progress: Progress) -> dict[str, Any]:
+    """Streamed requests of 64 tokens: the runner (default transport) beside the aiohttp SSE yardstick."""
+    requests, in_flight = plan.stream_requests, STREAM_IN_FLIGHT
+    timeout = max(_MIN_TIMEOUT_S, requests * _SECONDS_PER_REQUEST)
+    where = f"streamed, {STREAM_TOKENS} tokens, {in_flight} in flight"
+    loops: list[yardstick.LoopFigures] = []
+    runs: list[headless_run.RunFigures] = []
+    with SimulatorProcess(SimulatorConfig(latency_ms=0)) as simulator:
+        for round_ in range(plan.repeat):
+            suffix = _round(round_, plan.repeat)
+            progress(f"{where}: SSE yardstick loop, {requests:,} requests{suffix}")
+            loops.append(yardstick.measure(simulator.base_url, in_flight, requests, timeout, stream=True))
+            progress(f"{where}: tokenflow run --headless, stream = true, {requests:,} requests{suffix}")
+            folder = scratch / f"stream-{round_}"
+            runs.append(
+                headless_run.measure(folder, simulator.base_url, TRANSPORTS[0], in_flight, requests, timeout, True)
+            )
+    loop = _median_of(loops)
+    run = _median_of(runs)
+    run["cpu_vs_yardstick"] = run["cpu_ms_per_request"] / loop["cpu_ms_per_request"]
+    return {"in_flight": in_flight, "tokens": STREAM_TOKENS, "requests": requests, "yardstick": loop, "run": run}
 
 
 def _cheaper(by_transport: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -146,6 +172,17 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
             )
         if spot == RATE_POINT:
             found.append(_target(f"requests/s, {where}", figures["requests_per_s"], RATE_TARGET_PER_S, at_most=False))
+    streaming = result.get("streaming")
+    if streaming is not None:
+        found.append(
+            _target(
+                f"client CPU per streamed request ({streaming['tokens']} tokens) / the SSE yardstick's, "
+                f"{streaming['in_flight']} in flight",
+                streaming["run"]["cpu_vs_yardstick"],
+                STREAM_CPU_RATIO_TARGET,
+                at_most=True,
+            )
+        )
     return found
 
 

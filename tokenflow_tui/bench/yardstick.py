@@ -1,7 +1,8 @@
-"""The yardstick: a minimal loop of httpx over the httpx-aiohttp transport, with orjson bodies.
+"""The yardsticks: a minimal loop of httpx over the httpx-aiohttp transport, with orjson bodies, and for
+streamed answers a minimal aiohttp SSE loop (one ClientSession, orjson, a line loop over the body).
 
-It is the least a client with httpx's API does per request (DESIGN §5 compares the runner to it).
-`measure()` runs it in a fresh interpreter: `python -m tokenflow_tui.bench.yardstick URL IN_FLIGHT N`.
+They are the least a client does per request (DESIGN §5 compares the runner to them). `measure()` runs
+one in a fresh interpreter: `python -m tokenflow_tui.bench.yardstick URL IN_FLIGHT N [stream]`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 from .child import BenchError, last_line, run_child
-from .workload import body
+from .workload import STREAM_TOKENS, body, stream_body
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,8 +25,11 @@ class LoopFigures:
     cpu_ms_per_request: float
 
 
-def measure(base_url: str, in_flight: int, requests: int, timeout_s: float) -> LoopFigures:
+def measure(base_url: str, in_flight: int, requests: int, timeout_s: float, stream: bool = False) -> LoopFigures:
+    """The httpx-over-aiohttp loop, or with `stream` the aiohttp SSE loop."""
     argv = [sys.executable, "-m", "tokenflow_tui.bench.yardstick", base_url, str(in_flight), str(requests)]
+    if stream:
+        argv.append("stream")
     run = run_child(argv, timeout_s=timeout_s)
     if run.code != 0:
         raise BenchError(f"the yardstick loop failed: {last_line(run.stderr)}")
@@ -66,9 +70,50 @@ async def _loop(base_url: str, in_flight: int, requests: int) -> dict[str, float
     return {"cpu_s": _cpu_s() - cpu, "wall_s": time.perf_counter() - wall}
 
 
+async def _sse_loop(base_url: str, in_flight: int, requests: int) -> dict[str, float]:
+    import aiohttp
+    import orjson
+
+    url = base_url.rstrip("/") + "/chat/completions"
+    headers = {"content-type": "application/json"}
+    left = requests
+    cpu, wall = _cpu_s(), time.perf_counter()
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=in_flight))
+
+    async def worker() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            parts = []
+            usage = None
+            async with session.post(url, data=orjson.dumps(stream_body(left)), headers=headers) as response:
+                async for line in response.content:
+                    if not line.startswith(b"data: "):
+                        continue
+                    data = line[6:].rstrip()
+                    if data == b"[DONE]":
+                        break
+                    chunk = orjson.loads(data)
+                    if chunk["choices"]:
+                        content = chunk["choices"][0]["delta"].get("content")
+                        if content:
+                            parts.append(content)
+                    elif chunk.get("usage"):
+                        usage = chunk["usage"]
+            if len(parts) != STREAM_TOKENS or usage is None or not "".join(parts):
+                raise RuntimeError(f"a streamed answer of {len(parts)} tokens, usage {usage}")
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(in_flight)))
+    finally:
+        await session.close()
+    return {"cpu_s": _cpu_s() - cpu, "wall_s": time.perf_counter() - wall}
+
+
 def main(argv: list[str]) -> None:
     base_url, in_flight, requests = argv[0], int(argv[1]), int(argv[2])
-    print(json.dumps(asyncio.run(_loop(base_url, in_flight, requests))))
+    loop = _sse_loop if argv[3:] == ["stream"] else _loop
+    print(json.dumps(asyncio.run(loop(base_url, in_flight, requests))))
 
 
 if __name__ == "__main__":

@@ -18,9 +18,11 @@ def progress_line(snap: RunSnapshot) -> str:
     total = s.total or 0
     finished = s.done + s.failed
     percent = 100.0 * finished / total if total else 100.0
+    # requests held back by a limit, a hold or the pace are not in flight: said apart, when there are some
+    waiting = f"{s.waiting:,} waiting · " if s.waiting else ""
     line = (
         f"{snap.job_name}: {finished:,}/{total:,} ({percent:.1f}%) · {s.failed:,} failed · "
-        f"{s.in_flight:,} in flight · {s.rate_10s:,.0f} req/s · {snap.tokens_per_s_now:,.0f} tok/s · "
+        f"{s.in_flight:,} in flight · {waiting}{s.rate_10s:,.0f} req/s · {snap.tokens_per_s_now:,.0f} tok/s · "
         f"ETA {duration(s.eta_s)}"
     )
     return " · ".join((line, *_traffic_parts(snap.traffic)))
@@ -44,16 +46,19 @@ def _traffic_parts(traffic: TrafficView) -> list[str]:
 
 def final_line(snap: RunSnapshot, code: int) -> str:
     s = snap.stats
-    results = f"{snap.output_dir}/results.jsonl"
+    results = snap.results_path
     if code == 0:
         return (
             f"{snap.job_name}: finished {s.total:,} requests ({s.done:,} done, {s.failed:,} failed) "
             f"in {duration(s.elapsed_s)}; results in {results}"
         )
-    return (
+    line = (
         f"{snap.job_name}: stopped with {s.done + s.failed:,} of {s.total:,} requests finished; "
         f"progress saved in {results}; run the same command again to resume"
     )
+    if snap.unsaved:
+        line += f"; {snap.unsaved:,} finished requests could not be written (saving failed) and run again then"
+    return line
 
 
 async def run_headless(runner: JobRunner, out: TextIO, interval_s: float = 2.0) -> int:
@@ -61,6 +66,7 @@ async def run_headless(runner: JobRunner, out: TextIO, interval_s: float = 2.0) 
     loop = asyncio.get_running_loop()
     interrupts = 0
     stopped_by_itself = False
+    told: str | None = None  # the pause reason last printed
 
     def on_signal() -> None:
         nonlocal interrupts
@@ -77,15 +83,17 @@ async def run_headless(runner: JobRunner, out: TextIO, interval_s: float = 2.0) 
             loop.create_task(runner.stop_now())
 
     async def report() -> None:
-        nonlocal stopped_by_itself
+        nonlocal stopped_by_itself, told
         while True:
             await asyncio.sleep(interval_s)
             snap = runner.snapshot()
             print(progress_line(snap), file=out, flush=True)
-            if snap.state == "paused" and snap.reason and not stopped_by_itself:
-                stopped_by_itself = True
+            if snap.state == "paused" and snap.reason and snap.reason != told and not stopped_by_itself:
+                told = snap.reason
                 print(f"{snap.job_name}: paused: {snap.reason}", file=out, flush=True)
-                loop.create_task(runner.shutdown())
+                if not snap.unsaved:  # a full disk: the runner retries the save and resumes by itself
+                    stopped_by_itself = True
+                    loop.create_task(runner.shutdown())
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)

@@ -5,23 +5,35 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import shutil
 import sys
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..run.exit_codes import EXIT_INVALID
-from .arguments import positive_int, print_problems
+from ..job.model import MAX_WORKERS
+from ..run.exit_codes import EXIT_DONE, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_SOME_FAILED
+from .arguments import folder_path, print_problems, whole_number
 from .gc_tuning import tune_gc_for_run
+
+if TYPE_CHECKING:
+    from ..run.runner import JobRunner
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("job", type=Path, metavar="JOB.toml")
-    parser.add_argument("--headless", action="store_true", help="plain progress lines, even on a terminal")
-    parser.add_argument("--workers", type=positive_int, metavar="N", help="start with N workers")
-    parser.add_argument("--output", type=Path, metavar="DIR", help="write the run here instead of the job's output")
-    parser.add_argument("--restart", action="store_true", help="discard earlier progress of this output (kept aside)")
-    parser.add_argument("--retry-failed", action="store_true", help="queue again the requests whose last record failed")
+    add = parser.add_argument
+    add("job", type=Path, metavar="JOB.toml")
+    add("--headless", action="store_true", help="plain progress lines, even on a terminal")
+    add(
+        "--workers", type=whole_number(1, MAX_WORKERS), metavar="N", help=f"start with N workers (1 to {MAX_WORKERS:,})"
+    )
+    add("--output", type=folder_path, metavar="DIR", help="write the run here instead of the job's output")
+    add("--restart", action="store_true", help="discard earlier progress of this output (kept aside)")
+    add("--retry-failed", action="store_true", help="queue again the requests whose last record failed")
+    add(
+        "--accept-changes",
+        action="store_true",
+        help="resume although the handler file, [request] params, model or base_url changed (never the input)",
+    )
+    add("--fail-on-failed", action="store_true", help="exit 3 when the run finished but some requests failed")
 
 
 def command(args: argparse.Namespace) -> int:
@@ -38,18 +50,46 @@ def command(args: argparse.Namespace) -> int:
     if args.output is not None:
         job = dataclasses.replace(job, job=dataclasses.replace(job.job, output=args.output.resolve()))
     interactive = sys.stdout.isatty() and sys.stdin.isatty() and not args.headless
-    if args.restart and not _set_aside(job.output, ask=interactive):
-        return EXIT_INVALID
-    runner = JobRunner(job, workers=args.workers, retry_failed=args.retry_failed)
+    runner = JobRunner(
+        job,
+        workers=args.workers,
+        retry_failed=args.retry_failed,
+        restart=args.restart,
+        accept_changes=args.accept_changes,
+        confirm=_ask if interactive else _told,
+    )
     try:
-        runner.open()
-    except JobError as error:
-        print_problems(error)
-        return EXIT_INVALID
-    except RunError as error:
-        print(f"tokenflow run: {error}", file=sys.stderr)
-        return EXIT_INVALID
-    tune_gc_for_run()
+        try:
+            runner.open()
+        except JobError as error:
+            print_problems(error)
+            return EXIT_INVALID
+        except RunError as error:
+            print(f"tokenflow run: {error}", file=sys.stderr)
+            return EXIT_INVALID
+        for note in runner.notes:
+            print(note, file=sys.stderr)
+        requeued = runner.requeued
+        tune_gc_for_run()
+        code = _run(runner, interactive)
+    except KeyboardInterrupt:
+        # a signal before the front end took over signals (or after it let go): what is open is saved
+        runner.close()
+        print("tokenflow run: interrupted; progress saved", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    failed = runner.snapshot().stats.failed
+    if requeued and code == EXIT_DONE:
+        # what a retry round did: the same failures again are the answer, not a storm to pause for
+        print(
+            f"retry round: {requeued:,} failed requests were queued again; {failed:,} requests end failed now",
+            file=sys.stderr,
+        )
+    if code == EXIT_DONE and args.fail_on_failed and failed:
+        return EXIT_SOME_FAILED
+    return code
+
+
+def _run(runner: JobRunner, interactive: bool) -> int:
     if interactive:
         from ..ui import run_dashboard
 
@@ -58,23 +98,23 @@ def command(args: argparse.Namespace) -> int:
         finally:
             runner.close()
     from .headless import run_headless
+    from .main import catch_sigterm
 
-    return asyncio.run(run_headless(runner, sys.stderr))
+    try:
+        return asyncio.run(run_headless(runner, sys.stderr))
+    finally:
+        catch_sigterm()  # the loop gave SIGTERM back to the default (exit 143) when it let go of it
 
 
-def _set_aside(output: Path, ask: bool) -> bool:
-    """Move an output's earlier progress aside for --restart (asking first on a terminal)."""
-    files = [output / name for name in ("results.jsonl", "state.toml") if (output / name).exists()]
-    if not files:
-        return True
-    if ask:
-        answer = input(f"Discard the progress in {output} (it is moved to a backup folder)? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            print("tokenflow run: nothing was changed", file=sys.stderr)
-            return False
-    backup = output / f"previous-{time.strftime('%Y%m%d-%H%M%S')}"
-    backup.mkdir(parents=True, exist_ok=True)
-    for path in files:
-        shutil.move(str(path), backup / path.name)
-    print(f"earlier progress moved to {backup}", file=sys.stderr)
+def _ask(question: str) -> bool:
+    """A yes/no question on the terminal; anything but yes is no."""
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        return False  # the terminal closed its input: no answer is no
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _told(question: str) -> bool:
+    """Without a terminal the option given is the answer: a script cannot be asked."""
     return True

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -16,8 +16,7 @@ import aiohttp
 import httpx
 from httpx_aiohttp import HttpxAiohttpClient
 
-TransportName = Literal["aiohttp", "httpx"]
-TRANSPORTS: tuple[TransportName, ...] = ("aiohttp", "httpx")
+from ..job.model import TRANSPORTS, TransportName
 
 # one plain httpx pool rescans all its connections per request, so its cost grows with its size
 REQUESTS_PER_HTTPX_POOL = 16
@@ -145,17 +144,38 @@ class _Exchange:
             self._client._busy[self._index] -= 1
 
 
+class BodyCutShort(Exception):
+    """The connection failed while the body was read; `partial` is what arrived, for the record's excerpt."""
+
+    def __init__(self, error: Exception, partial: bytes) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.partial = partial
+
+
 async def read_body(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
-    """The body, or as much as fits in `limit` bytes and False when it is larger (one declared larger is not read)."""
+    """The body, or as much as fits in `limit` bytes and False when it is larger (one declared larger is not read).
+
+    A connection that fails midway raises BodyCutShort with what arrived; a timeout raises as it is.
+    """
+    chunks: list[bytes] = []
+    try:
+        return await _read_body(response, limit, chunks)
+    except TRANSPORT_ERRORS as exc:
+        if error_kind(exc) == "timeout":
+            raise
+        raise BodyCutShort(exc, b"".join(chunks)) from exc
+
+
+async def _read_body(response: httpx.Response, limit: int, chunks: list[bytes]) -> tuple[bytes, bool]:
     raw = _aiohttp_response(response)
     if raw is None or "Content-Encoding" in raw.headers:
-        return await _read_decoded(response, limit)
+        return await _read_decoded(response, limit, chunks)
     # straight from aiohttp's stream: httpx's four nested async generators per response
     # (aiter_bytes, aiter_raw, the stream's, aiohttp's iter_chunked) cost more than the read
     if _declared_over(raw.headers.get("Content-Length"), limit):
         return b"", False
     content = raw.content
-    chunks = []
     size = 0
     while True:
         chunk = await content.read(READ_CHUNK_BYTES)
@@ -168,10 +188,26 @@ async def read_body(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks), True
 
 
-async def _read_decoded(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+def chunk_reader(response: httpx.Response) -> Callable[[], Awaitable[bytes]]:
+    """A function that returns the body's next bytes as they arrive, and b"" at its end (for streamed answers)."""
+    raw = _aiohttp_response(response)
+    if raw is not None and "Content-Encoding" not in raw.headers:
+        # whatever has arrived, at once: an event must not wait for a buffer to fill
+        return raw.content.readany
+    chunks = response.aiter_bytes()
+
+    async def read() -> bytes:
+        try:
+            return await anext(chunks)
+        except StopAsyncIteration:
+            return b""
+
+    return read
+
+
+async def _read_decoded(response: httpx.Response, limit: int, chunks: list[bytes]) -> tuple[bytes, bool]:
     if _declared_over(response.headers.get("content-length"), limit):
         return b"", False
-    chunks = []
     size = 0
     async for chunk in response.aiter_bytes():
         size += len(chunk)
@@ -210,6 +246,17 @@ def error_kind(exc: BaseException) -> Literal["timeout", "connection"]:
     if isinstance(cause, (httpx.TimeoutException, asyncio.TimeoutError)):
         return "timeout"
     return "connection"
+
+
+def failed_to_connect(exc: BaseException) -> bool:
+    """Whether a transport error means the server was never reached: refused, DNS, TLS, a connect timeout.
+
+    A reset or a read timeout is not: the connection was made.
+    """
+    cause: Any = exc.__cause__ if isinstance(exc.__cause__, aiohttp.ClientError) else exc
+    if isinstance(cause, aiohttp.ClientError):
+        return isinstance(cause, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
+    return isinstance(cause, (httpx.ConnectError, httpx.ConnectTimeout))
 
 
 def _limits(max_connections: int) -> httpx.Limits:

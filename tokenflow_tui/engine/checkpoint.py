@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from .actions import ActionContinue, ActionDone, TokenFlowAction
+from .stats import LatencyHistogram
 from .trajectory import TokenFlowRequest, TokenFlowRequestTrajectory, TokenFlowRequestTrajectoryElement
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """A checkpoint's progress, read: what a task restored from it carries on from."""
+
+    consumed: int  # requests taken from the input
+    input_exhausted: bool
+    pending: list[TokenFlowRequest]  # taken, not finished, in the order to run them
+    done: int
+    failed: int
+    attempts: int
+    retries: int
+    elapsed_s: float
+    latency: LatencyHistogram
+    target_workers: int
 
 
 def action_to_data(action: TokenFlowAction | None) -> dict[str, Any] | None:
@@ -34,6 +52,7 @@ def request_to_data(request: TokenFlowRequest, in_flight: bool = False) -> dict[
             "action": action_to_data(e.action),
             "started_at": e.started_at,
             "latency_s": e.latency_s,
+            "payload": e.payload,
         }
         for e in elements
     ]
@@ -44,6 +63,7 @@ def request_to_data(request: TokenFlowRequest, in_flight: bool = False) -> dict[
             "action": None,
             "started_at": None,
             "latency_s": None,
+            "payload": None,
         }
     return {"id": request.id, "trajectory": data}
 
@@ -56,6 +76,7 @@ def request_from_data(data: dict[str, Any]) -> TokenFlowRequest:
             action_from_data(e.get("action")),
             e.get("started_at"),
             e.get("latency_s"),
+            e.get("payload"),
         )
         for e in data["trajectory"]
     ]

@@ -7,6 +7,12 @@ TIMEOUT = "timeout"
 CONNECTION = "connection"
 BAD_RESPONSE = "bad_response"
 HANDLER_EXCEPTION = "handler_exception"
+# of a request, not of an attempt: the engine ended it at its max_attempts (so not in the charts' list)
+TOO_MANY_ATTEMPTS = "too_many_attempts"
+# of a request whose custom handler said, through its payload, that it failed
+HANDLER_FAILED = "handler_failed"
+# a streamed answer that stopped before its end (idle timeout, reset, deadline): its error keeps the partial text
+CUT_OFF = "cut_off"
 
 # in the order the dashboard lists them
-ERROR_KINDS = (HTTP_429, HTTP_5XX, HTTP_4XX, TIMEOUT, CONNECTION, BAD_RESPONSE, HANDLER_EXCEPTION)
+ERROR_KINDS = (HTTP_429, HTTP_5XX, HTTP_4XX, TIMEOUT, CONNECTION, BAD_RESPONSE, HANDLER_EXCEPTION, CUT_OFF)

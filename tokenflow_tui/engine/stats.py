@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from bisect import bisect_right
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 _TICKS_PER_S = 10  # rate windows are kept in 0.1 s buckets
 _WINDOW_TICKS = 60 * _TICKS_PER_S
-_LAT_STEPS_PER_OCTAVE = 8  # latency histogram resolution: about 9 % per bucket
+# latency histogram: buckets 1 % wide on a log scale, so a bucket's geometric middle is within 0.5 %
+# of every sample in it; 1 µs .. about 11 days in 2,779 buckets
+_LAT_RATIO = 1.01
 _LAT_MIN_S = 1e-6
-_LAT_BUCKETS = 40 * _LAT_STEPS_PER_OCTAVE  # 1 µs .. about 12 days
-# where each bucket after the first begins: a binary search over them costs half of a log2 per sample
-_LAT_BOUNDS = [_LAT_MIN_S * 2 ** (i / _LAT_STEPS_PER_OCTAVE) for i in range(1, _LAT_BUCKETS)]
+_LAT_MAX_S = 1e6
+_LAT_PER_LOG = 1 / math.log(_LAT_RATIO)
+_LAT_BUCKETS = int(math.log(_LAT_MAX_S / _LAT_MIN_S) * _LAT_PER_LOG) + 1
+_LAT_FORMAT = f"log-{_LAT_RATIO}"  # saved with the counts: counts of another bucket layout are not read
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,14 +23,14 @@ class StatsSnapshot:
     """A point-in-time view of a task; `total` is None while the input length is unknown.
 
     Times and rates count running time only: `rate_10s` is over the last 10 s the task ran, so
-    right after a pause it still says how fast the task goes (and `eta_s` with it).
+    right after a pause it still says how fast the task goes (and `eta_s`, over the last minute, with it).
     """
 
     state: str
     total: int | None
     done: int
     failed: int
-    in_flight: int
+    in_flight: int  # attempts being sent or answered
     queued: int
     attempts: int
     retries: int
@@ -40,6 +44,7 @@ class StatsSnapshot:
     latency_p50_s: float | None
     latency_p95_s: float | None
     latency_p99_s: float | None
+    waiting: int = 0  # requests whose next attempt is held back (a limit, a hold, the pace): not in flight
 
     @property
     def finished(self) -> int:
@@ -47,13 +52,17 @@ class StatsSnapshot:
 
     @property
     def eta_s(self) -> float | None:
-        """Seconds left at the recent rate, or None when it cannot be told."""
+        """Seconds left at the rate of the last minute of running time, or None when it cannot be told.
+
+        A minute, not 10 s: at a few workers the finishes come in bursts, and a 10 s window made the
+        ETA jump by hours within seconds.
+        """
         if self.total is None:
             return None
         left = self.total - self.finished
         if left <= 0:
             return 0.0
-        rate = self.rate_10s or self.rate_avg
+        rate = self.rate_60s or self.rate_avg
         return left / rate if rate > 0 else None
 
 
@@ -96,37 +105,94 @@ class RateWindow:
 
 
 class LatencyHistogram:
-    """Log-scale histogram: percentiles within about 9 %, without keeping samples."""
+    """Log-scale histogram: percentiles within 1 % of the exact nearest-rank value, without keeping samples."""
 
-    __slots__ = ("_counts", "count")
+    __slots__ = ("_counts", "_high", "_low", "_max_s", "_min_s", "count")
 
     def __init__(self) -> None:
         self._counts = [0] * _LAT_BUCKETS
         self.count = 0
+        self._low = _LAT_BUCKETS  # the lowest and highest bucket used: percentiles scan only between them
+        self._high = -1
+        # the exact extremes: a percentile is never outside them (ten samples of 50 ms give 50 ms)
+        self._min_s = math.inf
+        self._max_s = 0.0
 
     def add(self, seconds: float) -> None:
-        self._counts[bisect_right(_LAT_BOUNDS, seconds)] += 1
+        if seconds > _LAT_MIN_S:
+            index = min(int(math.log(seconds / _LAT_MIN_S) * _LAT_PER_LOG), _LAT_BUCKETS - 1)
+        else:
+            index = 0
+        self._counts[index] += 1
         self.count += 1
+        if index < self._low:
+            self._low = index
+        if index > self._high:
+            self._high = index
+        if seconds < self._min_s:
+            self._min_s = seconds
+        if seconds > self._max_s:
+            self._max_s = seconds
+
+    def add_all(self, seconds: Iterable[float]) -> None:
+        for value in seconds:
+            self.add(value)
 
     def percentile(self, p: float) -> float | None:
-        if not self.count:
-            return None
-        rank = p / 100 * self.count
-        seen = 0
-        for index, n in enumerate(self._counts):
-            seen += n
-            if seen >= rank and n:
-                # the bucket's geometric middle
-                return _LAT_MIN_S * 2 ** ((index + 0.5) / _LAT_STEPS_PER_OCTAVE)
-        return None
+        """The nearest-rank percentile `p` (0–100), as the middle of its bucket; None with no samples."""
+        return self.percentiles((p,))[0]
 
-    def to_data(self) -> dict[str, int]:
-        return {str(i): n for i, n in enumerate(self._counts) if n}
+    def percentiles(self, points: Sequence[float]) -> tuple[float | None, ...]:
+        """Several percentiles in one pass over the buckets; `points` in increasing order."""
+        if not self.count:
+            return tuple(None for _ in points)
+        ranks = [max(1, math.ceil(p / 100 * self.count - 1e-9)) for p in points]
+        found: list[float | None] = []
+        seen = 0
+        counts, low, high = self._counts, self._min_s, self._max_s
+        for index in range(self._low, self._high + 1):
+            seen += counts[index]
+            while len(found) < len(ranks) and seen >= ranks[len(found)]:
+                found.append(min(max(_LAT_MIN_S * _LAT_RATIO ** (index + 0.5), low), high))
+        while len(found) < len(ranks):
+            found.append(high)
+        return tuple(found)
+
+    def merge(self, other: LatencyHistogram) -> None:
+        """Add the samples of `other`."""
+        for index in range(other._low, other._high + 1):
+            if other._counts[index]:
+                self._counts[index] += other._counts[index]
+        self.count += other.count
+        self._low = min(self._low, other._low)
+        self._high = max(self._high, other._high)
+        self._min_s = min(self._min_s, other._min_s)
+        self._max_s = max(self._max_s, other._max_s)
+
+    def to_data(self) -> dict[str, object]:
+        """Plain data (for state.toml and checkpoints): the bucket layout and the used buckets' counts."""
+        counts = self._counts
+        used = [i for i in range(self._low, self._high + 1) if counts[i]]
+        data: dict[str, object] = {"format": _LAT_FORMAT, "buckets": used, "counts": [counts[i] for i in used]}
+        if self.count:
+            data["min_s"], data["max_s"] = self._min_s, self._max_s
+        return data
 
     @classmethod
-    def from_data(cls, data: dict[str, int]) -> LatencyHistogram:
+    def from_data(cls, data: object) -> LatencyHistogram:
+        """The histogram `to_data` gave; empty for data of another layout (an older version's)."""
         hist = cls()
-        for key, n in data.items():
-            hist._counts[int(key)] = int(n)
-            hist.count += int(n)
+        if not isinstance(data, dict) or data.get("format") != _LAT_FORMAT:
+            return hist
+        for index, n in zip(data.get("buckets", []), data.get("counts", [])):
+            index, n = int(index), int(n)
+            if 0 <= index < _LAT_BUCKETS and n > 0:
+                hist._counts[index] += n
+                hist.count += n
+                hist._low = min(hist._low, index)
+                hist._high = max(hist._high, index)
+        if hist.count:
+            # older figures without the extremes: the edges of the buckets used
+            hist._min_s = float(data.get("min_s", _LAT_MIN_S * _LAT_RATIO**hist._low))
+            hist._max_s = float(data.get("max_s", _LAT_MIN_S * _LAT_RATIO ** (hist._high + 1)))
         return hist

@@ -15,8 +15,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from typing import Any
 
 from .actions import ActionContinue, ActionDone
-from .checkpoint import request_from_data, request_to_data
+from .checkpoint import Restored, request_from_data, request_to_data
 from .clock import Clock, SystemClock
+from .error_kinds import TOO_MANY_ATTEMPTS
 from .events import (
     EventCallback,
     EventDispatcher,
@@ -26,6 +27,7 @@ from .events import (
     TokenFlowUserExceptionEvent,
     UnexpectedUserException,
 )
+from .payload import says_failed
 from .stats import LatencyHistogram, RateWindow, StatsSnapshot
 from .trajectory import (
     TokenFlowRequest,
@@ -38,9 +40,24 @@ logger = logging.getLogger("tokenflow")
 
 RequestFn = Callable[[TokenFlowRequestTrajectory], Awaitable[tuple[Any, ...]]]
 Sink = Callable[[TokenFlowRequest], Any]
+AttemptStarted = Callable[[TokenFlowRequest], None]
+AttemptEnded = Callable[[TokenFlowRequest, Any], None]
 
 IDLE, RUNNING, STOPPING, PAUSED, DONE = "idle", "running", "stopping", "paused", "done"
 CHECKPOINT_VERSION = 1
+# a worker whose handler never suspends would keep the loop (signals, saving, the dashboard) from
+# running: every this many attempts it lets the loop go round once
+_YIELD_EVERY = 64
+
+
+class _Slot:
+    """A worker's line in the task's ledger: the request it holds and, once sent, when its attempt was."""
+
+    __slots__ = ("request", "sent_at")
+
+    def __init__(self) -> None:
+        self.request: TokenFlowRequest | None = None
+        self.sent_at: float | None = None  # monotonic; None while `before_attempt` holds the attempt back
 
 
 def _default_is_failure(result: Any) -> bool:
@@ -53,8 +70,14 @@ class TokenFlowTask:
     `request_params` is the seed's list (ids are the 0-based positions); `requests` instead takes
     (id, params) pairs from any iterable, read only as workers need them. `sink` receives each
     finished request once and the task keeps none; `is_failure(result)` tells which final results
-    count as failed (default: the handler raised). `before_attempt(request)` is awaited before
-    each attempt, e.g. to hold dispatch back under a rate limit.
+    count as failed (default: the handler raised; a payload that says `failed` too, see `payload.py`).
+
+    `before_attempt(request)` is awaited before each attempt, e.g. to hold dispatch back under a
+    rate limit (the request is then waiting, not in flight); `attempt_started(request)` is called as
+    the attempt is sent and `attempt_ended(request, payload)` once it has ended, with the attempt's
+    result and action in the trajectory's last element (both None when it was cancelled: it runs
+    again). `max_attempts` bounds every trajectory: the attempt that reaches it ends the request as
+    failed (`request.failure` is `too_many_attempts`, the handler's result kept); default unbounded.
     """
 
     def __init__(
@@ -69,11 +92,17 @@ class TokenFlowTask:
         is_failure: Callable[[Any], bool] | None = None,
         clock: Clock | None = None,
         before_attempt: Callable[[TokenFlowRequest], Awaitable[None]] | None = None,
+        attempt_started: AttemptStarted | None = None,
+        attempt_ended: AttemptEnded | None = None,
+        max_attempts: int | None = None,
+        restored: Restored | None = None,
     ) -> None:
         if request_params is not None and requests is not None:
             raise ValueError("TokenFlowTask: give request_params or requests, not both")
         if not callable(request_fn):
             raise TypeError(f"TokenFlowTask: request_fn must be an async function, got {request_fn!r}")
+        if max_attempts is not None and (type(max_attempts) is not int or max_attempts < 1):
+            raise ValueError(f"TokenFlowTask: max_attempts must be a whole number ≥ 1, got {max_attempts!r}")
         if request_params is not None:
             if total is None and hasattr(request_params, "__len__"):
                 total = len(request_params)  # type: ignore[arg-type]
@@ -88,11 +117,16 @@ class TokenFlowTask:
         self._is_failure = is_failure or _default_is_failure
         self._clock: Clock = clock or SystemClock()
         self._before_attempt = before_attempt
+        self._attempt_started = attempt_started
+        self._attempt_ended = attempt_ended
+        self._max_attempts = max_attempts
 
         self._ready: deque[TokenFlowRequest] = deque()
         self._seq = itertools.count()  # numbers the requests in the order the task takes them
         self._delayed: dict[asyncio.Task[None], TokenFlowRequest] = {}
-        self._running: dict[int, TokenFlowRequest] = {}
+        # the ledger of what the workers hold: one slot per worker, and how many attempts are sent
+        self._slots: dict[asyncio.Task[None], _Slot] = {}
+        self._sending = 0
         self._results: list[TokenFlowRequest] = []
         self._workers: set[asyncio.Task[None]] = set()
         self._target = 1
@@ -108,10 +142,28 @@ class TokenFlowTask:
         self._carried = 0  # requests finished before a checkpoint this task was restored from
         self._elapsed_before = 0.0
         self._counted_from = 0.0  # running time at which this task's rates begin (a checkpoint's)
-        self._run_started: float | None = None
+        # while running, running time = clock.monotonic() - _run_origin; None while not running
+        self._run_origin: float | None = None
         self._finish_rate = RateWindow()
         self._latency = LatencyHistogram()
+        if restored is not None:
+            self._restore(restored)
         self._check_all_finished()
+
+    def _restore(self, restored: Restored) -> None:
+        """Carry on from a checkpoint's progress (see `from_checkpoint`)."""
+        self._consumed = restored.consumed
+        for request in restored.pending:
+            request.seq = next(self._seq)
+        self._ready.extend(restored.pending)
+        self._done, self._failed = restored.done, restored.failed
+        self._attempts, self._retries = restored.attempts, restored.retries
+        self._carried = restored.done + restored.failed
+        self._elapsed_before = self._counted_from = restored.elapsed_s
+        self._latency = restored.latency
+        self._target = restored.target_workers
+        if restored.input_exhausted:
+            self._source = None
 
     # ----- control -------------------------------------------------------------------------
 
@@ -133,7 +185,7 @@ class TokenFlowTask:
         if n_workers is not None:
             self._target = n_workers
         self._state = RUNNING
-        self._run_started = self._clock.monotonic()
+        self._run_origin = self._clock.monotonic() - self._elapsed_before
         self._spawn_workers()
 
     def stop_soon(self) -> None:
@@ -159,7 +211,7 @@ class TokenFlowTask:
         if self._state not in (RUNNING, STOPPING):
             return
         self._state = STOPPING
-        in_flight = {id(request) for request in self._running.values()}
+        in_flight = {id(slot.request) for slot in self._slots.values() if slot.request is not None}
         workers = list(self._workers)
         for worker in workers:
             worker.cancel()
@@ -197,8 +249,8 @@ class TokenFlowTask:
         if self._sink is not None or self._stream is not None:
             raise RuntimeError("TokenFlowTask.stream: this task already hands its results to a sink")
         queue: asyncio.Queue[TokenFlowRequest | None] = asyncio.Queue()
-        for request in self._results:
-            queue.put_nowait(request)
+        for finished in self._results:
+            queue.put_nowait(finished)
         self._results = []
         if self._state == DONE:
             queue.put_nowait(None)
@@ -222,12 +274,28 @@ class TokenFlowTask:
         return added
 
     def in_flight(self) -> list[TokenFlowRequest]:
-        """The requests whose handler is running now."""
-        return list(self._running.values())
+        """The requests whose attempt is being sent or answered now (their handler runs)."""
+        return [slot.request for slot in self._slots.values() if slot.request is not None and slot.sent_at is not None]
+
+    def held_back(self) -> list[TokenFlowRequest]:
+        """The requests whose next attempt `before_attempt` holds back now (a limit, a hold, the pace)."""
+        return [slot.request for slot in self._slots.values() if slot.request is not None and slot.sent_at is None]
 
     def waiting(self) -> list[TokenFlowRequest]:
         """Requests taken from the input that wait for their next attempt (requeued or delayed)."""
         return list(self._ready) + list(self._delayed.values())
+
+    def sending(self) -> int:
+        """How many attempts are being sent or answered now; cheaper than `stats()`."""
+        return self._sending
+
+    def attempt_sent_at(self) -> float | None:
+        """When (clock.monotonic) the attempt that the calling worker makes was sent; None outside one.
+
+        A handler's hooks call it from within the attempt, to learn which attempt they are in.
+        """
+        slot = self._slots.get(asyncio.current_task())  # type: ignore[arg-type]
+        return slot.sent_at if slot is not None else None
 
     def elapsed_s(self) -> float:
         """Running time so far (paused time does not count); cheaper than `stats()`."""
@@ -248,9 +316,10 @@ class TokenFlowTask:
         elapsed = self._elapsed(self._clock.monotonic())
         counted = elapsed - self._counted_from
         finished = self._done + self._failed
-        in_flight = len(self._running)
+        in_flight = self._sending
+        waiting = sum(1 for slot in self._slots.values() if slot.request is not None) - in_flight
         if self._total is not None:
-            queued = self._total - finished - in_flight
+            queued = self._total - finished - in_flight - waiting
         else:
             queued = len(self._ready) + len(self._delayed)
         rate = self._finish_rate.rate
@@ -261,6 +330,7 @@ class TokenFlowTask:
             done=self._done,
             failed=self._failed,
             in_flight=in_flight,
+            waiting=waiting,
             queued=queued,
             attempts=self._attempts,
             retries=self._retries,
@@ -283,7 +353,9 @@ class TokenFlowTask:
         It holds the unfinished requests the task has taken from its input, with their trajectories
         (an attempt in flight is left out: it runs again), how many inputs were taken, and the counters.
         """
-        pending = list(self._running.values()) + list(self._ready) + list(self._delayed.values())
+        held = [slot.request for slot in self._slots.values() if slot.request is not None]
+        pending = held + list(self._ready) + list(self._delayed.values())
+        held_ids = {id(request) for request in held}
         return {
             "version": CHECKPOINT_VERSION,
             "consumed": self._consumed,
@@ -297,7 +369,7 @@ class TokenFlowTask:
                 "elapsed_s": self._elapsed(self._clock.monotonic()),
             },
             "latency_histogram": self._latency.to_data(),
-            "pending": [request_to_data(request, in_flight=id(request) in self._running) for request in pending],
+            "pending": [request_to_data(request, in_flight=id(request) in held_ids) for request in pending],
         }
 
     @classmethod
@@ -324,21 +396,19 @@ class TokenFlowTask:
             total = len(request_params)  # type: ignore[arg-type]
         elif data.get("input_exhausted"):
             total = counters["done"] + counters["failed"] + len(pending)
-        task = cls(request_fn, None, event_callback, requests=source, total=total, **options)
-        task._consumed = consumed
-        for request in pending:
-            request.seq = next(task._seq)
-        task._ready.extend(pending)
-        task._done, task._failed = int(counters["done"]), int(counters["failed"])
-        task._attempts, task._retries = int(counters["attempts"]), int(counters["retries"])
-        task._carried = task._done + task._failed
-        task._elapsed_before = task._counted_from = float(counters["elapsed_s"])
-        task._latency = LatencyHistogram.from_data(data.get("latency_histogram", {}))
-        task._target = int(data.get("target_workers", 1))
-        if data.get("input_exhausted"):
-            task._source = None
-        task._check_all_finished()
-        return task
+        restored = Restored(
+            consumed=consumed,
+            input_exhausted=bool(data.get("input_exhausted")),
+            pending=pending,
+            done=int(counters["done"]),
+            failed=int(counters["failed"]),
+            attempts=int(counters["attempts"]),
+            retries=int(counters["retries"]),
+            elapsed_s=float(counters["elapsed_s"]),
+            latency=LatencyHistogram.from_data(data.get("latency_histogram", {})),
+            target_workers=int(data.get("target_workers", 1)),
+        )
+        return cls(request_fn, None, event_callback, requests=source, total=total, restored=restored, **options)
 
     # ----- internals -------------------------------------------------------------------------
 
@@ -348,14 +418,13 @@ class TokenFlowTask:
             raise ValueError(f"TokenFlowTask.{where}: n_workers must be a whole number ≥ 1, got {n_workers!r}")
 
     def _elapsed(self, now: float) -> float:
-        if self._run_started is None:
-            return self._elapsed_before
-        return self._elapsed_before + (now - self._run_started)
+        origin = self._run_origin
+        return self._elapsed_before if origin is None else now - origin
 
     def _pause(self) -> None:
-        if self._run_started is not None:
+        if self._run_origin is not None:
             self._elapsed_before = self._elapsed(self._clock.monotonic())
-            self._run_started = None
+            self._run_origin = None
         if self._state != DONE:
             self._state = PAUSED
 
@@ -374,7 +443,8 @@ class TokenFlowTask:
             request_id, params = next(source)
         except StopIteration:
             self._source = None
-            self._total = self._done + self._failed + len(self._running) + len(self._delayed)
+            held = sum(1 for slot in self._slots.values() if slot.request is not None)
+            self._total = self._done + self._failed + held + len(self._delayed)
             self._check_all_finished()
             return None
         self._consumed += 1
@@ -394,18 +464,23 @@ class TokenFlowTask:
     async def _worker(self) -> None:
         # The hot path: everything a request needs between two awaits is inlined here, because at
         # hundreds of thousands of requests per second each method call shows in the figures.
-        me = asyncio.current_task()
+        me: asyncio.Task[None] = asyncio.current_task()  # type: ignore[assignment]
+        slot = self._slots[me] = _Slot()
         monotonic = self._clock.monotonic
         wall_offset = self._clock.time() - monotonic()  # one clock read per attempt gives both
-        # a worker lives within one stretch of running, where running time = monotonic() - run_origin
-        first_read = monotonic()
-        run_origin = first_read - self._elapsed(first_read)
-        running = self._running
         ready = self._ready
         latency = self._latency
-        rate = self._finish_rate
+        before, started_hook, ended_hook = self._before_attempt, self._attempt_started, self._attempt_ended
+        max_attempts = self._max_attempts or 0
+        is_failure = self._is_failure
+        turns = 0
         try:
             while self._state == RUNNING and len(self._workers) <= self._target:
+                turns += 1
+                if turns >= _YIELD_EVERY:
+                    turns = 0
+                    await asyncio.sleep(0)
+                    continue  # the task may have been stopped meanwhile
                 request = ready.popleft() if ready else self._take()
                 if request is None:
                     if self._state != RUNNING:
@@ -413,30 +488,39 @@ class TokenFlowTask:
                     self._wakeup.clear()
                     await self._wakeup.wait()
                     continue
-                key = id(request)
-                running[key] = request
+                slot.request = request
                 trajectory = request.request_trajectory
                 element = trajectory.trajectory[-1]
                 try:
-                    if self._before_attempt is not None:
-                        await self._before_attempt(request)
-                    started = monotonic()
+                    if before is not None:
+                        await before(request)
+                        request.waiting_for = None
+                    started = slot.sent_at = monotonic()
+                    self._sending += 1
                     element.started_at = started + wall_offset
-                    outcome = await self.request_fn(trajectory)
+                    if started_hook is not None:
+                        started_hook(request)
+                    try:
+                        outcome = await self.request_fn(trajectory)
+                    finally:
+                        self._sending -= 1
                 except asyncio.CancelledError:
-                    del running[key]
+                    sent = slot.sent_at is not None
                     element.started_at = None
+                    if sent and ended_hook is not None:
+                        ended_hook(request, None)
+                    slot.request = slot.sent_at = None
+                    request.waiting_for = None
                     ready.appendleft(request)
                     if self._events is not None:
                         self._events.emit(TokenFlowCancelledEvent(request.id, trajectory.snapshot()))
                     raise
                 except Exception as exc:
-                    del running[key]
-                    if element.started_at is None:  # the gate failed before the attempt began
+                    if slot.sent_at is None:  # the gate failed before the attempt began
                         started = monotonic()
                     self._record_exception(request, element, started, exc, traceback.format_exc())
+                    slot.request = slot.sent_at = None
                     continue
-                del running[key]
                 now = monotonic()
                 element.latency_s = now - started
                 self._attempts += 1
@@ -448,27 +532,42 @@ class TokenFlowTask:
                     payload = None
                 else:
                     self._record_bad_return(request, element, outcome, now)
+                    slot.request = slot.sent_at = None
                     continue
                 kind = type(action)
+                if kind is ActionContinue and len(trajectory.trajectory) >= max_attempts > 0:
+                    request.failure = TOO_MANY_ATTEMPTS  # the handler's result stays the last one
+                    action = ActionDone()
+                    kind = ActionDone
                 if kind is ActionDone:
                     element.result = result
                     element.action = action
+                    element.payload = payload
+                    if ended_hook is not None:
+                        ended_hook(request, payload)
+                    slot.request = slot.sent_at = None
                     if self._events is not None:
                         self._events.emit(TokenFlowDoneEvent(request.id, result, trajectory.snapshot(), payload))
-                    if self._is_failure(result):
-                        self._failed += 1
-                    else:
-                        self._done += 1
-                    rate.add(now - run_origin)
-                    self._hand_out(request)
+                    failed = (
+                        request.failure is not None
+                        or is_failure(result)
+                        or (payload is not None and says_failed(payload))
+                    )
+                    self._finish(request, now, failed)
                 elif kind is ActionContinue:
                     element.result = result
                     element.action = action
+                    element.payload = payload
+                    if ended_hook is not None:
+                        ended_hook(request, payload)
+                    slot.request = slot.sent_at = None
                     self._continue(request, action, result, payload)
                 else:
                     self._record_bad_return(request, element, outcome, now)
+                    slot.request = slot.sent_at = None
         finally:
-            self._workers.discard(me)  # type: ignore[arg-type]
+            self._workers.discard(me)
+            del self._slots[me]
 
     def _continue(self, request: TokenFlowRequest, action: ActionContinue, result: Any, payload: Any) -> None:
         self._retries += 1
@@ -514,6 +613,8 @@ class TokenFlowTask:
         result = UnexpectedUserException(message, tb)
         element.result = result
         element.action = ActionDone()
+        if element.started_at is not None and self._attempt_ended is not None:
+            self._attempt_ended(request, None)
         if self._events is not None:
             self._events.emit(
                 TokenFlowUserExceptionEvent(request.id, message, tb, request.request_trajectory.snapshot())
@@ -521,15 +622,15 @@ class TokenFlowTask:
         self._finish(request, now, True)
 
     def _finish(self, request: TokenFlowRequest, now: float, failed: bool) -> None:
+        """Count a finished request (at `now`, by the clock) and give it to the sink (or keep it).
+
+        The one way every request ends; it notices the end of the run.
+        """
         if failed:
             self._failed += 1
         else:
             self._done += 1
         self._finish_rate.add(self._elapsed(now))
-        self._hand_out(request)
-
-    def _hand_out(self, request: TokenFlowRequest) -> None:
-        """Give a finished request to the sink (or keep it), and notice the end of the run."""
         if self._sink is None:
             self._results.append(request)
         else:

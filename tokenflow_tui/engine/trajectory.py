@@ -17,6 +17,7 @@ class TokenFlowRequestTrajectoryElement:
     action: TokenFlowAction | None = None
     started_at: float | None = None  # wall-clock seconds since the epoch
     latency_s: float | None = None
+    payload: Any = None  # the handler's third return value, when it gave one (see `payload.py`)
 
 
 @dataclass(slots=True)
@@ -59,6 +60,10 @@ class TokenFlowRequest:
     request_trajectory: TokenFlowRequestTrajectory
     # when the task took it: its place in the task's input (a hard stop requeues by it)
     seq: int = field(default=0, compare=False, repr=False)
+    # what its next attempt waits for while `before_attempt` holds it back (set by that hook)
+    waiting_for: str | None = field(default=None, compare=False, repr=False)
+    # the error kind when the task itself ended the request as failed (too_many_attempts)
+    failure: str | None = field(default=None, compare=False)
 
 
 def new_request(request_id: Any, params: Any, seq: int = 0) -> TokenFlowRequest:

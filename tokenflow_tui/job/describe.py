@@ -5,18 +5,17 @@ from __future__ import annotations
 import orjson
 
 from .inputs import InputSummary
-from .model import Job, SimulatorSection
-
-_API_PATHS = {"chat": "/chat/completions", "completions": "/completions"}
+from .model import API_PATHS, OPENAI_BATCH, TOKENFLOW, Job, SimulatorSection
 
 
 def describe(job: Job, summary: InputSummary) -> list[str]:
     """One line per aspect of the run, `label  value`, in a fixed order."""
     ids = ", ".join(orjson.dumps(ident).decode() for ident in summary.first_ids)
     more = ", …" if summary.count > len(summary.first_ids) else ""
+    input_format = "" if job.job.input_format == TOKENFLOW else f"{job.job.input_format}, "
     rows = [
         ("job", f"{job.name} ({job.job_path})"),
-        ("requests", f"{summary.count:,} from {job.input} (ids {ids}{more})"),
+        ("requests", f"{summary.count:,} from {job.input} ({input_format}ids {ids}{more})"),
         *_endpoint_rows(job),
         ("workers", _workers(job)),
         ("retry", _retry(job)),
@@ -38,7 +37,14 @@ def _endpoint_rows(job: Job) -> list[tuple[str, str]]:
         rows.append(("endpoint", f"{endpoint.base_url}{key}, timeout {endpoint.timeout_s:g} s, {endpoint.transport}"))
     if endpoint.model is not None:
         rows.append(("model", endpoint.model))
-    rows.append(("api", f"{endpoint.api} ({_API_PATHS[endpoint.api]})"))
+    if job.job.input_format == OPENAI_BATCH:
+        api = "each request's url (/v1/chat/completions, /v1/completions or /v1/embeddings)"
+    else:
+        api = f"{endpoint.api} ({API_PATHS[endpoint.api]})"
+    if endpoint.stream:
+        idle = f", idle timeout {endpoint.idle_timeout_s:g} s" if endpoint.idle_timeout_s is not None else ""
+        api += f", streamed{idle}"
+    rows.append(("api", api))
     if job.request.params:
         rows.append(("params", orjson.dumps(dict(job.request.params)).decode()))
     return rows
@@ -52,6 +58,8 @@ def _simulator(sim: SimulatorSection) -> str:
         text += ", failures " + ", ".join(f"{kind} {p * 100:g}%" for kind, p in sim.fail.items())
     if sim.rpm_limit:
         text += f", {sim.rpm_limit:,} requests/min"
+    if sim.token_interval_ms:
+        text += f", streamed tokens {sim.token_interval_ms:g} ms apart"
     if sim.seed is not None:
         text += f", seed {sim.seed}"
     return text

@@ -2,24 +2,27 @@
 progress still belongs to the job.
 
 A resume is refused when a part changed: the input, the endpoint's address, API or model, the request
-params, the handler's path or its file. What only shapes the traffic (workers, retry, limits,
+params, the handler's path or its file; `run --accept-changes` goes on despite the parts in ACCEPTABLE. What only shapes the traffic (workers, retry, limits,
 timeouts, transport, the simulator's knobs, the key's variable) may change between runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from ..store.errors import os_reason
-from .model import Job
+from .model import TOKENFLOW, Job
 from .problems import JobError, Problem
 
 # each part, as the refusal names it when it changed
 PARTS = {
     "input": "the input",
+    "input_format": "[job] input_format",
+    "columns": "the [input] columns",
     "base_url": "[endpoint] base_url",
     "simulate": "[endpoint] simulate",
     "api": "[endpoint] api",
@@ -28,6 +31,9 @@ PARTS = {
     "handler_path": "[handler] path",
     "handler_file": "the handler file",
 }
+# what `run --accept-changes` lets a resume go on despite (a fix late in a long job); never the input
+ACCEPTABLE = frozenset({"handler_file", "params", "model", "base_url"})
+WHOLE = "whole"  # a fingerprint of runs before it had parts: the job file and the input as one
 _HASH_CHUNK = 1 << 20
 
 
@@ -37,6 +43,8 @@ def fingerprint(job: Job) -> dict[str, str]:
     Raises JobError when the input or handler file cannot be read.
     """
     parts = {"input": _file_digest(job.input)}
+    if job.job.input_format != TOKENFLOW:  # absent for our JSONL, as in the fingerprints saved before formats
+        parts.update(input_format=_digest(job.job.input_format), columns=_digest(dataclasses.asdict(job.columns)))
     if job.endpoint is not None:
         endpoint = job.endpoint
         parts.update(
@@ -61,18 +69,32 @@ def whole_file_fingerprint(job: Job) -> str:
     return digest.hexdigest()
 
 
+def changed_parts(saved: Any, job: Job, now: dict[str, str]) -> list[str]:
+    """The keys of the parts that changed since `saved` (a state's fingerprint), in PARTS order; empty when none."""
+    if isinstance(saved, str):
+        return [] if saved == whole_file_fingerprint(job) else [WHOLE]
+    if not isinstance(saved, dict):
+        return [WHOLE]
+    keys = [*PARTS, *sorted(saved.keys() - PARTS.keys())]  # parts of a later version's fingerprint last
+    return [key for key in keys if saved.get(key) != now.get(key)]
+
+
+def in_words(parts: list[str]) -> str:
+    """Parts as the refusal names them: "the input and [request] params"."""
+    words = [PARTS.get(key, "the job file or the input" if key == WHOLE else key) for key in parts]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
 def changes(saved: Any, job: Job, now: dict[str, str]) -> str | None:
     """What changed since `saved` (a state's fingerprint) in words, such as "the input and [request] params";
     None when nothing did."""
-    if isinstance(saved, str):
-        return None if saved == whole_file_fingerprint(job) else "the job file or the input"
-    if not isinstance(saved, dict):
-        return "the job file or the input"
-    keys = [*PARTS, *sorted(saved.keys() - PARTS.keys())]  # parts of a later version's fingerprint last
-    changed = [PARTS.get(key, key) for key in keys if saved.get(key) != now.get(key)]
-    if not changed:
-        return None
-    return changed[0] if len(changed) == 1 else ", ".join(changed[:-1]) + " and " + changed[-1]
+    parts = changed_parts(saved, job, now)
+    return in_words(parts) if parts else None
+
+
+def job_version(parts: dict[str, str]) -> str:
+    """A short name of one version of the job (its fingerprint), kept in each record it makes."""
+    return _digest(parts)[:8]
 
 
 def _digest(value: Any) -> str:
@@ -82,8 +104,14 @@ def _digest(value: Any) -> str:
 
 
 def _file_digest(path: Path) -> str:
+    """The digest of a file, or of a folder's files (a saved dataset) with their names, in name order."""
     digest = hashlib.sha256()
-    _hash_file(digest, path)
+    if path.is_dir():
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+            _hash_file(digest, file)
+    else:
+        _hash_file(digest, path)
     return digest.hexdigest()
 
 

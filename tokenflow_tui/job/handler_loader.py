@@ -64,7 +64,30 @@ def load_handler(job: Job) -> Handler:
         raise JobError(
             [_at_path(job, f'"{section.spec}" is {_what(handler)}; a handler is an async function (async def)')]
         )
+    refusal = _signature_problem(handler)
+    if refusal is not None:
+        raise JobError([_at_path(job, f'"{section.spec}" {refusal}; a handler is async def handler(trajectory)')])
     return handler
+
+
+def _signature_problem(handler: Any) -> str | None:
+    """Why `handler` cannot be called with the trajectory alone, as the engine calls it; None when it can."""
+    try:
+        signature = inspect.signature(handler)
+    except (TypeError, ValueError):
+        return None  # a callable Python cannot describe (a C extension): its first call will tell
+    try:
+        signature.bind(object())
+    except TypeError:
+        return f"takes {_parameters(signature)}"
+    return None
+
+
+def _parameters(signature: inspect.Signature) -> str:
+    names = list(signature.parameters)
+    if not names:
+        return "no argument"
+    return "(" + ", ".join(names) + ")"
 
 
 def _is_async_callable(value: Any) -> bool:

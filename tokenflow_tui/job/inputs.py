@@ -16,8 +16,8 @@ from typing import Any, NamedTuple
 import orjson
 
 from ..store.errors import os_reason
-from .model import FORBIDDEN_PARAMS, Job
-from .problems import JobError, Problem, json_type, sort_problems
+from .model import FORBIDDEN_PARAMS, TOKENFLOW, Job
+from .problems import JobError, Problem, did_you_mean, json_type, sort_problems
 
 KEPT_PROBLEMS = 1000  # more are counted, not kept: a wrong 10M-line file must not fill the memory
 DUPLICATE_SUSPECTS = 10_000
@@ -26,6 +26,8 @@ _BOM = b"\xef\xbb\xbf"
 _HASH_MASK = (1 << 64) - 1
 _MIX = 0x9E3779B97F4A7C15  # 2**64 / golden ratio, odd: multiplying by it is a bijection on 64 bits
 _NO_ID = object()
+# the roles of OpenAI's chat API; a typo ("usr") or an empty role would fail every attempt of the line
+CHAT_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 
 
 class InputItem(NamedTuple):
@@ -33,7 +35,7 @@ class InputItem(NamedTuple):
 
     A named tuple, not a dataclass: one is made per request, and a tuple is made fastest."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index, which nobody calls on an item
     id: str | int
     params: dict[str, Any]
 
@@ -46,6 +48,10 @@ class InputSummary:
 
 def scan_input(job: Job) -> InputSummary:
     """Check every line of the input; raises JobError with the problems (the first ones kept, all counted)."""
+    if job.job.input_format != TOKENFLOW:
+        from .formats.reading import scan_formatted  # which imports this module's line checks
+
+        return scan_formatted(job)
     scan = _Scan(job)
     try:
         scan.run()
@@ -61,6 +67,11 @@ def iter_input(
 ) -> Iterator[InputItem]:
     """The requests in input order, read lazily; `skip(index)` leaves some out before they are parsed,
     `only` keeps just those indexes. Raises JobError at a line that is not a valid request."""
+    if job.job.input_format != TOKENFLOW:
+        from .formats.reading import iter_formatted
+
+        yield from iter_formatted(job, skip, only)
+        return
     file, builtin, chat = str(job.job.input), job.handler is None, _is_chat(job)
     wanted = set(only) if only is not None else None
     last = max(wanted, default=-1) if wanted is not None else -1
@@ -157,13 +168,33 @@ def _messages_problems(messages: Any, chat: bool) -> list[str]:
             return [f'{where} must be an object with "role" and "content", found {json_type(message)}']
         if "role" not in message:
             return [f'{where} has no "role"']
-        if type(message["role"]) is not str:
-            return [f"{where}.role must be a string, found {json_type(message['role'])}"]
+        role = message["role"]
+        if type(role) is not str:
+            return [f"{where}.role must be a string, found {json_type(role)}"]
+        if role not in CHAT_ROLES:
+            shown = orjson.dumps(role).decode()
+            roles = ", ".join(CHAT_ROLES)
+            return [f"{where}.role {shown} is not a chat role ({roles}){did_you_mean(role, CHAT_ROLES)}"]
         if "content" not in message:
             return [f'{where} has no "content"']
-        if type(message["content"]) not in (str, list):
-            return [f"{where}.content must be a string or a list, found {json_type(message['content'])}"]
+        problem = _content_problem(message["content"], f"{where}.content")
+        if problem is not None:
+            return [problem]
     return []
+
+
+def _content_problem(content: Any, where: str) -> str | None:
+    """What is wrong with a message's content: a string, or a list of parts such as {"type": "text", …}."""
+    if type(content) is str:
+        return None
+    if type(content) is not list:
+        return f"{where} must be a string or a list of content parts, found {json_type(content)}"
+    for n, part in enumerate(content):
+        if type(part) is not dict:
+            return f'{where}[{n}] must be a content part (an object with "type"), found {json_type(part)}'
+        if type(part.get("type")) is not str or not part["type"]:
+            return f'{where}[{n}] needs a "type" (such as "text" or "image_url")'
+    return None
 
 
 class _Scan:
@@ -182,7 +213,7 @@ class _Scan:
         self.first_ids: list[str | int] = []
         self.hashes = _HashSet64()
         self.without_id = bytearray()  # a bit per index: the line has no "id", so its id is its index
-        self.suspects: set[str | int] = set()
+        self.suspects: set[str | int] = set()  # id_key of each
 
     def report(self, line: int, col: int, message: str, into: list[Problem] | None = None) -> None:
         self.total += 1
@@ -218,39 +249,56 @@ class _Scan:
             if self.hashes and hash(index) in self.hashes:
                 self.suspect(index)
         elif type(ident) in (str, int):
-            seen = not self.hashes.add(hash(ident))
-            if seen or (type(ident) is int and 0 <= ident < index and self.had_no_id(ident)):
-                self.suspect(ident)
+            key = id_key(ident)
+            seen = not self.hashes.add(hash(key))
+            if seen or (type(key) is int and 0 <= key < index and self.had_no_id(key)):
+                self.suspect(key)
 
     def had_no_id(self, index: int) -> bool:
         byte = index >> 3
         return byte < len(self.without_id) and bool(self.without_id[byte] & (1 << (index & 7)))
 
-    def suspect(self, ident: str | int) -> None:
-        if ident in self.suspects or len(self.suspects) < DUPLICATE_SUSPECTS:
-            self.suspects.add(ident)
+    def suspect(self, key: str | int) -> None:
+        if key in self.suspects or len(self.suspects) < DUPLICATE_SUSPECTS:
+            self.suspects.add(key)
         else:
             self.total += 1  # beyond what is worth confirming: counted as a problem, not shown
 
     def confirm_duplicates(self) -> None:
         """Find the exact duplicates among the suspects, with the line of each id's first use."""
-        first_line: dict[str | int, int] = {}
+        first_use: dict[str | int, tuple[int, str | int]] = {}
         for index, line, raw in _numbered_lines(self.path):
             item, problem = _parse(raw)
             if problem is not None or type(item) is not dict:
                 continue
             ident = item.get("id", index)
-            if type(ident) not in (str, int) or ident not in self.suspects:
+            if type(ident) not in (str, int) or (key := id_key(ident)) not in self.suspects:
                 continue
-            first = first_line.setdefault(ident, line)
+            first, first_ident = first_use.setdefault(key, (line, ident))
             if first == line:
                 continue
             shown = orjson.dumps(ident).decode()
-            if "id" in item:
-                message = f"duplicate id {shown}: first used on line {first}"
-            else:
+            if "id" not in item:
                 message = f'duplicate id {shown} (its index, as it has no "id"): first used on line {first}'
+            elif type(first_ident) is not type(ident):
+                message = (
+                    f"duplicate id {shown}: line {first} has {orjson.dumps(first_ident).decode()}; "
+                    "a number and a string of the same digits are one id"
+                )
+            else:
+                message = f"duplicate id {shown}: first used on line {first}"
             self.report(line, 1, message, self.duplicates)
+
+
+def id_key(ident: str | int) -> str | int:
+    """The id as uniqueness sees it: 1 and "1" are one id (exports, spreadsheets and JSON keys cannot tell them
+    apart), so a string that is an integer as JSON writes one ("12", "-3"; not "012") counts as that integer."""
+    if type(ident) is not str:
+        return ident
+    digits = ident[1:] if ident[:1] == "-" else ident
+    if digits.isascii() and digits.isdigit() and (digits[0] != "0" or digits == "0") and ident != "-0":
+        return int(ident)
+    return ident
 
 
 class _HashSet64:

@@ -5,20 +5,33 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..sim import SimulatorConfig
 
 MAX_WORKERS = 100_000
-APIS = ("chat", "completions")
-TRANSPORTS = ("aiohttp", "httpx")
+Api = Literal["chat", "completions"]  # endpoint.api
+RequestApi = Literal["chat", "completions", "embeddings"]  # what one request may be sent to (a Batch line's url)
+# where the built-in handler posts, below endpoint.base_url
+API_PATHS: dict[RequestApi, str] = {
+    "chat": "/chat/completions",
+    "completions": "/completions",
+    "embeddings": "/embeddings",
+}
+APIS: tuple[Api, ...] = ("chat", "completions")
+TransportName = Literal["aiohttp", "httpx"]
+TRANSPORTS: tuple[TransportName, ...] = ("aiohttp", "httpx")  # the first is the default
+# [job] input_format: our JSONL, OpenAI Batch JSONL, and the tables read by job/formats
+TOKENFLOW, OPENAI_BATCH, PARQUET, CSV, HF = "tokenflow", "openai-batch", "parquet", "csv", "hf"
+INPUT_FORMATS = (TOKENFLOW, OPENAI_BATCH, PARQUET, CSV, HF)
+TABLE_FORMATS = (PARQUET, CSV, HF)
 
 # Keys of a request body that the built-in handler sets itself, with the reason a user may not.
 FORBIDDEN_PARAMS = {
     "model": "the model is set by endpoint.model",
     "messages": "each input line gives its own messages or prompt",
     "prompt": "each input line gives its own messages or prompt",
-    "stream": "the built-in handler reads whole responses, not streams",
+    "stream": "streaming is set by endpoint.stream",
 }
 
 
@@ -27,6 +40,7 @@ class JobSection:
     name: str
     input: Path  # joined to the job file's folder, as the user would write it from here
     output: Path
+    input_format: str = TOKENFLOW  # as given, else detected from the input
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +50,7 @@ class SimulatorSection:
     fail: Mapping[str, float] = field(default_factory=dict)
     seed: int | None = None
     rpm_limit: int = 0
+    token_interval_ms: float = 0.0
 
     def to_config(self) -> SimulatorConfig:
         return SimulatorConfig(
@@ -44,6 +59,7 @@ class SimulatorSection:
             fail=self.fail,
             seed=self.seed,
             rpm_limit=self.rpm_limit,
+            token_interval_ms=self.token_interval_ms,
         )
 
 
@@ -53,12 +69,23 @@ class EndpointSection:
 
     base_url: str | None  # without a trailing slash
     simulate: bool
-    api: str
+    api: Api
     model: str | None
     api_key_env: str | None  # the variable's name; the handler reads the key at run time
     timeout_s: float
-    transport: str
+    transport: TransportName
     simulator: SimulatorSection | None
+    stream: bool = False  # server-sent events: tokens as they are made, time to first token
+    idle_timeout_s: float | None = None  # with stream: the longest wait between two chunks; None: timeout_s only
+
+
+@dataclass(frozen=True, slots=True)
+class InputSection:
+    """Which columns of a table input (Parquet, CSV, a saved dataset) make the request; the others are metadata."""
+
+    prompt_column: str | None = None
+    messages_column: str | None = None
+    id_column: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +139,7 @@ class Job:
     retry: RetrySection
     limits: LimitsSection
     handler: HandlerSection | None
+    columns: InputSection = field(default_factory=InputSection)  # the [input] table
 
     @property
     def name(self) -> str:

@@ -10,6 +10,7 @@ import ipaddress
 import math
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
@@ -18,13 +19,19 @@ from urllib.parse import urlsplit
 
 from ..sim import FAULT_KINDS, validate_fail
 from ..store.errors import os_reason, toml_error_place
+from .formats.detect import HF_STATE, detect_format
 from .model import (
     APIS,
     FORBIDDEN_PARAMS,
+    HF,
+    INPUT_FORMATS,
     MAX_WORKERS,
+    OPENAI_BATCH,
+    TABLE_FORMATS,
     TRANSPORTS,
     EndpointSection,
     HandlerSection,
+    InputSection,
     Job,
     JobSection,
     LimitsSection,
@@ -37,8 +44,20 @@ from .problems import JobError, Problem, did_you_mean, sort_problems, toml_type
 from .toml_positions import KeyPath, KeyPositions
 
 _SECTIONS = {
-    "job": ("name", "input", "output"),
-    "endpoint": ("base_url", "simulate", "api", "model", "api_key_env", "timeout_s", "transport", "simulator"),
+    "job": ("name", "input", "input_format", "output"),
+    "input": ("prompt_column", "messages_column", "id_column"),
+    "endpoint": (
+        "base_url",
+        "simulate",
+        "api",
+        "model",
+        "api_key_env",
+        "timeout_s",
+        "transport",
+        "stream",
+        "idle_timeout_s",
+        "simulator",
+    ),
     "request": ("params",),
     "workers": ("count", "adaptive", "min", "max"),
     "retry": ("max_attempts", "backoff_base_s", "backoff_max_s"),
@@ -53,33 +72,83 @@ _SECTIONS = {
     ),
     "handler": ("path",),
 }
-_SIMULATOR_KEYS = ("latency_ms", "jitter_ms", "fail", "seed", "rpm_limit")
+_SIMULATOR_KEYS = ("latency_ms", "jitter_ms", "fail", "seed", "rpm_limit", "token_interval_ms")
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
+MAX_NAME = 100  # job.name names the folder runs/<name>: well below the 255 bytes a file name may have
+MAX_JOB_BYTES = 1 << 20
+_BOM = "\ufeff"
+_DEEP = 100  # nesting reported as too deep: tomllib's recursion gives out somewhere above
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def load_job(path: Path, environ: Mapping[str, str] = os.environ) -> Job:
     """Read and check a job file; raises JobError with every problem found."""
     file = str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise JobError([Problem(file, None, None, f"cannot read the job file: {os_reason(error)}")]) from None
+    raw = _read_job_file(path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         line = raw.count(b"\n", 0, error.start) + 1
         col = len(raw[raw.rfind(b"\n", 0, error.start) + 1 : error.start].decode("utf-8", "replace")) + 1
         raise JobError([Problem(file, line, col, f"not valid UTF-8 (byte 0x{raw[error.start]:02x})")]) from None
+    text = text.removeprefix(_BOM)  # editors on Windows start a file with one; TOML does not allow it
     try:
         data = tomllib.loads(text)
+        reader = _Reader(file, KeyPositions(text))
+        job = reader.job(data, path, environ)
     except tomllib.TOMLDecodeError as error:
         raise JobError([_syntax_problem(file, text, str(error))]) from None
-    reader = _Reader(file, KeyPositions(text))
-    job = reader.job(data, path, environ)
+    except RecursionError:
+        deep_line, deep_col = _too_deep(text)
+        message = f"arrays or tables nested more than {_DEEP} levels deep; a job file needs a few at most"
+        raise JobError([Problem(file, deep_line, deep_col, message)]) from None
     if reader.problems:
         raise JobError(sort_problems(reader.problems))
     return job
+
+
+def _read_job_file(path: Path) -> bytes:
+    """The job file's bytes: a regular file of at most MAX_JOB_BYTES (a FIFO or /dev/zero would never end)."""
+    file = str(path)
+    try:
+        # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as error:
+        raise JobError([Problem(file, None, None, f"cannot read the job file: {os_reason(error)}")]) from None
+    with open(fd, "rb") as stream:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise JobError([Problem(file, None, None, "the job file is a folder, not a file")])
+        if not stat.S_ISREG(mode):
+            raise JobError([Problem(file, None, None, "the job file is not a regular file (a pipe or a device?)")])
+        try:
+            raw = stream.read(MAX_JOB_BYTES + 1)
+        except OSError as error:
+            raise JobError([Problem(file, None, None, f"cannot read the job file: {os_reason(error)}")]) from None
+    if len(raw) > MAX_JOB_BYTES:
+        message = f"the job file is larger than {MAX_JOB_BYTES // 1024:,} KB; the requests go in the input file"
+        raise JobError([Problem(file, None, None, message)])
+    return raw
+
+
+def _too_deep(text: str) -> tuple[int | None, int | None]:
+    """Where the brackets of `text` first open more than _DEEP levels (strings skipped roughly)."""
+    depth, quote, line, col = 0, "", 1, 0
+    for char in text:
+        col += 1
+        if char == "\n":
+            line, col, quote = line + 1, 0, ""
+        elif quote:
+            quote = "" if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char in "[{":
+            depth += 1
+            if depth > _DEEP:
+                return line, col
+        elif char in "]}":
+            depth -= 1
+    return None, None
 
 
 def _syntax_problem(file: str, text: str, message: str) -> Problem:
@@ -89,6 +158,30 @@ def _syntax_problem(file: str, text: str, message: str) -> Problem:
 
 def _dotted(path: KeyPath) -> str:
     return ".".join(str(part) for part in path)
+
+
+def _not_a_folder(output: Path) -> str | None:
+    """Why `output` cannot be (or become) a folder: it, or a folder above it, is a file."""
+    for place in (output, *output.parents):
+        if place.is_dir():
+            return None
+        if place.exists() or place.is_symlink():
+            if place == output:
+                return f"the output {output} exists and is not a folder"
+            return f"the output {output} is inside {place}, which is a file, not a folder"
+    return None
+
+
+def _key_problem(key: str) -> str | None:
+    """What makes a key unusable in an HTTP header, without showing the key."""
+    for position, char in enumerate(key, 1):
+        if char in "\r\n":
+            return f"a line break at character {position}"
+        if not char.isascii():
+            return f"a character that is not ASCII at character {position}"
+        if not char.isprintable():
+            return f"a control character at character {position}"
+    return None
 
 
 def _is_loopback(url: str) -> bool:
@@ -220,16 +313,27 @@ class _Reader:
         job_dir = path.parent
         tables = {name: self.table(data, (name,), keys) for name, keys in _SECTIONS.items()}
         job, endpoint, handler = tables["job"], tables["endpoint"], tables["handler"]
+        job_section = (
+            JobSection(_INVALID, _INVALID, _INVALID, _INVALID) if job is None else self.job_section(job, job_dir)
+        )
         return Job(
             job_path=path,
             job_dir=job_dir,
-            job=JobSection(_INVALID, _INVALID, _INVALID) if job is None else self.job_section(job, job_dir),
-            endpoint=None if endpoint is None else self.endpoint_section(endpoint, environ, builtin=builtin),
+            job=job_section,
+            endpoint=None
+            if endpoint is None
+            else self.endpoint_section(
+                endpoint,
+                environ,
+                builtin=builtin,
+                needs_model=builtin and job_section.input_format != OPENAI_BATCH,
+            ),
             request=self.request_section(tables["request"] or {}, builtin=builtin),
             workers=self.workers_section(tables["workers"] or {}),
             retry=self.retry_section(tables["retry"] or {}),
             limits=self.limits_section(tables["limits"] or {}),
             handler=None if handler is None else self.handler_section(handler, job_dir),
+            columns=self.input_section(tables["input"], job_section.input_format),
         )
 
     def unknown_top_level(self, key: str, value: Any) -> None:
@@ -249,19 +353,74 @@ class _Reader:
         elif isinstance(name, str) and set(name) == {"."}:
             self.problem(("job", "name"), "job.name cannot be only dots: it names the folder runs/<name>")
             name = _INVALID
+        elif isinstance(name, str) and len(name) > MAX_NAME:
+            self.problem(
+                ("job", "name"),
+                f"job.name is {len(name):,} characters long; at most {MAX_NAME}: it names the folder runs/<name>",
+            )
+            name = _INVALID
         source = self.string(table, ("job", "input"), None)
-        source = self.required(("job", "input"), source, "the JSONL file of requests")
+        source = self.required(
+            ("job", "input"), source, "the file of requests (JSONL, Parquet, CSV) or a dataset folder"
+        )
+        input_format = self.string(table, ("job", "input_format"), None, INPUT_FORMATS)
         input_path = _INVALID
         if isinstance(source, str):
-            input_path = self.existing_file(("job", "input"), job_dir / source, "input file")
+            input_path = self.input_path(job_dir / source, input_format)
+        if input_format is None:
+            input_format = self.detected_format(input_path)
         output = self.string(table, ("job", "output"), None)
         if isinstance(output, str):
             output_path = job_dir / output
-            if output_path.exists() and not output_path.is_dir():
-                self.problem(("job", "output"), f"the output {output_path} exists and is not a folder")
+            if not output.strip():
+                self.problem(("job", "output"), "job.output must not be empty: it names the run's folder")
+            elif (blocker := _not_a_folder(output_path)) is not None:
+                self.problem(("job", "output"), blocker)
         else:
             output_path = job_dir / "runs" / name if isinstance(name, str) else _INVALID
-        return JobSection(name=name, input=input_path, output=output_path)
+        return JobSection(name=name, input=input_path, output=output_path, input_format=input_format)
+
+    def input_path(self, path: Path, input_format: str | None) -> Any:
+        """The input file, or a dataset's folder for `hf`; _INVALID after saying what is wrong."""
+        where = ("job", "input")
+        if input_format == HF or (input_format is None and path.is_dir()):
+            if not path.is_dir():
+                self.problem(where, f"input_format hf needs a folder saved by datasets' save_to_disk: {path}")
+                return _INVALID
+            if not (path / HF_STATE).is_file():
+                splits = " (a DatasetDict: name one split's folder)" if (path / "dataset_dict.json").exists() else ""
+                self.problem(where, f"the input {path} is a folder, and not a dataset saved by save_to_disk{splits}")
+                return _INVALID
+            return path
+        return self.existing_file(where, path, "input file")
+
+    def detected_format(self, path: Any) -> Any:
+        if not isinstance(path, Path):
+            return _INVALID
+        try:
+            return detect_format(path)
+        except OSError as error:
+            self.problem(("job", "input"), f"cannot read the input: {os_reason(error)}")
+            return _INVALID
+
+    def input_section(self, table: dict[str, Any] | None, input_format: Any) -> InputSection:
+        if table is None:
+            return InputSection()
+        columns = {}
+        for key in _SECTIONS["input"]:
+            value = self.string(table, ("input", key), None)
+            if value == "":
+                self.problem(("input", key), f"input.{key} must not be empty")
+            columns[key] = value
+        if isinstance(input_format, str) and input_format not in TABLE_FORMATS:
+            self.problem(
+                ("input",),
+                f"[input] names columns of a Parquet, CSV or dataset input; this input is {input_format} "
+                "(set [job] input_format if it was detected wrongly)",
+            )
+        if columns["prompt_column"] is not None and columns["messages_column"] is not None:
+            self.problem(("input", "messages_column"), "[input]: give prompt_column or messages_column, not both")
+        return InputSection(**columns)
 
     def existing_file(self, path: KeyPath, file: Path, what: str) -> Any:
         """`file` if it is a file, else _INVALID after saying what is wrong with it."""
@@ -275,7 +434,9 @@ class _Reader:
             self.problem(path, f"the {what} {file} is not a regular file")
         return _INVALID
 
-    def endpoint_section(self, table: dict[str, Any], environ: Mapping[str, str], *, builtin: bool) -> EndpointSection:
+    def endpoint_section(
+        self, table: dict[str, Any], environ: Mapping[str, str], *, builtin: bool, needs_model: bool
+    ) -> EndpointSection:
         base_url = self.base_url(table)
         simulate = self.boolean(table, ("endpoint", "simulate"), False)
         if simulate is True and base_url is not None:
@@ -285,13 +446,26 @@ class _Reader:
                 ("endpoint", "base_url"), "endpoint needs base_url (an OpenAI-compatible API root) or simulate = true"
             )
         model = self.string(table, ("endpoint", "model"), None)
+        # `needs_model` is false for a [handler] or an OpenAI Batch input (its bodies name their model)
         if model is None and simulate is True:
             model = "sim-1"
-        elif model is None and builtin and "base_url" in table:
+        elif model is None and needs_model and "base_url" in table:
             model = self.required(("endpoint", "model"), None, 'the model to ask, such as "gpt-4o-mini"')
         elif model == "":
             self.problem(("endpoint", "model"), "endpoint.model must not be empty")
         simulator = self.simulator_section(table, simulate is True)
+        stream = self.boolean(table, ("endpoint", "stream"), False)
+        idle_timeout_s = self.number(table, ("endpoint", "idle_timeout_s"), None, above_zero=True)
+        if stream is True and not builtin:
+            self.problem(
+                ("endpoint", "stream"),
+                "endpoint.stream is for the built-in handler; a [handler] makes its own requests",
+            )
+        elif idle_timeout_s is not None and stream is False:
+            self.problem(
+                ("endpoint", "idle_timeout_s"),
+                "endpoint.idle_timeout_s is the wait between chunks of a stream: it needs stream = true",
+            )
         return EndpointSection(
             base_url=base_url,
             simulate=simulate,
@@ -301,6 +475,8 @@ class _Reader:
             timeout_s=self.number(table, ("endpoint", "timeout_s"), 120.0, above_zero=True),
             transport=self.string(table, ("endpoint", "transport"), "aiohttp", TRANSPORTS),
             simulator=simulator,
+            stream=stream,
+            idle_timeout_s=idle_timeout_s,
         )
 
     def base_url(self, table: dict[str, Any]) -> Any:
@@ -353,6 +529,13 @@ class _Reader:
             self.problem(path, f"the environment variable {name} is not set (endpoint.api_key_env)")
         elif not environ[name]:
             self.problem(path, f"the environment variable {name} is empty (endpoint.api_key_env)")
+        elif (bad := _key_problem(environ[name])) is not None:
+            # the key itself is never shown: the message goes to logs and terminals
+            self.problem(
+                path,
+                f"the environment variable {name} holds {bad}, which cannot be sent in a header; "
+                "set it again without it (endpoint.api_key_env; the key is not shown)",
+            )
         return name
 
     def simulator_section(self, endpoint: dict[str, Any], simulate: bool) -> SimulatorSection | None:
@@ -369,6 +552,7 @@ class _Reader:
             fail=self.fail(table, path + ("fail",)),
             seed=self.value(table, path + ("seed",), "an integer", _is_int),
             rpm_limit=self.integer(table, path + ("rpm_limit",), 0, lo=0),
+            token_interval_ms=self.number(table, path + ("token_interval_ms",), 0.0),
         )
 
     def fail(self, table: dict[str, Any], path: KeyPath) -> Any:

@@ -8,24 +8,33 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 from ..engine import StatsSnapshot
 from ..engine.error_kinds import ERROR_KINDS
+from ..store.results_file import RESULTS_FILE
+from ..traffic.budget import format_usd
 from ..traffic.view import TrafficView
 
 __all__ = [
     "ERROR_KINDS",
     "ROW_FILTERS",
     "ChartPoint",
+    "RESULTS_FILE",
     "RequestRow",
+    "RunEvent",
     "RunControl",
     "RunSnapshot",
+    "RunState",
     "SaveReport",
     "TrafficView",
+    "format_usd",
 ]
 
 ROW_FILTERS = ("all", "in_flight", "retried", "failed")
+# the job's state: pausing and stopping are a soft and a hard stop under way
+RunState = Literal["starting", "running", "pausing", "paused", "stopping", "done"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,13 +45,25 @@ class ChartPoint:
     finished: int
     tokens: int
     errors: Mapping[str, int] = field(default_factory=dict)
+    latency_p50_ms: float | None = None  # of the attempts of the requests finished in this second
+    latency_p95_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunEvent:
+    """Something that happened to the run: a pause and its reason, a change, a save, a hold, a resume."""
+
+    at: float  # wall-clock time
+    kind: str  # pause, resume, stop, workers, limits, budget, save, hold, open, done
+    text: str  # a sentence, no secret in it
+    earlier: bool = False  # from an earlier run of this output (read from events.jsonl)
 
 
 @dataclass(frozen=True, slots=True)
 class RunSnapshot:
     job_name: str
     output_dir: str
-    state: str  # running, pausing, paused, stopping, done
+    state: RunState
     reason: str | None  # why the job paused or stopped by itself, in a sentence
     stats: StatsSnapshot
     prompt_tokens: int
@@ -54,17 +75,36 @@ class RunSnapshot:
     history: Sequence[ChartPoint]  # the last few minutes, oldest first
     saved_at: float | None  # wall-clock time of the last save
     traffic: TrafficView = field(default_factory=TrafficView)
+    # time to first token of streamed attempts, in seconds; None without [endpoint] stream = true
+    ttft_p50_s: float | None = None
+    ttft_p95_s: float | None = None
+    ttft_p99_s: float | None = None
+    # finished records saving could not write (a full disk): in memory while paused, given up once closed
+    unsaved: int = 0
+
+    @property
+    def results_path(self) -> str:
+        """The run's results.jsonl."""
+        return str(Path(self.output_dir) / RESULTS_FILE)
+
+    retried: int = 0  # requests with two attempts or more (their last record's, or the unfinished ones')
+    longest_in_flight_s: float | None = None  # in the tail (nothing queued): the oldest attempt in flight
+    cost_usd: float | None = None  # with prices set: spent so far over the whole job
+    cost_per_min_usd: float | None = None  # at the rate of the last minute
+    cost_projected_usd: float | None = None  # at the end of the job, at the average cost per request
+    events: Sequence[RunEvent] = ()  # the event log, oldest first (earlier runs' too)
 
 
 @dataclass(frozen=True, slots=True)
 class RequestRow:
     index: int  # input line, 0-based
     id: Any
-    state: str  # queued, in_flight, retrying, done, failed
+    state: str  # queued, waiting (held back by a limit, a hold, the pace), in_flight, retrying, done, failed
     attempts: int
     last_status: str  # "200", "429", "timeout", … or "" before any attempt
     latency_ms: float | None
     preview: str  # start of the answer or the error message
+    waiting_for: str = ""  # while waiting: what for ("the rate limit", "the pace", …)
 
 
 @dataclass(frozen=True, slots=True)

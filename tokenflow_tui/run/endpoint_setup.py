@@ -8,12 +8,16 @@ and which would stall a loop that is already running.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from ..endpoint.openai_handler import HandlerSettings, OpenAIHandler
 from ..endpoint.transport import make_client
 from ..job.model import Job
 from ..sim import SimulatorProcess
 from ..traffic import Traffic
+
+if TYPE_CHECKING:
+    from .unreachable import Unreachable
 
 
 class RunEndpoint:
@@ -29,7 +33,7 @@ class RunEndpoint:
 
     async def start(self) -> str:
         """The address to send to; with `simulate = true`, the simulator's, once it listens."""
-        if self._endpoint.simulate:
+        if self._endpoint.simulator is not None:  # set exactly when simulate is true
             simulator = SimulatorProcess(self._endpoint.simulator.to_config())
             await simulator.__aenter__()
             self._closers.append(lambda: simulator.__aexit__(None, None, None))
@@ -38,9 +42,18 @@ class RunEndpoint:
         return self.base_url
 
     def builtin_handler(
-        self, connections: int, api_key: str | None, traffic: Traffic, on_auth_error: Callable[[int, str], None]
+        self,
+        connections: int,
+        api_key: str | None,
+        traffic: Traffic,
+        on_auth_error: Callable[[int, str], None],
+        unreachable: Unreachable,
+        on_tokens: Callable[[int], None] | None = None,
     ) -> OpenAIHandler:
-        """The OpenAI-compatible handler, with a client for `connections` requests in flight (after `start`)."""
+        """The OpenAI-compatible handler, with a client for `connections` requests in flight (after `start`).
+
+        `on_tokens(n)` hears of the tokens of streamed answers as they arrive.
+        """
         endpoint, job = self._endpoint, self._job
         assert self.base_url is not None
         client = make_client(endpoint.transport, connections, endpoint.timeout_s)
@@ -54,6 +67,8 @@ class RunEndpoint:
             max_attempts=job.retry.max_attempts,
             backoff_base_s=job.retry.backoff_base_s,
             backoff_max_s=job.retry.backoff_max_s,
+            stream=endpoint.stream,
+            idle_timeout_s=endpoint.idle_timeout_s,
         )
         return OpenAIHandler(
             settings,
@@ -62,6 +77,9 @@ class RunEndpoint:
             on_auth_error=on_auth_error,
             on_rate_limit=traffic.on_rate_limit,
             on_headers=traffic.on_headers,
+            reached=unreachable.reached,
+            unreached=unreachable.unreached,
+            on_tokens=on_tokens,
         )
 
     async def close(self) -> None:

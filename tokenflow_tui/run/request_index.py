@@ -8,10 +8,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ..engine import TokenFlowRequest
+from ..store.records import printable, record_error_kind, request_id
 from ..store.results_file import DONE, FAILED, NO_RECORD
+from ..traffic.storm import failure_label
 from .contract import RequestRow
 
-# a row's state as kept here; in flight and retrying are asked of the engine when drawn
+# a row's state as kept here; in flight, waiting and retrying are asked of the engine when drawn
 STATE_NAMES = {NO_RECORD: "queued", DONE: "done", FAILED: "failed"}
 _PREVIEW_CHARS = 120
 _RECENT_PREVIEWS = 20_000  # finished rows whose preview is kept in memory; older ones are read from disk
@@ -34,7 +36,7 @@ class RequestTable:
         self._latency_ms = array("f", bytes(4 * count))
         self.offsets = array("q", [-1]) * count
         self.failed: dict[int, str] = {}  # index → error kind of its last attempt, in failing order
-        self.retried: list[int] = []
+        self.retried: set[int] = set()  # finished here with two attempts or more in their last record
         self._previews: OrderedDict[int, tuple[Any, str]] = OrderedDict()
         self._read_rows: OrderedDict[int, RequestRow] = OrderedDict()
 
@@ -63,13 +65,15 @@ class RequestTable:
         else:
             self.failed.pop(index, None)
         if attempts > 1:
-            self.retried.append(index)
+            self.retried.add(index)
+        else:
+            self.retried.discard(index)
         self._read_rows.pop(index, None)
         self._previews[index] = (user_id, preview[:_PREVIEW_CHARS])
         if len(self._previews) > _RECENT_PREVIEWS:
             self._previews.popitem(last=False)
 
-    def restore(self, status: bytearray, offsets: array) -> None:
+    def restore(self, status: bytearray, offsets: array[int]) -> None:
         """Take the rows finished by earlier runs, as recovery found them (details are read when drawn)."""
         self._state[: len(status)] = status
         self.offsets[: len(offsets)] = offsets
@@ -80,6 +84,7 @@ class RequestTable:
             return None
         self._state[index] = NO_RECORD
         self._read_rows.pop(index, None)
+        self.retried.discard(index)
         return self.failed.pop(index, "unknown")
 
     def failed_indexes(self) -> list[int]:
@@ -133,26 +138,31 @@ class RequestTable:
         return row
 
 
-def unfinished_row(index: int, request: TokenFlowRequest | None, in_flight: bool) -> RequestRow:
-    """A row for a request the engine holds (or, with no request, one still waiting in the input)."""
+def unfinished_row(index: int, request: TokenFlowRequest | None, state: str | None) -> RequestRow:
+    """A row for a request the engine holds (or, with no request, one still waiting in the input).
+
+    `state` is the engine's ledger's: "in_flight" (its attempt is sent), "waiting" (held back at the
+    gate: what for is in `waiting_for`), or None (queued, or retrying after an attempt).
+    """
     if request is None:
         return RequestRow(index, index, "queued", 0, "", None, "")
     elements = request.request_trajectory.trajectory
-    params = elements[0].request_params
-    user_id = params.get("id", index) if isinstance(params, dict) else index
+    user_id = request_id(elements[0].request_params, index)
     done = [e for e in elements if e.action is not None]
-    state = "in_flight" if in_flight else ("retrying" if done else "queued")
+    in_flight = state == "in_flight"
+    waiting_for = (request.waiting_for or "traffic control") if state == "waiting" else ""
+    if state is None:
+        state = "retrying" if done else "queued"
     if not done:
-        return RequestRow(index, user_id, state, len(elements) - (0 if in_flight else 1), "", None, "")
+        return RequestRow(index, user_id, state, len(elements) - (0 if in_flight else 1), "", None, "", waiting_for)
     last = done[-1]
     result = last.result
     error = result.get("error") if isinstance(result, dict) else None
     status = attempt_status(result)
     preview = error.get("message", "") if isinstance(error, dict) else _text_preview(result)
     latency = last.latency_s * 1000 if last.latency_s is not None else None
-    return RequestRow(
-        index, user_id, state, len(done) + (1 if in_flight else 0), status, latency, preview[:_PREVIEW_CHARS]
-    )
+    attempts = len(done) + (1 if in_flight else 0)
+    return RequestRow(index, user_id, state, attempts, status, latency, preview[:_PREVIEW_CHARS], waiting_for)
 
 
 def attempt_status(attempt: Any) -> str:
@@ -167,10 +177,11 @@ def attempt_status(attempt: Any) -> str:
     return str(code) if code else "ok"
 
 
-def record_error_kind(record: dict[str, Any] | None) -> str:
-    """The error kind of a failed record ("unknown" when it names none)."""
+def record_failure_label(record: dict[str, Any] | None) -> str:
+    """The failure of a failed record as the storm detector names it ("HTTP 400", or its kind)."""
     error = (record or {}).get("error")
-    return str(error.get("kind", "unknown")) if isinstance(error, dict) else "unknown"
+    status = error.get("status_code") if isinstance(error, dict) else None
+    return failure_label(record_error_kind(record), status)
 
 
 def record_preview(record: dict[str, Any]) -> str:
@@ -183,5 +194,5 @@ def record_preview(record: dict[str, Any]) -> str:
 def _text_preview(value: Any) -> str:
     if isinstance(value, dict) and "text" in value:
         value = value["text"]
-    text = value if isinstance(value, str) else ("" if value is None else repr(value))
+    text = value if isinstance(value, str) else ("" if value is None else printable(value, repr))
     return " ".join(text.split())

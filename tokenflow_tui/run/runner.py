@@ -10,27 +10,32 @@ import asyncio
 import dataclasses
 import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from ..endpoint.results import is_failed_result
 from ..engine import Clock, StatsSnapshot, SystemClock, TokenFlowRequest, TokenFlowRequestTrajectory, TokenFlowTask
 from ..engine.error_kinds import HANDLER_EXCEPTION
 from ..engine.events import UnexpectedUserException
+from ..engine.payload import payload_error, payload_usage
+from ..engine.task import DONE, IDLE, PAUSED, RUNNING
+from ..job.formats.reading import input_description
 from ..job.inputs import InputSummary, iter_input
 from ..job.model import Job
 from ..store.errors import StoreError
-from ..store.export import STATE_REQUESTS_KEY, STATE_RESULTS_KEY
+from ..store.export import STATE_INPUT_KEY, STATE_REQUESTS_KEY, STATE_RESULTS_KEY
 from ..store.lock import LockedError
-from ..store.records import build_record
+from ..store.records import build_record, record_error_kind
 from ..store.results_file import RESULTS_FILE, WRITE_INTERVAL_S, ResultsSummary
 from ..store.state_file import STATE_FILE, write_state
 from ..traffic import Traffic
-from .contract import RequestRow, RunSnapshot, SaveReport, TrafficView
+from .contract import RequestRow, RunSnapshot, RunState, SaveReport, TrafficView, format_usd
+from .events import EventLog
 from .exit_codes import EXIT_DONE, EXIT_INTERRUPTED
-from .opening import OpenedRun, RunError, open_run
-from .request_index import RequestTable, attempt_status, record_error_kind, record_preview
+from .opening import STATE_CHANGES_KEY, Confirm, OpenedRun, RunError, open_run
+from .request_index import RequestTable, attempt_status, record_failure_label, record_preview
 from .rows import HeldRequests, RunRows
-from .statistics import RunStats
+from .statistics import RunStats, cost_rates
+from .unreachable import Unreachable
 
 if TYPE_CHECKING:
     from .endpoint_setup import RunEndpoint
@@ -39,8 +44,10 @@ STATE_VERSION = 1
 
 
 Handler = Callable[[TokenFlowRequestTrajectory], Awaitable[tuple[Any, ...]]]
-# the index of the request whose attempt this worker makes: set before the attempt, read when its handler ends
-_ATTEMPT: ContextVar[int] = ContextVar("tokenflow_attempt")
+
+
+# the engine's task states as the front ends name them (its "stopping" is told apart in _state_name)
+_RUN_STATES: dict[str, RunState] = {IDLE: "starting", RUNNING: "running", PAUSED: "paused", DONE: "done"}
 
 
 class JobRunner:
@@ -52,6 +59,9 @@ class JobRunner:
         *,
         workers: int | None = None,
         retry_failed: bool = False,
+        restart: bool = False,
+        accept_changes: bool = False,
+        confirm: Confirm = lambda question: True,
         clock: Clock | None = None,
         save_interval_s: float = 10.0,
         environ: Mapping[str, str] = os.environ,
@@ -61,6 +71,9 @@ class JobRunner:
         self._summary = InputSummary(0, ())
         self._workers = workers or job.workers.count
         self._retry_failed = retry_failed
+        self._restart, self._accept_changes, self._confirm = restart, accept_changes, confirm
+        # the dashboard's +/- and ] / [ stop here (validate says "up to N from the dashboard")
+        self._max_workers = max(self._workers, job.workers.max)
         self._clock: Clock = clock or SystemClock()
         self._save_interval_s = save_interval_s
         self._environ = environ
@@ -72,12 +85,13 @@ class JobRunner:
         self._retries_before = 0
         self._opened: OpenedRun | None = None  # the output, held from open() to close()
         self._held = HeldRequests()
-        self._rows = RunRows(self._table, self._held, self._read_record, self._builtin)
+        self._rows = RunRows(self._table, self._held, self._ledger, None, self._builtin)
         self._again: list[tuple[int, Any]] = []  # queued again by retry() once the engine's task was done
         self._user_handler: Handler | None = None
         self._endpoint: RunEndpoint | None = None
         self._task: TokenFlowTask | None = None
         self._traffic: Traffic | None = None
+        self._unreachable: Unreachable | None = None  # the built-in handler's dead-server detector
         self._save_lock = asyncio.Lock()
         self._saved_at: float | None = None
         self._last_save = SaveReport(0, str(self.output_dir / RESULTS_FILE), 0.0)
@@ -88,6 +102,15 @@ class JobRunner:
         self._done = 0  # over every run of this output, as results.jsonl says
         self._failed = 0
         self._fingerprint: dict[str, str] = {}
+        self._save_failed = False  # the last save failed: saves are tried every second
+        self._resume_after_save = False  # the failed save paused the job: the next one that works resumes it
+        self.unwritten = 0  # finished records given up at close because they could not be written
+        self._input: dict[str, Any] = {}  # the input's format and columns, kept for export
+        key_env = job.endpoint.api_key_env if job.endpoint is not None else None
+        self._events = EventLog(self.output_dir, self._clock.time, [environ.get(key_env, "")] if key_env else ())
+        self._holds_seen = 0
+        # queued again, their last record of two attempts or more: in the figures until they finish again
+        self._requeued_retried: set[int] = set()
 
     # ----- opening and resuming ------------------------------------------------------------
 
@@ -117,18 +140,43 @@ class JobRunner:
             from .endpoint_setup import RunEndpoint  # the HTTP stack: only a run with an endpoint needs it
 
             self._endpoint = RunEndpoint(self.job)
-        opened = self._opened = open_run(self.job, self._retry_failed)
+        opened = self._opened = open_run(
+            self.job,
+            self._retry_failed,
+            restart=self._restart,
+            accept_changes=self._accept_changes,
+            confirm=self._confirm,
+        )
+        self._input = input_description(self.job)
         self._summary = opened.summary
         self._fingerprint = opened.fingerprint
         self._table = opened.table
-        self._rows = RunRows(self._table, self._held, self._read_record, self._builtin)
+        sent_body = self._sent_body if self._builtin and self._endpoint is not None else None
+        self._rows = RunRows(self._table, self._held, self._ledger, opened.reader, self._builtin, sent_body)
         self._stats = opened.stats
         self._elapsed_before = opened.elapsed_s
         self._attempts_before = opened.attempts
         self._retries_before = opened.retries
         if self._workers == self.job.workers.count and opened.workers is not None:
-            self._workers = opened.workers
+            self._workers = min(opened.workers, self._max_workers)
         self._done, self._failed = opened.done, opened.failed
+        self._requeued_retried = opened.requeued_retried
+        self._events.load()
+        finished = self._done + self._failed
+        if finished:
+            self._events.note("open", f"resumed: {finished:,} of {self._summary.count:,} requests finished earlier")
+        else:
+            self._events.note("open", f"started: {self._summary.count:,} requests")
+
+    @property
+    def requeued(self) -> int:
+        """Failed requests that opening queued again (`retry_failed`)."""
+        return len(self._opened.requeued) if self._opened is not None else 0
+
+    @property
+    def notes(self) -> list[str]:
+        """What opening did that the user should hear of (progress moved aside, changes accepted)."""
+        return list(self._opened.notes) if self._opened is not None else []
 
     # ----- RunControl --------------------------------------------------------------------------
 
@@ -145,7 +193,9 @@ class JobRunner:
         try:
             if self._traffic is None:
                 self._traffic = self._build_traffic()  # kept over rounds: limits the user set stay
-            handler = self._traffic.wrap(self._counting(await self._start_handler()))
+                if self._opened is not None:
+                    self._traffic.retrying(self._opened.requeued)
+            handler = await self._start_handler()
             while not self._shutdown.is_set():
                 self._task = self._start_round(handler)
                 saver = asyncio.create_task(self._save_periodically())
@@ -160,7 +210,12 @@ class JobRunner:
                 await self.save()
                 if not self._again:
                     break
-            return self._exit_code()
+            code = self._exit_code()
+            if code == EXIT_DONE:
+                self._events.note(
+                    "done", f"every request has a final record: {self._done:,} done, {self._failed:,} failed"
+                )
+            return code
         except BaseException:
             # cancelled by the host (e.g. the app exits): no worker may outlive the store
             if self._task is not None:
@@ -191,9 +246,12 @@ class JobRunner:
             requests=requests,
             total=total,
             sink=self._on_finished,
-            is_failure=self._is_failure,
+            # a [handler]'s failures are its exceptions, the engine's default
+            is_failure=is_failed_result if self._builtin else None,
             clock=self._clock,
             before_attempt=self._before_attempt,
+            attempt_ended=self._attempt_ended,
+            max_attempts=self.job.retry.max_attempts,
         )
         task.set_workers(self._workers)
         task.run()
@@ -201,22 +259,28 @@ class JobRunner:
 
     async def shutdown(self) -> int:
         """Pause softly, save and release the output; the exit code (0 when all finished, else 130)."""
-        if self._task is not None and self._task.state in ("running", "stopping"):
-            await self._task.soft_stop()
         try:
-            await self.save()
-        except RunError:
-            pass  # what could not be written is sent again by the next run
-        self.close()
-        self._shutdown.set()
+            if self._task is not None and self._task.state in ("running", "stopping"):
+                await self._task.soft_stop()
+            try:
+                await self.save()
+            except RunError:
+                pass  # what could not be written is sent again by the next run (close says how much)
+            self.close()
+        finally:
+            self._shutdown.set()
         return self._exit_code()
 
     async def pause(self, reason: str | None = None) -> None:
         if self._task is None or self._task.state not in ("running", "stopping"):
             return
         self._reason = reason
+        self._events.note("pause", f"paused: {reason}" if reason else "paused")
         await self._task.soft_stop()
-        await self.save()
+        try:
+            await self.save()
+        except RunError:
+            pass  # the snapshot's reason says so, and the periodic save tries again
 
     async def resume(self) -> None:
         """Run again; asked during a pause that is still finishing, it waits for that pause first."""
@@ -229,36 +293,53 @@ class JobRunner:
             return
         self._reason = None
         self._stopping_hard = False
+        self._events.note("resume", "resumed")
         if self._traffic is not None:
             self._traffic.resumed()
+        if self._unreachable is not None:
+            self._unreachable.resumed()
         self._task.run(self._workers)
 
     async def stop_now(self) -> None:
         if self._task is None or self._task.state not in ("running", "stopping"):
             return
         self._stopping_hard = True
+        self._events.note("stop", "stopped now: the requests in flight went back to the queue")
         await self._task.hard_stop()
         await self.save()
 
     def set_workers(self, n: int) -> str | None:
         if n < 1:
             return "at 1 worker already: a job needs at least one"
-        if n > 100_000:
-            return "at most 100,000 workers"
+        if n > self._max_workers:
+            if self._workers >= self._max_workers:
+                return f"at {self._max_workers:,} workers already: the job's limit ([workers] max)"
+            refusal = f"{self._max_workers:,} workers, not {n:,}: the job's limit ([workers] max)"
+            n = self._max_workers
+        else:
+            refusal = None
         if self._traffic is not None:
             self._traffic.workers_set(n)
+        self._events.note_change("workers", "workers", f"{self._workers:,}", f"{n:,}")
         self._apply_workers(n)
-        return None
+        return refusal
 
     def set_limits(self, requests_per_minute: float, tokens_per_minute: int) -> str | None:
         if self._traffic is None:
             return "the job has not started yet"
-        return self._traffic.set_limits(requests_per_minute, tokens_per_minute)
+        refusal = self._traffic.set_limits(requests_per_minute, tokens_per_minute)
+        if refusal is None:
+            self._events.note(
+                "limits", f"limits: {requests_per_minute:g} requests/min, {tokens_per_minute:,} tokens/min (0: none)"
+            )
+        return refusal
 
     def set_budget(self, max_total_tokens: int, max_cost_usd: float) -> str | None:
         if self._traffic is None:
             return "the job has not started yet"
         refusal = self._traffic.set_budget(max_total_tokens, max_cost_usd)
+        if refusal is None:
+            self._events.note("budget", f"budgets: {max_total_tokens:,} tokens, {format_usd(max_cost_usd)} (0: none)")
         if refusal is None and self._traffic.budget_released():
             # the budget that paused the job is spent no more: the job goes on, at once when it is paused
             if self._task is not None and self._task.state == "paused":
@@ -275,23 +356,41 @@ class JobRunner:
 
     async def save(self) -> SaveReport:
         """Flush and fsync results.jsonl, then write state.toml; the writing happens off the loop."""
+        return await self._save(note=True)
+
+    async def _save(self, note: bool) -> SaveReport:
+        """`save`; the event log notes it when `note` (not the periodic saves, which would bury the rest)."""
         async with self._save_lock:
             if self._opened is None:
                 return self._last_save  # the run is closed: everything was saved then
             # counted before the flush, so the state never claims more than the file holds
             done, failed = self._done, self._failed
+            figures = self._stats.figures.to_data()
             try:
                 summary = await asyncio.to_thread(self._opened.writer.flush)
+                state = self._state_data(summary, done, failed, figures)
+                await asyncio.to_thread(write_state, self.output_dir / STATE_FILE, state)
             except StoreError as error:
-                # the unwritten records stay in memory; pausing stops more from piling up
+                # the unwritten records stay in memory; pausing stops more from piling up, and the
+                # periodic save keeps trying (every second): once it works, the job goes on by itself
                 self._reason = f"saving failed: {error}"
+                self._save_failed = True
                 if self._task is not None and self._task.state == "running":
+                    self._resume_after_save = True
+                    self._task.stop_soon()
                     await self._task.soft_stop()
-                raise RunError(f"{self._reason}; the job is paused: make room, then resume") from None
-            state = self._state_data(summary, done, failed)
-            await asyncio.to_thread(write_state, self.output_dir / STATE_FILE, state)
+                raise RunError(f"{self._reason}; the job is paused until saving works again") from None
+            if self._save_failed:
+                self._save_failed = False
+                self._reason = None
+            if self._resume_after_save:
+                self._resume_after_save = False
+                self._background(self.resume())
             self._saved_at = state["saved_at"]
             self._last_save = SaveReport(summary.records, str(self.output_dir / RESULTS_FILE), self._saved_at)
+            if note:
+                self._events.note("save", f"saved {summary.records:,} results")
+            await asyncio.to_thread(self._events.flush)
             return self._last_save
 
     def retry(self, indexes: Sequence[int]) -> int:
@@ -299,14 +398,20 @@ class JobRunner:
         if self._task is None or self._opened is None:
             return 0
         again = []
+        labels = []  # of the failures queued again, for the storm detector
         for index in indexes:
-            record = self._read_record(self._table.offsets[index])
+            record = self._rows.read_record(self._table.offsets[index])
             if record is None or (kind := self._table.requeue(index)) is None:
                 continue
             self._stats.unfail(kind)
             self._failed -= 1
+            if len(record["attempts"]) >= 2:
+                self._requeued_retried.add(index)
             # the first attempt's params are the input line as it was read
             again.append((index, record["attempts"][0]["params"]))
+            labels.append(record_failure_label(record))
+        if self._traffic is not None:
+            self._traffic.retrying(labels)
         if self._task.state == "done":
             self._again.extend(again)
         elif again:
@@ -320,6 +425,24 @@ class JobRunner:
         stats = self._overall_stats(elapsed)
         state = self._state_name()
         tokens = self._stats.total_tokens
+        ttft_p50, ttft_p95, ttft_p99 = self._stats.ttft_percentiles()
+        figures = self._stats.figures
+        p50, p95, p99 = figures.latency.percentiles((50, 95, 99))
+        # the whole job's, over every run and retry round, as `tokenflow report` reads them from the files
+        stats = dataclasses.replace(
+            stats,
+            rate_avg=figures.records / elapsed if elapsed > 0 else 0.0,
+            latency_p50_s=p50,
+            latency_p95_s=p95,
+            latency_p99_s=p99,
+        )
+        traffic = self._traffic.view() if self._traffic is not None else TrafficView()
+        if traffic.holds > self._holds_seen:
+            self._holds_seen = traffic.holds
+            self._events.note("hold", f"dispatch held for every worker: {traffic.held_because or 'no reason given'}")
+        per_minute, projected = cost_rates(
+            traffic.cost_usd, tokens, self._stats.tokens_rate(elapsed, 60) * 60, stats.finished, self._summary.count
+        )
         return RunSnapshot(
             job_name=self.job.name,
             output_dir=str(self.output_dir),
@@ -334,8 +457,31 @@ class JobRunner:
             failed_by_kind={k: v for k, v in self._stats.failed_by_kind.items() if v},
             history=self._stats.history(elapsed),
             saved_at=self._saved_at,
-            traffic=self._traffic.view() if self._traffic is not None else TrafficView(),
+            unsaved=self._unsaved(),
+            ttft_p50_s=ttft_p50,
+            ttft_p95_s=ttft_p95,
+            ttft_p99_s=ttft_p99,
+            traffic=traffic,
+            cost_usd=traffic.cost_usd,
+            cost_per_min_usd=per_minute,
+            cost_projected_usd=projected,
+            retried=figures.retried - len(self._requeued_retried) + self._retrying(),
+            longest_in_flight_s=self._longest_in_flight(stats),
+            events=self._events.events(),
         )
+
+    def _retrying(self) -> int:
+        """Unfinished requests on their second attempt or later (finished ones are in the figures)."""
+        return sum(1 for r in self._held.requests.values() if len(r.request_trajectory.trajectory) >= 2)
+
+    def _longest_in_flight(self, stats: StatsSnapshot) -> float | None:
+        """In the tail (nothing queued), how long the oldest attempt in flight has been running."""
+        if self._task is None or stats.queued > 0 or not stats.in_flight:
+            return None
+        now = self._clock.time()
+        starts = [r.request_trajectory.trajectory[-1].started_at for r in self._task.in_flight()]
+        started = [t for t in starts if t is not None]
+        return max(0.0, now - min(started)) if started else None
 
     def row_count(self, row_filter: str = "all") -> int:
         return self._rows.row_count(row_filter)
@@ -351,9 +497,13 @@ class JobRunner:
 
     # ----- internals ---------------------------------------------------------------------------
 
-    def _read_record(self, offset: int) -> dict[str, Any] | None:
-        """The record at `offset` of results.jsonl (None once the run is closed)."""
-        return self._opened.reader.read(offset) if self._opened is not None else None
+    def _sent_body(self, line: Any) -> dict[str, Any]:
+        """The body the built-in handler sends for an input line (model and merged params), for the trajectory."""
+        from ..endpoint.openai_handler import request_body  # loaded already: the run has an endpoint
+
+        endpoint = self.job.endpoint
+        assert endpoint is not None
+        return request_body({"model": endpoint.model, **self.job.request.params}, line, endpoint.api == "chat")
 
     async def _start_handler(self) -> Handler:
         endpoint = self._endpoint
@@ -366,7 +516,17 @@ class JobRunner:
         assert endpoint is not None and self._traffic is not None and self.job.endpoint is not None
         key_env = self.job.endpoint.api_key_env
         api_key = self._environ.get(key_env) if key_env else None
-        return endpoint.builtin_handler(self._workers_cap(), api_key, self._traffic, self._on_auth_error)
+        assert base_url is not None
+        note_streamed, elapsed = self._stats.note_streamed, self._elapsed
+        self._unreachable = Unreachable(base_url, self._clock, self._running, self._pause_by_itself)
+        return endpoint.builtin_handler(
+            self._workers_cap(),
+            api_key,
+            self._traffic,
+            self._on_auth_error,
+            self._unreachable,
+            lambda n: note_streamed(elapsed(), n),
+        )
 
     def _background(self, work: Awaitable[Any]) -> None:
         """Run `work` on the loop, holding a reference so it is not collected before it ends."""
@@ -375,7 +535,7 @@ class JobRunner:
         task.add_done_callback(self._pending.discard)
 
     def _workers_cap(self) -> int:
-        return max(self._workers, self.job.workers.max)
+        return self._max_workers
 
     def _on_auth_error(self, status_code: int, message: str) -> None:
         variable = self.job.endpoint.api_key_env if self.job.endpoint else None
@@ -396,11 +556,16 @@ class JobRunner:
             self.job,
             self._workers,
             clock=self._clock,
-            running=lambda: self._task is not None and self._task.state == "running",
+            running=self._running,
             pause=self._pause_by_itself,
             apply_workers=self._apply_workers,
             spent=lambda: (self._stats.prompt_tokens, self._stats.completion_tokens),
+            sending=lambda: self._task.sending() if self._task is not None else 0,
+            sent_at=lambda: self._task.attempt_sent_at() if self._task is not None else None,
         )
+
+    def _running(self) -> bool:
+        return self._task is not None and self._task.state == "running"
 
     def _apply_workers(self, n: int) -> None:
         self._workers = n
@@ -408,52 +573,56 @@ class JobRunner:
             self._task.set_workers(n)
 
     async def _before_attempt(self, request: TokenFlowRequest) -> None:
-        """The engine counts a request in flight from here (the traffic gate's wait included)."""
+        """Traffic control's gate; the request is held (waiting, not in flight) until it opens."""
         assert self._traffic is not None
-        self._held.attempt_started(request)
-        try:
-            await self._traffic.before_attempt(request)
-        except BaseException:
-            self._held.attempt_ended(request.id)
-            raise
-        _ATTEMPT.set(request.id)
+        self._held.hold(request)
+        if self._unreachable is not None:
+            await self._unreachable.gate(request)
+        await self._traffic.before_attempt(request)
 
-    def _counting(self, handler: Handler) -> Handler:
-        """The handler, with each attempt's tokens and error kind noted for the charts, and its end for the rows."""
-        note = self._stats.note_attempt
-        elapsed = self._elapsed
-        attempt_ended = self._held.attempt_ended
-
-        async def counted(trajectory: TokenFlowRequestTrajectory) -> tuple[Any, ...]:
-            try:
-                outcome = await handler(trajectory)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                note(elapsed(), None, HANDLER_EXCEPTION)
-                raise
-            finally:
-                attempt_ended(_ATTEMPT.get())
-            result = outcome[1] if type(outcome) is tuple and len(outcome) >= 2 else None
-            if type(result) is dict:
-                error = result.get("error")
-                note(elapsed(), result.get("usage"), error.get("kind") if type(error) is dict else None)
+    def _attempt_ended(self, request: TokenFlowRequest, payload: Any) -> None:
+        """Each attempt's tokens and error kind, noted for the charts, then told to traffic control."""
+        assert self._traffic is not None
+        element = request.request_trajectory.trajectory[-1]
+        if element.action is not None:  # a cancelled attempt runs again: it tells nothing
+            result = element.result
+            usage, kind = self._attempt_figures(result, payload)
+            if type(result) is dict and "ttft_ms" in result:  # a streamed answer of the built-in handler
+                self._stats.note_attempt(
+                    self._elapsed(), usage, kind, result["ttft_ms"], result.get("streamed_tokens") or 0
+                )
             else:
-                note(elapsed(), None, None)
-            return outcome
+                self._stats.note_attempt(self._elapsed(), usage, kind)
+        self._traffic.attempt_ended(request.request_trajectory)
+        if self._unreachable is not None:
+            self._unreachable.attempt_ended()
 
-        return counted
-
-    def _is_failure(self, result: Any) -> bool:
+    def _attempt_figures(self, result: Any, payload: Any) -> tuple[Any, str | None]:
+        """The tokens an attempt used and the kind of its error (None when it went well)."""
         if type(result) is UnexpectedUserException:
-            return True
-        return self._builtin and type(result) is dict and "error" in result
+            return None, HANDLER_EXCEPTION
+        error = result.get("error") if type(result) is dict else None
+        kind = error.get("kind") if type(error) is dict else None
+        if self._builtin:
+            return result.get("usage"), kind
+        declared = payload_error(payload)
+        return payload_usage(payload), declared["kind"] if declared is not None else kind
+
+    def _ledger(self) -> tuple[list[TokenFlowRequest], list[TokenFlowRequest]]:
+        """The engine's requests in flight now and those held back at the gate."""
+        if self._task is None:
+            return [], []
+        return self._task.in_flight(), self._task.held_back()
 
     def _on_finished(self, request: TokenFlowRequest) -> None:
         assert self._opened is not None
-        record = build_record(request, self._builtin)
-        offset = self._opened.writer.append(record)
+        record = build_record(request, self._builtin, self._opened.job_version)
         index = request.id
+        if self._table.offsets[index] >= 0:  # queued again after it failed: that record is no longer its last one
+            self._stats.figures.superseded(2 if index in self._requeued_retried else 1)
+            self._requeued_retried.discard(index)
+        offset = self._opened.writer.append(record)
+        self._stats.figures.add(record, offset)
         self._held.finished(index)
         failed_kind = record_error_kind(record) if record["status"] == "failed" else None
         if failed_kind is None:
@@ -472,7 +641,14 @@ class JobRunner:
             record_preview(record),
             offset,
         )
-        self._stats.note_finished(self._elapsed(), failed_kind)
+        latencies = [a["latency_ms"] for a in attempts if a.get("latency_ms") is not None]
+        self._stats.note_finished(self._elapsed(), failed_kind, latencies)
+
+    def _unsaved(self) -> int:
+        """Finished records that saving could not write: waiting in memory, or given up at close."""
+        if self._opened is None:
+            return self.unwritten
+        return self._opened.writer.buffered if self._save_failed else 0
 
     def _overall_stats(self, elapsed: float) -> StatsSnapshot:
         """The engine's statistics of this run, with the counts of earlier runs of this output."""
@@ -500,7 +676,7 @@ class JobRunner:
                 None,
             )
         engine = self._task.stats()
-        queued = count - self._done - self._failed - engine.in_flight
+        queued = count - self._done - self._failed - engine.in_flight - engine.waiting
         return dataclasses.replace(
             engine,
             total=count,
@@ -515,20 +691,20 @@ class JobRunner:
     def _elapsed(self) -> float:
         return self._elapsed_before + (self._task.elapsed_s() if self._task is not None else 0.0)
 
-    def _state_name(self) -> str:
+    def _state_name(self) -> RunState:
         if self._task is None:
             return "starting"
         state = self._task.state
         if state == "stopping":
             return "stopping" if self._stopping_hard else "pausing"
-        return {"idle": "starting"}.get(state, state)
+        return _RUN_STATES[state]
 
     def _exit_code(self) -> int:
         if self._done + self._failed >= self._summary.count:
             return EXIT_DONE
         return EXIT_INTERRUPTED
 
-    def _state_data(self, results: ResultsSummary, done: int, failed: int) -> dict[str, Any]:
+    def _state_data(self, results: ResultsSummary, done: int, failed: int, figures: dict[str, Any]) -> dict[str, Any]:
         return {
             "version": STATE_VERSION,
             "job": self.job.name,
@@ -536,6 +712,7 @@ class JobRunner:
             "saved_at": self._clock.time(),
             STATE_REQUESTS_KEY: self._summary.count,
             STATE_RESULTS_KEY: results.to_data(),
+            STATE_INPUT_KEY: self._input,
             "done": done,
             "failed": failed,
             "workers": self._workers,
@@ -543,16 +720,15 @@ class JobRunner:
             "elapsed_s": self._elapsed(),
             "attempts": self._attempts_before + (self._task.stats().attempts if self._task is not None else 0),
             "retries": self._retries_before + (self._task.stats().retries if self._task is not None else 0),
-            "stats": self._stats.to_data(),
+            "stats": self._stats.to_data(figures),
+            "job_version": self._opened.job_version if self._opened is not None else "",
+            STATE_CHANGES_KEY: self._opened.history if self._opened is not None else [],
         }
 
     async def _save_periodically(self) -> None:
         while True:
-            await self._clock.sleep(self._save_interval_s)
-            try:
-                await self.save()
-            except RunError:
-                pass  # the job paused itself with the reason; the next save tries again
+            await self._clock.sleep(min(self._save_interval_s, 1.0) if self._save_failed else self._save_interval_s)
+            await self._try_save()
 
     async def _write_periodically(self) -> None:
         """Hand finished records to the file often (no fsync): a kill -9 then sends few of them again."""
@@ -562,9 +738,21 @@ class JobRunner:
             if writer is not None and writer.buffered:
                 # off the loop: a write may wait for the disk when the page cache is full
                 await asyncio.to_thread(writer.write_buffered)
+                if writer.failing and not self._save_failed:
+                    self._background(self._try_save())  # a full disk pauses the job now, not at the next save
+
+    async def _try_save(self) -> None:
+        try:
+            await self._save(note=False)
+        except RunError:
+            pass  # the job paused itself with the reason; the next save tries again
 
     def close(self) -> None:
-        """Close the results file and let go of the output directory."""
+        """Close the results file and let go of the output directory.
+
+        Records that cannot be written (a full disk) are given up and counted in `unwritten`.
+        """
         if self._opened is not None:
-            self._opened.close()  # a failed flush raises here: the file stays open for another try
+            self.unwritten += self._opened.close()
             self._opened = None
+            self._events.flush()

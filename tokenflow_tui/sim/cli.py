@@ -92,6 +92,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--stall-s", type=positive, default=_DEFAULTS.stall_s, help="a stalled connection closes after this")
     add("--drip-interval-ms", type=positive, default=_DEFAULTS.drip_interval_ms, help="pause between drip pieces")
     add(
+        "--token-interval-ms",
+        type=_bounded(float, 0),
+        default=_DEFAULTS.token_interval_ms,
+        help="pause between the events of a streamed answer (default: %(default)s, all at once)",
+    )
+    add(
         "--huge-bytes",
         type=_bounded(int, MIN_HUGE_BYTES),
         default=_DEFAULTS.huge_bytes,
@@ -114,6 +120,7 @@ def config_to_args(config: SimulatorConfig) -> list[str]:
         f"--retry-after={config.retry_after}",
         f"--stall-s={config.stall_s!r}",
         f"--drip-interval-ms={config.drip_interval_ms!r}",
+        f"--token-interval-ms={config.token_interval_ms!r}",
         f"--huge-bytes={config.huge_bytes}",
         f"--model={config.model}",
     ]
@@ -186,6 +193,7 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
         retry_after_ms=args.retry_after_ms,
         stall_s=args.stall_s,
         drip_interval_ms=args.drip_interval_ms,
+        token_interval_ms=args.token_interval_ms,
         huge_bytes=args.huge_bytes,
         rpm_limit=args.rpm_limit,
         rate_window_s=args.rate_window_s,

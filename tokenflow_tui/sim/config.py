@@ -6,12 +6,17 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TypeGuard
 
 # 429, 500, 503: that status with an OpenAI-style error body (429 with the configured retry headers);
 # reset: the connection is aborted with an RST; stall: no answer, the connection closes after stall_s;
 # malformed: 200 JSON that does not parse; truncated: 200 cut halfway through, then the connection closes;
 # drip: a valid answer, a few bytes every drip_interval_ms; huge: a 200 JSON body of huge_bytes;
 # ctype: 200 with an HTML page.
+# A streamed request ("stream": true) gets its events, token_interval_ms apart; there reset, stall and
+# truncated strike halfway through the events (an RST; silence until stall_s; the connection closed),
+# malformed sends a chunk that does not parse halfway through, and no_done ends the stream without its
+# closing "data: [DONE]" (a non-streamed request with no_done gets its answer as usual).
 FAULT_KINDS: tuple[str, ...] = (
     "429",
     "500",
@@ -23,6 +28,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "drip",
     "huge",
     "ctype",
+    "no_done",
 )
 RETRY_AFTER_FORMS: tuple[str, ...] = ("date", "absurd", "none")
 MIN_HUGE_BYTES = 64  # room for the JSON wrapper around the padding
@@ -87,7 +93,7 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -98,7 +104,8 @@ class SimulatorConfig:
     retry_after: the Retry-After of a "429" fault: whole seconds, "date" (an HTTP-date),
     "absurd" (999999 seconds) or "none" (no header). retry_after_ms: the retry-after-ms
     header of a "429" fault, or None for no such header. rpm_limit: the hidden limit, in requests
-    per `rate_window_s` seconds (a minute, unless a test shrinks the scale). ratelimit_headers:
+    per `rate_window_s` seconds (a minute, unless a test shrinks the scale). token_interval_ms: the
+    pause between two events of a streamed answer (0: all at once). ratelimit_headers:
     answers carry x-ratelimit-limit-, remaining- and reset-requests headers, as OpenAI's do.
     """
 
@@ -110,6 +117,7 @@ class SimulatorConfig:
     retry_after_ms: int | None = None
     stall_s: float = 600.0
     drip_interval_ms: float = 100.0
+    token_interval_ms: float = 0.0
     huge_bytes: int = 64 * 1024 * 1024
     rpm_limit: int = 0
     rate_window_s: float = 60.0
@@ -122,7 +130,7 @@ class SimulatorConfig:
             isinstance(self.fail, Mapping), f"fail must be a mapping of fault kind to probability, not {self.fail!r}"
         )
         object.__setattr__(self, "fail", MappingProxyType(validate_fail(self.fail)))
-        for name in ("latency_ms", "jitter_ms"):
+        for name in ("latency_ms", "jitter_ms", "token_interval_ms"):
             value = getattr(self, name)
             _require(_is_number(value) and value >= 0, f"{name} must be a number of 0 or more, not {value!r}")
         for name in ("stall_s", "drip_interval_ms"):

@@ -21,6 +21,7 @@ class How(enum.Enum):
     SEND = "send"  # head and body at once; then the connection closes if the reply says so
     DRIP = "drip"  # head, then the body a few bytes at a time
     STREAM = "stream"  # head, then `chunks` as fast as the client reads them
+    PACED = "paced"  # head, then `events` `pace_s` apart (all at once for 0); then as `then` says
     RESET = "reset"  # no answer: the connection is aborted with an RST
     STALL = "stall"  # no answer: the connection closes after a long while
 
@@ -35,6 +36,9 @@ class Reply:
     chunks: Iterator[bytes] | None = None
     delay_s: float = 0.0
     close: bool = False
+    events: list[bytes] | None = None
+    pace_s: float = 0.0
+    then: How = How.SEND  # after the events: SEND ends the reply, RESET or STALL as those do
 
 
 class Host(Protocol):
@@ -66,6 +70,7 @@ class Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._chunks: Iterator[bytes] | None = None  # the body being streamed
         self._drip_at = 0
+        self._event_at = 0
         self._paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -147,13 +152,40 @@ class Connection(asyncio.Protocol):
             transport.write(reply.head)
             self._drip_at = 0
             self._timer = self._loop.call_later(self._host.drip_s, self._drip)
-        elif how is How.RESET:
+        elif how is How.PACED:
+            transport.write(reply.head)
+            self._event_at = 0
+            self._next_event()
+        else:
+            self._end(how, transport)
+
+    def _end(self, how: How, transport: asyncio.Transport) -> None:
+        """A reply with no answer, or the end of a paced one: RESET, STALL, or (SEND) the reply is over."""
+        if how is How.RESET:
             sock = transport.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
             transport.abort()
-        else:  # How.STALL
+        elif how is How.STALL:
             self._timer = self._loop.call_later(self._host.stall_s, transport.close)
+        else:
+            self._finish()
+
+    def _next_event(self) -> None:
+        reply, transport = self._reply, self._transport
+        assert reply is not None and transport is not None and reply.events is not None
+        self._timer = None
+        events = reply.events
+        if reply.pace_s > 0:
+            transport.write(events[self._event_at])
+            self._event_at += 1
+        else:
+            transport.write(b"".join(events[self._event_at :]))
+            self._event_at = len(events)
+        if self._event_at < len(events):
+            self._timer = self._loop.call_later(reply.pace_s, self._next_event)
+        else:
+            self._end(reply.then, transport)
 
     def _drip(self) -> None:
         reply, transport = self._reply, self._transport

@@ -8,7 +8,7 @@ from email.utils import formatdate
 
 from .config import SimulatorConfig
 from .connection import How, Reply
-from .http import response_head
+from .http import LAST_CHUNK, chunk, response_head
 from .replies import JSON, error_reply, json_reply
 
 ABSURD_RETRY_AFTER_S = 999_999
@@ -19,6 +19,10 @@ HTML_BODY = b"<html><head><title>Gateway</title></head><body><h1>Please sign in<
 _HUGE_PREFIX = b'{"object": "chat.completion", "padding": "'
 _HUGE_SUFFIX = b'"}'
 _HUGE_BLOCK = b"x" * 65536
+MALFORMED_EVENT = b'data: {"id": "chatcmpl-sim", "object": "chat.completion.chunk", "choi\n\n'
+# the faults that strike a streamed answer halfway through its events; the others answer it as they
+# answer any request
+MID_STREAM_FAULTS = ("reset", "stall", "malformed", "truncated", "no_done")
 
 
 def retry_after_headers(config: SimulatorConfig, wall_now: float) -> list[tuple[str, str]]:
@@ -91,8 +95,30 @@ def fault_reply(kind: str, config: SimulatorConfig, head: bytes, body: bytes, de
     if kind == "huge":
         size = config.huge_bytes
         return Reply(How.STREAM, head=response_head(200, JSON, size), chunks=huge_chunks(size), delay_s=delay_s)
+    if kind == "no_done":
+        return Reply(head=head, body=body, delay_s=delay_s)
     if kind == "ctype":
         return Reply(
             head=response_head(200, "text/html; charset=utf-8", len(HTML_BODY)), body=HTML_BODY, delay_s=delay_s
         )
     raise ValueError(f"unknown fault kind {kind!r}")
+
+
+def stream_reply(kind: str | None, head: bytes, pieces: list[bytes], pace_s: float, delay_s: float) -> Reply:
+    """A streamed answer (`pieces`: its events as chunks), `pace_s` apart, and as mid-stream fault `kind` cuts it."""
+    if kind is None:
+        return Reply(How.PACED, head=head, events=[*pieces, LAST_CHUNK], pace_s=pace_s, delay_s=delay_s)
+    if kind == "no_done":
+        # the last event is "data: [DONE]"
+        return Reply(How.PACED, head=head, events=[*pieces[:-1], LAST_CHUNK], pace_s=pace_s, delay_s=delay_s)
+    half = pieces[: len(pieces) // 2]
+    if kind == "reset":
+        return Reply(How.PACED, head=head, events=half, pace_s=pace_s, delay_s=delay_s, then=How.RESET)
+    if kind == "stall":
+        return Reply(How.PACED, head=head, events=half, pace_s=pace_s, delay_s=delay_s, then=How.STALL)
+    if kind == "truncated":
+        return Reply(How.PACED, head=head, events=half, pace_s=pace_s, delay_s=delay_s, close=True)
+    if kind == "malformed":
+        events = [*half, chunk(MALFORMED_EVENT), LAST_CHUNK]
+        return Reply(How.PACED, head=head, events=events, pace_s=pace_s, delay_s=delay_s)
+    raise ValueError(f"{kind!r} is not a mid-stream fault")

@@ -102,6 +102,14 @@ def response_head(
     ).encode("latin-1")
 
 
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def chunk(piece: bytes) -> bytes:
+    """One chunk of a chunked body."""
+    return b"%x\r\n%s\r\n" % (len(piece), piece)
+
+
 def chunked(pieces: Iterable[bytes]) -> bytes:
     """A chunked body: each piece one chunk, then the last, empty chunk."""
-    return b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\n\r\n"
+    return b"".join(chunk(piece) for piece in pieces) + LAST_CHUNK

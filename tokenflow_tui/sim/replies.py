@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from .answers import Completion, answer_body, error_body, stream_events
 from .connection import Reply
-from .http import chunked, response_head
+from .http import LAST_CHUNK, chunk, response_head
 
 JSON = "application/json"
 EVENT_STREAM = "text/event-stream"
@@ -34,10 +34,14 @@ def error_reply(
 
 def answer_parts(
     answer: Completion, answer_id: str, created: int, headers: Iterable[tuple[str, str]] = ()
-) -> tuple[bytes, bytes]:
-    """The head and body of an answer: JSON, or server-sent events in a chunked body when streamed."""
+) -> tuple[bytes, bytes, list[bytes] | None]:
+    """The head and body of an answer: JSON, or server-sent events in a chunked body when streamed.
+
+    A streamed answer comes with its events too, each one chunk of the body (the last, empty chunk apart).
+    """
     if answer.stream:
         head = response_head(200, EVENT_STREAM, None, (("Cache-Control", "no-cache"), *headers))
-        return head, chunked(stream_events(answer, answer_id, created))
+        pieces = [chunk(event) for event in stream_events(answer, answer_id, created)]
+        return head, b"".join(pieces) + LAST_CHUNK, pieces
     body = answer_body(answer, answer_id, created)
-    return response_head(200, JSON, len(body), headers), body
+    return response_head(200, JSON, len(body), headers), body, None

@@ -15,7 +15,7 @@ from .answers import Api, BadRequest, models_body, read_completion
 from .config import SimulatorConfig
 from .connection import Connection, Reply
 from .draws import FaultDraw, LatencyDraw
-from .faults import fault_reply, ratelimit_headers, wait_headers
+from .faults import MID_STREAM_FAULTS, fault_reply, ratelimit_headers, stream_reply, wait_headers
 from .http import HttpError, Request
 from .replies import answer_parts, error_reply, json_reply
 from .window import SlidingWindow
@@ -48,6 +48,7 @@ class Simulator:
         self.stats = SimulatorStats()
         self.drip_s = self.config.drip_interval_ms / 1000
         self.stall_s = self.config.stall_s
+        self._pace_s = self.config.token_interval_ms / 1000
         self._clock = clock if clock is not None else SystemClock()
         rng = random.Random(self.config.seed)
         self._draw_fault = FaultDraw(self.config.fail, rng)
@@ -192,7 +193,9 @@ class Simulator:
         outcomes[fault or "ok"] += 1
         delay_s = self._draw_delay()
         wall_now = self._clock.time()
-        head, body = answer_parts(answer, f"{_ID_PREFIX[api]}{next(self._ids)}", int(wall_now), limit_headers)
+        head, body, pieces = answer_parts(answer, f"{_ID_PREFIX[api]}{next(self._ids)}", int(wall_now), limit_headers)
+        if pieces is not None and (fault is None or fault in MID_STREAM_FAULTS):
+            return stream_reply(fault, head, pieces, self._pace_s, delay_s)
         if fault is None:
             return Reply(head=head, body=body, delay_s=delay_s)
         return fault_reply(fault, self.config, head, body, delay_s, wall_now)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import importlib
 import re
+from types import ModuleType
 
 _TOML_PLACE = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 _TOML_END = re.compile(r"\s*\(at end of document\)$")
@@ -11,6 +13,21 @@ _TOML_END = re.compile(r"\s*\(at end of document\)$")
 
 class StoreError(Exception):
     """A results or state file cannot be read or written; the message is a sentence for the user."""
+
+
+class MissingExtra(StoreError):
+    """An optional library is not installed; the message names the extra that brings it."""
+
+
+def import_extra(module: str, extra: str, needed_for: str) -> ModuleType:
+    """`module`, imported only now (the heavy libraries are optional), or MissingExtra naming the extra."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        top = module.partition(".")[0]
+        raise MissingExtra(
+            f"{needed_for} needs {top}, which is not installed: pip install 'tokenflow-tui[{extra}]'"
+        ) from None
 
 
 def os_reason(error: OSError) -> str:

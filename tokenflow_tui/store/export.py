@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import BinaryIO, TextIO, cast
 
 from .errors import StoreError, os_reason
 from .results_file import (
@@ -29,6 +29,8 @@ from .state_file import STATE_FILE, read_state
 # ResultsSummary of results.jsonl at that save (so the records it covers are not parsed again)
 STATE_REQUESTS_KEY = "requests"
 STATE_RESULTS_KEY = "results"
+# … and what the input was: {"format", "api", "model", "columns", "id_column", "prompt_column", "messages_column"}
+STATE_INPUT_KEY = "input"
 _WANTED = {None: (DONE, FAILED), "done": (DONE,), "failed": (FAILED,)}
 _WRITE_BYTES = 1 << 20
 
@@ -106,13 +108,13 @@ def export_results(
 
 def _bytes_writer(out: TextIO | BinaryIO) -> Callable[[bytes], object]:
     """A function writing bytes to `out`, a binary or a text stream."""
-    binary = getattr(out, "buffer", None)
+    binary: BinaryIO | None = getattr(out, "buffer", None)
     if binary is not None:
         out.flush()  # what was written to the text layer goes first
         return binary.write
     if isinstance(out, io.TextIOBase):
         return lambda data: out.write(data.decode())
-    return out.write
+    return cast(BinaryIO, out).write
 
 
 def _write_records(run: RunContents, wanted: tuple[int, ...], write: Callable[[bytes], object]) -> int:

@@ -32,8 +32,12 @@ class OutputLock:
             os.close(self._fd)
             raise LockedError(f"{output_dir} is in use by another tokenflow run (pid {holder}).") from None
         # the file stays (removing it would let two processes lock two different files)
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as e:
+            self.close()
+            raise StoreError(f"{self.path}: cannot write ({os_reason(e)}).") from None
 
     def close(self) -> None:
         if self._fd >= 0:

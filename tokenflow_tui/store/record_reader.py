@@ -32,7 +32,8 @@ class RecordReader:
                 line = chunk[:end] if end >= 0 else chunk
             size *= 4  # a long answer: read on until the record's end
         try:
-            return orjson.loads(line)
+            record: dict[str, Any] = orjson.loads(line)
+            return record
         except orjson.JSONDecodeError:
             return None
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +9,9 @@ from typing import Any
 import orjson
 
 from .export import load_run
-from .results_file import RESULTS_FILE
+from .figures import RecordFigures, fold_records
+from .records import record_error_kind
+from .results_file import FAILED, RESULTS_FILE
 
 _EXCERPT_CHARS = 80
 
@@ -39,7 +39,8 @@ class Report:
     total_tokens: int
     attempts: int  # over every record
     retries: int  # attempts after the first of each record
-    latency_p50_ms: float | None  # of every timed attempt
+    retried: int  # requests whose last record has two attempts or more
+    latency_p50_ms: float | None  # of every timed attempt, from the histogram the dashboard shows (within 1 %)
     latency_p95_ms: float | None
     latency_p99_ms: float | None
 
@@ -49,26 +50,25 @@ def build_report(run_dir: str | Path) -> Report:
     run = load_run(run_dir)
     recovery = run.recovery
     summary = recovery.summary
-    latencies = array("d")
     # kind → [count, example index, example id, example message]
     groups: dict[str, list[Any]] = {}
     offsets = recovery.offsets
+
+    def is_final(index: int, offset: int) -> bool:
+        return offsets[index] == offset
+
+    figures = RecordFigures()
+    fold_records(figures, run.results_path, summary.size, is_final)
     with open(run.results_path, "rb") as file:
-        offset = 0
-        for line in file:
-            if offset >= summary.size:
-                break  # a torn last line, which recovery left out
-            record = orjson.loads(line)
-            latencies.extend(a["latency_ms"] for a in record["attempts"] if a.get("latency_ms") is not None)
-            index = record["index"]
-            if record["status"] == "failed" and offsets[index] == offset:
-                _note_failure(groups, index, record)
-            offset += len(line)
+        for index, offset in enumerate(offsets):
+            if offset >= 0 and recovery.status[index] == FAILED:
+                file.seek(offset)
+                _note_failure(groups, index, orjson.loads(file.readline()))
     failures = tuple(
         FailureGroup(kind, count, example_id, message)
         for kind, (count, _, example_id, message) in sorted(groups.items(), key=lambda item: (-item[1][0], item[0]))
     )
-    p50, p95, p99 = _percentiles(latencies, (50, 95, 99))
+    p50, p95, p99 = (None if v is None else v * 1000 for v in figures.latency.percentiles((50, 95, 99)))
     done, failed = recovery.done, recovery.failed
     return Report(
         str(run.run_dir),
@@ -84,6 +84,7 @@ def build_report(run_dir: str | Path) -> Report:
         summary.total_tokens,
         summary.attempts,
         summary.attempts - summary.records,
+        figures.retried,
         p50,
         p95,
         p99,
@@ -92,7 +93,7 @@ def build_report(run_dir: str | Path) -> Report:
 
 def _note_failure(groups: dict[str, list[Any]], index: int, record: dict[str, Any]) -> None:
     error = record.get("error") or {}
-    kind = str(error.get("kind") or "unknown")
+    kind = record_error_kind(record)
     group = groups.get(kind)
     if group is None:
         groups[kind] = [1, index, record.get("id"), _excerpt(str(error.get("message") or ""))]
@@ -105,14 +106,6 @@ def _note_failure(groups: dict[str, list[Any]], index: int, record: dict[str, An
 def _excerpt(message: str) -> str:
     flat = " ".join(message.split())
     return flat if len(flat) <= _EXCERPT_CHARS else flat[: _EXCERPT_CHARS - 1] + "…"
-
-
-def _percentiles(values: array, points: tuple[int, ...]) -> tuple[float | None, ...]:
-    """Nearest-rank percentiles."""
-    if not values:
-        return tuple(None for _ in points)
-    ordered = sorted(values)
-    return tuple(ordered[max(0, math.ceil(p * len(ordered) / 100) - 1)] for p in points)
 
 
 def format_report(report: Report) -> str:
@@ -140,7 +133,8 @@ def format_report(report: Report) -> str:
     lines += [
         f"tokens     {report.total_tokens:,} (prompt {report.prompt_tokens:,}, "
         f"completion {report.completion_tokens:,})",
-        f"attempts   {report.attempts:,} ({report.retries:,} retries)",
+        f"attempts   {report.attempts:,} ({report.retries:,} retries; {report.retried:,} "
+        f"{'request' if report.retried == 1 else 'requests'} retried)",
     ]
     if report.latency_p50_ms is None:
         lines.append("latency    no timed attempts")

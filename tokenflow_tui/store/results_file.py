@@ -28,6 +28,7 @@ from .files import fsync_directory
 from .records import encode_record
 
 RESULTS_FILE = "results.jsonl"
+DAMAGED_FILE = "results.damaged.jsonl"  # where `tokenflow repair` moves the lines that are not records
 FLUSH_BYTES = 1 << 20
 # how often a run writes its finished records without waiting for the buffer to fill: what a
 # kill -9 loses (and the next run sends again) is at most this much of the run's records
@@ -63,7 +64,7 @@ class ResultsSummary:
         """The summary saved by `to_data`, or None when `data` is not one."""
         if not isinstance(data, dict):
             return None
-        values = {f.name: data.get(f.name) for f in fields(cls)}
+        values: dict[str, Any] = {f.name: data.get(f.name) for f in fields(cls)}
         if not all(type(v) is int and v >= 0 for v in values.values()):
             return None
         return cls(**values)
@@ -117,6 +118,11 @@ class ResultsWriter:
         """Records in the file plus those still buffered."""
         with self._lock:
             return self._written.records + self._pending_counts[0] + self._in_transit_records
+
+    @property
+    def failing(self) -> bool:
+        """The last write failed (a full disk): records wait in memory until a `flush` succeeds."""
+        return not self._auto_write
 
     @property
     def buffered(self) -> int:
@@ -203,6 +209,20 @@ class ResultsWriter:
         os.close(self._fd)
         self._fd = -1
 
+    def abandon(self) -> int:
+        """Close without writing what is buffered (after `close` failed for good); the records left unwritten.
+
+        The file keeps only whole records: a next run reads it as usual and sends those requests again.
+        """
+        if self._fd < 0:
+            return 0
+        with self._io_lock, self._lock:
+            lost = self._pending_counts[0] + self._in_transit_records
+            self._pending, self._pending_counts = bytearray(), [0, 0, 0, 0, 0]
+            os.close(self._fd)
+            self._fd = -1
+        return lost
+
     def _write(self) -> None:
         """Write the buffer to the file, all of it or nothing (called holding _io_lock)."""
         if self._broken is not None:
@@ -271,7 +291,7 @@ class Recovery:
     bytes_cut: int = 0  # of a torn last line (cut when repairing, ignored otherwise)
     trusted_bytes: int = 0  # read on the word of the summary given to recover(), without parsing
     status: bytearray = field(default_factory=bytearray)  # NO_RECORD, DONE or FAILED, by index
-    offsets: array = field(default_factory=lambda: array("q"))  # of each index's last record; -1: none
+    offsets: array[int] = field(default_factory=lambda: array("q"))  # of each index's last record; -1: none
 
     @property
     def records(self) -> int:
@@ -372,28 +392,21 @@ class _Scan:
 
         Stops before the file's very last line when it is not JSON: a crash during its write.
         """
-        loads, decode_error = orjson.loads, orjson.JSONDecodeError
         status, offsets = self.status, self.offsets
         offset = self.size
         for number, line in enumerate(lines):
             try:
-                record = loads(line)
-                index = record["index"]
-                code = _STATUS_CODES[record["status"]]
-                if type(index) is not int or index < 0:
-                    raise TypeError
-                usage = record["usage"]
-                if usage is not None:
-                    sums[0] += usage.get("prompt_tokens") or 0
-                    sums[1] += usage.get("completion_tokens") or 0
-                    sums[2] += usage.get("total_tokens") or 0
-                sums[3] += len(record["attempts"])
-            except decode_error as e:
-                if offset + len(line) + 1 == file_size:
+                record = parse_record(line)
+            except DamagedLine as e:
+                if e.torn and offset + len(line) + 1 == file_size:
                     return number, offset
-                self._damaged(number, f"invalid JSON at column {e.colno}: {e.msg}")
-            except (KeyError, TypeError, AttributeError):
-                self._damaged(number, _not_a_record(record))
+                self._damaged(number, str(e))
+            index, code, usage = record["index"], _STATUS_CODES[record["status"]], record["usage"]
+            if usage is not None:
+                sums[0] += usage.get("prompt_tokens") or 0
+                sums[1] += usage.get("completion_tokens") or 0
+                sums[2] += usage.get("total_tokens") or 0
+            sums[3] += len(record["attempts"])
             if index >= len(status):
                 self._grow(index)
             status[index] = code
@@ -416,7 +429,11 @@ class _Scan:
 
     def _damaged(self, number: int, reason: str) -> None:
         line_no = self.records + number + 1
-        raise StoreError(f"{self.path}:{line_no}: damaged record ({reason}); the file was not changed.")
+        raise StoreError(
+            f"{self.path}:{line_no}: damaged record ({reason}); the file was not changed. "
+            f"`tokenflow repair {self.path.parent}` moves the damaged lines to {DAMAGED_FILE} "
+            "(nothing is deleted) and their requests run again."
+        )
 
     def result(self) -> Recovery:
         # the per-index arrays grow by doubling: drop the room left over
@@ -449,6 +466,32 @@ def _blocks(file: BinaryIO, limit: int) -> Iterator[tuple[bytes, int, list[bytes
             yield block, end, lines
         else:
             rest = block
+
+
+class DamagedLine(ValueError):
+    """A line of results.jsonl that is not a record; the message says why, `torn` that it is not even JSON."""
+
+    def __init__(self, reason: str, torn: bool) -> None:
+        super().__init__(reason)
+        self.torn = torn
+
+
+def parse_record(line: bytes) -> dict[str, Any]:
+    """The record on one line (without its newline); DamagedLine when it is not one."""
+    try:
+        record: dict[str, Any] = orjson.loads(line)
+    except orjson.JSONDecodeError as e:
+        raise DamagedLine(f"invalid JSON at column {e.colno}: {e.msg}", torn=True) from None
+    try:
+        index, usage = record["index"], record["usage"]
+        if type(index) is not int or index < 0 or record["status"] not in _STATUS_CODES:
+            raise TypeError
+        if usage is not None:
+            usage.get  # noqa: B018 - an AttributeError says it is not an object
+        len(record["attempts"])
+    except (KeyError, TypeError, AttributeError):
+        raise DamagedLine(_not_a_record(record), torn=False) from None
+    return record
 
 
 def _not_a_record(value: object) -> str:

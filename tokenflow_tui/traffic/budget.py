@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+
+def format_usd(value: float) -> str:
+    """Dollars to four significant digits: $0.0032, $1.235, $5.00, $12.35, $1,235; never $0.00 for a spend."""
+    if abs(value) >= 999.95:
+        return f"${value:,.0f}"
+    if value == 0:
+        return "$0.00"
+    digits = max(2, 3 - math.floor(math.log10(abs(value))))
+    text = f"{value:.{digits}f}".rstrip("0")
+    whole, _, cents = text.partition(".")
+    return f"${whole}.{cents.ljust(2, '0')}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +58,7 @@ class Budget:
         cost = self.cost_usd(prompt_tokens, completion_tokens)
         if self.cost_allowed and cost is not None and cost >= self.cost_allowed:
             return (
-                f"the cost budget is spent: ${cost:,.2f} used of ${self.cost_allowed:,.2f} allowed "
+                f"the cost budget is spent: {format_usd(cost)} used of {format_usd(self.cost_allowed)} allowed "
                 "(limits.max_cost_usd); resume to allow as much again"
             )
         return None

@@ -3,9 +3,9 @@
 - `before_attempt` (the engine's hook) holds an attempt back: while the server asked everyone to
   slow down, while the adaptive controller wants fewer in flight, and until the requests- and
   tokens-per-minute buckets (and the pace, once the server refused requests) allow it.
-- `wrap(handler)` watches what each attempt brought: tokens (to correct the estimate and count the
-  budget), overload (429, 503, timeouts) and success for the adaptive controller, and requests
-  that failed for good for the storm detector.
+- `attempt_ended` (the engine's hook) watches what each attempt brought: tokens (to correct the
+  estimate and count the budget), overload (429, 503, timeouts) and success for the adaptive
+  controller, and requests that failed for good for the storm detector.
 - `on_rate_limit` and `on_headers` are the built-in handler's hooks: 429s that are more than the
   server refuses at random (`congestion`), or a spent x-ratelimit allowance, hold dispatch for every
   worker; when such 429s ask for long waits (5 s or more), or come back for requests sent after a
@@ -20,12 +20,11 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import Awaitable, Callable, Mapping
-from contextvars import ContextVar
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..endpoint.retry_policy import is_retryable
-from ..engine import ActionDone, Clock, TokenFlowRequest, TokenFlowRequestTrajectory
+from ..engine import ActionDone, Clock, TokenFlowRequest, TokenFlowRequestTrajectory, UnexpectedUserException
 from ..engine.error_kinds import HANDLER_EXCEPTION, TIMEOUT
 from ..job.model import Job
 from .adaptive import AdaptiveConcurrency
@@ -36,11 +35,10 @@ from .estimate import estimate_tokens, usage_tokens
 from .pace import Pace
 from .ratelimit_headers import read_ratelimit_headers
 from .slowdown import Rng, Slowdown
-from .storm import StormDetector
+from .storm import StormDetector, failure_label
 from .view import TrafficView
 from .waiting import Waiting
 
-Handler = Callable[[TokenFlowRequestTrajectory], Awaitable[tuple[Any, ...]]]
 # besides a 429, what says that the server is overloaded
 _OVERLOAD_KINDS = frozenset({TIMEOUT})
 _OVERLOAD_STATUSES = frozenset({503})
@@ -49,8 +47,6 @@ _ROUND_TRIP_WEIGHT = 0.05  # of the newest answer, in the running average of lat
 _QUEUE_LOOK_S = 1.0  # workers beyond a second's worth of the pace look again this often
 _CONFIRM_S = 10.0  # 429s this soon after a hold ended, for requests sent after it, say the hold was not enough
 _PACE_AT_ONCE_S = 5.0  # 429s asking for this long or more are a limit over a long window: paced at once
-# when the attempt the built-in handler is in was sent: each worker is a task of its own
-_ATTEMPT_STARTED: ContextVar[float] = ContextVar("attempt_started")
 
 
 class Traffic:
@@ -59,6 +55,8 @@ class Traffic:
     `running()` says whether the job runs (a held attempt gives its request back when it stops),
     `pause(reason)` pauses the job by itself with a sentence, `apply_workers(n)` sets the engine's
     worker count, and `spent()` gives the job's (prompt, completion) tokens so far, all runs included.
+    What is in flight is the engine's ledger: `sending()` counts the attempts being sent or answered,
+    `sent_at()` says when the attempt the calling worker makes was sent (None outside one).
     """
 
     def __init__(
@@ -71,6 +69,8 @@ class Traffic:
         pause: Callable[[str], None],
         apply_workers: Callable[[int], None],
         spent: Callable[[], tuple[int, int]],
+        sending: Callable[[], int],
+        sent_at: Callable[[], float | None],
         rng: Rng | None = None,
     ) -> None:
         limits = job.limits
@@ -79,6 +79,8 @@ class Traffic:
         self._pause = pause
         self._apply_workers = apply_workers
         self._spent = spent
+        self._sending = sending
+        self._sent_at = sent_at
         self._request_params = job.request.params
         self._waiting = Waiting(clock, running)
         self._slowdown = Slowdown(rng or random.Random())
@@ -100,7 +102,6 @@ class Traffic:
         # a new run of a job that stopped on its budget is the user's resume
         self._budget.grant_more(*spent())
         self._storm = StormDetector()
-        self._in_flight = 0
         self._paused_for: str | None = None  # "budget" or "storm" while the job is paused by them
         self._remaining_requests: int | None = None
         self._remaining_tokens: int | None = None
@@ -118,48 +119,42 @@ class Traffic:
                 now = clock.monotonic()
                 release = self._slowdown.release_at(now)
                 if release is not None:
+                    request.waiting_for = "the server's hold"
                     await waiting.nap(release - now)
                     continue
-                if self._adaptive is not None and self._in_flight >= self._adaptive.target:
+                if self._adaptive is not None and self._sending() >= self._adaptive.target:
+                    request.waiting_for = "a worker slot (adaptive workers)"
                     await waiting.slot()
                     continue
                 if not reserved and self._paced is not None and self._paced.level(now) < -self._pace_queue():
                     # a second's worth waits already: the ones beyond it join the queue later, so
                     # that the queue stays short enough to follow a pace that changes
+                    request.waiting_for = "the pace"
                     await waiting.nap(_QUEUE_LOOK_S)
                     continue
                 wait_s = self._reserve(request, reserved, now)
                 if wait_s > 0:
+                    request.waiting_for = "the rate limit" if self._paced is None else "the pace"
                     await waiting.nap(wait_s)
                     continue
                 break
         except asyncio.CancelledError:
             self._give_back(reserved)
             raise
-        self._in_flight += 1
 
-    def wrap(self, handler: Handler) -> Handler:
-        """The handler, watched: every attempt that passed `before_attempt` goes through it."""
-        clock = self._clock
-
-        async def watched(trajectory: TokenFlowRequestTrajectory) -> tuple[Any, ...]:
-            started = clock.monotonic()
-            _ATTEMPT_STARTED.set(started)
-            try:
-                outcome = await handler(trajectory)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self._finished(HANDLER_EXCEPTION)
-                raise
-            finally:
-                self._in_flight -= 1
-                if self._adaptive is not None:
-                    self._waiting.free_slots(self._adaptive.target - self._in_flight)
-            self._observe(trajectory, outcome, started)
-            return outcome
-
-        return watched
+    def attempt_ended(self, trajectory: TokenFlowRequestTrajectory) -> None:
+        """An attempt that passed `before_attempt` ended: its result is the trajectory's last (the engine's hook)."""
+        if self._adaptive is not None:
+            self._waiting.free_slots(self._adaptive.target - self._sending())
+        element = trajectory.trajectory[-1]
+        if element.action is None:
+            return  # cancelled: it runs again, having told nothing
+        if type(element.result) is UnexpectedUserException:
+            self._finished(HANDLER_EXCEPTION)
+            return
+        sent_at = self._sent_at()
+        now = self._clock.monotonic()
+        self._observe(trajectory, (element.action, element.result), now if sent_at is None else sent_at)
 
     def on_rate_limit(self, delay_s: float) -> None:
         """A 429 that `delay_s` later may be retried (the server's Retry-After, or the backoff without one).
@@ -169,7 +164,8 @@ class Traffic:
         more), dispatch is paced from then on (until the pace lets go, or a reset).
         """
         now = self._clock.monotonic()
-        started = _ATTEMPT_STARTED.get(now)
+        sent_at = self._sent_at()
+        started = now if sent_at is None else sent_at
         paced = self._paced is not None
         # once dispatch is paced, a 429 beyond the background says the pace is too fast; one that
         # comes while the pace probes above the limit read is news of the rate, not of luck
@@ -199,7 +195,7 @@ class Traffic:
         now = self._clock.monotonic()
         # the server counted this request when it came in; the others in flight came in after it
         # (or are about to), so they are owed out of what it says remains
-        in_flight = max(self._in_flight, 1)
+        in_flight = max(self._sending(), 1)
         if limits.requests is not None:
             self._remaining_requests = limits.requests.remaining
             wait_s = limits.requests.wait_s(in_flight)
@@ -224,7 +220,7 @@ class Traffic:
         """The user chose the worker count: the adaptive controller carries on from there."""
         if self._adaptive is not None:
             self._adaptive.reset(n, self._clock.monotonic())
-            self._waiting.free_slots(n - self._in_flight)
+            self._waiting.free_slots(n - self._sending())
 
     def reset(self) -> None:
         """Forget the pace, the hold and the limits read from the server: the user says the server is fine now.
@@ -297,7 +293,7 @@ class Traffic:
             remaining_requests=self._remaining_requests,
             remaining_tokens=self._remaining_tokens,
             pace_per_minute=self._pace.rate * 60 if self._paced is not None and self._pace.rate else 0.0,
-            sent=self._in_flight,
+            sent=self._sending(),
         )
 
     # ----- internals ---------------------------------------------------------------------------
@@ -362,7 +358,7 @@ class Traffic:
                 self._set_target(self._adaptive.loss(started, now))
             if final:
                 retryable = is_retryable(str(kind), status if type(status) is int else None)
-                self._finished(None if retryable else (f"HTTP {status}" if status else str(kind)))
+                self._finished(None if retryable else failure_label(kind, status))
         else:
             self._rate_limited.note(False, started)
             self._overloaded.note(False, now)
@@ -372,13 +368,17 @@ class Traffic:
                 self._paced = None  # the server took a probe above the pace: it lets go
                 self._waiting.wake()
             if self._adaptive is not None:
-                self._set_target(self._adaptive.success(started, now, self._in_flight + 1))
+                self._set_target(self._adaptive.success(started, now, self._sending() + 1))
             if final:
                 self._finished(None)
         if used is not None and self._paused_for is None:
             reason = self._budget.exceeded(*self._spent())
             if reason is not None:
                 self._pause_for("budget", reason)
+
+    def retrying(self, labels: Iterable[str]) -> None:
+        """Failed requests (their storm.failure_label) are queued again: the same failures again are no storm."""
+        self._storm.expect(labels)
 
     def _finished(self, failure: str | None) -> None:
         reason = self._storm.finished(failure)
@@ -393,7 +393,7 @@ class Traffic:
         if target is None:
             return
         self._apply_workers(target)
-        self._waiting.free_slots(target - self._in_flight)
+        self._waiting.free_slots(target - self._sending())
 
 
 def _is_limit(value: Any) -> bool:

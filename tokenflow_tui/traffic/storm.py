@@ -1,26 +1,42 @@
 """The storm detector: when most recent requests fail in a way retrying cannot fix, pause the job.
 
 A wrong model name, a malformed parameter or a broken custom handler fails every request the same
-way; burning the whole input on it helps nobody.
+way; burning the whole input on it helps nobody. A retry round (`run --retry-failed`, `r` in the
+dashboard) of requests that failed before is different: the same failure again is not news, so the
+failures it is told to expect do not count.
 """
 
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Iterable
 
 WINDOW = 50  # the last this many finished requests are judged …
 MIN_SEEN = 20  # … once at least this many have finished
 SHARE = 0.5  # more than this share failing non-retryably is a storm
 
 
+def failure_label(kind: object, status: object) -> str:
+    """How a failure is named here and in the pause's sentence: "HTTP 400", or its kind."""
+    return f"HTTP {status}" if status else str(kind)
+
+
 class StormDetector:
     def __init__(self) -> None:
         self._recent: deque[str | None] = deque(maxlen=WINDOW)  # the error kind of a failure, else None
         self._failures = 0
+        self._expected: Counter[str] = Counter()  # failures of requests queued again, by label
         self.enabled = True
+
+    def expect(self, labels: Iterable[str]) -> None:
+        """Requests that failed so (failure_label) are queued again: as many failures of each are not news."""
+        self._expected.update(labels)
 
     def finished(self, failure: str | None) -> str | None:
         """A request finished (`failure`: the kind of error retrying cannot fix, or None); why to pause, if so."""
+        if failure is not None and self._expected[failure] > 0:
+            self._expected[failure] -= 1
+            failure = None  # it failed so before: a retry round's repeat, not a storm
         recent = self._recent
         if len(recent) == WINDOW and recent[0] is not None:
             self._failures -= 1

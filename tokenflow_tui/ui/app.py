@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Coroutine
 from datetime import tzinfo
-from typing import Any
+from typing import Any, cast
 
 from textual.app import App
 from textual.binding import Binding
+from textual.notifications import Notification, Notify
 from textual.screen import ModalScreen
 from textual.worker import Worker, WorkerState
 
@@ -39,6 +40,7 @@ _WORKER_WHAT = {
 _NOT_YET = {"done": "the job is done", "starting": "the job is starting: try again in a moment"}
 # keys that act on the run; a modal dialog on top takes the keyboard instead
 _RUN_ACTIONS = {"toggle_pause", "stop_now", "scale", "limits", "budget", "reset_traffic", "save", "quit", "help"}
+# ctrl+c (action "interrupt") works on every screen, dialogs included, as in a terminal
 # keys that steer a running job: once the run has returned there is nothing left to steer, so they
 # leave the footer, and a press of one says why it does nothing (_FINISHED)
 _STEERING = {"toggle_pause", "stop_now", "scale", "limits", "budget", "reset_traffic"}
@@ -94,6 +96,15 @@ class TokenFlowApp(App[int]):
         Binding("s", "save", "save", id="save", tooltip="save progress now: results flushed, checkpoint written"),
         Binding("q", "quit", "quit", id="quit", tooltip="save and quit (asks first while requests are in flight)"),
         Binding("question_mark", "help", "help", id="help", key_display="?", tooltip="this list of keys"),
+        Binding(
+            "ctrl+c",
+            "interrupt",
+            "quit",
+            id="interrupt",
+            show=False,
+            priority=True,
+            tooltip="as q; a second ctrl+c stops now (requests in flight go back to the queue), saves and quits",
+        ),
     ]
     BINDINGS = [*KEYS, _FINISHED]
 
@@ -120,6 +131,10 @@ class TokenFlowApp(App[int]):
         self.main_screen = MainScreen(self.context)
         self.run_code: int | None = None  # set when control.run() has returned
         self._quitting = False
+        self._interrupted = False
+        self._workers_note: tuple[Notification, int] | None = (
+            None  # the note shown and the count it began at  # ctrl+c was pressed once: the next one stops now
+        )
         self._resume_wanted = False  # p was pressed again while our pause waited for requests in flight
 
     def _report_control_error(self, message: str) -> None:
@@ -161,7 +176,7 @@ class TokenFlowApp(App[int]):
             elif worker.name == "shutdown":
                 self._quitting = False
         elif event.state == WorkerState.SUCCESS and worker.name == "run":
-            self.run_code = int(worker.result)
+            self.run_code = int(cast(int, worker.result))  # the run worker returns the exit code
             self.main_screen.show_finished(self.run_code)
         if worker.name == "run" and worker.is_finished:
             self.refresh_bindings()  # the steering keys leave the footer
@@ -259,8 +274,15 @@ class TokenFlowApp(App[int]):
         refusal = self.control.set_workers(wanted)
         if refusal:
             self.notify(refusal, severity="warning")
-        else:
-            self.notify(f"workers: {target:,} → {wanted:,}")
+            return
+        shown = self._workers_note
+        if shown is not None and shown[0] in self._notifications:
+            # the note of the last presses is still up: one note, updated, rather than a stack of them
+            self._unnotify(shown[0])
+            target = shown[1]
+        note = Notification(f"workers: {target:,} → {wanted:,}", timeout=self.NOTIFICATION_TIMEOUT)
+        self._workers_note = (note, target)
+        self.post_message(Notify(note))
 
     def action_limits(self) -> None:
         self._edit_traffic(limits_dialog, "limits", self.control.set_limits)
@@ -319,9 +341,31 @@ class TokenFlowApp(App[int]):
             self.notify("quitting: waiting for the save to finish", severity="warning")
         elif self.run_code is not None:
             self.exit(self.run_code)
-        elif in_flight := self.control.snapshot().stats.in_flight:
-            self.push_screen(ConfirmQuitScreen(in_flight), self._quit_answered)
+        elif self.control.snapshot().stats.in_flight:
+            in_flight = self._in_flight
+            self.push_screen(ConfirmQuitScreen(in_flight, self.context.refresh_s), self._quit_answered)
         else:
+            self._save_and_quit()
+
+    def _in_flight(self) -> int:
+        return self.control.snapshot().stats.in_flight
+
+    async def action_interrupt(self) -> None:
+        """Ctrl-C: what q does (as headless); pressed again, stop now, save and quit."""
+        if not self._interrupted:
+            self._interrupted = True
+            if not isinstance(self.screen, ConfirmQuitScreen):
+                await self.action_quit()
+                return
+        if isinstance(self.screen, ConfirmQuitScreen):
+            self.screen.dismiss(False)
+        if self.run_code is not None:
+            self.exit(self.run_code)
+            return
+        if self._pull()[0] in ("running", "pausing"):
+            self._call("stop_now", self.control.stop_now())
+        self.notify("ctrl+c again: stopping now, requests in flight go back to the queue")
+        if not self._quitting:
             self._save_and_quit()
 
     def _quit_answered(self, quit_: bool | None) -> None:

@@ -8,7 +8,7 @@ from datetime import datetime, tzinfo
 from rich.cells import cell_len, set_cell_size
 
 from ..engine.error_kinds import BAD_RESPONSE, CONNECTION, HANDLER_EXCEPTION, HTTP_4XX, HTTP_5XX, HTTP_429, TIMEOUT
-from ..run.contract import ERROR_KINDS
+from ..run.contract import ERROR_KINDS, format_usd
 from ..run.durations import DASH
 
 MUTED = "$foreground-muted"  # labels and hints, quieter than the numbers
@@ -58,7 +58,7 @@ def setting(value: float, *, dollars: bool = False) -> str:
     if not value:
         return "none"
     if dollars:
-        return f"${value:,.2f}"
+        return format_usd(value)
     return f"{int(value):,}" if value == int(value) else f"{value:,.2f}"
 
 

@@ -10,9 +10,9 @@ from ..run.contract import ChartPoint
 BLOCKS = " ▁▂▃▄▅▆▇█"
 
 
-def per_second(history: Sequence[ChartPoint], width: int, value: Callable[[ChartPoint], int]) -> list[int]:
+def per_second(history: Sequence[ChartPoint], width: int, value: Callable[[ChartPoint], float]) -> list[float]:
     """The last `width` seconds of `history` (oldest first), 0 for seconds without a point."""
-    values = [0] * max(width, 0)
+    values: list[float] = [0] * max(width, 0)
     if not history or width <= 0:
         return values
     first = history[-1].t - width + 1
@@ -53,3 +53,23 @@ def bar_rows(values: Sequence[float], height: int, top: float) -> list[str]:
 def sparkline(values: Sequence[float], top: float) -> str:
     """One row of `bar_rows`."""
     return bar_rows(values, 1, top)[0]
+
+
+def time_axis(width: int) -> str:
+    """A time axis `width` columns wide, one per second, ending now: ticks labelled -30s, -1m … with round steps."""
+    if width <= 0:
+        return ""
+    axis = ["─"] * width
+    # at most six ticks, on round seconds
+    step = next((s for s in (10, 15, 30, 60, 120, 300, 600) if width / s <= 6), 600)
+    for ago in range(step, width, step):
+        label = f"-{ago // 60}m" if ago % 60 == 0 else f"-{ago}s"
+        column = width - 1 - ago
+        if column - len(label) < 0:
+            break
+        axis[column] = "┴"
+        axis[column - len(label) : column] = label
+    end = "now"
+    if width >= len(end) + 1:
+        axis[width - len(end) :] = end
+    return "".join(axis)

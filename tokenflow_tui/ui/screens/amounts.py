@@ -61,7 +61,12 @@ class AmountsDialog(ModalScreen["tuple[float, ...] | None"]):
     or with None when cancelled. What `apply` refuses (a sentence) is shown in the dialog, which stays
     open with what was typed, so one field the run refuses does not throw away the others."""
 
-    BINDINGS = [Binding("escape", "cancel", "cancel", id="cancel_amounts")]
+    BINDINGS = [
+        Binding("escape", "cancel", "cancel", id="cancel_amounts"),
+        # priority: the focus moves before the next key is read, so `5 tab 7 enter` typed at once fills both
+        Binding("tab", "app.focus_next", "next field", show=False, priority=True),
+        Binding("shift+tab", "app.focus_previous", "previous field", show=False, priority=True),
+    ]
 
     def __init__(self, title: str, amounts: list[Amount], note: str, apply: Apply) -> None:
         super().__init__()

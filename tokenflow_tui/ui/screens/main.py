@@ -12,7 +12,7 @@ from textual.timer import Timer
 
 from ...run.contract import ROW_FILTERS, RunSnapshot
 from ..context import DashboardContext
-from ..widgets.charts import ErrorChart, ThroughputChart
+from ..widgets.charts import ErrorChart, HistoryChart, LatencyChart, ThroughputChart, TokensChart
 from ..widgets.footer import KeyFooter
 from ..widgets.numbers import counts_content, latency_content, speed_content, tokens_content
 from ..widgets.panel import LivePanel
@@ -20,6 +20,7 @@ from ..widgets.requests import FILTER_LABELS, RequestsPanel
 from ..widgets.status import RunHeader, RunProgress
 from ..widgets.summary import summary_content
 from ..widgets.traffic import TrafficPanel
+from .events import EventsScreen
 from .failed import FailedScreen
 from .trajectory import TrajectoryScreen
 
@@ -39,14 +40,19 @@ class _Widgets:
             screen.query_one(f"#{name}", LivePanel) for name in ("counts", "speed", "latency", "tokens", "summary")
         )
         self.traffic = screen.query_one(TrafficPanel)
-        self.throughput = screen.query_one(ThroughputChart)
-        self.errors = screen.query_one(ErrorChart)
+        # two by two in the order of their beats (see MainScreen.tick)
+        self.charts: list[HistoryChart] = [
+            screen.query_one(ThroughputChart),
+            screen.query_one(TokensChart),
+            screen.query_one(ErrorChart),
+            screen.query_one(LatencyChart),
+        ]
         self.requests = screen.query_one(RequestsPanel)
 
 
 class MainScreen(Screen[None]):
-    # the four panels of numbers need 116 columns, three of them 88 (see the .tcss)
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (88, "-medium"), (116, "-wide")]
+    # the four panels of numbers need 116 columns, three of them 88; four charts 160 (see the .tcss)
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (88, "-medium"), (116, "-wide"), (160, "-xwide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
     BINDINGS = [
         Binding(
@@ -70,6 +76,13 @@ class MainScreen(Screen[None]):
             id="cycle_filter",
             tooltip="show all requests, those in flight, those retried, those failed",
         ),
+        Binding(
+            "e",
+            "events",
+            "events",
+            id="events",
+            tooltip="the event log: pauses and why, changes, saves, holds, resumes (also in events.jsonl)",
+        ),
         # on the dashboard only, where the traffic panel shows what they change
         Binding(
             "l",
@@ -77,6 +90,7 @@ class MainScreen(Screen[None]):
             "limits",
             id="limits",
             group=_TRAFFIC,
+            priority=True,  # opens its dialog before the next key is read: keys typed at once go to it
             tooltip="change the rate limits: requests and tokens per minute, shared by all workers",
         ),
         Binding(
@@ -85,6 +99,7 @@ class MainScreen(Screen[None]):
             "budget",
             id="budget",
             group=_TRAFFIC,
+            priority=True,  # opens its dialog before the next key is read: keys typed at once go to it
             tooltip="change the budgets (total tokens, cost) at which the job pauses",
         ),
         Binding(
@@ -128,7 +143,9 @@ class MainScreen(Screen[None]):
         yield TrafficPanel(id="traffic")
         with Horizontal(id="charts"):
             yield ThroughputChart(id="throughput")
+            yield TokensChart(id="tokens-chart")
             yield ErrorChart(id="errors")
+            yield LatencyChart(id="latency-chart")
         yield LivePanel(id="summary")
         yield RequestsPanel(self.context.control, id="requests")
         yield KeyFooter()
@@ -140,7 +157,9 @@ class MainScreen(Screen[None]):
             "latency": "latency",
             "tokens": "tokens",
             "throughput": "finished requests / s",
+            "tokens-chart": "tokens / s",
             "errors": "errors by kind / s",
+            "latency-chart": "latency p50 (dark) · p95",
             "summary": "finished",
             "traffic": "traffic control",
         }
@@ -187,10 +206,10 @@ class MainScreen(Screen[None]):
         self.refresh_data()
         phase = self._ticks % self._chart_every
         if self.snapshot is not None:
-            if phase == 0:
-                self._widgets.throughput.show_history(self.snapshot.history)
-            if phase == 2 * (self._chart_every // 4):
-                self._widgets.errors.show_history(self.snapshot.history)
+            # the rate charts on one beat, errors and latency on the beat half a period later: even beats
+            for number, chart in enumerate(self._widgets.charts):
+                if phase == (number // 2) * 2 * (self._chart_every // 4):
+                    chart.show_history(self.snapshot.history)
 
     def refresh_data(self) -> None:
         """Pull a snapshot and the visible rows, and repaint what changed."""
@@ -215,8 +234,22 @@ class MainScreen(Screen[None]):
 
     def refresh_charts(self) -> None:
         if self.snapshot is not None:
-            self._widgets.throughput.show_history(self.snapshot.history)
-            self._widgets.errors.show_history(self.snapshot.history)
+            for chart in self._widgets.charts:
+                chart.show_history(self.snapshot.history)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._share_window)
+
+    def _share_window(self) -> None:
+        """Every chart shows the seconds the narrowest one in view can hold: the same window."""
+        charts = [chart for chart in self._widgets.charts if chart.display and chart.size.width]
+        if not charts:
+            return
+        window = min(chart.plot_width for chart in charts)
+        for chart in self._widgets.charts:
+            chart.set_window(window)
+        errors = self._widgets.charts[2]
+        errors.border_subtitle = f"last {window} s"
 
     def show_finished(self, exit_code: int, error: str | None = None) -> None:
         """The run has returned: the summary takes the charts' place."""
@@ -236,6 +269,9 @@ class MainScreen(Screen[None]):
             self.notify("no request to show: the list is empty", severity="warning")
             return
         self.app.push_screen(TrajectoryScreen(self.context, row))
+
+    def action_events(self) -> None:
+        self.app.push_screen(EventsScreen(self.context))
 
     def action_failed(self) -> None:
         groups = self.context.control.failed_groups()

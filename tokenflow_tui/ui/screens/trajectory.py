@@ -19,6 +19,7 @@ from ..widgets.trajectory import QUEUED, TrajectoryView
 
 BACK = Binding("escape", "app.pop_screen", "back", id="back", tooltip="back to the previous screen")
 COPY = Binding("c", "copy", "copy JSON", id="copy", tooltip="copy the attempts, as JSON, to the clipboard")
+COPY_ANSWER = Binding("a", "copy_answer", "copy answer", id="copy_answer", tooltip="copy only the answer's text")
 
 
 # a request in these states has its final record: its trajectory no longer changes
@@ -28,7 +29,7 @@ FINISHED = ("done", "failed")
 class TrajectoryScreen(Screen[None]):
     """The attempts of one request; followed live until the request is finished."""
 
-    BINDINGS = [BACK, COPY]
+    BINDINGS = [BACK, COPY, COPY_ANSWER]
 
     def __init__(self, context: DashboardContext, row: RequestRow) -> None:
         super().__init__()
@@ -69,6 +70,8 @@ class TrajectoryScreen(Screen[None]):
         # the run gives the attempts that have ended: the row counts the one under way too
         under_way = self.row.state == "in_flight" and len(attempts) < self.row.attempts
         note = f"Attempt {len(attempts) + 1} is under way: it shows here once it has ended." if under_way else ""
+        if self.row.state == "waiting":
+            note = f"Attempt {len(attempts) + 1} is waiting for {self.row.waiting_for}: it is not sent yet."
         if self.row.state == "queued":
             empty = QUEUED
         else:
@@ -87,6 +90,12 @@ class TrajectoryScreen(Screen[None]):
                 plural(max(row.attempts, len(self.attempts)), "attempt"),
             )
         )
+
+    def action_copy_answer(self) -> None:
+        if self.query_one(TrajectoryView).copy_answer() is None:
+            self.notify(f"request #{self.row.index} has no answer to copy", severity="warning")
+        else:
+            self.notify(f"copied the answer of request #{self.row.index} to the clipboard")
 
     def action_copy(self) -> None:
         self.query_one(TrajectoryView).copy_all()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.content import Content
 
-from ...run.contract import RunSnapshot
+from ...run.contract import RunSnapshot, format_usd
 from ..formatting import DASH, MUTED, compact, count, latency
 
 
@@ -23,8 +23,11 @@ def counts_content(snapshot: RunSnapshot) -> Content:
             ("done", _right(count(stats.done), 12, "bold $success")),
             ("failed", _right(count(stats.failed), 12, "bold $error" if stats.failed else "bold")),
             ("in flight", _right(count(stats.in_flight), 12)),
+            # held back by a limit, a hold or the pace: a line of its own only while there are some
+            *([("waiting", _right(count(stats.waiting), 12, "bold $warning"))] if stats.waiting else []),
             ("queued", _right(count(stats.queued), 12)),
-            ("retries", _right(count(stats.retries), 12, "bold $warning" if stats.retries else "bold")),
+            # requests with two attempts or more, over the whole job (as `tokenflow report` counts them)
+            ("retried", _right(count(snapshot.retried), 12, "bold $warning" if snapshot.retried else "bold")),
         ],
         10,
     )
@@ -78,24 +81,45 @@ def speed_content(snapshot: RunSnapshot, lag_p99_ms: float | None) -> Content:
 
 def latency_content(snapshot: RunSnapshot) -> Content:
     stats = snapshot.stats
-    return _rows(
-        [
-            ("p50", _right(latency(stats.latency_p50_s), 10)),
-            ("p95", _right(latency(stats.latency_p95_s), 10)),
-            ("p99", _right(latency(stats.latency_p99_s), 10)),
-            ("attempts", _right(count(stats.attempts), 10)),
-        ],
-        11,
-    )
+    rows: list[tuple[str, str | Content]] = [
+        ("p50", _right(latency(stats.latency_p50_s), 10)),
+        ("p95", _right(latency(stats.latency_p95_s), 10)),
+        ("p99", _right(latency(stats.latency_p99_s), 10)),
+        ("attempts", _right(count(stats.attempts), 10)),
+    ]
+    if snapshot.ttft_p50_s is not None:
+        rows.append(("ttft 50/95", _right(ttft_pair(snapshot.ttft_p50_s, snapshot.ttft_p95_s), 10)))
+    return _rows(rows, 11)
+
+
+def ttft_pair(p50_s: float, p95_s: float | None) -> str:
+    """'120/340 ms', '1.2/3.4 s': two percentiles of the time to first token in one unit, to fit one line."""
+    top = p95_s if p95_s is not None else p50_s
+    if top < 1:
+        return f"{p50_s * 1000:.0f}/{top * 1000:.0f} ms"
+    if top < 60:
+        return f"{p50_s:.1f}/{top:.1f} s"
+    return f"{p50_s / 60:.1f}/{top / 60:.1f} min"
 
 
 def tokens_content(snapshot: RunSnapshot) -> Content:
     prompt, completion = snapshot.prompt_tokens, snapshot.completion_tokens
-    return _rows(
-        [
-            ("prompt", _right(count(prompt), 14)),
-            ("completion", _right(count(completion), 14)),
-            ("total", _right(count(prompt + completion), 14)),
-        ],
-        11,
-    )
+    rows: list[tuple[str, str | Content]] = [
+        ("prompt", _right(count(prompt), 14)),
+        ("completion", _right(count(completion), 14)),
+        ("total", _right(count(prompt + completion), 14)),
+    ]
+    if snapshot.cost_usd is not None:  # prices are set in [limits]
+        per_minute = snapshot.cost_per_min_usd
+        rows.append(
+            (
+                "cost",
+                Content.assemble(
+                    _right(format_usd(snapshot.cost_usd), 14),
+                    ("" if per_minute is None else f"  {format_usd(per_minute)}/min", MUTED),
+                ),
+            )
+        )
+        projected = snapshot.cost_projected_usd
+        rows.append(("at the end", _right(DASH if projected is None else format_usd(projected), 14)))
+    return _rows(rows, 11)

@@ -29,7 +29,7 @@ class LivePanel(Widget):
     def set_content(self, content: Content) -> None:
         lines = content.split("\n", allow_blank=True)
         # Content equality ignores styles; a state that only changes colour must repaint too
-        keys = [(line.plain, tuple(line.spans)) for line in lines]
+        keys: list[_Key] = [(line.plain, tuple(line.spans)) for line in lines]
         if keys == self._keys:
             return
         old, self._lines, self._keys = self._keys, lines, keys

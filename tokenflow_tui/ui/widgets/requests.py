@@ -17,7 +17,7 @@ from .line_list import LineList
 from .panel import LivePanel
 
 FILTER_LABELS = {"all": "all", "in_flight": "in flight", "retried": "retried", "failed": "failed"}
-ROW_STATES = ("queued", "in_flight", "retrying", "done", "failed")
+ROW_STATES = ("queued", "waiting", "in_flight", "retrying", "done", "failed")
 # title, width, right-aligned; the preview takes what is left
 COLUMNS = (
     ("#", 8, True),
@@ -76,7 +76,9 @@ class RequestTable(LineList[RequestRow]):
                 fit(str(row.attempts), 3, right=True),
                 fit(short_status(row.last_status), 7),
                 fit(latency(None if millis is None else millis / 1000), 9, right=True),
-                fit(one_line(row.preview), width - _FIXED_WIDTH),
+                fit(
+                    one_line(f"waiting for {row.waiting_for}" if row.waiting_for else row.preview), width - _FIXED_WIDTH
+                ),
             )
         )
         segments = [

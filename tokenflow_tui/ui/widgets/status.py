@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
 from datetime import tzinfo
-from pathlib import Path
 
 from textual.content import Content
 from textual.widget import Widget
@@ -25,13 +25,17 @@ STATE_STYLES = {
 _PARTIAL = "▏▎▍▌▋▊▉"  # one to seven eighths of a cell
 
 
-def results_path(snapshot: RunSnapshot) -> str:
-    return str(Path(snapshot.output_dir) / "results.jsonl")
-
-
-def eta(state: str, stats: StatsSnapshot) -> str:
+def eta(state: str, stats: StatsSnapshot, longest_in_flight_s: float | None = None) -> str:
+    """The time left; in the tail (nothing queued) the requests left in flight and the longest wait."""
     # a rate measured while running says nothing of when a paused job will end
-    return duration(stats.eta_s) if state == "running" else DASH
+    if state != "running":
+        return DASH
+    if longest_in_flight_s is not None:
+        return f"{count(stats.in_flight)} in flight, longest {duration(longest_in_flight_s)}"
+    left = stats.eta_s
+    if left is not None and left < 1 and stats.total is not None and stats.finished < stats.total:
+        return "<0:01"  # never 0:00 while requests remain
+    return duration(left)
 
 
 class RunHeader(LivePanel):
@@ -51,15 +55,20 @@ class RunHeader(LivePanel):
             (f" {state.upper()} ", f"{STATE_STYLES.get(state, 'bold')} reverse"),
             "   elapsed ",
             (duration(stats.elapsed_s), "bold"),
-            *(() if state == "done" else ("   ETA ", (eta(state, stats), "bold"))),
+            *(() if state == "done" else ("   ETA ", (eta(state, stats, snapshot.longest_in_flight_s), "bold"))),
             "   ",
             saved,
         )
         if snapshot.reason:
-            below = Content.styled(f"⚠ {snapshot.reason}", "bold $warning")
+            # wrapped, not cut: the end of a reason is often what to do ("… then resume")
+            width = self.content_size.width or 80
+            below = [
+                Content.styled(text, "bold $warning")
+                for text in textwrap.wrap(f"⚠ {snapshot.reason}", width, subsequent_indent="  ")
+            ]
         else:
-            below = Content.styled(f"results → {results_path(snapshot)}", MUTED)
-        self.set_content(Content("\n").join([line, below]))
+            below = [Content.styled(f"results → {snapshot.results_path}", MUTED)]
+        self.set_content(Content("\n").join([line, *below]))
 
 
 class RunProgress(Widget):

@@ -5,10 +5,9 @@ from __future__ import annotations
 from textual.content import Content
 
 from ...engine import StatsSnapshot
-from ...run.contract import RunSnapshot
+from ...run.contract import RunSnapshot, format_usd
 from ...run.durations import duration
 from ..formatting import MUTED, count, error_label, error_style, latency, ordered_kinds
-from .status import results_path
 
 _LABEL = 10  # "failures  ", "tokens    "…
 
@@ -37,17 +36,18 @@ def summary_content(snapshot: RunSnapshot, exit_code: int, error: str | None, wi
             (count(stats.failed), "bold $error" if stats.failed else "bold"),
             ("   of ", MUTED),
             (count(stats.total), "bold"),
-            ("   retries ", MUTED),
-            (count(stats.retries), "bold"),
+            ("   retried ", MUTED),
+            (count(snapshot.retried), "bold"),
         ),
         Content.assemble(("failures  ", MUTED), _fitted(failures, width - _LABEL) if failures else "none"),
         Content.assemble(
             ("tokens    ", MUTED),
             (count(tokens), "bold"),
             f" ({count(snapshot.prompt_tokens)} prompt + {count(snapshot.completion_tokens)} completion)",
+            *(() if snapshot.cost_usd is None else ((" · cost ", MUTED), (format_usd(snapshot.cost_usd), "bold"))),
         ),
         Content.assemble(("latency   ", MUTED), _latencies(stats)),
-        Content.assemble(("results   ", MUTED), (results_path(snapshot), "bold")),
+        Content.assemble(("results   ", MUTED), (snapshot.results_path, "bold")),
         Content.styled("q quits · f browses the failed requests · enter shows a request's trajectory", MUTED),
     ]
     return Content("\n").join(lines)
@@ -55,8 +55,7 @@ def summary_content(snapshot: RunSnapshot, exit_code: int, error: str | None, wi
 
 def _latencies(stats: StatsSnapshot) -> str:
     if stats.latency_p50_s is None:
-        # the percentiles are of this session's attempts: a reopened run that had nothing left has none
-        return "none measured: no request was sent since the dashboard opened"
+        return "no timed attempts"
     return (
         f"p50 {latency(stats.latency_p50_s)} · p95 {latency(stats.latency_p95_s)} · p99 {latency(stats.latency_p99_s)}"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from textual.content import Content
 
-from ...run.contract import TrafficView
+from ...run.contract import TrafficView, format_usd
 from ..formatting import MUTED, compact, plural, setting
 from .panel import LivePanel
 
@@ -94,8 +94,8 @@ def _budget(view: TrafficView, short: bool) -> Content | None:
         spent = cost >= view.max_cost_usd
         parts.append(
             Content.assemble(
-                (f"${cost:,.2f}", "bold $warning" if spent else "bold"),
-                (f" / ${view.max_cost_usd:,.2f}", MUTED),
+                (format_usd(cost), "bold $warning" if spent else "bold"),
+                (f" / {format_usd(view.max_cost_usd)}", MUTED),
             )
         )
     if not parts:

@@ -56,7 +56,10 @@ def attempt_content(number: int, attempt: dict[str, Any], tz: tzinfo | None, wid
         heading.append(f"status {status}")
     blocks = [
         Content.styled(" · ".join(heading), "bold $error" if error else "bold $success"),
-        _block("params", pretty(attempt.get("params")), "", width),
+        # the body that was sent (model and merged params) when the run knows it, else the params
+        _block("body sent", pretty(attempt["body"]), "", width)
+        if "body" in attempt
+        else _block("params", pretty(attempt.get("params")), "", width),
     ]
     if error is not None:
         kind = str(error.get("kind", "error"))
@@ -136,6 +139,23 @@ class TrajectoryView(VerticalScroll):
 
     def copy_all(self) -> str:
         """Put the attempts on the clipboard as JSON, as in results.jsonl; returns what was copied."""
-        text = json.dumps(self.attempts, indent=2, ensure_ascii=False, default=str)
+        attempts = [{k: v for k, v in a.items() if k != "body"} for a in self.attempts]
+        text = json.dumps(attempts, indent=2, ensure_ascii=False, default=str)
         self.app.copy_to_clipboard(text)
         return text
+
+    def copy_answer(self) -> str | None:
+        """Put the last answer's text alone on the clipboard; None (nothing copied) when no attempt answered."""
+        answered = [a["result"] for a in self.attempts if "result" in a and "error" not in a]
+        if not answered:
+            return None
+        text = answer_text(answered[-1])
+        self.app.copy_to_clipboard(text)
+        return text
+
+
+def answer_text(result: Any) -> str:
+    """An answer as text: the built-in handler's `text`, a string as it is, anything else as JSON."""
+    if isinstance(result, dict) and isinstance(result.get("text"), str):
+        return result["text"]
+    return pretty(result)

@@ -383,6 +383,11 @@ class ScriptedRun:
         self.traffic = dataclasses.replace(self.traffic, max_total_tokens=max_total_tokens, max_cost_usd=max_cost_usd)
         return None
 
+    def reset_traffic(self) -> str | None:
+        self.calls.append(("reset_traffic",))
+        self.traffic = dataclasses.replace(self.traffic, held_s=0.0, held_because=None, pace_per_minute=0.0)
+        return None
+
     async def save(self) -> SaveReport:
         self.calls.append(("save",))
         await self.save_gate.wait()

@@ -343,6 +343,16 @@ CASES = [
         ["jobs/job.toml:9:1: limits.requests_per_minute must be a number >= 0, found inf"],
     ),
     Case(
+        "pace not a boolean",
+        SIM + '\n[limits]\npace = "off"\n',
+        ["jobs/job.toml:9:1: limits.pace must be true or false, found a string"],
+    ),
+    Case(
+        "pace misspelt",
+        SIM + "\n[limits]\npaced = false\n",
+        ['jobs/job.toml:9:1: unknown key "paced" in [limits]; did you mean "pace"?'],
+    ),
+    Case(
         "cost cap without prices",
         SIM + "\n[limits]\nmax_cost_usd = 5\nprice_input_per_million_usd = 0.15\n",
         ["jobs/job.toml:9:1: limits.max_cost_usd needs limits.price_output_per_million_usd to count the cost"],

@@ -61,6 +61,7 @@ backoff_max_s = 10.5
 [limits]
 requests_per_minute = 600
 tokens_per_minute = 100000
+pace = false
 max_total_tokens = 5000000
 max_cost_usd = 5
 price_input_per_million_usd = 0.15
@@ -108,6 +109,7 @@ def test_a_remote_job_gives_exact_settings(jobs):
         limits=LimitsSection(
             requests_per_minute=600.0,
             tokens_per_minute=100_000,
+            pace=False,
             max_total_tokens=5_000_000,
             max_cost_usd=5.0,
             price_input_per_million_usd=0.15,
@@ -147,6 +149,7 @@ def test_a_minimal_simulated_job_takes_every_default(jobs):
         limits=LimitsSection(
             requests_per_minute=0.0,
             tokens_per_minute=0,
+            pace=True,
             max_total_tokens=0,
             max_cost_usd=0.0,
             price_input_per_million_usd=None,

@@ -114,6 +114,41 @@ def replying(*outcomes: tuple[Any, ...]):
     return handler
 
 
+async def refused(h: Harness, count: int, retry_after_s: float) -> None:
+    """`count` attempts sent now, each refused with a 429 asking to wait `retry_after_s`, as the built-in handler says."""
+
+    async def handler(trajectory):
+        h.traffic.on_rate_limit(retry_after_s)
+        return failed("http_429", 429, final=False)
+
+    started = [h.start() for _ in range(count)]
+    await settle()
+    assert all(task.done() for _, task in started)
+    wrapped = h.wrap(handler)
+    for request, _ in started:
+        await wrapped(request.request_trajectory)
+
+
+async def good_answers(h: Harness, count: int) -> None:
+    """`count` requests sent and answered well, one after the other, at this moment."""
+    wrapped = h.wrap(replying(*[ok()] * count))
+    for _ in range(count):
+        request, _ = h.start()
+        await settle()
+        await wrapped(request.request_trajectory)
+
+
+async def passed_after(h: Harness, tasks: list[asyncio.Task[None]], steps: list[float]) -> list[int]:
+    """How many of `tasks` passed after each step of time; the ones left are cancelled at the end."""
+    passed = []
+    for seconds in steps:
+        await h.advance(seconds)
+        passed.append(sum(task.done() for task in tasks))
+    for task in tasks:
+        task.cancel()
+    return passed
+
+
 def ok(usage: dict[str, int] | None = None) -> tuple[Any, ...]:
     return ActionDone(), {"text": "hi", "usage": usage, "status_code": 200, "finish_reason": "stop"}, None
 
@@ -129,7 +164,7 @@ async def test_one_429_holds_no_one_but_several_hold_every_worker_with_a_jittere
     _, passing = h.start()
     await settle()
     assert passing.done() and h.traffic.view().holds == 0
-    for _ in range(3):
+    for _ in range(4):  # five of the first eight: more than a server refusing some at random gives
         h.traffic.on_rate_limit(2.0)
     view = h.traffic.view()
     assert (view.holds, view.held_s, view.held_because) == (1, 2.0, "the server answers 429 (too many requests)")
@@ -141,16 +176,15 @@ async def test_one_429_holds_no_one_but_several_hold_every_worker_with_a_jittere
     assert h.traffic.view().held_because is None
 
 
-async def test_429s_asking_for_a_long_wait_pace_dispatch_at_the_limit_they_imply(tmp_path):
+async def test_429s_that_a_hold_did_not_stop_pace_dispatch_at_the_limit_they_imply(tmp_path):
     h = Harness(tmp_path)
-    wrapped = h.wrap(replying(*[ok()] * 120))
-    for _ in range(120):  # 120 good answers in the first 6 s
-        request, _ = h.start()
-        await settle()
-        await wrapped(request.request_trajectory)
+    await good_answers(h, 120)
     await h.advance(6.0)
-    for _ in range(4):
-        h.traffic.on_rate_limit(54.0)  # the rest of the minute: 120 a minute is the limit
+    await refused(h, 5, retry_after_s=1.0)
+    view = h.traffic.view()
+    assert (view.holds, view.pace_per_minute) == (1, 0.0)  # a hold first: a pace only when it is not enough
+    await h.advance(1.5)  # past the hold and its jitter
+    await refused(h, 5, retry_after_s=52.5)  # sent after the hold, refused as well: the rest of the minute
     assert h.traffic.view().pace_per_minute == pytest.approx(0.8 * 120)
     await h.advance(55.0)  # past the hold and its jitter (half of 2 s)
     tasks = [h.start()[1] for _ in range(20)]
@@ -160,19 +194,12 @@ async def test_429s_asking_for_a_long_wait_pace_dispatch_at_the_limit_they_imply
     assert sum(t.done() for t in tasks) == 1
     # two reservations wait (-2 in the bucket): not nineteen at the pace of now, kept if it grows
     assert h.traffic._paced.level(h.clock.monotonic()) == pytest.approx(-2.0)
-    await h.advance(1.0)
-    assert sum(t.done() for t in tasks) == 2
-    await h.advance(1.0)
-    assert sum(t.done() for t in tasks) == 4
-    await h.advance(0.5)
-    assert sum(t.done() for t in tasks) == 5
-    for t in tasks:
-        t.cancel()
+    assert await passed_after(h, tasks, [1.0, 1.0, 0.5]) == [2, 4, 5]
 
 
 async def test_a_held_attempt_gives_its_request_back_when_the_job_pauses(tmp_path):
     h = Harness(tmp_path)
-    for _ in range(4):
+    for _ in range(5):
         h.traffic.on_rate_limit(30.0)
     _, held = h.start()
     await h.advance(1.0)
@@ -380,3 +407,116 @@ async def test_the_view_shows_the_cost_with_prices(tmp_path):
     h.tokens = (1_000_000, 100_000)
     view = h.traffic.view()
     assert (view.cost_usd, view.max_cost_usd, view.tokens_used) == (pytest.approx(1.4), 2.0, 1_100_000)
+
+
+# ----- live changes apply to the requests already waiting -----------------------------------------
+
+
+async def test_clearing_a_tokens_limit_releases_the_waiting_requests_at_once(tmp_path):
+    # 1,000 tokens a minute; 4 + 16 = 20 tokens estimated a request: one every 1.2 s, after a burst of one
+    h = Harness(tmp_path, limits={"tokens_per_minute": 1000}, params={"max_tokens": 16})
+    tasks = [h.start({"prompt": "a" * 16})[1] for _ in range(10)]
+    await h.advance(1.2)
+    assert sum(t.done() for t in tasks) == 1  # the rest wait up to 12 s on the bucket
+    assert h.traffic.set_limits(0, 0) is None
+    await settle()
+    assert all(t.done() and t.exception() is None for t in tasks)
+    assert h.traffic.view().tokens_per_minute == 0
+
+
+async def test_a_limit_raised_or_lowered_applies_to_the_requests_waiting(tmp_path):
+    h = Harness(tmp_path, limits={"requests_per_minute": 60})  # one a second, one at once
+    tasks = [h.start()[1] for _ in range(7)]
+    await settle()
+    assert sum(t.done() for t in tasks) == 1  # the others are owed 1 … 6 s
+    assert h.traffic.set_limits(600, 0) is None  # ten a second: the six waiting go within 0.6 s
+    await h.advance(0.35)
+    assert sum(t.done() for t in tasks) == 4
+    # one every 10 s: the next, owed half a request at 0.35 s, goes 5 s later; the one after it 10 s later again
+    assert h.traffic.set_limits(6, 0) is None
+    assert await passed_after(h, tasks, [4.9, 0.1, 9.9, 0.1]) == [4, 5, 5, 6]
+
+
+async def test_raising_a_spent_budget_releases_the_job_it_paused(tmp_path):
+    h = Harness(tmp_path, limits={"max_total_tokens": 100})
+    wrapped = h.wrap(replying(ok({"prompt_tokens": 90, "completion_tokens": 30, "total_tokens": 120})))
+    request, _ = h.start()
+    await settle()
+    h.tokens = (90, 30)
+    await wrapped(request.request_trajectory)
+    assert len(h.pauses) == 1 and not h.traffic.budget_released()
+    assert h.traffic.set_budget(110, 0) is None and not h.traffic.budget_released()  # still spent
+    assert h.traffic.set_budget(1000, 0) is None and h.traffic.budget_released()
+    assert h.traffic.set_budget(0, 0) is None and h.traffic.budget_released()  # cleared
+
+
+# ----- the pace: when it starts, when it lets go, and the reset ----------------------------------------
+
+
+async def paced_at_96_a_minute(h: Harness) -> None:
+    """120 good answers at once, then 429s a hold did not stop: paced at 0.8 × 120 a minute (as above)."""
+    await good_answers(h, 120)
+    await h.advance(6.0)
+    await refused(h, 5, retry_after_s=1.0)
+    await h.advance(1.5)
+    await refused(h, 5, retry_after_s=52.5)
+
+
+async def test_429s_asking_for_a_long_wait_pace_at_once(tmp_path):
+    h = Harness(tmp_path)
+    await good_answers(h, 120)
+    await h.advance(6.0)
+    await refused(h, 3, retry_after_s=54.0)
+    assert h.traffic.view().holds == 0
+    # four of eight (120 good answers said the server refuses next to nothing at random), asking for
+    # 5 s or more: a window of a minute is full, paced at once
+    await refused(h, 1, retry_after_s=54.0)
+    view = h.traffic.view()
+    assert (view.holds, view.pace_per_minute) == (1, pytest.approx(0.8 * 120))
+
+
+async def test_the_reset_forgets_the_pace_and_the_hold_and_releases_the_waiting(tmp_path):
+    h = Harness(tmp_path)
+    await paced_at_96_a_minute(h)
+    view = h.traffic.view()
+    assert view.pace_per_minute == pytest.approx(96) and view.held_because is not None
+    tasks = [h.start()[1] for _ in range(5)]
+    await h.advance(1.0)
+    assert not any(t.done() for t in tasks)  # held for 52.5 s
+    h.traffic.reset()
+    await settle()
+    assert all(t.done() for t in tasks)
+    view = h.traffic.view()
+    assert (view.pace_per_minute, view.held_s, view.held_because, view.holds) == (0.0, 0.0, None, 2)
+    # learnt again only from what the server says next: one more 429 neither holds nor paces
+    await refused(h, 1, retry_after_s=52.5)
+    assert (h.traffic.view().pace_per_minute, h.traffic.view().held_because) == (0.0, None)
+
+
+async def test_the_pace_lets_go_once_the_server_took_a_probe_above_it(tmp_path):
+    h = Harness(tmp_path)
+    await paced_at_96_a_minute(h)  # 2 a second read, paced at 1.6
+    await h.advance(55.0)  # past the hold
+    wrapped = h.wrap(replying(*[ok()] * 1000))
+    waiting = [h.start() for _ in range(4)]  # four workers, answered at once: only the pace holds them
+    seconds = 0.0
+    while h.traffic.view().pace_per_minute and seconds < 60:
+        await settle()
+        for request, task in [started for started in waiting if started[1].done()]:
+            waiting.remove((request, task))
+            await wrapped(request.request_trajectory)
+            waiting.append(h.start())
+        await h.advance(0.05)
+        seconds += 0.05
+    # the curve is back at the limit after 10 s, then climbs above it; once the server took 1.2 times
+    # the limit in a minute (144 answers), which a window full at that limit never admits, no pace
+    assert 40 <= seconds <= 42
+    await settle()
+    assert all(task.done() for _, task in waiting)  # nothing paces them any more
+
+
+async def test_pace_false_in_the_job_file_never_paces(tmp_path):
+    h = Harness(tmp_path, limits={"pace": False})
+    await paced_at_96_a_minute(h)
+    view = h.traffic.view()
+    assert view.pace_per_minute == 0.0 and view.held_because is not None  # the hold the server asked for stays

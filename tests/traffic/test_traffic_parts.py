@@ -188,6 +188,24 @@ def test_after_a_cut_of_the_limit_the_long_wait_gives_the_new_limit():
     assert pace.limit == pytest.approx(10.0, abs=0.05) and pace.rate == pytest.approx(8.0, abs=0.05)
 
 
+def test_a_pace_lets_go_only_when_a_minute_since_the_cut_took_more_than_the_limit():
+    pace = Pace(now=0.0)
+    for i in range(2400):  # 20 a second for two minutes, then the limit is cut to 600 a minute
+        pace.answered(i / 20)
+    assert pace.overloaded(120.0, wait_s=30.0) and pace.limit == pytest.approx(10.0, abs=0.05)
+    # the minute before the cut holds 1,200 good answers, twice the new limit: that is no probe taken
+    for i in range(600):  # at the limit for a minute
+        pace.answered(120.0 + i / 10)
+    assert pace.rate is not None
+    for i in range(1, 900):  # then at 1.5 times it: within a minute the server took more than 1.2 times it
+        pace.answered(180.0 + i / 15)
+        if pace.rate is None:
+            break
+    assert (pace.rate, pace.limit) == (None, 0.0)
+    # x s into the faster answers, the minute holds 10 × (60 - x) + 15 × x: 720 (1.2 × 600) at x = 24
+    assert i / 15 == pytest.approx(24.0, abs=0.2)
+
+
 LIMIT = 550 / 60  # 10 answers a second for a minute, and a wait of 5 s: the window held the last 55 s
 
 
@@ -203,9 +221,9 @@ def _paced_after_a_minute_at_ten_a_second() -> Pace:
 def test_a_pace_climbs_back_lingers_at_the_limit_then_probes_faster_and_faster():
     pace = _paced_after_a_minute_at_ten_a_second()
     rates = {}
-    for step in range(1, 30 * 20 + 1):  # 20 answers a second from then on
-        pace.answered(60.0 + step / 20)
-        rates[step / 20] = pace.rate
+    for step in range(1, 30 * 10 + 1):  # 10 answers a second from then on: less than it probes for
+        pace.answered(60.0 + step / 10)
+        rates[step / 10] = pace.rate
     # the curve: LIMIT × (1 + 0.2 × ((t - 10) / 10)³) requests a second, t seconds after the cut
     for t, share in ((5.0, 0.975), (10.0, 1.0), (15.0, 1.025), (20.0, 1.2), (30.0, 2.6)):
         assert rates[t] == pytest.approx(share * LIMIT), t
@@ -236,8 +254,15 @@ def test_without_answers_there_is_no_pace_to_follow():
     assert pace.overloaded(5.0, wait_s=60.0) is False  # the window holds nothing of ours: no limit to read
 
 
-def test_congestion_needs_several_signals_among_the_last_answers():
+def quiet_congestion() -> Congestion:
+    """A Congestion that has seen a server refuse nothing at random."""
     congestion = Congestion()
+    congestion.background = 0.0
+    return congestion
+
+
+def test_congestion_needs_several_signals_among_the_last_answers():
+    congestion = quiet_congestion()
     assert [congestion.note(signal, at) for at, signal in enumerate((True, False, True, False, True))] == [False] * 5
     assert congestion.note(True, 5) is True  # 4 of the last 8
     assert congestion.note(False, 6) is False  # an answer that is not a signal is never overload
@@ -247,7 +272,7 @@ def test_congestion_needs_several_signals_among_the_last_answers():
 
 
 def test_congestion_judges_the_latest_by_the_moment_given_not_by_arrival():
-    congestion = Congestion()
+    congestion = quiet_congestion()
     for at in range(8):
         congestion.note(False, at / 10)  # requests sent before the limit was hit, answered well
     # four refused requests sent after them: the limit is hit, though more good answers of
@@ -257,6 +282,37 @@ def test_congestion_judges_the_latest_by_the_moment_given_not_by_arrival():
         verdicts.append(congestion.note(True, 1.0 + i / 100))
         verdicts.append(congestion.note(False, 0.5 + i / 100))
     assert verdicts == [False] * 6 + [True, False]
+
+
+def test_before_the_server_said_much_five_of_eight_are_needed():
+    congestion = Congestion()
+    assert [congestion.note(True, at) for at in range(5)] == [False] * 4 + [True]
+
+
+def test_a_server_that_refuses_some_at_random_needs_more_signals_for_overload():
+    congestion = Congestion()
+    for at in range(2000):  # one in twenty refused, evenly: 5 %
+        congestion.note(at % 20 == 0, at)
+    assert congestion.background == pytest.approx(0.05, abs=0.005)
+    # four, then five of the last eight: what such a server does at random every few thousand answers
+    verdicts = [congestion.note(True, 2000 + at) for at in range(6)]
+    assert verdicts == [False] * 5 + [True]  # six of eight: under one in a million at random
+
+
+def test_overload_below_the_usual_four_and_answers_that_say_nothing_of_the_background():
+    congestion = quiet_congestion()
+    for at in range(8):
+        congestion.note(False, at)
+    assert congestion.note(True, 8, least=1) is True  # one signal where there never is one
+    congestion.forget_recent()
+    assert congestion.overloaded(least=1) is False
+    # one in ten refused, but kept out of the background (a probe above the pace): it stays where it was
+    for at in range(9, 400):
+        congestion.note(at % 10 == 0, at, background=False)
+    assert congestion.background == 0.0
+    for at in range(400, 800):
+        congestion.note(at % 10 == 0, at)
+    assert congestion.background > 0.08
 
 
 def test_random_faults_at_four_percent_rarely_look_like_overload():

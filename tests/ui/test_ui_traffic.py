@@ -34,6 +34,7 @@ def test_every_topic_when_everything_is_active() -> None:
         "limits 3,000 requests/min · 450,000 tokens/min",
         "held 2.4 s: the server answers 429 (too many requests) · 3 holds so far",
         "paced 2.5k requests/min (what the server accepted)",
+        "press t to reset",
         "adaptive target 48 workers (8–256) · 5 cuts",
         "budget 198k / 500k tokens · $0.42 / $2.00",
         "server allows 120 requests · 81.0k tokens more",
@@ -47,6 +48,12 @@ def test_every_topic_when_everything_is_active() -> None:
         (TrafficView(tokens_per_minute=90_000), ["limits none requests/min · 90,000 tokens/min"]),
         # once there was a hold, its line stays (with the count), so the panel does not jump
         (TrafficView(holds=2), ["holds 2 · not held now"]),
+        # the key that resets traffic control, while something holds or paces
+        (
+            TrafficView(holds=1, held_s=1.5, held_because="429s"),
+            ["held 1.5 s: 429s · 1 hold so far", "press t to reset"],
+        ),
+        (TrafficView(pace_per_minute=90), ["paced 90 requests/min (what the server accepted)", "press t to reset"]),
         (
             TrafficView(adaptive=True, target_workers=1, workers_min=1, workers_max=4, cuts=1),
             ["adaptive target 1 workers (1–4) · 1 cut"],
@@ -67,11 +74,11 @@ def test_topics_share_a_line_when_they_fit_and_are_cut_when_one_does_not() -> No
     assert plain(flow(topics, 116)) == [
         "limits 3,000 requests/min · 450,000 tokens/min",
         "held 2.4 s: the server answers 429 (too many requests) · 3 holds so far",
-        "paced 2.5k requests/min (what the server accepted)   adaptive target 48 workers (8–256) · 5 cuts",
+        "paced 2.5k requests/min (what the server accepted)   press t to reset   adaptive target 48 workers (8–256) · 5 cuts",
         "budget 198k / 500k tokens · $0.42 / $2.00   server allows 120 requests · 81.0k tokens more",
     ]
     narrow = plain(flow(topics, 40))
-    assert len(narrow) == 6 and narrow[1] == "held 2.4 s: the server answers 429 (too…"
+    assert len(narrow) == 7 and narrow[1] == "held 2.4 s: the server answers 429 (too…"
     assert all(len(line) <= 40 for line in narrow)
 
 
@@ -118,7 +125,7 @@ async def test_a_narrow_terminal_folds_the_panel_into_fewer_words() -> None:
     async with app.run_test(size=(80, 24)):
         assert app.main_screen.query_one(TrafficPanel).render().plain.splitlines() == [
             "limits 3,000/min · 450,000 tokens/min   held 2.4 s (3 holds)",
-            "paced 2.5k/min   adaptive 48 (8–256) · 5 cuts",
+            "paced 2.5k/min   t resets   adaptive 48 (8–256) · 5 cuts",
             "budget 198k / 500k tokens · $0.42 / $2.00",
             "server allows 120 requests · 81.0k tokens",
         ]
@@ -268,12 +275,30 @@ async def test_traffic_keys_are_in_the_help_and_blocked_under_a_dialog() -> None
         await pilot.press("question_mark")
         text = "\n".join(static.render().plain for static in app.screen.query("Static"))
         assert "change the rate limits" in text and "change the budgets" in text
+        assert "forget the pace, the holds and the limits read from the server's 429s" in text
         await pilot.press("escape", "l")
         await pilot.pause()
         await pilot.press("b")  # typed into the dialog, not a second dialog
         await pilot.pause()
         assert isinstance(app.screen, AmountsDialog) and len(app.screen_stack) == 2
         assert isinstance(app.screen_stack[0], MainScreen)
+
+
+async def test_t_resets_traffic_control_and_the_panel_stops_offering_it() -> None:
+    run = ScriptedRun()
+    run.traffic = ACTIVE_TRAFFIC
+    notes = Notes()
+    app = make_app(run)
+    async with app.run_test(size=SIZE, message_hook=notes) as pilot:
+        panel = app.main_screen.query_one(TrafficPanel)
+        assert "press t to reset" in panel.render().plain
+        await pilot.press("t")
+        await pilot.pause()
+        app.main_screen.refresh_data()
+        shown = panel.render().plain
+        assert "paced" not in shown and "held 2.4 s" not in shown and "press t to reset" not in shown
+    assert [call for call in run.calls if call[0] == "reset_traffic"] == [("reset_traffic",)]
+    assert notes == ["traffic control reset: the pace, the holds and the limits read from the server are forgotten"]
 
 
 # ----- the real runner ---------------------------------------------------------------------------
@@ -332,18 +357,15 @@ async def test_budget_and_limits_through_the_dashboard_on_the_real_runner(tmp_pa
             )
             allowance = runner.snapshot().traffic.max_total_tokens
             assert first + BUDGET == allowance
-            # b clears the budget, l sets a rate limit, p resumes: the job runs to its end
-            await pilot.press("b", "0", "enter", "l", *"60000", "enter")
+            # b clears the budget that paused the job: it goes on by itself, to its end
+            await pilot.press("b", "0", "enter")
             await pilot.pause()
             assert runner.snapshot().traffic.max_total_tokens == 0
-            assert runner.snapshot().traffic.requests_per_minute == 60_000
-            assert notes[1:] == [
-                f"budget: max total tokens {allowance:,} → none · max cost (USD) none (unchanged); p resumes the job",
-                "limits: requests/min none → 60,000 · tokens/min none (unchanged); p resumes the job",
-            ]
-            await pilot.press("p")
             await wait_for(pilot, "the end of the run", lambda: app.run_code is not None)
-            assert notes[3] == "resuming" and app.run_code == 0
+            assert notes[1:] == [
+                f"budget: max total tokens {allowance:,} → none · max cost (USD) none (unchanged); the job goes on"
+            ]
+            assert app.run_code == 0
             await pilot.press("q")
             await pilot.pause()
     finally:

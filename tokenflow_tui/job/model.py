@@ -110,10 +110,11 @@ class RetrySection:
 
 @dataclass(frozen=True, slots=True)
 class LimitsSection:
-    """Zero means no limit; prices are None when not given."""
+    """Zero means no limit; prices are None when not given; `pace` false: never pace dispatch after 429s."""
 
     requests_per_minute: float = 0.0
     tokens_per_minute: int = 0
+    pace: bool = True
     max_total_tokens: int = 0
     max_cost_usd: float = 0.0
     price_input_per_million_usd: float | None = None

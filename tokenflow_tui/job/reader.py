@@ -64,6 +64,7 @@ _SECTIONS = {
     "limits": (
         "requests_per_minute",
         "tokens_per_minute",
+        "pace",
         "max_total_tokens",
         "max_cost_usd",
         "price_input_per_million_usd",
@@ -618,6 +619,7 @@ class _Reader:
         limits = LimitsSection(
             requests_per_minute=self.number(table, ("limits", "requests_per_minute"), 0.0),
             tokens_per_minute=self.integer(table, ("limits", "tokens_per_minute"), 0, lo=0),
+            pace=self.boolean(table, ("limits", "pace"), True),
             max_total_tokens=self.integer(table, ("limits", "max_total_tokens"), 0, lo=0),
             max_cost_usd=self.number(table, ("limits", "max_cost_usd"), 0.0),
             price_input_per_million_usd=self.number(table, ("limits", "price_input_per_million_usd"), None),

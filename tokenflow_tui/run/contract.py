@@ -157,6 +157,10 @@ class RunControl(Protocol):
         """Change the budgets live (0: none; counted from the start of the job); returns why not."""
         ...
 
+    def reset_traffic(self) -> str | None:
+        """Forget the pace, the holds and the limits read from the server (the job's own limits stay); why not."""
+        ...
+
     def retry(self, indexes: Sequence[int]) -> int:
         """Queue failed requests again; returns how many were queued."""
         ...

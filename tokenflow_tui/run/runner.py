@@ -286,6 +286,9 @@ class JobRunner:
         """Run again; asked during a pause that is still finishing, it waits for that pause first."""
         while self._task is not None and self._task.state == "stopping":
             await self._task.soft_stop()
+        self._resume_now()
+
+    def _resume_now(self) -> None:
         if self._task is None or self._task.state != "paused":
             return
         self._reason = None
@@ -337,7 +340,19 @@ class JobRunner:
         refusal = self._traffic.set_budget(max_total_tokens, max_cost_usd)
         if refusal is None:
             self._events.note("budget", f"budgets: {max_total_tokens:,} tokens, {format_usd(max_cost_usd)} (0: none)")
+        if refusal is None and self._traffic.budget_released():
+            # the budget that paused the job is spent no more: the job goes on, at once when it is paused
+            if self._task is not None and self._task.state == "paused":
+                self._resume_now()
+            else:
+                self._background(self.resume())
         return refusal
+
+    def reset_traffic(self) -> str | None:
+        if self._traffic is None:
+            return "the job has not started yet"
+        self._traffic.reset()
+        return None
 
     async def save(self) -> SaveReport:
         """Flush and fsync results.jsonl, then write state.toml; the writing happens off the loop."""

@@ -6,9 +6,13 @@
 - `attempt_ended` (the engine's hook) watches what each attempt brought: tokens (to correct the
   estimate and count the budget), overload (429, 503, timeouts) and success for the adaptive
   controller, and requests that failed for good for the storm detector.
-- `on_rate_limit` and `on_headers` are the built-in handler's hooks: 429s that are more than an
-  occasional one, or a spent x-ratelimit allowance, hold dispatch for every worker; 429s asking
-  for long waits also pace it at the rate the server accepted.
+- `on_rate_limit` and `on_headers` are the built-in handler's hooks: 429s that are more than the
+  server refuses at random (`congestion`), or a spent x-ratelimit allowance, hold dispatch for every
+  worker; when such 429s ask for long waits (5 s or more), or come back for requests sent after a
+  hold ended (the hold did not stop them: the limit counts over a long window), dispatch is also
+  paced at the rate the server accepted, until a probe above the pace is taken (`pace`).
+- Live changes (limits, the pace let go, a reset) wake the requests waiting, so they wait by what
+  holds now, not by what held when they started waiting.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from ..job.model import Job
 from .adaptive import AdaptiveConcurrency
 from .bucket import TokenBucket
 from .budget import Budget, Prices
-from .congestion import Congestion
+from .congestion import TRIGGER, Congestion
 from .estimate import estimate_tokens, usage_tokens
 from .pace import Pace
 from .ratelimit_headers import read_ratelimit_headers
@@ -41,6 +45,8 @@ _OVERLOAD_STATUSES = frozenset({503})
 _TOKENS_AVERAGE_WEIGHT = 0.05  # of the newest request, in the running average of tokens per request
 _ROUND_TRIP_WEIGHT = 0.05  # of the newest answer, in the running average of latency
 _QUEUE_LOOK_S = 1.0  # workers beyond a second's worth of the pace look again this often
+_CONFIRM_S = 10.0  # 429s this soon after a hold ended, for requests sent after it, say the hold was not enough
+_PACE_AT_ONCE_S = 5.0  # 429s asking for this long or more are a limit over a long window: paced at once
 
 
 class Traffic:
@@ -80,6 +86,7 @@ class Traffic:
         self._slowdown = Slowdown(rng or random.Random())
         self._rate_limited = Congestion()  # watching 429s
         self._pace = Pace(now)
+        self._pace_allowed = limits.pace  # [limits] pace = false: never pace
         self._paced: TokenBucket | None = None  # follows the pace once the server refused requests
         self._overloaded = Congestion()  # watching 503s and timeouts
         self._requests: TokenBucket | None = None
@@ -105,7 +112,7 @@ class Traffic:
 
     async def before_attempt(self, request: TokenFlowRequest) -> None:
         clock, waiting = self._clock, self._waiting
-        reserved: tuple[float, float] | None = None
+        reserved: dict[TokenBucket, tuple[float, float]] = {}  # bucket → (units taken, ticket)
         try:
             while True:
                 waiting.check()
@@ -119,24 +126,20 @@ class Traffic:
                     request.waiting_for = "a worker slot (adaptive workers)"
                     await waiting.slot()
                     continue
-                if reserved is None and self._paced is not None and self._paced.level(now) < -self._pace_queue():
-                    # a second's worth waits already: a reservation made now would keep the wait
-                    # worked out at today's pace even when the pace grows meanwhile
+                if not reserved and self._paced is not None and self._paced.level(now) < -self._pace_queue():
+                    # a second's worth waits already: the ones beyond it join the queue later, so
+                    # that the queue stays short enough to follow a pace that changes
                     request.waiting_for = "the pace"
                     await waiting.nap(_QUEUE_LOOK_S)
                     continue
-                if reserved is None and (
-                    self._requests is not None or self._tokens is not None or self._paced is not None
-                ):
-                    reserved, wait_s = self._reserve(request, now)
-                    if wait_s > 0:
-                        request.waiting_for = "the rate limit" if self._paced is None else "the pace"
-                        await waiting.nap(wait_s)
-                        continue
+                wait_s = self._reserve(request, reserved, now)
+                if wait_s > 0:
+                    request.waiting_for = "the rate limit" if self._paced is None else "the pace"
+                    await waiting.nap(wait_s)
+                    continue
                 break
         except asyncio.CancelledError:
-            if reserved is not None:
-                self._give_back(reserved)
+            self._give_back(reserved)
             raise
 
     def attempt_ended(self, trajectory: TokenFlowRequestTrajectory) -> None:
@@ -156,16 +159,31 @@ class Traffic:
     def on_rate_limit(self, delay_s: float) -> None:
         """A 429 that `delay_s` later may be retried (the server's Retry-After, or the backoff without one).
 
-        When 429s are more than an occasional one, every worker waits that long (and, for long
-        waits, dispatch is paced from then on).
+        When 429s are more than the server refuses at random, every worker waits that long; when
+        they ask for 5 s or more, or go on for requests sent after such a hold (and ask for 1 s or
+        more), dispatch is paced from then on (until the pace lets go, or a reset).
         """
         now = self._clock.monotonic()
         sent_at = self._sent_at()
-        congested = self._rate_limited.note(True, now if sent_at is None else sent_at)
+        started = now if sent_at is None else sent_at
+        paced = self._paced is not None
+        # once dispatch is paced, a 429 beyond the background says the pace is too fast; one that
+        # comes while the pace probes above the limit read is news of the rate, not of luck
+        beyond = self._rate_limited.note(
+            True, started, least=1 if paced else TRIGGER, background=not (paced and self._pace.probing)
+        )
+        congested = beyond and self._rate_limited.overloaded()
+        hold_ended = self._slowdown.until
         if congested:
             self._slowdown.hold(delay_s, now, "the server answers 429 (too many requests)", self._round_trip_s)
-        # once dispatch is paced, any 429 says the pace is too fast
-        if (congested or self._paced is not None) and self._pace.overloaded(now, delay_s):
+        if not self._pace_allowed:
+            return
+        # unpaced, a pace starts when the server asks for a long wait (a window of a minute is full),
+        # or when a hold did not stop the 429s: the requests sent after it ended were refused as well
+        # (a server that answers 429 with a Retry-After of 1 s to some requests at random is no limit)
+        after_hold = 0 < hold_ended <= started <= hold_ended + _CONFIRM_S
+        starts = congested and (delay_s >= _PACE_AT_ONCE_S or after_hold)
+        if (beyond if paced else starts) and self._pace.overloaded(now, delay_s):
             assert self._pace.rate is not None
             self._paced = _rebucket(self._paced, self._pace.rate * 60, now)
 
@@ -204,8 +222,26 @@ class Traffic:
             self._adaptive.reset(n, self._clock.monotonic())
             self._waiting.free_slots(n - self._sending())
 
+    def reset(self) -> None:
+        """Forget the pace, the hold and the limits read from the server: the user says the server is fine now.
+
+        The job's own limits and the adaptive target stay; what was learnt comes back if the server
+        refuses requests again.
+        """
+        self._pace.forget()
+        self._paced = None
+        self._slowdown.clear()
+        self._rate_limited.forget_recent()
+        self._overloaded.forget_recent()
+        self._remaining_requests = self._remaining_tokens = None
+        self._waiting.wake()
+
     def set_limits(self, requests_per_minute: float, tokens_per_minute: int) -> str | None:
-        """New rate limits (0: none); why not, in a sentence, when they are not valid."""
+        """New rate limits (0: none); why not, in a sentence, when they are not valid.
+
+        They apply to the requests already waiting for a limit too: raised or cleared, those go
+        sooner (at once when nothing holds them any more); lowered, later.
+        """
         if not _is_limit(requests_per_minute):
             return f"requests per minute must be a number of 0 or more, not {requests_per_minute!r}"
         if not _is_limit(tokens_per_minute) or tokens_per_minute != int(tokens_per_minute):
@@ -213,6 +249,7 @@ class Traffic:
         now = self._clock.monotonic()
         self._requests = _rebucket(self._requests, requests_per_minute, now)
         self._tokens = _rebucket(self._tokens, int(tokens_per_minute), now)
+        self._waiting.wake()
         return None
 
     def set_budget(self, max_total_tokens: int, max_cost_usd: float) -> str | None:
@@ -228,6 +265,10 @@ class Traffic:
             )
         self._budget.set_limits(int(max_total_tokens), float(max_cost_usd))
         return None
+
+    def budget_released(self) -> bool:
+        """Whether the job is paused by a budget that is spent no more (raised or cleared since)."""
+        return self._paused_for == "budget" and self._budget.exceeded(*self._spent()) is None
 
     def view(self) -> TrafficView:
         now = self._clock.monotonic()
@@ -257,35 +298,38 @@ class Traffic:
 
     # ----- internals ---------------------------------------------------------------------------
 
-    def _reserve(self, request: TokenFlowRequest, now: float) -> tuple[tuple[float, float], float]:
-        """Take a request and its estimated tokens from the buckets: (what was taken, seconds to wait)."""
-        wait_s = 0.0
-        tokens = 0.0
+    def _reserve(
+        self, request: TokenFlowRequest, reserved: dict[TokenBucket, tuple[float, float]], now: float
+    ) -> float:
+        """Take a request and its estimated tokens from the buckets not taken from yet; seconds to wait for all.
+
+        `reserved` holds what this request took before: a bucket that is gone (its limit cleared)
+        holds it no more; a rate changed meanwhile applies to its ticket.
+        """
         if self._paced is not None:
             assert self._pace.rate is not None
             self._paced.set_rate(self._pace.rate * 60, now)  # the pace grows with every good answer
-            wait_s = self._paced.reserve(1, now)
-        if self._requests is not None:
-            wait_s = max(wait_s, self._requests.reserve(1, now))
-        if self._tokens is not None:
+        buckets = [bucket for bucket in (self._paced, self._requests) if bucket is not None]
+        for bucket in [bucket for bucket in reserved if bucket not in buckets and bucket is not self._tokens]:
+            del reserved[bucket]
+        for bucket in buckets:
+            if bucket not in reserved:
+                reserved[bucket] = (1.0, bucket.take(1, now))
+        if self._tokens is not None and self._tokens not in reserved:
             tokens = self._estimate(request.request_trajectory)
-            wait_s = max(wait_s, self._tokens.reserve(tokens, now))
-        return (1.0, tokens), wait_s
+            reserved[self._tokens] = (tokens, self._tokens.take(tokens, now))
+        return max((bucket.wait_s(ticket, now) for bucket, (_, ticket) in reserved.items()), default=0.0)
 
     def _pace_queue(self) -> float:
         """Reservations of the pace that may wait at once: a second's worth (one at least)."""
         assert self._pace.rate is not None
         return max(self._pace.rate * _QUEUE_LOOK_S, 1.0)
 
-    def _give_back(self, reserved: tuple[float, float]) -> None:
+    def _give_back(self, reserved: dict[TokenBucket, tuple[float, float]]) -> None:
         now = self._clock.monotonic()
-        requests, tokens = reserved
-        if self._paced is not None:
-            self._paced.adjust(-requests, now)
-        if self._requests is not None:
-            self._requests.adjust(-requests, now)
-        if self._tokens is not None:
-            self._tokens.adjust(-tokens, now)
+        for bucket, (units, _) in reserved.items():
+            if bucket in (self._paced, self._requests, self._tokens):
+                bucket.adjust(-units, now)
 
     def _estimate(self, trajectory: TokenFlowRequestTrajectory) -> float:
         return float(estimate_tokens(trajectory.trajectory[-1].request_params, self._request_params))
@@ -320,6 +364,9 @@ class Traffic:
             self._overloaded.note(False, now)
             self._round_trip_s += _ROUND_TRIP_WEIGHT * (now - started - self._round_trip_s)
             self._pace.answered(now)
+            if self._paced is not None and self._pace.rate is None:
+                self._paced = None  # the server took a probe above the pace: it lets go
+                self._waiting.wake()
             if self._adaptive is not None:
                 self._set_target(self._adaptive.success(started, now, self._sending() + 1))
             if final:

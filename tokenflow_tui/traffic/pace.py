@@ -15,7 +15,12 @@ back long after the burst that caused them. So from the first such 429 on, dispa
   more and more quickly (CUBIC, on the rate), so a limit that was raised is found within a minute
   while a steady one is not overrun every few seconds; the curve stands still while nothing is
   answered (during a hold), and never goes beyond HEADROOM times the limit or the rate answered;
-- each later 429 (at most one a second) reads the limit again and restarts the curve.
+- each later overload (at most one a second) reads the limit again and restarts the curve;
+- once the server took a probe above the pace — in a minute with no cut, more good answers than the
+  limit read allows (LET_GO_SHARE of it), which no window of a minute at that limit would admit —
+  the limit is not what was read (it was raised, or the 429s were not a limit): the pace lets go,
+  until the next overload starts one again. (A minute since the cut: before it, the window may hold
+  more than the limit, as after a cut of the limit, when the wait is for enough of it to age out.)
 
 A limit counted per second asks for milliseconds; the hold and the adaptive worker count suffice.
 """
@@ -31,6 +36,7 @@ PLATEAU_S = 10.0  # the curve is back at the limit this long after a cut, and li
 HEADROOM = 3.0  # the pace never grows beyond this many times the limit read, or the rate answered
 CUT_GAP_S = 1.0
 IDLE_S = 1.0  # a gap between answers longer than this is a hold: the curve waits
+LET_GO_SHARE = 1.2  # good answers over SPAN_S at this many times the limit read end the pace
 _GROWTH = (1 - CUT) / PLATEAU_S**3  # the cubic's constant, in shares of the limit per s³
 _TICKS_PER_S = 10
 
@@ -49,13 +55,17 @@ class Pace:
     def answered(self, now: float) -> None:
         tick = int(now * _TICKS_PER_S)
         answers = self._answers
-        if answers and answers[-1][0] == tick:
-            answers[-1][1] += 1
-        else:
+        new_tick = not answers or answers[-1][0] != tick
+        if new_tick:
             answers.append([tick, 1])
             self._forget(tick)
+        else:
+            answers[-1][1] += 1
         self._answered += 1
         if self.rate is None:
+            return
+        if new_tick and now - self._cut_at >= SPAN_S and self._answered >= LET_GO_SHARE * self.limit * SPAN_S:
+            self.forget()  # the probe above the pace was taken
             return
         if now - self._last_answer > IDLE_S:
             self._epoch += now - self._last_answer
@@ -75,6 +85,17 @@ class Pace:
         self.rate = self.limit * CUT
         self._cut_at = self._epoch = self._last_answer = now
         return True
+
+    def forget(self) -> None:
+        """No pace and no limit read, until the next overload."""
+        self.rate = None
+        self.limit = 0.0
+        self._cut_at = float("-inf")
+
+    @property
+    def probing(self) -> bool:
+        """Whether the pace is above the limit read: a 429 now answers the probe, not the server's luck."""
+        return self.rate is not None and self.rate > self.limit
 
     def _count(self, now: float, seconds: float) -> int:
         """Good answers of the last `seconds` (up to SPAN_S)."""

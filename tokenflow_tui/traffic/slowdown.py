@@ -50,6 +50,16 @@ class Slowdown:
             return None
         return self._until + self._rng.random() * self._spread
 
+    @property
+    def until(self) -> float:
+        """When the latest hold ends (ended, when in the past)."""
+        return self._until
+
+    def clear(self) -> None:
+        """End the hold now: the user said to forget it."""
+        self._until = 0.0
+        self.reason = None
+
     def remaining_s(self, now: float) -> float:
         return max(0.0, self._until - now)
 

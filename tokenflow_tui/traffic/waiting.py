@@ -1,5 +1,8 @@
 """Waiting that a pause of the job cuts short: naps and a first-come queue for a free slot.
 
+A nap also ends early on `wake()`, when what it waits for changed (a limit raised, cleared or
+lowered, a pace let go): the waiter then works out its wait again.
+
 A worker held back before its attempt holds a request; when the job pauses, it must give the
 request back at once rather than sleep out a long hold, so every wait here ends early when
 `running()` turns false, by raising CancelledError: the engine then puts the request back at the
@@ -22,6 +25,7 @@ class Waiting:
         self._clock = clock
         self._running = running
         self._stopped: asyncio.Future[None] | None = None
+        self._changed: asyncio.Future[None] | None = None
         self._waiters = 0
         self._watcher: asyncio.Task[None] | None = None
         self._slots: deque[asyncio.Future[None]] = deque()
@@ -34,10 +38,17 @@ class Waiting:
     async def nap(self, seconds: float) -> None:
         """Sleep `seconds` by the clock, or less when the job stops meanwhile (then raise CancelledError)."""
         sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
+        if self._changed is None or self._changed.done():
+            self._changed = asyncio.get_running_loop().create_future()
         try:
-            await self._until(sleeper)
+            await self._until(sleeper, self._changed)
         finally:
             sleeper.cancel()
+
+    def wake(self) -> None:
+        """End every nap now: what they wait for changed."""
+        if self._changed is not None and not self._changed.done():
+            self._changed.set_result(None)
 
     async def slot(self) -> None:
         """Wait for `free_slots` to let this waiter go (first come, first served), or for the job to stop."""
@@ -58,7 +69,7 @@ class Waiting:
                 ticket.set_result(None)
                 count -= 1
 
-    async def _until(self, event: asyncio.Future[None]) -> None:
+    async def _until(self, *events: asyncio.Future[None]) -> None:
         self.check()
         if self._stopped is None or self._stopped.done():
             self._stopped = asyncio.get_running_loop().create_future()
@@ -67,7 +78,7 @@ class Waiting:
         if self._watcher is None:
             self._watcher = asyncio.ensure_future(self._watch())
         try:
-            await asyncio.wait((event, stopped), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((*events, stopped), return_when=asyncio.FIRST_COMPLETED)
         finally:
             self._waiters -= 1
         self.check()

@@ -39,14 +39,14 @@ _WORKER_WHAT = {
 # why pausing or stopping cannot be done in these states
 _NOT_YET = {"done": "the job is done", "starting": "the job is starting: try again in a moment"}
 # keys that act on the run; a modal dialog on top takes the keyboard instead
-_RUN_ACTIONS = {"toggle_pause", "stop_now", "scale", "limits", "budget", "save", "quit", "help"}
+_RUN_ACTIONS = {"toggle_pause", "stop_now", "scale", "limits", "budget", "reset_traffic", "save", "quit", "help"}
 # ctrl+c (action "interrupt") works on every screen, dialogs included, as in a terminal
 # keys that steer a running job: once the run has returned there is nothing left to steer, so they
 # leave the footer, and a press of one says why it does nothing (_FINISHED)
-_STEERING = {"toggle_pause", "stop_now", "scale", "limits", "budget"}
+_STEERING = {"toggle_pause", "stop_now", "scale", "limits", "budget", "reset_traffic"}
 # the steering keys once the run has returned: Textual tries the next binding of a key whose action
 # is refused, so this one answers them then
-_FINISHED = Binding("p,x,plus,minus,right_square_bracket,left_square_bracket,l,b", "finished_note", show=False)
+_FINISHED = Binding("p,x,plus,minus,right_square_bracket,left_square_bracket,l,b,t", "finished_note", show=False)
 _FINISHED_NOTE = "the job is done: nothing is left to pause, stop or change (q quits)"
 
 
@@ -290,13 +290,25 @@ class TokenFlowApp(App[int]):
     def action_budget(self) -> None:
         self._edit_traffic(budget_dialog, "budget", self.control.set_budget)
 
+    def action_reset_traffic(self) -> None:
+        state = self._pull()[0]
+        if state in _NOT_YET:
+            self.notify(_NOT_YET[state], severity="warning")
+            return
+        refusal = self.control.reset_traffic()
+        if refusal:
+            self.notify(refusal, severity="warning")
+        else:
+            self.notify("traffic control reset: the pace, the holds and the limits read from the server are forgotten")
+
     def _edit_traffic(self, dialog: Callable[[TrafficView, Apply], AmountsDialog], what: str, apply: Apply) -> None:
         """Ask for new amounts in `dialog`, which hands them to the run's `apply`, then say what changed."""
         state = self._pull()[0]
         if state in _NOT_YET:
             self.notify(_NOT_YET[state], severity="warning")
             return
-        asked = dialog(self.control.snapshot().traffic, apply)
+        before = self.control.snapshot()
+        asked = dialog(before.traffic, apply)
 
         def answered(values: tuple[float, ...] | None) -> None:
             if values is None:
@@ -305,6 +317,8 @@ class TokenFlowApp(App[int]):
             snapshot = self.control.snapshot()
             if snapshot.state == "paused" and not spent_budgets(snapshot.traffic):
                 note += "; p resumes the job"
+            elif before.state == "paused" and snapshot.state == "running":
+                note += "; the job goes on"  # the budget that paused it is spent no more
             self.notify(note)
 
         self.push_screen(asked, answered)

@@ -83,6 +83,9 @@ class GuardedControl:
     def set_budget(self, max_total_tokens: int, max_cost_usd: float) -> str | None:
         return self._refusal("setting the budgets", lambda: self.inner.set_budget(max_total_tokens, max_cost_usd))
 
+    def reset_traffic(self) -> str | None:
+        return self._refusal("resetting traffic control", self.inner.reset_traffic)
+
     def retry(self, indexes: Sequence[int]) -> int:
         return self._guard("queueing the requests again", lambda: self.inner.retry(indexes), 0)
 

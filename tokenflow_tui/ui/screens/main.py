@@ -102,6 +102,14 @@ class MainScreen(Screen[None]):
             priority=True,  # opens its dialog before the next key is read: keys typed at once go to it
             tooltip="change the budgets (total tokens, cost) at which the job pauses",
         ),
+        Binding(
+            "t",
+            "app.reset_traffic",
+            "reset traffic control",
+            id="reset_traffic",
+            group=_TRAFFIC,
+            tooltip="forget the pace, the holds and the limits read from the server's 429s (the job's limits stay)",
+        ),
         *(
             Binding(
                 str(number),

@@ -58,6 +58,15 @@ def _pace(view: TrafficView, short: bool) -> Content | None:
     )
 
 
+def _reset(view: TrafficView, short: bool) -> Content | None:
+    if not (view.pace_per_minute or view.held_because):
+        return None
+    # the key that forgets the pace and holds (and the limits the server's 429s implied)
+    if short:
+        return Content.assemble(("t", "bold"), (" resets", MUTED))
+    return Content.assemble(("press ", MUTED), ("t", "bold"), (" to reset", MUTED))
+
+
 def _adaptive(view: TrafficView, short: bool) -> Content | None:
     if not view.adaptive or view.target_workers is None:
         return None
@@ -106,9 +115,9 @@ def _server(view: TrafficView, short: bool) -> Content | None:
 
 
 def traffic_topics(view: TrafficView, *, short: bool = False) -> list[Content]:
-    """What there is to say, most important first: limits, hold, pace, adaptive, budget, server;
-    `short` in fewer words (the hold without its reason)."""
-    topics = (_limits, _hold, _pace, _adaptive, _budget, _server)
+    """What there is to say, most important first: limits, hold, pace (and the key that resets them),
+    adaptive, budget, server; `short` in fewer words (the hold without its reason)."""
+    topics = (_limits, _hold, _pace, _reset, _adaptive, _budget, _server)
     return [topic for said in topics if (topic := said(view, short)) is not None]
 
 

@@ -7,9 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import datasets
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from tokenflow_tui.job.describe import describe
@@ -21,6 +18,12 @@ from tokenflow_tui.job.inputs import InputItem, InputSummary, iter_input, scan_i
 from tokenflow_tui.job.model import Job
 from tokenflow_tui.job.problems import JobError
 from tokenflow_tui.job.reader import load_job
+
+datasets = pytest.importorskip("datasets", reason="the [hf] extra (datasets) is not installed: pip install -e '.[hf]'")
+pa = pytest.importorskip("pyarrow", reason="the [data] extra (pyarrow) is not installed: pip install -e '.[data]'")
+pq = pytest.importorskip(
+    "pyarrow.parquet", reason="the [data] extra (pyarrow) is not installed: pip install -e '.[data]'"
+)
 
 CHAT = "/v1/chat/completions"
 

@@ -8,13 +8,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
 
 from tokenflow_tui.store.errors import StoreError
 from tokenflow_tui.store.export_formats import export_failed_as_input, export_formatted
 from tokenflow_tui.store.results_file import ResultsWriter
 from tokenflow_tui.store.state_file import write_state
+
+pq = pytest.importorskip(
+    "pyarrow.parquet", reason="the [data] extra (pyarrow) is not installed: pip install -e '.[data]'"
+)
 
 USAGE = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
 TABLE_INPUT = {

@@ -12,10 +12,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-import datasets
-import pyarrow as pa
-import pyarrow.parquet as pq
+import pytest
 from run_helpers import tokenflow, write_job
+
+datasets = pytest.importorskip("datasets", reason="the [hf] extra (datasets) is not installed: pip install -e '.[hf]'")
+pa = pytest.importorskip("pyarrow", reason="the [data] extra (pyarrow) is not installed: pip install -e '.[data]'")
+pq = pytest.importorskip(
+    "pyarrow.parquet", reason="the [data] extra (pyarrow) is not installed: pip install -e '.[data]'"
+)
 
 RESULT_COLUMNS = [
     "status",

@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 import tomllib
 
+import orjson
 import pytest
 import tomli_w
 from run_helpers import simulated_job, until
@@ -175,6 +176,25 @@ async def test_a_finished_job_reopened_shows_the_figures_of_report(tmp_path):
     reopened = await _reopened(job_path)
     assert _figures(reopened) == expected
     assert reopened.stats.rate_avg == pytest.approx(live.stats.rate_avg, rel=1e-6)
+
+
+async def test_the_retried_filter_of_a_reopened_job_lists_the_requests_report_counts(tmp_path):
+    job_path = _faulty_job(tmp_path)
+    runner = JobRunner(load_job(job_path), save_interval_s=3600)
+    runner.open()
+    assert await asyncio.wait_for(runner.run(), 60) == 0
+    await runner.shutdown()
+    lines = (tmp_path / "out" / "results.jsonl").read_bytes().splitlines()
+    # one record a request (no retry round): the retried are those whose record has two attempts or more
+    expected = sorted(record["index"] for record in map(orjson.loads, lines) if len(record["attempts"]) >= 2)
+    assert len(expected) == build_report(tmp_path / "out").retried > 0
+    reopened = JobRunner(load_job(job_path))
+    reopened.open()
+    try:
+        assert reopened.row_count("retried") == len(expected)
+        assert [row.index for row in reopened.rows("retried", 0, len(expected))] == expected
+    finally:
+        reopened.close()
 
 
 async def test_a_retry_round_adds_to_the_job_figures(tmp_path):

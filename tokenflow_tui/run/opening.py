@@ -22,7 +22,7 @@ from ..store.lock import OutputLock
 from ..store.previous import earlier_progress, set_aside
 from ..store.record_reader import RecordReader
 from ..store.records import record_error_kind
-from ..store.results_file import RESULTS_FILE, ResultsSummary, ResultsWriter, recover
+from ..store.results_file import RESULTS_FILE, ResultsSummary, ResultsWriter, recover, retried_offsets
 from ..store.state_file import STATE_FILE, read_state
 from .request_index import RequestTable, record_failure_label
 from .statistics import RunStats
@@ -133,7 +133,8 @@ def open_run(
                 f"has only {summary.count} requests; rerun with --restart to discard it"
             )
         table = RequestTable(summary.count)
-        table.restore(recovery.status, recovery.offsets)
+        end = recovery.summary.size
+        table.restore(recovery.status, recovery.offsets, lambda: retried_offsets(results_path, end))
         writer = ResultsWriter(results_path, recovery.summary)
         undo.callback(writer.close)
         reader = RecordReader(writer)

@@ -37,6 +37,7 @@ class RequestTable:
         self.offsets = array("q", [-1]) * count
         self.failed: dict[int, str] = {}  # index → error kind of its last attempt, in failing order
         self.retried: set[int] = set()  # finished here with two attempts or more in their last record
+        self._earlier_retried: Callable[[], set[int]] | None = None  # see restore
         self._previews: OrderedDict[int, tuple[Any, str]] = OrderedDict()
         self._read_rows: OrderedDict[int, RequestRow] = OrderedDict()
 
@@ -73,10 +74,27 @@ class RequestTable:
         if len(self._previews) > _RECENT_PREVIEWS:
             self._previews.popitem(last=False)
 
-    def restore(self, status: bytearray, offsets: array[int]) -> None:
-        """Take the rows finished by earlier runs, as recovery found them (details are read when drawn)."""
+    def restore(
+        self, status: bytearray, offsets: array[int], retried_offsets: Callable[[], set[int]] | None = None
+    ) -> None:
+        """Take the rows finished by earlier runs, as recovery found them (details are read when drawn).
+
+        `retried_offsets()` gives the offsets of their records with two attempts or more; it reads the
+        whole file, so it is asked only when the retried rows are first wanted.
+        """
         self._state[: len(status)] = status
         self.offsets[: len(offsets)] = offsets
+        self._earlier_retried = retried_offsets
+
+    def retried_rows(self) -> set[int]:
+        """Finished rows whose last record has two attempts or more, earlier runs' included."""
+        if self._earlier_retried is not None:
+            offsets, self._earlier_retried = self._earlier_retried(), None
+            state = self._state
+            self.retried.update(
+                index for index, offset in enumerate(self.offsets) if offset in offsets and state[index] != NO_RECORD
+            )
+        return self.retried
 
     def requeue(self, index: int) -> str | None:
         """Mark a failed request as queued again; its last error kind, or None if it had not failed."""

@@ -121,7 +121,7 @@ class RunRows:
         if row_filter == "retried":
             # two attempts or more: a request queued again (by retry) and not yet sent is not one
             held = [i for i, r in self._held.requests.items() if len(r.request_trajectory.trajectory) >= 2]
-            return sorted(self._table.retried.union(held))
+            return sorted(self._table.retried_rows().union(held))
         if row_filter == "failed":
             return list(self._table.failed)
         raise ValueError(f"unknown row filter {row_filter!r}")

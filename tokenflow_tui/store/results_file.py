@@ -468,6 +468,23 @@ def _blocks(file: BinaryIO, limit: int) -> Iterator[tuple[bytes, int, list[bytes
             rest = block
 
 
+# a key of every attempt of a record; inside a JSON string its quotes would be escaped, so it never matches there
+_ATTEMPT_KEY = b'"started_at":'
+
+
+def retried_offsets(path: str | os.PathLike[str], end: int) -> set[int]:
+    """The offsets of the records in the first `end` bytes of results.jsonl that have two attempts or more."""
+    found: set[int] = set()
+    offset = 0
+    with open(path, "rb") as file:
+        for _block, _end, lines in _blocks(file, end):
+            for line in lines:
+                if line.count(_ATTEMPT_KEY) >= 2:
+                    found.add(offset)
+                offset += len(line) + 1
+    return found
+
+
 class DamagedLine(ValueError):
     """A line of results.jsonl that is not a record; the message says why, `torn` that it is not even JSON."""
 

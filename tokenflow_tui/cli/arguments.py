@@ -37,6 +37,11 @@ def folder_path(text: str) -> Path:
     return Path(text)
 
 
+def add_run_dir(parser: argparse.ArgumentParser) -> None:
+    """The RUN_DIR argument of the commands that read a run's files."""
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="the output directory of a run")
+
+
 def print_problems(error: JobError) -> None:
     """A job's problems on stderr, one line each (DESIGN §2.1)."""
     for line in error.lines():

@@ -9,10 +9,11 @@ import sys
 from ..store.errors import StoreError
 from ..store.export import ExportSummary
 from ..store.export_formats import EXPORT_FORMATS, export_failed_as_input, export_formatted
+from .arguments import add_run_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="the output directory of a run")
+    add_run_dir(parser)
     parser.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
     parser.add_argument(
         "--only", choices=("done", "failed"), help="only the requests whose last record is done, or failed"

@@ -8,12 +8,13 @@ import sys
 from ..run.exit_codes import EXIT_INVALID
 from ..store.errors import StoreError
 from ..store.repair import repair_results
+from .arguments import add_run_dir
 
 _SHOWN = 10  # damaged lines named one by one; the rest are counted
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="the output directory of a run")
+    add_run_dir(parser)
 
 
 def command(args: argparse.Namespace) -> int:

@@ -9,10 +9,11 @@ import orjson
 
 from ..store.errors import StoreError
 from ..store.report import build_report, format_report
+from .arguments import add_run_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="the output directory of a run")
+    add_run_dir(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 

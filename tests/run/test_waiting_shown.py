@@ -39,3 +39,12 @@ def test_the_counts_panel_has_a_waiting_line_only_while_some_wait():
         "retried              0",
     ]
     assert "waiting" not in counts_content(snapshot(0)).plain
+
+
+def test_the_progress_line_never_says_eta_0_00_while_requests_remain():
+    almost = dataclasses.replace(snapshot(0), stats=dataclasses.replace(STATS, rate_60s=1e9))  # ETA under 1 s
+    assert progress_line(almost).endswith(" · ETA <0:01")
+    tail = dataclasses.replace(snapshot(0), longest_in_flight_s=8.2)
+    assert progress_line(tail).endswith(" · ETA 10 in flight, longest 0:08")
+    paused = dataclasses.replace(snapshot(0), state="paused")
+    assert progress_line(paused).endswith(" · ETA —")

@@ -10,11 +10,12 @@ from ui_fakes import NOW, ScriptedRun
 
 from tokenflow_tui.run.contract import ChartPoint
 from tokenflow_tui.run.durations import duration
+from tokenflow_tui.run.durations import eta_text as eta
 from tokenflow_tui.ui.formatting import clock_time, compact, count, fit, latency, one_line, plural, short_status
 from tokenflow_tui.ui.lag import LoopLagMonitor
 from tokenflow_tui.ui.plot import bar_rows, nice_ceiling, per_second, sparkline
 from tokenflow_tui.ui.widgets.numbers import latency_content, tokens_content, workers_text
-from tokenflow_tui.ui.widgets.status import RunHeader, eta
+from tokenflow_tui.ui.widgets.status import RunHeader
 from tokenflow_tui.ui.widgets.summary import summary_content
 from tokenflow_tui.ui.widgets.trajectory import attempt_content, hanging
 

@@ -8,7 +8,7 @@ import signal
 from typing import TextIO
 
 from ..run.contract import RunSnapshot, TrafficView
-from ..run.durations import duration
+from ..run.durations import duration, eta_text
 from ..run.exit_codes import EXIT_STOPPED_BY_ITSELF
 from ..run.runner import JobRunner
 
@@ -23,7 +23,7 @@ def progress_line(snap: RunSnapshot) -> str:
     line = (
         f"{snap.job_name}: {finished:,}/{total:,} ({percent:.1f}%) · {s.failed:,} failed · "
         f"{s.in_flight:,} in flight · {waiting}{s.rate_10s:,.0f} req/s · {snap.tokens_per_s_now:,.0f} tok/s · "
-        f"ETA {duration(s.eta_s)}"
+        f"ETA {eta_text(snap.state, s, snap.longest_in_flight_s)}"
     )
     return " · ".join((line, *_traffic_parts(snap.traffic)))
 

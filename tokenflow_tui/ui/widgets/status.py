@@ -10,8 +10,8 @@ from textual.widget import Widget
 
 from ...engine import StatsSnapshot
 from ...run.contract import RunSnapshot
-from ...run.durations import duration
-from ..formatting import DASH, MUTED, clock_time, count
+from ...run.durations import duration, eta_text
+from ..formatting import MUTED, clock_time, count
 from .panel import LivePanel
 
 STATE_STYLES = {
@@ -23,19 +23,6 @@ STATE_STYLES = {
     "done": "bold $accent",
 }
 _PARTIAL = "▏▎▍▌▋▊▉"  # one to seven eighths of a cell
-
-
-def eta(state: str, stats: StatsSnapshot, longest_in_flight_s: float | None = None) -> str:
-    """The time left; in the tail (nothing queued) the requests left in flight and the longest wait."""
-    # a rate measured while running says nothing of when a paused job will end
-    if state != "running":
-        return DASH
-    if longest_in_flight_s is not None:
-        return f"{count(stats.in_flight)} in flight, longest {duration(longest_in_flight_s)}"
-    left = stats.eta_s
-    if left is not None and left < 1 and stats.total is not None and stats.finished < stats.total:
-        return "<0:01"  # never 0:00 while requests remain
-    return duration(left)
 
 
 class RunHeader(LivePanel):
@@ -55,7 +42,7 @@ class RunHeader(LivePanel):
             (f" {state.upper()} ", f"{STATE_STYLES.get(state, 'bold')} reverse"),
             "   elapsed ",
             (duration(stats.elapsed_s), "bold"),
-            *(() if state == "done" else ("   ETA ", (eta(state, stats, snapshot.longest_in_flight_s), "bold"))),
+            *(() if state == "done" else ("   ETA ", (eta_text(state, stats, snapshot.longest_in_flight_s), "bold"))),
             "   ",
             saved,
         )

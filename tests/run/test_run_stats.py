@@ -17,7 +17,7 @@ from tokenflow_tui.engine.stats import StatsSnapshot
 from tokenflow_tui.job.reader import load_job
 from tokenflow_tui.run.contract import ChartPoint, RunSnapshot
 from tokenflow_tui.run.runner import JobRunner
-from tokenflow_tui.run.statistics import RunStats
+from tokenflow_tui.run.statistics import LateRecords, RunStats
 from tokenflow_tui.store.figures import RecordFigures, fold_records
 from tokenflow_tui.store.report import build_report
 
@@ -301,3 +301,28 @@ async def test_the_trajectory_holds_the_body_sent_with_the_model_and_merged_para
         "max_tokens": 64,
         "messages": [{"role": "user", "content": "tell me about item 1"}],
     }
+
+
+def test_records_written_after_the_last_save_add_their_seconds_errors_and_running_time():
+    saved = RunStats()
+    saved.note_attempt(9.5, None, "http_5xx")
+    saved.note_finished(9.5, None)
+    stats = RunStats.from_data(saved.to_data())  # saved at running time 10.0, wall-clock 1,000.0
+    late = LateRecords(saved_at=1000.0, elapsed_s=10.0)
+
+    def attempt(started_at: float, latency_ms: float, kind: str | None = None) -> dict[str, object]:
+        if kind is not None:
+            return {"error": {"kind": kind}, "started_at": started_at, "latency_ms": latency_ms}
+        usage = {"prompt_tokens": 7, "completion_tokens": 3}
+        return {"usage": usage, "started_at": started_at, "latency_ms": latency_ms}
+
+    # its first attempt ended before the save (counted then); the second at 1,000.5; the last at 1,002.25
+    late.add({"attempts": [attempt(999.0, 200, "http_5xx"), attempt(1000.3, 200, "http_429"), attempt(1002.0, 250)]})
+    late.add({"attempts": [attempt(998.0, 500)]})  # all before the save: nothing new
+    stats.add_late(late)
+    assert late.last_s == pytest.approx(12.25)
+    assert stats.errors_by_kind == {"http_5xx": 1, "http_429": 1}
+    points = {p.t: (p.finished, p.tokens, dict(p.errors)) for p in stats.history(13.0)}
+    assert points[9] == (1, 0, {"http_5xx": 1})
+    assert points[10] == (0, 0, {"http_429": 1})
+    assert points[12] == (1, 10, {})

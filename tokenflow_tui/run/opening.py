@@ -25,7 +25,7 @@ from ..store.records import record_error_kind
 from ..store.results_file import RESULTS_FILE, ResultsSummary, ResultsWriter, recover, retried_offsets
 from ..store.state_file import STATE_FILE, read_state
 from .request_index import RequestTable, record_failure_label
-from .statistics import RunStats
+from .statistics import LateRecords, RunStats
 
 STATE_CHANGES_KEY = "changes"  # what `--accept-changes` let through, one table per resume
 Confirm = Callable[[str], bool]  # asks the user a yes/no question (on a terminal), True to go on
@@ -147,7 +147,17 @@ def open_run(
             opened.workers = int(state["workers"]) if "workers" in state else None
         offsets = recovery.offsets
         # the records written after the last save (all of them without saved figures) are not in them yet
-        fold_records(opened.stats.figures, results_path, recovery.summary.size, lambda i, at: offsets[i] == at)
+        late = LateRecords(float(state["saved_at"]), opened.elapsed_s) if state and "saved_at" in state else None
+        fold_records(
+            opened.stats.figures,
+            results_path,
+            recovery.summary.size,
+            lambda i, at: offsets[i] == at,
+            late.add if late is not None else None,
+        )
+        if late is not None:
+            opened.stats.add_late(late)
+            opened.elapsed_s = late.last_s  # the running time up to the last record, not to the last save
         _count_from_results(opened, recovery.summary)
         _note_failed(opened, retry_failed)
         undo.pop_all()

@@ -85,6 +85,16 @@ class RunStats:
         if self.failed_by_kind[kind] > 0:
             self.failed_by_kind[kind] -= 1
 
+    def add_late(self, late: LateRecords) -> None:
+        """What records written after the last save add to the charts and the attempt errors (after a kill)."""
+        for second in sorted(late.seconds):
+            finished, tokens, errors = late.seconds[second]
+            self._roll(second)  # a second the saved history has already closed goes to the open one
+            self._finished += finished
+            self._tokens += tokens
+            self._errors.update(errors)
+        self.errors_by_kind.update(late.errors)
+
     def history(self, elapsed_s: float) -> list[ChartPoint]:
         """Complete seconds, oldest first, with empty seconds filled in."""
         self._roll(int(elapsed_s))
@@ -192,3 +202,45 @@ def _nearest_rank(values: list[float], points: tuple[int, ...]) -> tuple[float |
         return tuple(None for _ in points)
     ordered = sorted(values)
     return tuple(ordered[max(0, math.ceil(p * len(ordered) / 100) - 1)] for p in points)
+
+
+class LateRecords:
+    """Records written after the last save, which a kill -9 kept out of state.toml's statistics.
+
+    Only their attempts that ended after the save are new to the saved figures; each is placed at
+    the running time it ended, reckoned from the save's (`elapsed_s` at wall-clock `saved_at`).
+    """
+
+    def __init__(self, saved_at: float, elapsed_s: float) -> None:
+        self._saved_at = saved_at
+        self._elapsed_s = elapsed_s
+        self.seconds: dict[int, tuple[int, int, Counter[str]]] = {}  # second → finished, tokens, errors
+        self.errors: Counter[str] = Counter()
+        self.last_s = elapsed_s  # the running time the last of them ended at
+
+    def add(self, record: dict[str, Any]) -> None:
+        ended: float | None = None
+        for attempt in record.get("attempts") or ():
+            started, latency_ms = attempt.get("started_at"), attempt.get("latency_ms")
+            if not isinstance(started, int | float) or not isinstance(latency_ms, int | float):
+                continue
+            ended = self._elapsed_s + started + latency_ms / 1000 - self._saved_at
+            if ended <= self._elapsed_s:
+                continue  # it ended before the save: the saved figures count it
+            error = attempt.get("error")
+            kind = error.get("kind") if type(error) is dict else None
+            usage = attempt.get("usage")
+            tokens = (
+                (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0) if type(usage) is dict else 0
+            )
+            self._note(int(ended), 0, tokens, kind)
+        if ended is not None and ended > self._elapsed_s:
+            self._note(int(ended), 1, 0, None)
+            self.last_s = max(self.last_s, ended)
+
+    def _note(self, second: int, finished: int, tokens: int, kind: str | None) -> None:
+        done, used, errors = self.seconds.get(second, (0, 0, Counter()))
+        if kind is not None:
+            errors[kind] += 1
+            self.errors[kind] += 1
+        self.seconds[second] = (done + finished, used + tokens, errors)

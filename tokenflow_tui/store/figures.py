@@ -76,10 +76,12 @@ def fold_records(
     path: str | os.PathLike[str],
     end: int,
     is_final: Callable[[int, int], bool],
+    also: Callable[[dict[str, Any]], None] | None = None,
 ) -> None:
     """Fold the records of `path` after `figures.last_offset` (all of them at -1) up to byte `end`.
 
-    `is_final(index, offset)` tells whether the record at `offset` is the last one of input request `index`.
+    `is_final(index, offset)` tells whether the record at `offset` is the last one of input request `index`;
+    `also(record)` sees each record folded.
     """
     start = 0 if figures.last_offset < 0 else figures.last_offset
     skip_first = figures.last_offset >= 0  # that record is in the figures already
@@ -99,4 +101,6 @@ def fold_records(
                 elif line:
                     record = orjson.loads(line)
                     figures.add(record, offset, is_final(record["index"], offset))
+                    if also is not None:
+                        also(record)
                 offset += len(line) + 1

@@ -4,6 +4,9 @@ never a hang or a traceback, and nothing written."""
 from __future__ import annotations
 
 import os
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -127,3 +130,10 @@ def test_a_billion_workers_is_refused_before_anything_is_written(tmp_path, where
         assert result.stderr == f"{job}:18:1: workers.count must be an integer from 1 to 100000, found 1000000000\n"
     assert result.returncode == 2
     assert made_files(tmp_path) == ["job.toml", "prompts.jsonl"]
+
+
+def test_a_reader_that_goes_away_gets_no_traceback(tmp_path: Path) -> None:
+    job = simulated_job(tmp_path, 3)
+    command = f"{shlex.quote(sys.executable)} -m tokenflow_tui validate {shlex.quote(str(job))} | true"
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (1, "")

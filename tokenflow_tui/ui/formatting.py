@@ -7,7 +7,18 @@ from datetime import datetime, tzinfo
 
 from rich.cells import cell_len, set_cell_size
 
-from ..engine.error_kinds import BAD_RESPONSE, CONNECTION, HANDLER_EXCEPTION, HTTP_4XX, HTTP_5XX, HTTP_429, TIMEOUT
+from ..engine.error_kinds import (
+    BAD_RESPONSE,
+    CONNECTION,
+    CUT_OFF,
+    HANDLER_EXCEPTION,
+    HANDLER_FAILED,
+    HTTP_4XX,
+    HTTP_5XX,
+    HTTP_429,
+    TIMEOUT,
+    TOO_MANY_ATTEMPTS,
+)
 from ..run.contract import ERROR_KINDS, format_usd
 from ..run.durations import DASH
 
@@ -21,6 +32,9 @@ ERROR_LABELS = {
     CONNECTION: CONNECTION,
     BAD_RESPONSE: "bad response",
     HANDLER_EXCEPTION: "handler error",
+    CUT_OFF: "cut off",
+    TOO_MANY_ATTEMPTS: "too many attempts",
+    HANDLER_FAILED: "handler failed",
 }
 
 
@@ -109,6 +123,7 @@ ERROR_STYLES = {
     CONNECTION: "#56b6c2",
     BAD_RESPONSE: "#61afef",
     HANDLER_EXCEPTION: "#98c379",
+    CUT_OFF: "#be5046",
 }
 
 

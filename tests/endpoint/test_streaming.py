@@ -19,6 +19,7 @@ from tokenflow_tui.engine import (
     ActionDone,
     TokenFlowRequestTrajectory,
     TokenFlowRequestTrajectoryElement,
+    TokenFlowTask,
 )
 from tokenflow_tui.sim import SimulatorConfig, SimulatorProcess
 
@@ -363,3 +364,30 @@ async def test_a_json_answer_to_a_stream_request_is_read_as_json(scripted, clien
         ActionDone(),
         {"text": "Hi", "usage": document["usage"], "status_code": 200, "finish_reason": "stop"},
     )
+
+
+async def test_a_hard_stop_mid_stream_keeps_the_partial_text_as_an_attempt_and_runs_the_request_again(scripted, client):
+    base_url, routes, _ = scripted
+    hold = asyncio.Event()
+    routes.append(sse(chunk(choices=[{"index": 0, "delta": {"content": "Hel"}, "finish_reason": None}]), hold=hold))
+    routes.append(
+        sse(
+            chunk(choices=[{"index": 0, "delta": {"content": "Hello"}, "finish_reason": "stop"}]),
+            b"data: [DONE]\r\n\r\n",
+        )
+    )
+    first_token = asyncio.Event()
+    settings = HandlerSettings(base_url=base_url, api="chat", model="m-1", params={}, stream=True, timeout_s=5.0)
+    handler = OpenAIHandler(settings, client, None, clock=TickClock(), on_tokens=lambda n: first_token.set())
+    task = TokenFlowTask(request_fn=handler, request_params=[{"prompt": "hi"}])
+    task.run(n_workers=1)
+    await asyncio.wait_for(first_token.wait(), 5)
+    await task.hard_stop()
+    hold.set()
+    task.run(n_workers=1)
+    [request] = await asyncio.wait_for(task.wait_for_done(), 5)
+    cut, answer = request.request_trajectory.trajectory
+    assert cut.result == cut_off("the stream was cut off by a hard stop", "Hel", tokens=1)
+    assert cut.action == ActionContinue({"prompt": "hi"}) and cut.latency_s is not None
+    assert (answer.result["text"], type(answer.action)) == ("Hello", ActionDone)
+    assert task.stats().attempts == 2

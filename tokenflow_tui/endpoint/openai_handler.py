@@ -6,6 +6,7 @@ JSON-able result and tells the engine whether to retry and when.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import nullcontext
@@ -142,6 +143,11 @@ class OpenAIHandler:
                 result, headers = await self._attempt(api, content, answer)
         except TimeoutError:
             result, headers = self._timeout_error(answer), None
+        except asyncio.CancelledError:
+            if answer is not None and answer.parts:
+                # a hard stop cut the stream: the attempt keeps what came (the engine records it, see task.py)
+                trajectory.trajectory[-1].result = self._cut_off(answer, "the stream was cut off by a hard stop")
+            raise
         if headers is _UNREACHED:
             headers = None
             if self._unreached is not None:

@@ -206,7 +206,9 @@ class TokenFlowTask:
     async def hard_stop(self) -> None:
         """Cancel the in-flight requests now; each one's interrupted attempt runs again on the next run().
 
-        They go back to the front of the queue in the order the task took them from its input.
+        They go back to the front of the queue in the order the task took them from its input. A
+        handler that sets its attempt's result before letting the CancelledError through (a streamed
+        answer's partial text) keeps that attempt: it is recorded, and a new one with the same params runs.
         """
         if self._state not in (RUNNING, STOPPING):
             return
@@ -505,10 +507,21 @@ class TokenFlowTask:
                     finally:
                         self._sending -= 1
                 except asyncio.CancelledError:
-                    sent = slot.sent_at is not None
-                    element.started_at = None
-                    if sent and ended_hook is not None:
-                        ended_hook(request, None)
+                    sent_at = slot.sent_at
+                    sent = sent_at is not None
+                    if (
+                        sent_at is not None
+                        and element.result is not None
+                        and len(trajectory.trajectory) < (max_attempts or 1 << 62)
+                    ):
+                        # the handler kept what the cut attempt brought (a streamed answer's partial text): it is
+                        # an attempt, and the request runs again with the same params
+                        self._keep_cut_attempt(request, element, sent_at, ended_hook)
+                    else:
+                        element.result = None
+                        element.started_at = None
+                        if sent and ended_hook is not None:
+                            ended_hook(request, None)
                     slot.request = slot.sent_at = None
                     request.waiting_for = None
                     ready.appendleft(request)
@@ -568,6 +581,22 @@ class TokenFlowTask:
         finally:
             self._workers.discard(me)
             del self._slots[me]
+
+    def _keep_cut_attempt(
+        self,
+        request: TokenFlowRequest,
+        element: TokenFlowRequestTrajectoryElement,
+        started: float,
+        ended_hook: Callable[[TokenFlowRequest, Any], None] | None,
+    ) -> None:
+        """A cancelled attempt whose handler set its result: recorded, and a new attempt with the same params."""
+        element.latency_s = self._clock.monotonic() - started
+        element.action = ActionContinue(element.request_params)
+        self._attempts += 1
+        self._retries += 1
+        if ended_hook is not None:
+            ended_hook(request, None)
+        request.request_trajectory.add(TokenFlowRequestTrajectoryElement(element.request_params))
 
     def _continue(self, request: TokenFlowRequest, action: ActionContinue, result: Any, payload: Any) -> None:
         self._retries += 1

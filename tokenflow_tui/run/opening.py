@@ -57,10 +57,10 @@ class OpenedRun:
     requeued: list[str] = field(default_factory=list)  # storm.failure_label of each failed request queued again
     # queued again by retry_failed whose last record had two attempts or more (counted as retried till they finish)
     requeued_retried: set[int] = field(default_factory=set)
+    job_version: str = ""  # the short name of the fingerprint, kept in each record (see __post_init__)
 
-    @property
-    def job_version(self) -> str:
-        return job_version(self.fingerprint)
+    def __post_init__(self) -> None:
+        self.job_version = job_version(self.fingerprint)  # once: a record is written per request
 
     def close(self) -> int:
         """Flush and close the results file, then let go of the output directory.

@@ -228,7 +228,7 @@ CASES = [
         SIM + '\n[endpoint.simulator]\nfail = { "429" = 0.05, "4299" = 0.1 }\n',
         [
             "jobs/job.toml:9:24: endpoint.simulator.fail: unknown fault kind '4299'; valid kinds: "
-            '429, 500, 503, reset, stall, malformed, truncated, drip, huge, ctype, no_done; did you mean "429"?'
+            '429, 500, 503, reset, stall, malformed, truncated, drip, huge, ctype, no_done, length, non_json; did you mean "429"?'
         ],
     ),
     Case(

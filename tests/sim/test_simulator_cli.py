@@ -59,7 +59,7 @@ def test_a_bad_fail_option_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[
     assert captured.out == ""
     assert captured.err == (
         "tokenflow simulate: --fail: unknown fault kind 'bogus'; "
-        "valid kinds: 429, 500, 503, reset, stall, malformed, truncated, drip, huge, ctype, no_done\n"
+        "valid kinds: 429, 500, 503, reset, stall, malformed, truncated, drip, huge, ctype, no_done, length, non_json\n"
     )
 
 

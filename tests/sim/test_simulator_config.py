@@ -16,7 +16,7 @@ from tokenflow_tui.sim.faults import huge_chunks
 from tokenflow_tui.sim.http import MAX_BODY_BYTES, HttpError, Request, parse_request
 from tokenflow_tui.sim.window import SlidingWindow
 
-VALID_KINDS = "429, 500, 503, reset, stall, malformed, truncated, drip, huge, ctype, no_done"
+VALID_KINDS = "429, 500, 503, reset, stall, malformed, truncated, drip, huge, ctype, no_done, length, non_json"
 
 
 def test_parse_fail_reads_the_documented_example() -> None:

@@ -17,11 +17,22 @@ import httpx
 import orjson
 
 from ..engine import ActionContinue, ActionDone, Clock, SystemClock, TokenFlowAction, TokenFlowRequestTrajectory
-from ..engine.error_kinds import BAD_RESPONSE, CONNECTION, CUT_OFF, HTTP_4XX, HTTP_5XX, HTTP_429, TIMEOUT
+from ..engine.error_kinds import (
+    BAD_RESPONSE,
+    CHECK_FAILED,
+    CONNECTION,
+    CUT_OFF,
+    HTTP_4XX,
+    HTTP_5XX,
+    HTTP_429,
+    TIMEOUT,
+)
 from ..job.model import API_PATHS, APIS, Api, RequestApi
+from .checks import AnswerChecks
 from .deadlines import Deadlines
 from .idle import IdleTimeout, IdleTimer
 from .retry_policy import Rng, is_retryable, parse_retry_after, retry_delay_s
+from .rules import RetryRules
 from .streamed import BadStream, StreamedAnswer, read_stream
 from .transport import (
     TRANSPORT_ERRORS,
@@ -86,6 +97,8 @@ class OpenAIHandler:
     `reached()` hears of every attempt that reached the server, and `await unreached(message)` of
     every one that could not connect (refused, DNS, TLS): it may hold the attempt, or cancel it so
     that it runs again unspent (a dead server pauses the job).
+    `checks` turn answers that fail the job's [checks] into check_failed errors; `rules` change the
+    params of the attempt after a failed one ([[retry.rules]]).
     """
 
     def __init__(
@@ -101,8 +114,12 @@ class OpenAIHandler:
         on_tokens: Callable[[int], Any] | None = None,
         reached: Callable[[], None] | None = None,
         unreached: Callable[[str], Awaitable[None]] | None = None,
+        checks: AnswerChecks | None = None,
+        rules: RetryRules | None = None,
     ) -> None:
         self._settings = settings
+        self._checks = checks
+        self._rules = rules
         self._client = client
         self._chat = settings.api == "chat"
         # parsed once: httpx would parse a string URL again on every request
@@ -155,7 +172,11 @@ class OpenAIHandler:
         elif self._reached is not None:
             self._reached()
         if "error" not in result:
-            return _DONE, result, None
+            if self._checks is None:
+                return _DONE, result, None
+            result = self._checks.checked(result)
+            if "error" not in result:
+                return _DONE, result, None
         return self._after_error(trajectory.length(), line, result, headers)
 
     async def _attempt(
@@ -320,7 +341,14 @@ class OpenAIHandler:
         on_auth_error = self._on_auth_error if status in (401, 403) else None
         if on_auth_error is not None:
             on_auth_error(status, error["message"])
-        if attempt < settings.max_attempts and (on_auth_error is not None or is_retryable(kind, status)):
+        retry = on_auth_error is not None or is_retryable(kind, status)
+        if kind == CHECK_FAILED:
+            delay = 0.0  # the server is fine: only the answer was wrong
+        if self._rules is not None and on_auth_error is None and attempt < settings.max_attempts:
+            changed = self._rules.apply(line, error)
+            if changed is not None:
+                line, retry = changed, True
+        if attempt < settings.max_attempts and retry:
             return ActionContinue(line, delay), result, payload
         return _DONE, result, payload
 

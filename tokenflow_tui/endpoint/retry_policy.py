@@ -11,12 +11,22 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Protocol
 
-from ..engine.error_kinds import BAD_RESPONSE, CONNECTION, CUT_OFF, HTTP_4XX, HTTP_5XX, HTTP_429, TIMEOUT
+from ..engine.error_kinds import (
+    BAD_RESPONSE,
+    CHECK_FAILED,
+    CONNECTION,
+    CUT_OFF,
+    HTTP_4XX,
+    HTTP_5XX,
+    HTTP_429,
+    TIMEOUT,
+)
 
 MAX_RETRY_AFTER_S = 300.0
 
 # kinds that are worth another attempt whatever the status; "http_4xx" only for the statuses below
-_RETRYABLE_KINDS = frozenset({HTTP_429, HTTP_5XX, TIMEOUT, CONNECTION, BAD_RESPONSE, CUT_OFF})
+# check_failed: another answer (sampled again, or changed by a rule) may pass
+_RETRYABLE_KINDS = frozenset({HTTP_429, HTTP_5XX, TIMEOUT, CONNECTION, BAD_RESPONSE, CUT_OFF, CHECK_FAILED})
 _RETRYABLE_4XX = frozenset({408, 409})
 
 

@@ -13,6 +13,8 @@ TOO_MANY_ATTEMPTS = "too_many_attempts"
 HANDLER_FAILED = "handler_failed"
 # a streamed answer that stopped before its end (idle timeout, reset, deadline): its error keeps the partial text
 CUT_OFF = "cut_off"
+# an answer that came whole but failed one of the job's [checks] (its error says which check and why)
+CHECK_FAILED = "check_failed"
 
 # in the order the dashboard lists them
-ERROR_KINDS = (HTTP_429, HTTP_5XX, HTTP_4XX, TIMEOUT, CONNECTION, BAD_RESPONSE, HANDLER_EXCEPTION, CUT_OFF)
+ERROR_KINDS = (HTTP_429, HTTP_5XX, HTTP_4XX, TIMEOUT, CONNECTION, BAD_RESPONSE, HANDLER_EXCEPTION, CUT_OFF, CHECK_FAILED)

@@ -51,6 +51,7 @@ class SimulatorSection:
     seed: int | None = None
     rpm_limit: int = 0
     token_interval_ms: float = 0.0
+    json_answers: bool = False  # answers are JSON objects {"answer": …} (the non_json fault breaks some)
 
     def to_config(self) -> SimulatorConfig:
         return SimulatorConfig(
@@ -60,6 +61,7 @@ class SimulatorSection:
             seed=self.seed,
             rpm_limit=self.rpm_limit,
             token_interval_ms=self.token_interval_ms,
+            json_answers=self.json_answers,
         )
 
 
@@ -77,6 +79,7 @@ class EndpointSection:
     simulator: SimulatorSection | None
     stream: bool = False  # server-sent events: tokens as they are made, time to first token
     idle_timeout_s: float | None = None  # with stream: the longest wait between two chunks; None: timeout_s only
+    structured: bool = False  # send [checks] json_schema as the request's response_format
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +104,62 @@ class WorkersSection:
     max: int = 256
 
 
+# [checks] names, in the order an answer is checked (a cut answer is reported as cut, not as bad JSON)
+CHECK_NAMES = ("finish_reason", "min_chars", "max_chars", "json", "json_schema", "regex")
+DEFAULT_BAD_FINISH_REASONS = ("length", "content_filter")
+
+
+@dataclass(frozen=True, slots=True)
+class ChecksSection:
+    """What a good answer of the built-in handler looks like; None or empty: not checked."""
+
+    json: bool = False  # parses as JSON (a fenced ```json block accepted)
+    json_schema: Path | None = None  # joined to the job file's folder
+    schema: Mapping[str, Any] | None = None  # the schema file's content, read and checked by the reader
+    regex: str | None = None  # must match somewhere in the answer
+    min_chars: int | None = None
+    max_chars: int | None = None
+    bad_finish_reasons: tuple[str, ...] = ()  # [checks] finish_reason: reasons that fail the answer
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The checks configured, in CHECK_NAMES order."""
+        on = {
+            "finish_reason": bool(self.bad_finish_reasons),
+            "min_chars": self.min_chars is not None,
+            "max_chars": self.max_chars is not None,
+            "json": self.json,
+            "json_schema": self.schema is not None,
+            "regex": self.regex is not None,
+        }
+        return tuple(name for name in CHECK_NAMES if on[name])
+
+
+# the left side of a rule's `when`
+WHEN_KEYS = ("finish_reason", "check_failed", "error", "status")
+DOUBLE = "double"  # the one operation of a rule's `set`: the param's value times two, at most `max`
+
+
+@dataclass(frozen=True, slots=True)
+class RetryRule:
+    """One [[retry.rules]] entry: when a failed attempt matches `when`, the next attempt's params change."""
+
+    index: int  # 0-based, in the job file's order
+    when: str  # as written, e.g. "finish_reason = length"
+    key: str  # one of WHEN_KEYS
+    value: str  # the right side ("length", "json_schema", "timeout", "503")
+    set: Mapping[str, Any] = field(default_factory=dict)  # param → value, or DOUBLE
+    max: float | None = None  # the cap of DOUBLE values
+    append_message: Mapping[str, str] | None = None  # {"role", "content"}; {error} is filled in
+    endpoint: str | None = None  # send the next attempt to this [[endpoints]] name
+
+
 @dataclass(frozen=True, slots=True)
 class RetrySection:
     max_attempts: int = 5
     backoff_base_s: float = 0.5
     backoff_max_s: float = 60.0
+    rules: tuple[RetryRule, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +194,7 @@ class Job:
     limits: LimitsSection
     handler: HandlerSection | None
     columns: InputSection = field(default_factory=InputSection)  # the [input] table
+    checks: ChecksSection | None = None  # the [checks] table
 
     @property
     def name(self) -> str:

@@ -6,6 +6,7 @@ and keeps no secret (the API key stays in the environment; only its variable's n
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import math
 import os
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 
 from ..sim import FAULT_KINDS, validate_fail
 from ..store.errors import os_reason, toml_error_place
+from .checks_reader import read_checks, read_rules
 from .formats.detect import HF_STATE, detect_format
 from .model import (
     APIS,
@@ -56,11 +58,12 @@ _SECTIONS = {
         "transport",
         "stream",
         "idle_timeout_s",
+        "structured",
         "simulator",
     ),
     "request": ("params",),
     "workers": ("count", "adaptive", "min", "max"),
-    "retry": ("max_attempts", "backoff_base_s", "backoff_max_s"),
+    "retry": ("max_attempts", "backoff_base_s", "backoff_max_s", "rules"),
     "limits": (
         "requests_per_minute",
         "tokens_per_minute",
@@ -71,8 +74,9 @@ _SECTIONS = {
         "price_output_per_million_usd",
     ),
     "handler": ("path",),
+    "checks": ("json", "json_schema", "regex", "min_chars", "max_chars", "finish_reason"),
 }
-_SIMULATOR_KEYS = ("latency_ms", "jitter_ms", "fail", "seed", "rpm_limit", "token_interval_ms")
+_SIMULATOR_KEYS = ("latency_ms", "jitter_ms", "fail", "seed", "rpm_limit", "token_interval_ms", "json_answers")
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
 MAX_NAME = 100  # job.name names the folder runs/<name>: well below the 255 bytes a file name may have
 MAX_JOB_BYTES = 1 << 20
@@ -316,24 +320,40 @@ class _Reader:
         job_section = (
             JobSection(_INVALID, _INVALID, _INVALID, _INVALID) if job is None else self.job_section(job, job_dir)
         )
-        return Job(
-            job_path=path,
-            job_dir=job_dir,
-            job=job_section,
-            endpoint=None
+        checks_table = tables["checks"]
+        checks = None if checks_table is None else read_checks(self, checks_table, job_dir, builtin=builtin)
+        request = self.request_section(tables["request"] or {}, builtin=builtin)
+        retry = self.retry_section(tables["retry"] or {})
+        rules = read_rules(self, (tables["retry"] or {}).get("rules"), checks, request.params, builtin=builtin)
+        endpoint_section = (
+            None
             if endpoint is None
             else self.endpoint_section(
                 endpoint,
                 environ,
                 builtin=builtin,
                 needs_model=builtin and job_section.input_format != OPENAI_BATCH,
-            ),
-            request=self.request_section(tables["request"] or {}, builtin=builtin),
+            )
+        )
+        if endpoint_section is not None and endpoint_section.structured is True and (
+            checks is None or checks.schema is None
+        ):
+            self.problem(
+                ("endpoint", "structured"),
+                "endpoint.structured sends [checks] json_schema as the response_format: give checks.json_schema",
+            )
+        return Job(
+            job_path=path,
+            job_dir=job_dir,
+            job=job_section,
+            endpoint=endpoint_section,
+            request=request,
             workers=self.workers_section(tables["workers"] or {}),
-            retry=self.retry_section(tables["retry"] or {}),
+            retry=dataclasses.replace(retry, rules=rules) if rules else retry,
             limits=self.limits_section(tables["limits"] or {}),
             handler=None if handler is None else self.handler_section(handler, job_dir),
             columns=self.input_section(tables["input"], job_section.input_format),
+            checks=checks,
         )
 
     def unknown_top_level(self, key: str, value: Any) -> None:
@@ -477,6 +497,7 @@ class _Reader:
             simulator=simulator,
             stream=stream,
             idle_timeout_s=idle_timeout_s,
+            structured=self.boolean(table, ("endpoint", "structured"), False),
         )
 
     def base_url(self, table: dict[str, Any]) -> Any:
@@ -553,6 +574,7 @@ class _Reader:
             seed=self.value(table, path + ("seed",), "an integer", _is_int),
             rpm_limit=self.integer(table, path + ("rpm_limit",), 0, lo=0),
             token_interval_ms=self.number(table, path + ("token_interval_ms",), 0.0),
+            json_answers=self.boolean(table, path + ("json_answers",), False),
         )
 
     def fail(self, table: dict[str, Any], path: KeyPath) -> Any:

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from ..endpoint.checks import AnswerChecks, response_format
 from ..endpoint.openai_handler import HandlerSettings, OpenAIHandler
+from ..endpoint.rules import RetryRules
 from ..endpoint.transport import make_client
 from ..job.model import Job
 from ..sim import SimulatorProcess
@@ -58,11 +60,16 @@ class RunEndpoint:
         assert self.base_url is not None
         client = make_client(endpoint.transport, connections, endpoint.timeout_s)
         self._closers.append(client.aclose)
+        params = dict(job.request.params)
+        checks = job.checks
+        if endpoint.structured and checks is not None and checks.schema is not None:
+            params["response_format"] = response_format(checks.schema)
+        rules = job.retry.rules
         settings = HandlerSettings(
             base_url=self.base_url,
             api=endpoint.api,
             model=endpoint.model,
-            params=dict(job.request.params),
+            params=params,
             timeout_s=endpoint.timeout_s,
             max_attempts=job.retry.max_attempts,
             backoff_base_s=job.retry.backoff_base_s,
@@ -80,6 +87,9 @@ class RunEndpoint:
             reached=unreachable.reached,
             unreached=unreachable.unreached,
             on_tokens=on_tokens,
+            # compiled once per run; None when the job has none, so answers cost nothing more
+            checks=AnswerChecks(checks) if checks is not None else None,
+            rules=RetryRules(rules, job.request.params, endpoint.api == "chat") if rules else None,
         )
 
     async def close(self) -> None:

@@ -7,7 +7,7 @@ Answers are deterministic so tests can match them to prompts: "Echo: " + the las
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import orjson
@@ -112,6 +112,22 @@ def read_completion(api: Api, raw: bytes) -> Completion:
         prompt_tokens=count_tokens(prompt_chars),
         completion_tokens=count_tokens(len(content)),
         stream=body.get("stream") is True,
+    )
+
+
+def shaped_answer(answer: Completion, json_answers: bool, fault: str | None) -> Completion:
+    """The answer as `json_answers` and an answer fault ("length", "non_json") make it."""
+    content, finish_reason = answer.content, answer.finish_reason
+    if json_answers and fault != "non_json":
+        content = orjson.dumps({"answer": content}).decode()
+    elif fault == "non_json":
+        content = "Sure! Here is my answer: " + content
+    if fault == "length":
+        content, finish_reason = content[: max(1, len(content) // 2)], "length"
+    if content == answer.content and finish_reason == answer.finish_reason:
+        return answer
+    return replace(
+        answer, content=content, finish_reason=finish_reason, completion_tokens=count_tokens(len(content))
     )
 
 

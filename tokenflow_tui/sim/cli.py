@@ -80,6 +80,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the limit counts requests per this many seconds (default: %(default)s)",
     )
     add("--ratelimit-headers", action="store_true", help="answers carry OpenAI's x-ratelimit-*-requests headers")
+    add(
+        "--json-answers",
+        action="store_true",
+        help='answers are JSON objects {"answer": …}; the fault non_json makes some plain text, length cuts some',
+    )
     add("--require-key-env", metavar="NAME", help="require the API key held by this environment variable")
     add(
         "--retry-after",
@@ -130,6 +135,8 @@ def config_to_args(config: SimulatorConfig) -> list[str]:
         args.append(f"--retry-after-ms={config.retry_after_ms}")
     if config.ratelimit_headers:
         args.append("--ratelimit-headers")
+    if config.json_answers:
+        args.append("--json-answers")
     return args
 
 
@@ -200,6 +207,7 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
         ratelimit_headers=args.ratelimit_headers,
         require_key=key,
         model=args.model,
+        json_answers=args.json_answers,
     )
 
 

@@ -17,6 +17,8 @@ from typing import TypeGuard
 # truncated strike halfway through the events (an RST; silence until stall_s; the connection closed),
 # malformed sends a chunk that does not parse halfway through, and no_done ends the stream without its
 # closing "data: [DONE]" (a non-streamed request with no_done gets its answer as usual).
+# Two faults shape the answer, not the transport: length cuts it in half with finish_reason "length";
+# non_json makes it chatty text where json_answers would give a JSON object.
 FAULT_KINDS: tuple[str, ...] = (
     "429",
     "500",
@@ -29,7 +31,10 @@ FAULT_KINDS: tuple[str, ...] = (
     "huge",
     "ctype",
     "no_done",
+    "length",
+    "non_json",
 )
+ANSWER_FAULTS: tuple[str, ...] = ("length", "non_json")
 RETRY_AFTER_FORMS: tuple[str, ...] = ("date", "absurd", "none")
 MIN_HUGE_BYTES = 64  # room for the JSON wrapper around the padding
 
@@ -124,6 +129,7 @@ class SimulatorConfig:
     ratelimit_headers: bool = False
     require_key: str | None = field(default=None, repr=False)
     model: str = "sim-1"
+    json_answers: bool = False
 
     def __post_init__(self) -> None:
         _require(
@@ -161,6 +167,9 @@ class SimulatorConfig:
         _require(
             isinstance(self.ratelimit_headers, bool),
             f"ratelimit_headers must be true or false, not {self.ratelimit_headers!r}",
+        )
+        _require(
+            isinstance(self.json_answers, bool), f"json_answers must be true or false, not {self.json_answers!r}"
         )
         _require(
             self.require_key is None or (isinstance(self.require_key, str) and self.require_key != ""),

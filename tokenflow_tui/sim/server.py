@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 from ..engine.clock import Clock, SystemClock
-from .answers import Api, BadRequest, models_body, read_completion
-from .config import SimulatorConfig
+from .answers import Api, BadRequest, models_body, read_completion, shaped_answer
+from .config import ANSWER_FAULTS, SimulatorConfig
 from .connection import Connection, Reply
 from .draws import FaultDraw, LatencyDraw
 from .faults import MID_STREAM_FAULTS, fault_reply, ratelimit_headers, stream_reply, wait_headers
@@ -191,6 +191,9 @@ class Simulator:
                 limit_headers = ratelimit_headers(window.limit, window.remaining(now), window.reset_s(now))
         fault = self._draw_fault()
         outcomes[fault or "ok"] += 1
+        if fault in ANSWER_FAULTS or self.config.json_answers:
+            answer = shaped_answer(answer, self.config.json_answers, fault)
+            fault = None if fault in ANSWER_FAULTS else fault
         delay_s = self._draw_delay()
         wall_now = self._clock.time()
         head, body, pieces = answer_parts(answer, f"{_ID_PREFIX[api]}{next(self._ids)}", int(wall_now), limit_headers)

@@ -77,6 +77,9 @@ def _builtin_attempt(element: TokenFlowRequestTrajectoryElement) -> dict[str, An
             "started_at": element.started_at,
             "latency_ms": _latency_ms(element.latency_s),
         }
+        if "usage" in result:  # an answer that failed a [checks] check: its tokens were spent
+            attempt["usage"] = result["usage"]
+            attempt["finish_reason"] = result.get("finish_reason")
     else:
         attempt = {
             "params": element.request_params,

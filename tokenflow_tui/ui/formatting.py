@@ -9,6 +9,7 @@ from rich.cells import cell_len, set_cell_size
 
 from ..engine.error_kinds import (
     BAD_RESPONSE,
+    CHECK_FAILED,
     CONNECTION,
     CUT_OFF,
     HANDLER_EXCEPTION,
@@ -33,6 +34,7 @@ ERROR_LABELS = {
     BAD_RESPONSE: "bad response",
     HANDLER_EXCEPTION: "handler error",
     CUT_OFF: "cut off",
+    CHECK_FAILED: "check failed",
     TOO_MANY_ATTEMPTS: "too many attempts",
     HANDLER_FAILED: "handler failed",
 }
@@ -124,6 +126,7 @@ ERROR_STYLES = {
     BAD_RESPONSE: "#61afef",
     HANDLER_EXCEPTION: "#98c379",
     CUT_OFF: "#be5046",
+    CHECK_FAILED: "#a9b1d6",
 }
 
 

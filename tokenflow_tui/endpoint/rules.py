@@ -34,7 +34,9 @@ class RetryRules:
                 return changed
         return None
 
-    def _changed(self, rule: RetryRule, line: Mapping[str, Any], error: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    def _changed(
+        self, rule: RetryRule, line: Mapping[str, Any], error: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], str]:
         batch = "body" in line  # an OpenAI Batch line: params and messages are in its body
         changed = dict(line)
         target = dict(line["body"]) if batch else dict(line.get("params") or {})
@@ -68,7 +70,9 @@ class RetryRules:
             answer = None
         if not self._chat and "messages" not in holder:
             holder["prompt"] = (holder.get("prompt") or "") + (answer or "") + "\n\n" + content
-            return "appended the answer and the message to the prompt" if answer else "appended the message to the prompt"
+            return (
+                "appended the answer and the message to the prompt" if answer else "appended the message to the prompt"
+            )
         messages = list(holder.get("messages") or [{"role": "user", "content": holder.pop("prompt", "")}])
         holder.pop("prompt", None)
         if answer is not None:

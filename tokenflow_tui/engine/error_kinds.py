@@ -15,6 +15,19 @@ HANDLER_FAILED = "handler_failed"
 CUT_OFF = "cut_off"
 # an answer that came whole but failed one of the job's [checks] (its error says which check and why)
 CHECK_FAILED = "check_failed"
+# the [checks] a check_failed error names, in the order an answer is checked (a cut answer is reported as
+# cut, not as bad JSON)
+CHECK_NAMES = ("finish_reason", "min_chars", "max_chars", "json", "json_schema", "regex")
 
 # in the order the dashboard lists them
-ERROR_KINDS = (HTTP_429, HTTP_5XX, HTTP_4XX, TIMEOUT, CONNECTION, BAD_RESPONSE, HANDLER_EXCEPTION, CUT_OFF, CHECK_FAILED)
+ERROR_KINDS = (
+    HTTP_429,
+    HTTP_5XX,
+    HTTP_4XX,
+    TIMEOUT,
+    CONNECTION,
+    BAD_RESPONSE,
+    HANDLER_EXCEPTION,
+    CUT_OFF,
+    CHECK_FAILED,
+)

@@ -12,10 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..engine.error_kinds import CHECK_FAILED, ERROR_KINDS
+from ..engine.error_kinds import CHECK_FAILED, CHECK_NAMES, ERROR_KINDS
 from ..store.errors import os_reason
 from .model import (
-    CHECK_NAMES,
     DEFAULT_BAD_FINISH_REASONS,
     DOUBLE,
     WHEN_KEYS,
@@ -115,8 +114,9 @@ def _schema(reader: _Reader, table: Mapping[str, Any], job_dir: Path) -> tuple[A
         validators.validator_for(schema).check_schema(schema)
     except SchemaError as error:
         at = "/".join(str(part) for part in error.absolute_path)
-        reader.problem(where, f"the schema file {file} is not a valid JSON schema{' at ' + at if at else ''}: "
-                       f"{error.message}")
+        reader.problem(
+            where, f"the schema file {file} is not a valid JSON schema{' at ' + at if at else ''}: {error.message}"
+        )
         return file, None
     return file, schema
 
@@ -188,18 +188,24 @@ def _when(
     """`when` as (key, value), or None after saying what is wrong with it."""
     match = _WHEN.fullmatch(when)
     if match is None:
-        reader.problem(path, f'{name}.when must look like "KEY = VALUE" (KEY one of {", ".join(WHEN_KEYS)}), '
-                       f'found "{when}"')
+        reader.problem(
+            path, f'{name}.when must look like "KEY = VALUE" (KEY one of {", ".join(WHEN_KEYS)}), found "{when}"'
+        )
         return None
     key, value = match.group(1), match.group(2).strip("\"'")
     configured = checks.names if checks is not None else ()
     if key not in WHEN_KEYS:
-        reader.problem(path, f'{name}.when: unknown "{key}"; one of {", ".join(WHEN_KEYS)}' + did_you_mean(key, WHEN_KEYS))
+        reader.problem(
+            path, f'{name}.when: unknown "{key}"; one of {", ".join(WHEN_KEYS)}' + did_you_mean(key, WHEN_KEYS)
+        )
         return None
     if key == "check_failed":
         if value not in CHECK_NAMES:
-            reader.problem(path, f'{name}.when: unknown check "{value}"; one of {", ".join(CHECK_NAMES)}'
-                           + did_you_mean(value, CHECK_NAMES))
+            reader.problem(
+                path,
+                f'{name}.when: unknown check "{value}"; one of {", ".join(CHECK_NAMES)}'
+                + did_you_mean(value, CHECK_NAMES),
+            )
             return None
         if value not in configured:
             reader.problem(path, f"{name}.when never holds: [checks] has no {value} check")
@@ -207,14 +213,19 @@ def _when(
     elif key == "finish_reason":
         bad = checks.bad_finish_reasons if checks is not None else ()
         if value not in bad:
-            reader.problem(path, f'{name}.when never holds: the finish reason "{value}" fails no answer; '
-                           f'add it to [checks] finish_reason')
+            reader.problem(
+                path,
+                f'{name}.when never holds: the finish reason "{value}" fails no answer; '
+                f"add it to [checks] finish_reason",
+            )
             return None
     elif key == "error":
         kinds = ERROR_KINDS
         if value not in kinds:
-            reader.problem(path, f'{name}.when: unknown error kind "{value}"; one of {", ".join(kinds)}'
-                           + did_you_mean(value, kinds))
+            reader.problem(
+                path,
+                f'{name}.when: unknown error kind "{value}"; one of {", ".join(kinds)}' + did_you_mean(value, kinds),
+            )
             return None
         if value == CHECK_FAILED and not configured:
             reader.problem(path, f"{name}.when never holds: the job has no [checks]")
@@ -247,13 +258,16 @@ def _set(
         elif value == DOUBLE:
             start = params.get(key)
             if type(start) not in (int, float):
-                reader.problem(where, f'{name}.set: "double" needs a number to start from: give {key} in '
-                               "[request] params")
+                reader.problem(
+                    where, f'{name}.set: "double" needs a number to start from: give {key} in [request] params'
+                )
                 valid = False
             doubled = True
         elif isinstance(value, str) and (key in _NUMERIC_PARAMS or type(params.get(key)) in (int, float)):
-            reader.problem(where, f'{name}.set.{key}: unknown operation "{value}"; the one operation is "double" '
-                           "(or give a number)")
+            reader.problem(
+                where,
+                f'{name}.set.{key}: unknown operation "{value}"; the one operation is "double" (or give a number)',
+            )
             valid = False
     if cap is not None:
         if type(cap) not in (int, float) or cap <= 0:
@@ -271,13 +285,17 @@ def _message(reader: _Reader, path: tuple[str | int, ...], name: str, table: dic
     if message is None:
         return None
     if not isinstance(message, dict):
-        reader.problem(path, f'{name}.append_message must be a table {{ role = "user", content = "…" }}, '
-                       f"found {toml_type(message)}")
+        reader.problem(
+            path,
+            f'{name}.append_message must be a table {{ role = "user", content = "…" }}, found {toml_type(message)}',
+        )
         return False
     valid = True
     for key in message:
         if key not in MESSAGE_KEYS:
-            reader.problem(path + (key,), f'unknown key "{key}" in {name}.append_message' + did_you_mean(key, MESSAGE_KEYS))
+            reader.problem(
+                path + (key,), f'unknown key "{key}" in {name}.append_message' + did_you_mean(key, MESSAGE_KEYS)
+            )
             valid = False
     role = reader.string(message, path + ("role",), "user", MESSAGE_ROLES)
     content = reader.string(message, path + ("content",), None)

@@ -2,8 +2,14 @@
 progress still belongs to the job.
 
 A resume is refused when a part changed: the input, the endpoint's address, API or model, the request
-params, the handler's path or its file; `run --accept-changes` goes on despite the parts in ACCEPTABLE. What only shapes the traffic (workers, retry, limits,
-timeouts, transport, the simulator's knobs, the key's variable) may change between runs.
+params, the handler's path or its file, the [checks]; `run --accept-changes` goes on despite the parts in
+ACCEPTABLE. What only shapes the traffic (workers, retry, limits, timeouts, transport, the simulator's knobs,
+the key's variable) may change between runs.
+
+[checks] (with the schema file's content and [endpoint] structured, which sends it) decide which answers
+are `done`, so the done records of a run were judged by them: they are a part. [[retry.rules]] are not:
+they change only the params of the attempts after a failed one, how a bad answer is repaired, as the
+other [retry] settings do; each changed attempt's params are in its record.
 """
 
 from __future__ import annotations
@@ -30,9 +36,10 @@ PARTS = {
     "params": "[request] params",
     "handler_path": "[handler] path",
     "handler_file": "the handler file",
+    "checks": "[checks]",
 }
 # what `run --accept-changes` lets a resume go on despite (a fix late in a long job); never the input
-ACCEPTABLE = frozenset({"handler_file", "params", "model", "base_url"})
+ACCEPTABLE = frozenset({"handler_file", "params", "model", "base_url", "checks"})
 WHOLE = "whole"  # a fingerprint of runs before it had parts: the job file and the input as one
 _HASH_CHUNK = 1 << 20
 
@@ -56,6 +63,11 @@ def fingerprint(job: Job) -> dict[str, str]:
     parts["params"] = _digest(job.request.params)
     if job.handler is not None:
         parts.update(handler_path=_digest(job.handler.spec), handler_file=_file_digest(job.handler.file))
+    if job.checks is not None:  # absent without [checks], as in the fingerprints saved before them
+        checks = dataclasses.asdict(job.checks)
+        checks.pop("json_schema")  # the schema's content counts, not where its file is
+        structured = job.endpoint is not None and job.endpoint.structured
+        parts["checks"] = _digest({**checks, "structured": structured})
     return parts
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..engine.error_kinds import CHECK_NAMES
 from ..sim import SimulatorConfig
 
 MAX_WORKERS = 100_000
@@ -104,8 +105,6 @@ class WorkersSection:
     max: int = 256
 
 
-# [checks] names, in the order an answer is checked (a cut answer is reported as cut, not as bad JSON)
-CHECK_NAMES = ("finish_reason", "min_chars", "max_chars", "json", "json_schema", "regex")
 DEFAULT_BAD_FINISH_REASONS = ("length", "content_filter")
 
 

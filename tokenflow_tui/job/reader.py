@@ -335,8 +335,10 @@ class _Reader:
                 needs_model=builtin and job_section.input_format != OPENAI_BATCH,
             )
         )
-        if endpoint_section is not None and endpoint_section.structured is True and (
-            checks is None or checks.schema is None
+        if (
+            endpoint_section is not None
+            and endpoint_section.structured is True
+            and (checks is None or checks.schema is None)
         ):
             self.problem(
                 ("endpoint", "structured"),

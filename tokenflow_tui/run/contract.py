@@ -23,6 +23,7 @@ __all__ = [
     "ChartPoint",
     "RESULTS_FILE",
     "RequestRow",
+    "RuleLine",
     "RunEvent",
     "RunControl",
     "RunSnapshot",
@@ -60,6 +61,18 @@ class RunEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class RuleLine:
+    """What one [checks] check or [[retry.rules]] rule did over the whole job (as `tokenflow report` counts)."""
+
+    name: str  # "check json_schema", "rule 1"
+    label: str  # the check's name, or the rule's `when`
+    caught: int  # attempts it caught
+    rescued: int  # requests done after it caught one of their attempts
+    tokens: int  # of the attempts after the first it caught, in the rescued requests
+    cost_usd: float | None  # of those tokens, with prices set
+
+
+@dataclass(frozen=True, slots=True)
 class RunSnapshot:
     job_name: str
     output_dir: str
@@ -93,6 +106,7 @@ class RunSnapshot:
     cost_per_min_usd: float | None = None  # at the rate of the last minute
     cost_projected_usd: float | None = None  # at the end of the job, at the average cost per request
     events: Sequence[RunEvent] = ()  # the event log, oldest first (earlier runs' too)
+    rules: Sequence[RuleLine] = ()  # each check, then each rule, of a job with [checks] or [[retry.rules]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from .exit_codes import EXIT_DONE, EXIT_INTERRUPTED
 from .opening import STATE_CHANGES_KEY, Confirm, OpenedRun, RunError, open_run
 from .request_index import RequestTable, attempt_status, record_failure_label, record_preview
 from .rows import HeldRequests, RunRows
+from .rules_stats import rule_lines
 from .statistics import RunStats, cost_rates
 from .unreachable import Unreachable
 
@@ -468,6 +469,7 @@ class JobRunner:
             retried=figures.retried - len(self._requeued_retried) + self._retrying(),
             longest_in_flight_s=self._longest_in_flight(stats),
             events=self._events.events(),
+            rules=rule_lines(self.job, figures.rules) if self.job.checks or self.job.retry.rules else (),
         )
 
     def _retrying(self) -> int:

@@ -126,9 +126,7 @@ def shaped_answer(answer: Completion, json_answers: bool, fault: str | None) -> 
         content, finish_reason = content[: max(1, len(content) // 2)], "length"
     if content == answer.content and finish_reason == answer.finish_reason:
         return answer
-    return replace(
-        answer, content=content, finish_reason=finish_reason, completion_tokens=count_tokens(len(content))
-    )
+    return replace(answer, content=content, finish_reason=finish_reason, completion_tokens=count_tokens(len(content)))
 
 
 def _usage(answer: Completion) -> dict[str, int]:

@@ -168,9 +168,7 @@ class SimulatorConfig:
             isinstance(self.ratelimit_headers, bool),
             f"ratelimit_headers must be true or false, not {self.ratelimit_headers!r}",
         )
-        _require(
-            isinstance(self.json_answers, bool), f"json_answers must be true or false, not {self.json_answers!r}"
-        )
+        _require(isinstance(self.json_answers, bool), f"json_answers must be true or false, not {self.json_answers!r}")
         _require(
             self.require_key is None or (isinstance(self.require_key, str) and self.require_key != ""),
             "require_key must be a non-empty string or None",

@@ -14,20 +14,23 @@ from typing import Any
 import orjson
 
 from ..engine.stats import LatencyHistogram
+from .rule_figures import RuleFigures
 
 _READ_BYTES = 1 << 20
 
 
 class RecordFigures:
-    """Sums over records; `retried` counts requests whose last record has two attempts or more."""
+    """Sums over records; `retried` counts requests whose last record has two attempts or more;
+    `rules` what each check and retry rule caught and rescued."""
 
-    __slots__ = ("attempts", "last_offset", "latency", "records", "retried")
+    __slots__ = ("attempts", "last_offset", "latency", "records", "retried", "rules")
 
     def __init__(self) -> None:
         self.records = 0
         self.attempts = 0
         self.retried = 0
         self.latency = LatencyHistogram()
+        self.rules = RuleFigures()
         self.last_offset = -1  # where the last record folded begins in results.jsonl (-1: none yet)
 
     def add(self, record: dict[str, Any], offset: int, final: bool = True) -> None:
@@ -42,6 +45,7 @@ class RecordFigures:
             latency_ms = attempt.get("latency_ms")
             if latency_ms is not None:
                 add(latency_ms / 1000)
+        self.rules.add(record)
         self.last_offset = max(self.last_offset, offset)
 
     def superseded(self, attempts: int) -> None:
@@ -57,6 +61,7 @@ class RecordFigures:
             "retried": self.retried,
             "last_offset": self.last_offset,
             "latency": self.latency.to_data(),
+            "rules": self.rules.to_data(),
         }
 
     @classmethod
@@ -68,6 +73,7 @@ class RecordFigures:
         figures.records, figures.attempts, figures.retried = data["records"], data["attempts"], data["retried"]
         figures.last_offset = int(data.get("last_offset", -1))
         figures.latency = LatencyHistogram.from_data(data.get("latency"))
+        figures.rules = RuleFigures.from_data(data.get("rules"))
         return figures
 
 

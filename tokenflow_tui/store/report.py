@@ -25,6 +25,17 @@ class FailureGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class RuleSummary:
+    """What a [checks] check or a [[retry.rules]] rule did (store/rule_figures.py says how it is counted)."""
+
+    name: str  # "check json_schema", "rule 1"
+    label: str  # the check's name, or the rule's `when`
+    caught: int
+    rescued: int
+    tokens: int  # of the rescues
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     run_dir: str
     requests: int | None  # input requests, when state.toml says
@@ -43,6 +54,7 @@ class Report:
     latency_p50_ms: float | None  # of every timed attempt, from the histogram the dashboard shows (within 1 %)
     latency_p95_ms: float | None
     latency_p99_ms: float | None
+    rules: tuple[RuleSummary, ...] = ()  # the checks and rules that caught an attempt
 
 
 def build_report(run_dir: str | Path) -> Report:
@@ -88,6 +100,10 @@ def build_report(run_dir: str | Path) -> Report:
         p50,
         p95,
         p99,
+        tuple(
+            RuleSummary(name, f.label, f.caught, f.rescued, f.prompt_tokens + f.completion_tokens)
+            for name, f in figures.rules.rows()
+        ),
     )
 
 
@@ -143,7 +159,25 @@ def format_report(report: Report) -> str:
             f"latency    p50 {_ms(report.latency_p50_ms)}, p95 {_ms(report.latency_p95_ms)}, "
             f"p99 {_ms(report.latency_p99_ms)}"
         )
+    lines += format_rules(report.rules)
     return "\n".join(lines) + "\n"
+
+
+def format_rules(rules: tuple[RuleSummary, ...]) -> list[str]:
+    """The report's lines of checks and rules: what each caught, the requests it rescued, their tokens."""
+    if not rules:
+        return []
+    names = [f"{r.name}" if r.name.endswith(r.label) else f"{r.name} ({r.label})" for r in rules]
+    width = max(len(name) for name in names)
+    caught = max(len(f"{r.caught:,}") for r in rules)
+    rescued = max(len(f"{r.rescued:,}") for r in rules)
+    lines = ["rules      caught attempts, rescued requests (done after it caught one), tokens of the rescues"]
+    for name, rule in zip(names, rules, strict=True):
+        lines.append(
+            f"  {name:<{width}}  {rule.caught:>{caught},} caught  {rule.rescued:>{rescued},} rescued  "
+            f"{rule.tokens:,} tokens"
+        )
+    return lines
 
 
 def _format_id(value: Any) -> str:

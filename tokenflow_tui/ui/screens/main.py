@@ -17,6 +17,7 @@ from ..widgets.footer import KeyFooter
 from ..widgets.numbers import counts_content, latency_content, speed_content, tokens_content
 from ..widgets.panel import LivePanel
 from ..widgets.requests import FILTER_LABELS, RequestsPanel
+from ..widgets.rules import RulesPanel
 from ..widgets.status import RunHeader, RunProgress
 from ..widgets.summary import summary_content
 from ..widgets.traffic import TrafficPanel
@@ -40,6 +41,7 @@ class _Widgets:
             screen.query_one(f"#{name}", LivePanel) for name in ("counts", "speed", "latency", "tokens", "summary")
         )
         self.traffic = screen.query_one(TrafficPanel)
+        self.rules = screen.query_one(RulesPanel)
         # two by two in the order of their beats (see MainScreen.tick)
         self.charts: list[HistoryChart] = [
             screen.query_one(ThroughputChart),
@@ -141,6 +143,7 @@ class MainScreen(Screen[None]):
             for name in ("counts", "speed", "latency", "tokens"):
                 yield LivePanel(id=name, classes="numbers")
         yield TrafficPanel(id="traffic")
+        yield RulesPanel(id="rules")
         with Horizontal(id="charts"):
             yield ThroughputChart(id="throughput")
             yield TokensChart(id="tokens-chart")
@@ -162,6 +165,7 @@ class MainScreen(Screen[None]):
             "latency-chart": "latency p50 (dark) · p95",
             "summary": "finished",
             "traffic": "traffic control",
+            "rules": "checks and retry rules",
         }
         for widget_id, title in titles.items():
             self.query_one(f"#{widget_id}").border_title = title
@@ -226,6 +230,7 @@ class MainScreen(Screen[None]):
             widgets.latency.set_content(latency_content(snapshot))
             widgets.tokens.set_content(tokens_content(snapshot))
             widgets.traffic.show_traffic(snapshot.traffic)
+            widgets.rules.show_rules(snapshot.rules)
             if self.exit_code is not None:
                 widgets.summary.set_content(
                     summary_content(snapshot, self.exit_code, self.run_error, widgets.summary.size.width)

@@ -14,7 +14,7 @@ from textual.widgets import Static
 
 from ..formatting import MUTED, clock_time, error_label, error_style, latency
 
-_ERROR_SHOWN = ("kind", "status_code", "message")
+_ERROR_SHOWN = ("kind", "status_code", "message", "rule")
 
 
 def pretty(value: Any) -> str:
@@ -71,6 +71,9 @@ def attempt_content(number: int, attempt: dict[str, Any], tz: tzinfo | None, wid
             if key not in _ERROR_SHOWN and value not in (None, "")
         ]
         blocks.append(_block(f"error · {error_label(kind)}", "\n".join(lines), error_style(kind), width))
+        rule = error.get("rule")
+        if isinstance(rule, dict):
+            blocks.append(_block(rule_title(rule), str(rule.get("change") or "no change"), "$accent", width))
     elif "result" in attempt:
         blocks.append(_block("answer", pretty(attempt["result"]), "", width))
     else:
@@ -79,6 +82,13 @@ def attempt_content(number: int, attempt: dict[str, Any], tz: tzinfo | None, wid
     if extra:
         blocks.append(_block("details", pretty(extra), MUTED, width))
     return Content("\n").join(blocks)
+
+
+def rule_title(rule: dict[str, Any]) -> str:
+    """'next attempt changed by rule 1 (finish_reason = length)', from a failed attempt's error["rule"]."""
+    index = rule.get("index")
+    number = index + 1 if isinstance(index, int) else "?"
+    return f"next attempt changed by rule {number} ({rule.get('when')})"
 
 
 QUEUED = "No attempt yet: the request is waiting in the queue."

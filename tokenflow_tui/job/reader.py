@@ -161,7 +161,8 @@ def _syntax_problem(file: str, text: str, message: str) -> Problem:
 
 
 def _dotted(path: KeyPath) -> str:
-    return ".".join(str(part) for part in path)
+    """retry.rules[0].set: an array's element by its index in brackets."""
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
 
 
 def _not_a_folder(output: Path) -> str | None:

@@ -131,7 +131,29 @@ def test_the_input_and_the_handler_are_part_of_it(folder):
         "handler_file",
         "input_format",  # only for inputs other than our JSONL
         "columns",
+        "checks",  # only with [checks]
     }
+
+
+RULE = {"when": "finish_reason = length", "set": {"max_tokens": "double", "max": 64}}
+
+
+def test_checks_are_part_of_it_and_retry_rules_are_not(folder):
+    """[checks] decide which answers were done; rules only change the params of the retries (issue 14)."""
+    (folder / "schema.json").write_text('{"type": "object"}')
+    checked = remote(checks__finish_reason=True, retry__rules=[RULE])
+    assert changed(folder, remote(), checked) == "[checks]"
+    assert changed(folder, checked, remote(checks__finish_reason=True)) is None  # the rule went
+    other_rule = {**RULE, "set": {"max_tokens": "double", "max": 128}}
+    assert changed(folder, checked, remote(checks__finish_reason=True, retry__rules=[other_rule])) is None
+    assert changed(folder, checked, remote(checks__finish_reason=["length"], retry__rules=[RULE])) == "[checks]"
+    with_schema = remote(checks__json_schema="schema.json")
+    saved = fingerprint(load_job(write_job(folder, with_schema), KEYS))
+    (folder / "schema.json").write_text('{"type": "array"}')
+    job = load_job(write_job(folder, with_schema), KEYS)
+    assert changes(saved, job, fingerprint(job)) == "[checks]"  # the schema's content counts
+    structured = remote(checks__json_schema="schema.json", endpoint__structured=True)
+    assert changed(folder, with_schema, structured) == "[checks]"  # the schema is sent with every request
 
 
 def test_a_fingerprint_saved_before_it_had_parts_is_still_recognised(folder):

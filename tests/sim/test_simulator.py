@@ -596,3 +596,39 @@ async def test_base_url_and_port_name_the_listening_socket(serve: Serve, client:
     assert sim.base_url == f"http://127.0.0.1:{sim.port}/v1"
     assert sim.port > 0
     assert (await client.get(f"http://127.0.0.1:{sim.port}/v1/models")).status_code == 200
+
+
+# Answers that fail a job's checks (issue 14)
+
+
+async def answers_of(sim: Simulator, client: httpx.AsyncClient, n: int, **extra: Any) -> list[tuple[str, str]]:
+    out = []
+    for _ in range(n):
+        response = await client.post(f"{sim.base_url}/chat/completions", json=chat("one two", **extra))
+        choice = response.json()["choices"][0]
+        out.append((choice["message"]["content"], choice["finish_reason"]))
+    return out
+
+
+async def test_json_answers_wrap_the_echo_and_the_answer_faults_break_some(
+    serve: Serve, client: httpx.AsyncClient
+) -> None:
+    plain = await serve(json_answers=True)
+    assert await answers_of(plain, client, 1) == [('{"answer":"Echo: one two"}', "stop")]
+    cut = await serve(json_answers=True, fail={"length": 1.0})
+    assert await answers_of(cut, client, 1) == [('{"answer":"Ec', "length")]
+    chatty = await serve(json_answers=True, fail={"non_json": 1.0})
+    assert await answers_of(chatty, client, 1) == [("Sure! Here is my answer: Echo: one two", "stop")]
+    streamed = await serve(json_answers=True, fail={"length": 1.0})
+    response = await client.post(f"{streamed.base_url}/chat/completions", json=chat("one two", stream=True))
+    assert '"finish_reason":"length"' in response.text
+    assert cut.stats.outcomes == {"length": 1}
+
+
+async def test_the_answer_faults_are_drawn_with_the_seed(serve: Serve, client: httpx.AsyncClient) -> None:
+    knobs = {"json_answers": True, "fail": {"length": 0.3, "non_json": 0.3}, "seed": 5}
+    first = await answers_of(await serve(**knobs), client, 12)
+    second = await answers_of(await serve(**knobs), client, 12)
+    assert first == second
+    assert {reason for _, reason in first} == {"stop", "length"}
+    assert any(text.startswith("Sure!") for text, _ in first)

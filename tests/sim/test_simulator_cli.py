@@ -100,6 +100,7 @@ def test_a_config_round_trips_through_the_options() -> None:
         huge_bytes=1000,
         rpm_limit=30,
         model="m2",
+        json_answers=True,
     )
     assert config_from_args(parser().parse_args(config_to_args(config)), environ={}) == config
     keyed = parser().parse_args(["--require-key-env", "SIM_KEY"])

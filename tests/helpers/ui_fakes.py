@@ -16,7 +16,15 @@ from textual.pilot import Pilot
 from textual.worker import WorkerFailed
 
 from tokenflow_tui.engine import StatsSnapshot
-from tokenflow_tui.run.contract import ChartPoint, RequestRow, RunEvent, RunSnapshot, SaveReport, TrafficView
+from tokenflow_tui.run.contract import (
+    ChartPoint,
+    RequestRow,
+    RuleLine,
+    RunEvent,
+    RunSnapshot,
+    SaveReport,
+    TrafficView,
+)
 from tokenflow_tui.ui import TokenFlowApp
 
 WALL_START = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
@@ -149,6 +157,7 @@ class ScriptedRun:
         self.traffic = TrafficView()
         self.ttft_s: tuple[float, float, float] | None = None  # p50, p95, p99 of a streamed run
         self.prices = False  # a cost budget is refused without prices, as the runner does
+        self.rules: tuple[RuleLine, ...] = ()  # the rules panel's lines (a job with [checks] or [[retry.rules]])
 
     # the script
 
@@ -296,6 +305,7 @@ class ScriptedRun:
             cost_usd=self.cost[0] if self.cost else None,
             cost_per_min_usd=self.cost[1] if self.cost else None,
             cost_projected_usd=self.cost[2] if self.cost else None,
+            rules=self.rules,
         )
 
     def row_count(self, row_filter: str = "all") -> int:
@@ -428,3 +438,14 @@ async def settle(pilot: Pilot, *worker_names: str) -> None:
         with contextlib.suppress(WorkerFailed):
             await worker.wait()
     await pilot.pause()
+
+
+# what the rules panel shows of a job with three checks and three rules, the last two idle, with prices
+RULE_LINES = (
+    RuleLine("check finish_reason", "finish_reason", 214, 190, 61_230, 0.0123),
+    RuleLine("check json_schema", "json_schema", 87, 71, 40_112, 0.0081),
+    RuleLine("check regex", "regex", 0, 0, 0, 0.0),
+    RuleLine("rule 1", "finish_reason = length", 214, 190, 61_230, 0.0123),
+    RuleLine("rule 2", "check_failed = json_schema", 80, 71, 40_112, 0.0081),
+    RuleLine("rule 3", "error = timeout", 0, 0, 0, 0.0),
+)

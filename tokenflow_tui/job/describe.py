@@ -19,6 +19,7 @@ def describe(job: Job, summary: InputSummary) -> list[str]:
         *_endpoint_rows(job),
         ("workers", _workers(job)),
         ("retry", _retry(job)),
+        *_checks_rows(job),
         ("limits", _limits(job)),
         ("output", str(job.output)),
     ]
@@ -68,6 +69,21 @@ def _simulator(sim: SimulatorSection) -> str:
 def _retry(job: Job) -> str:
     retry = job.retry
     return f"up to {retry.max_attempts} attempts, backoff {retry.backoff_base_s:g} s to {retry.backoff_max_s:g} s"
+
+
+def _checks_rows(job: Job) -> list[tuple[str, str]]:
+    """The checks on one line, then a line per retry rule: `when` → what it changes."""
+    rows = [("checks", ", ".join(job.checks.names))] if job.checks is not None else []
+    for rule in job.retry.rules:
+        changes = [f"{key} = {value}" for key, value in rule.set.items()]
+        if rule.max is not None:
+            changes.append(f"max {rule.max:g}")
+        if rule.append_message is not None:
+            changes.append(f"append a {rule.append_message['role']} message")
+        if rule.endpoint is not None:
+            changes.append(f"endpoint {rule.endpoint}")
+        rows.append((f"rule {rule.index + 1}", f"{rule.when} → {', '.join(changes)}"))
+    return rows
 
 
 def _workers(job: Job) -> str:

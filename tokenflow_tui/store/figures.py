@@ -45,7 +45,8 @@ class RecordFigures:
             latency_ms = attempt.get("latency_ms")
             if latency_ms is not None:
                 add(latency_ms / 1000)
-        self.rules.add(record)
+        if len(attempts) >= 2 or record.get("status") != "done":  # a first answer that passed caught nothing
+            self.rules.add(record)
         self.last_offset = max(self.last_offset, offset)
 
     def superseded(self, attempts: int) -> None:

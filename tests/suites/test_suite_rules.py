@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 from run_helpers import read_records, tokenflow, write_input, write_job
+from suite_helpers import ThreadedSimulator
 
 from tokenflow_tui.job.reader import load_job
 from tokenflow_tui.run.runner import JobRunner
+from tokenflow_tui.sim import SimulatorConfig
 from tokenflow_tui.store.report import build_report, format_report
 
 SCHEMA = {"type": "object", "required": ["answer"], "properties": {"answer": {"type": "string"}}}
@@ -258,3 +260,43 @@ def test_error_and_status_rules_set_the_model_and_move_to_another_endpoint(tmp_p
                 assert error["rule"] == {"index": 1, "when": "status = 503", "change": "temperature → 0"}
                 assert sent(after, "temperature") == 0
     assert seen == {"timeout", 503}
+
+
+def test_structured_sends_the_schema_as_response_format_and_the_trajectory_shows_it(tmp_path):
+    bodies: list[dict[str, Any]] = []
+    with ThreadedSimulator(SimulatorConfig(latency_ms=1, json_answers=True)) as sim:
+        answer = sim._simulator.reply
+
+        def seen(request):
+            if request.path.endswith("/chat/completions"):
+                bodies.append(json.loads(request.body))
+            return answer(request)
+
+        sim._simulator.reply = seen  # the connections ask their host for each reply
+        write_input(tmp_path / "prompts.jsonl", 2)
+        (tmp_path / "schema.json").write_text(json.dumps(SCHEMA))
+        job = write_job(
+            tmp_path,
+            {
+                "job": {"name": "t", "input": "prompts.jsonl", "output": "out"},
+                "endpoint": {"base_url": sim.base_url, "model": "m", "structured": True},
+                "checks": {"json_schema": "schema.json"},
+            },
+        )
+        assert len(run(job)) == 2
+    expected = {"type": "json_schema", "json_schema": {"name": "answer", "schema": SCHEMA, "strict": True}}
+    assert [body["response_format"] for body in bodies] == [expected, expected]
+    runner = JobRunner(load_job(job), save_interval_s=3600)
+    runner.open()
+    try:
+        assert runner.trajectory(0)[0]["body"]["response_format"] == expected
+    finally:
+        runner.close()
+
+
+def test_the_rules_demo_is_valid():
+    sample = Path(__file__).parents[2] / "sample_jobs" / "rules_demo.toml"
+    result = tokenflow("validate", str(sample))
+    assert result.returncode == 0, result.stderr
+    assert "  checks    finish_reason, json_schema\n" in result.stdout
+    assert "  rule 1    finish_reason = length → max_tokens = double, max 64\n" in result.stdout

@@ -8,7 +8,7 @@ and which would stall a loop that is already running.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..endpoint.checks import AnswerChecks, response_format
 from ..endpoint.openai_handler import HandlerSettings, OpenAIHandler
@@ -20,6 +20,16 @@ from ..traffic import Traffic
 
 if TYPE_CHECKING:
     from .unreachable import Unreachable
+
+
+def base_params(job: Job) -> dict[str, Any]:
+    """What the built-in handler merges into every body: [request] params, and with [endpoint] structured
+    the [checks] schema as the response_format."""
+    params = dict(job.request.params)
+    checks = job.checks
+    if job.endpoint is not None and job.endpoint.structured and checks is not None and checks.schema is not None:
+        params["response_format"] = response_format(checks.schema)
+    return params
 
 
 class RunEndpoint:
@@ -60,11 +70,8 @@ class RunEndpoint:
         assert self.base_url is not None
         client = make_client(endpoint.transport, connections, endpoint.timeout_s)
         self._closers.append(client.aclose)
-        params = dict(job.request.params)
-        checks = job.checks
-        if endpoint.structured and checks is not None and checks.schema is not None:
-            params["response_format"] = response_format(checks.schema)
-        rules = job.retry.rules
+        params = base_params(job)
+        checks, rules = job.checks, job.retry.rules
         settings = HandlerSettings(
             base_url=self.base_url,
             api=endpoint.api,

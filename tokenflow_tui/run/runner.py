@@ -502,10 +502,11 @@ class JobRunner:
     def _sent_body(self, line: Any) -> dict[str, Any]:
         """The body the built-in handler sends for an input line (model and merged params), for the trajectory."""
         from ..endpoint.openai_handler import request_body  # loaded already: the run has an endpoint
+        from .endpoint_setup import base_params
 
         endpoint = self.job.endpoint
         assert endpoint is not None
-        return request_body({"model": endpoint.model, **self.job.request.params}, line, endpoint.api == "chat")
+        return request_body({"model": endpoint.model, **base_params(self.job)}, line, endpoint.api == "chat")
 
     async def _start_handler(self) -> Handler:
         endpoint = self._endpoint

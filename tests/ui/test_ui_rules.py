@@ -58,3 +58,11 @@ def test_the_trajectory_says_which_rule_changed_the_next_attempt() -> None:
         "next attempt changed by rule 1 (finish_reason = length)\n"
         "  max_tokens 256 → 512"
     )
+
+
+def test_many_rules_are_cut_to_eight_lines_with_a_pointer_to_the_report() -> None:
+    lines = tuple(RuleLine(f"rule {n}", f"status = {500 + n}", n, 0, 0, None) for n in range(1, 11))
+    shown = rules_content(lines, 60).plain.splitlines()
+    assert len(shown) == 9
+    assert shown[-2].startswith("rule 7  status = 507")
+    assert shown[-1] == "… and 3 more: tokenflow report lists them all"

@@ -14,6 +14,7 @@ from .panel import LivePanel
 _BORDER_ROWS = 2
 _NUMBER = 9  # cells of a number column
 _COLUMNS = ("caught", "rescued", "tokens")
+_MAX_LINES = 8  # of checks and rules; the others are summed up in one line, so the table of requests keeps its rows
 
 
 def rules_content(lines: Sequence[RuleLine], width: int) -> Content:
@@ -23,7 +24,8 @@ def rules_content(lines: Sequence[RuleLine], width: int) -> Content:
     name_width = max(8, width - _NUMBER * len(columns))
     heading = [(fit("", name_width), MUTED)] + [(fit(title, _NUMBER, right=True), MUTED) for title in columns]
     rows = [Content.assemble(*heading)]
-    for line in lines:
+    hidden = len(lines) - _MAX_LINES + 1 if len(lines) > _MAX_LINES else 0
+    for line in lines[: len(lines) - hidden] if hidden else lines:
         name = line.name if line.name.endswith(line.label) else f"{line.name}  {line.label}"
         numbers = [f"{line.caught:,}", f"{line.rescued:,}", f"{line.tokens:,}"]
         if with_cost:
@@ -35,6 +37,8 @@ def rules_content(lines: Sequence[RuleLine], width: int) -> Content:
                 *((fit(number, _NUMBER, right=True), style) for number in numbers),
             )
         )
+    if hidden:
+        rows.append(Content.styled(f"… and {hidden} more: tokenflow report lists them all", MUTED))
     return Content("\n").join(rows)
 
 
@@ -46,7 +50,7 @@ class RulesPanel(LivePanel):
         self._height_lines = 0
 
     def show_rules(self, lines: Sequence[RuleLine]) -> None:
-        rows = len(lines) + 1 if lines else 0
+        rows = min(len(lines), _MAX_LINES) + 1 if lines else 0
         if rows != self._height_lines:
             self._height_lines = rows
             self.display = bool(lines)

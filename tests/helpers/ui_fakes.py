@@ -158,8 +158,7 @@ class ScriptedRun:
         self.traffic = TrafficView()
         self.ttft_s: tuple[float, float, float] | None = None  # p50, p95, p99 of a streamed run
         self.query = ""  # the search: see search()
-        self.search_steps = 0  # looks at search_status() before the search is done
-        self._search_looks = 0
+        self.search_done = True  # False: the search has looked at a quarter of the requests, found nothing yet
         self.sort_ready = True  # False: sorts stay "being built"
         self.prices = False  # a cost budget is refused without prices, as the runner does
 
@@ -335,23 +334,21 @@ class ScriptedRun:
         return SortStatus(sort, ready=False, building=True, done=self.total // 3, total=self.total)
 
     def search(self, query: str) -> SearchStatus:
-        """Matches are the rows whose id or preview holds the query; the search ends after `search_steps` looks."""
+        """Matches are the rows whose id or preview holds the query; the search is done while `search_done`."""
         self.calls.append(("search", query))
-        self.query, self._search_looks = query, 0
+        self.query = query
         return self.search_status()
 
     def search_status(self) -> SearchStatus:
         if not self.query:
             return SearchStatus()
-        self._search_looks += 1
-        done = self._search_looks > self.search_steps
-        matches = self._matches() if done else []
-        scanned = self.total if done else self.total * self._search_looks // (self.search_steps + 1)
-        return SearchStatus(self.query, scanned, self.total, len(matches), done)
+        if not self.search_done:
+            return SearchStatus(self.query, self.total // 4, self.total, 0, False)
+        return SearchStatus(self.query, self.total, self.total, len(self._matches()), True)
 
     def find(self, position: int, direction: int, row_filter: str = "all", sort: str = "input") -> int | None:
         self.calls.append(("find", position, direction, row_filter, sort))
-        if self._search_looks <= self.search_steps:
+        if not self.search_done:
             return None
         wanted = set(self._matches())
         positions = [p for p, i in enumerate(self._sorted(row_filter, sort)) if i in wanted]

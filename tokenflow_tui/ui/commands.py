@@ -23,7 +23,7 @@ class KeysProvider(Provider):
     def _commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
         """(text, help, run) of each enabled action, its keys joined; in the order the footer has them."""
         found: dict[tuple[int, str], tuple[DOMNode, Binding, list[str]]] = {}
-        for key, active in self.screen.active_bindings.items():
+        for active in self.screen.active_bindings.values():
             binding = active.binding
             if binding.action == PALETTE_ACTION or not active.enabled or not self._ours(active.node, binding.action):
                 continue
@@ -34,7 +34,7 @@ class KeysProvider(Provider):
                 found[(id(active.node), binding.action)] = entry = (active.node, binding, [shown, *entry[2]])
             elif shown not in entry[2]:
                 entry[2].append(shown)
-        commands = []
+        commands: list[tuple[str, str, Callable[[], Any]]] = []
         for node, binding, keys in found.values():
             text = f"{binding.description or binding.action}  ({' '.join(keys)})"
             commands.append((text, binding.tooltip, partial(self.app.run_action, binding.action, node)))

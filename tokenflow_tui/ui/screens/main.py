@@ -81,6 +81,7 @@ class MainScreen(Screen[None]):
             "o",
             "cycle_sort",
             "sort",
+            show=False,  # the footer keeps its room for the run's keys; ? and ctrl+p list these
             id="cycle_sort",
             tooltip="sort the table: input order, then finished requests by latency, attempts, tokens (largest first)",
         ),
@@ -89,6 +90,7 @@ class MainScreen(Screen[None]):
             "search",
             "search",
             key_display="/",
+            show=False,
             id="search",
             tooltip="search every request by id, or text of its params or its answer",
         ),

@@ -15,7 +15,7 @@ from tokenflow_tui.run.contract import SearchStatus
 from tokenflow_tui.run.request_index import RequestTable
 from tokenflow_tui.run.row_order import RowOrders
 from tokenflow_tui.run.runner import JobRunner
-from tokenflow_tui.run.search import next_match
+from tokenflow_tui.run.search import RequestSearch, next_match
 from tokenflow_tui.run.slices import step
 
 # answers hold "zebra" for every 7th item; every 5th takes 1 + i % 3 attempts; tokens grow with i % 11
@@ -190,3 +190,26 @@ def test_next_match_wraps_around_in_both_directions():
     assert [next_match(flags, view, p, 1) for p in (-1, 1, 3)] == [1, 3, 1]
     assert [next_match(flags, view, p, -1) for p in (0, 1, 3, 4)] == [3, 3, 1, 3]
     assert next_match(bytearray(3), None, 0, 1) is None and next_match(bytearray(3), [0, 1], 0, -1) is None
+
+
+def test_a_search_is_done_a_small_unit_at_a_time(tmp_path):
+    """Each unit of a search is one record or one input line: a step with no time left does one."""
+    table = RequestTable(300)
+    results = tmp_path / "results.jsonl"
+    with results.open("wb") as out:
+        for i in range(200):
+            table.note_finished(i, f"r{i}", None, 1, "ok", 1.0, "", out.tell())
+            record = {"id": f"r{i}", "index": i, "status": "done", "result": f"text {i}", "attempts": []}
+            out.write(json.dumps(record).encode() + b"\n")
+    queued = [(i, f"r{i}", {"prompt": f"text {i}"}) for i in range(300)]
+    search = RequestSearch(
+        "text 1", table, list, results, results.stat().st_size, lambda skip: (q for q in queued if not skip(q[0]))
+    )
+    steps = 1
+    while not step(search.work, 0.0):
+        steps += 1
+        assert search.scanned <= 300
+    assert steps >= 300  # 200 records, 100 input lines
+    expected = {i for i in range(300) if "text 1" in f"text {i}"}
+    assert {i for i in range(300) if search.flags[i]} == expected
+    assert search.status() == SearchStatus("text 1", 300, 300, len(expected), True)

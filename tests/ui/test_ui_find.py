@@ -156,3 +156,24 @@ async def test_the_command_palette_lists_every_action_with_its_key_and_runs_one(
                 break
             await pilot.pause(0.02)
         assert table(app).sort == "latency"
+
+
+async def test_the_help_lists_the_keys_of_finding_things() -> None:
+    from tokenflow_tui.ui.screens.dialogs import HelpScreen
+
+    app = make_app(ScriptedRun())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        await settle(pilot)
+        assert isinstance(app.screen, HelpScreen)
+        rows = [
+            " ".join(static.render().plain for static in row.query("Static")) for row in app.screen.query(".help-key")
+        ]
+        for row in (
+            "/ search every request by id, or text of its params or its answer",
+            "n the next match of the search",
+            "N the previous match of the search",
+            "o sort the table: input order, then finished requests by latency, attempts, tokens (largest first)",
+            "^p the command palette: every action of this screen with its key, found by typing",
+        ):
+            assert row in rows

@@ -315,7 +315,11 @@ class ScriptedRun:
 
     def rows(self, row_filter: str, start: int, stop: int, sort: str = "input") -> list[RequestRow]:
         self.rows_asked.append((row_filter, start, stop))
-        return [self.row(i) for i in self._sorted(row_filter, sort)[start:stop]]
+        rows = [self.row(i) for i in self._sorted(row_filter, sort)[start:stop]]
+        if self.query and self.search_done:
+            wanted = set(self._matches())
+            rows = [dataclasses.replace(row, matched=True) if row.index in wanted else row for row in rows]
+        return rows
 
     def _sorted(self, row_filter: str, sort: str) -> Sequence[int]:
         """As the runner: finished rows by the key, largest first (tokens: 100 + i % 997), once `sort_ready`."""

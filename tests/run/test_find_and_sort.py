@@ -99,6 +99,7 @@ async def test_search_and_sort_a_resumed_run_with_queued_and_held_requests(tmp_p
     status, found = await searched(runner, "ZEBRA")  # answers only, in any case
     assert found == zebras(FINISHED)
     assert status == SearchStatus("ZEBRA", COUNT, COUNT, len(zebras(FINISHED)), True)
+    assert [row.index for row in runner.rows("all", 0, 30) if row.matched] == [0, 7, 14, 21, 28]
     # params: the prompt of finished requests and of queued ones alike
     _, found = await searched(runner, "item 25")
     assert found == {i for i in range(COUNT) if "item 25" in f"tell me about item {i}"}

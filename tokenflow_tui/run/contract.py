@@ -110,6 +110,7 @@ class RequestRow:
     latency_ms: float | None
     preview: str  # start of the answer or the error message
     waiting_for: str = ""  # while waiting: what for ("the rate limit", "the pace", …)
+    matched: bool = False  # the search under way (or last done) found it
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,9 @@ class RunRows:
             else:
                 state = "in_flight" if index in sent else ("waiting" if index in gated else None)
                 rows.append(unfinished_row(index, held.get(index), state))
+        if self._search is not None and self._search.matches:
+            flags = self._search.flags
+            rows = [replace(row, matched=True) if flags[row.index] else row for row in rows]
         return rows
 
     def trajectory(self, index: int) -> list[dict[str, Any]]:

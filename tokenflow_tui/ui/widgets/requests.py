@@ -90,7 +90,9 @@ def search_content(status: SearchStatus) -> Content:
 
 
 class RequestTable(LineList[RequestRow]):
-    COMPONENT_CLASSES = LineList.COMPONENT_CLASSES | {f"request-table--{state}" for state in ROW_STATES}
+    COMPONENT_CLASSES = (
+        LineList.COMPONENT_CLASSES | {f"request-table--{state}" for state in ROW_STATES} | {"request-table--match"}
+    )
 
     def __init__(self, control: RunControl, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -107,7 +109,8 @@ class RequestTable(LineList[RequestRow]):
     def render_item(self, row: RequestRow, width: int, selected: bool) -> Strip:
         base = self.line_style(selected)
         millis = row.latency_ms
-        before = f"{fit(str(row.index), 8, right=True)} {fit(str(row.id), 14)} "
+        number = fit(str(row.index), 8, right=True)
+        ident = fit(str(row.id), 14)
         after = " ".join(
             (
                 "",
@@ -119,8 +122,13 @@ class RequestTable(LineList[RequestRow]):
                 ),
             )
         )
+        # a match of the search shows in its number and id
+        marked = self.line_style(selected, "request-table--match") if row.matched else base
         segments = [
-            Segment(before, base),
+            Segment(number, marked),
+            Segment(" ", base),
+            Segment(ident, marked),
+            Segment(" ", base),
             Segment(fit(row.state.replace("_", " "), 9), self.line_style(selected, f"request-table--{row.state}")),
             Segment(after, base),
         ]

@@ -177,3 +177,62 @@ async def test_the_help_lists_the_keys_of_finding_things() -> None:
             "^p the command palette: every action of this screen with its key, found by typing",
         ):
             assert row in rows
+
+
+REAL_HANDLER = """
+from tokenflow import ActionDone
+
+
+async def handler(trajectory):
+    item = trajectory.last().request_params["item"]
+    usage = {"prompt_tokens": 5, "completion_tokens": item % 13, "total_tokens": 5 + item % 13}
+    return ActionDone(), {"text": "a giraffe" if item % 9 == 0 else "a horse"}, {"usage": usage}
+"""
+
+
+async def test_search_and_sort_on_the_real_runner_through_the_dashboard(tmp_path) -> None:
+    import json
+
+    from run_helpers import write_job
+
+    from tokenflow_tui.job.reader import load_job
+    from tokenflow_tui.run.runner import JobRunner
+
+    (tmp_path / "handler.py").write_text(REAL_HANDLER)
+    with (tmp_path / "in.jsonl").open("w") as out:
+        for i in range(300):
+            out.write(json.dumps({"id": f"q{i}", "item": i, "prompt": f"about item {i}"}) + "\n")
+    path = write_job(
+        tmp_path,
+        {"job": {"name": "find", "input": "in.jsonl", "output": "out"}, "handler": {"path": "handler.py:handler"}},
+    )
+    runner = JobRunner(load_job(path), save_interval_s=3600)
+    runner.open()
+    app = make_app(runner)
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(500):
+            if app.run_code is not None:
+                break
+            await pilot.pause(0.01)
+        assert app.run_code == 0
+        await search_for(pilot, "GIRAFFE")
+        for _ in range(500):
+            app.main_screen.refresh_data()
+            if search_line(app).startswith("/GIRAFFE  34 matches in 300"):
+                break
+            await pilot.pause(0.01)
+        assert search_line(app) == "/GIRAFFE  34 matches in 300   n next  N previous  / new search"
+        await pilot.press("n", "n")
+        assert table(app).cursor == 18
+        assert table(app).selected().matched
+        await pilot.press("o", "o", "o")  # tokens
+        for _ in range(500):
+            app.main_screen.refresh_data()
+            if app.main_screen.query_one(TableHeader).note == "finished, by tokens ↓":
+                break
+            await pilot.pause(0.01)
+        # 17 tokens for items 12, 25, 38, … (first in the order); the first giraffe among them is 90 (12 + 13 * 6)
+        assert table(app).selected().index == 12
+        await pilot.press("n")
+        assert table(app).selected().index == 90
+    runner.close()

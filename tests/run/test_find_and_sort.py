@@ -214,3 +214,25 @@ def test_a_search_is_done_a_small_unit_at_a_time(tmp_path):
     expected = {i for i in range(300) if "text 1" in f"text {i}"}
     assert {i for i in range(300) if search.flags[i]} == expected
     assert search.status() == SearchStatus("text 1", 300, 300, len(expected), True)
+
+
+def test_a_resumed_run_learns_its_sort_keys_from_the_last_record_of_each_request(tmp_path):
+    records = [
+        {"index": 0, "status": "failed", "attempts": [{"latency_ms": 1.0}] * 5, "usage": {"total_tokens": 900}},
+        {"index": 1, "status": "done", "attempts": [{"latency_ms": 7.0}] * 2, "usage": {"total_tokens": 40}},
+        {"index": 0, "status": "done", "attempts": [{"latency_ms": 3.0}], "usage": {"prompt_tokens": 4}},
+        {"index": 2, "status": "done", "attempts": [{"latency_ms": 2.0}] * 3, "usage": None},
+    ]
+    results, offsets = tmp_path / "results.jsonl", []
+    with results.open("wb") as out:
+        for record in records:
+            offsets.append(out.tell())
+            out.write(json.dumps(record).encode() + b"\n")
+    table = RequestTable(4)  # request 3 is queued
+    table.restore(bytearray([1, 1, 1]), array("q", [offsets[2], offsets[1], offsets[3]]))
+    orders = RowOrders(table, lambda: (results, results.stat().st_size), lambda: 0.0)
+    assert table.keys_missing
+    assert list(orders.order("attempts") or ()) == [2, 1, 0]
+    assert list(orders.order("tokens") or ()) == [1, 0, 2]  # 40, 4 (prompt only), none
+    assert list(orders.order("latency") or ()) == [1, 0, 2]
+    assert not table.keys_missing

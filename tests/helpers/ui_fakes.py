@@ -23,6 +23,8 @@ from tokenflow_tui.run.contract import (
     RunEvent,
     RunSnapshot,
     SaveReport,
+    SearchStatus,
+    SortStatus,
     TrafficView,
 )
 from tokenflow_tui.ui import TokenFlowApp
@@ -156,6 +158,9 @@ class ScriptedRun:
         self.run_error: Exception | None = None
         self.traffic = TrafficView()
         self.ttft_s: tuple[float, float, float] | None = None  # p50, p95, p99 of a streamed run
+        self.query = ""  # the search: see search()
+        self.search_done = True  # False: the search has looked at a quarter of the requests, found nothing yet
+        self.sort_ready = True  # False: sorts stay "being built"
         self.prices = False  # a cost budget is refused without prices, as the runner does
         self.rules: tuple[RuleLine, ...] = ()  # the rules panel's lines (a job with [checks] or [[retry.rules]])
 
@@ -308,12 +313,61 @@ class ScriptedRun:
             rules=self.rules,
         )
 
-    def row_count(self, row_filter: str = "all") -> int:
-        return len(self._filtered(row_filter))
+    def row_count(self, row_filter: str = "all", sort: str = "input") -> int:
+        return len(self._sorted(row_filter, sort))
 
-    def rows(self, row_filter: str, start: int, stop: int) -> list[RequestRow]:
+    def rows(self, row_filter: str, start: int, stop: int, sort: str = "input") -> list[RequestRow]:
         self.rows_asked.append((row_filter, start, stop))
-        return [self.row(i) for i in self._filtered(row_filter)[start:stop]]
+        rows = [self.row(i) for i in self._sorted(row_filter, sort)[start:stop]]
+        if self.query and self.search_done:
+            wanted = set(self._matches())
+            rows = [dataclasses.replace(row, matched=True) if row.index in wanted else row for row in rows]
+        return rows
+
+    def _sorted(self, row_filter: str, sort: str) -> Sequence[int]:
+        """As the runner: finished rows by the key, largest first (tokens: 100 + i % 997), once `sort_ready`."""
+        rows = self._filtered(row_filter)
+        if sort == "input" or row_filter == "in_flight" or not self.sort_ready:
+            return rows
+        finished = [i for i in rows if self.row_state(i) in ("done", "failed")]
+        keys = {"latency": lambda i: self.row(i).latency_ms or 0.0, "attempts": self.attempts}
+        key = keys.get(sort, lambda i: 100 + i % 997)
+        return sorted(finished, key=lambda i: (-key(i), i))
+
+    def sort_status(self, sort: str) -> SortStatus:
+        self.calls.append(("sort_status", sort))
+        if sort == "input" or self.sort_ready:
+            return SortStatus(sort)
+        return SortStatus(sort, ready=False, building=True, done=self.total // 3, total=self.total)
+
+    def search(self, query: str) -> SearchStatus:
+        """Matches are the rows whose id or preview holds the query; the search is done while `search_done`."""
+        self.calls.append(("search", query))
+        self.query = query
+        return self.search_status()
+
+    def search_status(self) -> SearchStatus:
+        if not self.query:
+            return SearchStatus()
+        if not self.search_done:
+            return SearchStatus(self.query, self.total // 4, self.total, 0, False)
+        return SearchStatus(self.query, self.total, self.total, len(self._matches()), True)
+
+    def find(self, position: int, direction: int, row_filter: str = "all", sort: str = "input") -> int | None:
+        self.calls.append(("find", position, direction, row_filter, sort))
+        if not self.search_done:
+            return None
+        wanted = set(self._matches())
+        positions = [p for p, i in enumerate(self._sorted(row_filter, sort)) if i in wanted]
+        if not positions:
+            return None
+        if direction > 0:
+            return next((p for p in positions if p > position), positions[0])
+        return next((p for p in reversed(positions) if p < position), positions[-1])
+
+    def _matches(self) -> list[int]:
+        needle = self.query.lower()
+        return [i for i in range(self.total) if needle in (row := self.row(i)).id or needle in row.preview.lower()]
 
     def trajectory(self, index: int) -> list[dict[str, Any]]:
         state, n = self.row_state(index), self.attempts(index)

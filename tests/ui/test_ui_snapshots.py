@@ -95,3 +95,13 @@ def test_main_with_checks_and_rules(snap_compare) -> None:
     run = ScriptedRun()
     run.rules = RULE_LINES
     assert snap_compare(make_app(run), terminal_size=SIZE)
+
+
+def test_search_prompt_over_the_matches_of_the_last_search(snap_compare) -> None:
+    # a search done (its line under the table, the cursor on its first match), then / to search again
+    keys = ["slash", *"doc-00042", "enter", "n", "slash"]
+    assert snap_compare(make_app(ScriptedRun()), terminal_size=SIZE, press=keys)
+
+
+def test_table_sorted_by_latency(snap_compare) -> None:
+    assert snap_compare(make_app(ScriptedRun()), terminal_size=SIZE, press=["o"])

@@ -28,12 +28,17 @@ __all__ = [
     "RunControl",
     "RunSnapshot",
     "RunState",
+    "SORT_KEYS",
     "SaveReport",
+    "SearchStatus",
+    "SortStatus",
     "TrafficView",
     "format_usd",
 ]
 
 ROW_FILTERS = ("all", "in_flight", "retried", "failed")
+# orders of the table: the input's, or finished requests by a key, largest first (see RunControl.rows)
+SORT_KEYS = ("input", "latency", "attempts", "tokens")
 # the job's state: pausing and stopping are a soft and a hard stop under way
 RunState = Literal["starting", "running", "pausing", "paused", "stopping", "done"]
 
@@ -119,6 +124,7 @@ class RequestRow:
     latency_ms: float | None
     preview: str  # start of the answer or the error message
     waiting_for: str = ""  # while waiting: what for ("the rate limit", "the pace", …)
+    matched: bool = False  # the search under way (or last done) found it
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +132,29 @@ class SaveReport:
     results: int  # records in results.jsonl
     path: str
     saved_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SearchStatus:
+    """How far the search for `query` has looked: `scanned` of `total` requests, `matches` found so far."""
+
+    query: str = ""
+    scanned: int = 0
+    total: int = 0
+    matches: int = 0
+    done: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SortStatus:
+    """Where the sorted order by `key` stands: `ready` once there is one to show (rebuilt now and then
+    in the background while the run goes on), `done` of `total` steps of the build under way."""
+
+    key: str = "input"
+    ready: bool = True
+    building: bool = False
+    done: int = 0
+    total: int = 0
 
 
 class RunControl(Protocol):
@@ -139,9 +168,25 @@ class RunControl(Protocol):
 
     def snapshot(self) -> RunSnapshot: ...
 
-    def row_count(self, row_filter: str = "all") -> int: ...
+    def row_count(self, row_filter: str = "all", sort: str = "input") -> int: ...
 
-    def rows(self, row_filter: str, start: int, stop: int) -> list[RequestRow]: ...
+    def rows(self, row_filter: str, start: int, stop: int, sort: str = "input") -> list[RequestRow]:
+        """Rows `start` to `stop` of the filter's list; with a sort key other than "input", its finished
+        requests by that key, largest first (in input order until `sort_status(sort).ready`)."""
+        ...
+
+    def sort_status(self, sort: str) -> SortStatus: ...
+
+    def search(self, query: str) -> SearchStatus:
+        """Start searching every request (id, params, answer) for `query`, in the background; "" ends it."""
+        ...
+
+    def search_status(self) -> SearchStatus: ...
+
+    def find(self, position: int, direction: int, row_filter: str = "all", sort: str = "input") -> int | None:
+        """The position in that list of the next match after `position` (direction 1) or before it (-1),
+        wrapping around; None while no match is found."""
+        ...
 
     def trajectory(self, index: int) -> list[dict[str, Any]]:
         """The request's attempts as in results.jsonl (`params`, `result` or `error`, `started_at`, `latency_ms`)."""

@@ -20,6 +20,7 @@ _RECENT_PREVIEWS = 20_000  # finished rows whose preview is kept in memory; olde
 # rows read back from disk, kept: the dashboard draws the same ~50 rows several times a second, and
 # a finished row only changes when its request is queued again and finishes again
 _READ_ROWS = 1_024
+_MAX_TOKENS = 2**32 - 1
 
 
 class RequestTable:
@@ -34,12 +35,15 @@ class RequestTable:
         self._status_codes: dict[str, int] = {"": 0}
         self._status_code = array("h", bytes(2 * count))
         self._latency_ms = array("f", bytes(4 * count))
+        self._tokens = array("I", bytes(4 * count))  # total tokens of the last record, for sorting
         self.offsets = array("q", [-1]) * count
         self.failed: dict[int, str] = {}  # index → error kind of its last attempt, in failing order
         self.retried: set[int] = set()  # finished here with two attempts or more in their last record
         self._earlier_retried: Callable[[], set[int]] | None = None  # see restore
         self._previews: OrderedDict[int, tuple[Any, str]] = OrderedDict()
         self._read_rows: OrderedDict[int, RequestRow] = OrderedDict()
+        self.keys_missing = False  # rows restored from disk whose sort keys are not learnt yet
+        self.changes = 0  # counts every row that finished or was queued again: a sorted order is stale after one
 
     def note_finished(
         self,
@@ -51,9 +55,12 @@ class RequestTable:
         latency_ms: float | None,
         preview: str,
         offset: int,
+        tokens: int = 0,
     ) -> None:
+        self.changes += 1
         self._state[index] = FAILED if failed_kind is not None else DONE
         self._attempts[index] = min(attempts, 255)
+        self._tokens[index] = min(tokens, _MAX_TOKENS)
         code = self._status_codes.get(status)
         if code is None:
             code = self._status_codes[status] = len(self._status_names)
@@ -84,6 +91,7 @@ class RequestTable:
         """
         self._state[: len(status)] = status
         self.offsets[: len(offsets)] = offsets
+        self.keys_missing = status.count(0) != len(status)
         self._earlier_retried = retried_offsets
 
     def retried_rows(self) -> set[int]:
@@ -100,6 +108,7 @@ class RequestTable:
         """Mark a failed request as queued again; its last error kind, or None if it had not failed."""
         if self._state[index] != FAILED:
             return None
+        self.changes += 1
         self._state[index] = NO_RECORD
         self._read_rows.pop(index, None)
         self.retried.discard(index)
@@ -114,6 +123,30 @@ class RequestTable:
 
     def is_finished(self, index: int) -> bool:
         return self._state[index] in (DONE, FAILED)
+
+    def finished_flags(self) -> bytes:
+        """One byte per request, non-zero where it is finished (a copy: the table goes on changing)."""
+        return bytes(self._state)
+
+    def keys_known(self, index: int) -> bool:
+        """Whether the row's attempts, latency and tokens are here (a row restored from disk has them after `learn`)."""
+        return self._attempts[index] != 0
+
+    def learn(self, index: int, record: dict[str, Any]) -> None:
+        """Take the sort keys of a finished row from its record (read back from disk)."""
+        attempts = record.get("attempts") or []
+        latency = (attempts[-1] if attempts else {}).get("latency_ms")
+        self._attempts[index] = max(1, min(len(attempts), 255))
+        self._latency_ms[index] = latency if latency is not None else -1.0
+        self._tokens[index] = min(record_tokens(record), _MAX_TOKENS)
+
+    def sort_value(self, key: str, index: int) -> float:
+        """The row's value for a sort key: "latency" (ms of its last attempt, -1 unknown), "attempts", "tokens"."""
+        if key == "latency":
+            return self._latency_ms[index]
+        if key == "attempts":
+            return self._attempts[index]
+        return self._tokens[index]
 
     def finished_row(self, index: int, read_record: Callable[[int], dict[str, Any] | None]) -> RequestRow:
         cached = self._previews.get(index)
@@ -200,6 +233,17 @@ def record_failure_label(record: dict[str, Any] | None) -> str:
     error = (record or {}).get("error")
     status = error.get("status_code") if isinstance(error, dict) else None
     return failure_label(record_error_kind(record), status)
+
+
+def record_tokens(record: dict[str, Any]) -> int:
+    """The total tokens of a record's usage (0 without usage)."""
+    usage = record.get("usage")
+    if not isinstance(usage, dict):
+        return 0
+    total = usage.get("total_tokens")
+    if not isinstance(total, int):
+        total = sum(v for k in ("prompt_tokens", "completion_tokens") if isinstance(v := usage.get(k), int))
+    return max(0, total)
 
 
 def record_preview(record: dict[str, Any]) -> str:

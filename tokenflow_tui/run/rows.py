@@ -1,4 +1,5 @@
-"""The requests of a run as the dashboard reads them: rows by filter, one request's attempts, failed groups.
+"""The requests of a run as the dashboard reads them: rows by filter and sort, one request's attempts,
+failed groups, and a search of them all.
 
 Finished requests come from the request table (details read back from results.jsonl); unfinished
 ones from `HeldRequests`, an index by id that the runner's hooks keep, so that a draw does not gather
@@ -7,14 +8,20 @@ every request the engine holds; which of them are in flight or waiting is the en
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from ..engine import TokenFlowRequest, TokenFlowRequestTrajectory
 from ..store.record_reader import RecordReader
 from ..store.records import build_record
-from .contract import RequestRow
+from .contract import SORT_KEYS, RequestRow, SearchStatus, SortStatus
 from .request_index import RequestTable, unfinished_row
+from .row_order import RowOrders
+from .search import Queued, RequestSearch, next_match
+from .slices import start_in_slices
 
 # the engine's requests in flight now, and those whose next attempt is held back at the gate
 Ledger = Callable[[], tuple[list[TokenFlowRequest], list[TokenFlowRequest]]]
@@ -41,6 +48,16 @@ class HeldRequests:
         self.requests.pop(index, None)
 
 
+@dataclass(frozen=True, slots=True)
+class Sources:
+    """Where searching and sorting read: results.jsonl with the bytes of it holding whole records now,
+    the input's requests (read lazily), and a monotonic clock."""
+
+    results: Callable[[], tuple[Path, int]]
+    queued: Queued
+    clock: Callable[[], float]
+
+
 class RunRows:
     """`reader` reads finished requests back from results.jsonl; None before the run is opened."""
 
@@ -52,6 +69,7 @@ class RunRows:
         reader: RecordReader | None,
         builtin: bool,
         sent_body: Callable[[Any], dict[str, Any]] | None = None,
+        sources: Sources | None = None,
     ) -> None:
         self._table = table
         self._held = held
@@ -59,12 +77,16 @@ class RunRows:
         self._reader = reader
         self._builtin = builtin
         self._sent_body = sent_body  # the HTTP body an attempt's params became (the built-in handler)
+        self._sources = sources  # None: nothing to search or sort yet (before the run is opened)
+        self._orders = RowOrders(table, sources.results, sources.clock) if sources is not None else None
+        self._search: RequestSearch | None = None
+        self._search_task: asyncio.Task[None] | None = None
 
-    def row_count(self, row_filter: str = "all") -> int:
-        return len(self._indexes(row_filter))
+    def row_count(self, row_filter: str = "all", sort: str = "input") -> int:
+        return len(self._view(row_filter, sort))
 
-    def rows(self, row_filter: str, start: int, stop: int) -> list[RequestRow]:
-        indexes = self._indexes(row_filter)[start:stop]
+    def rows(self, row_filter: str, start: int, stop: int, sort: str = "input") -> list[RequestRow]:
+        indexes = self._view(row_filter, sort)[start:stop]
         table, held = self._table, self._held.requests
         in_flight, held_back = self._ledger()
         sent = {request.id for request in in_flight}
@@ -76,6 +98,9 @@ class RunRows:
             else:
                 state = "in_flight" if index in sent else ("waiting" if index in gated else None)
                 rows.append(unfinished_row(index, held.get(index), state))
+        if self._search is not None and self._search.matches:
+            flags = self._search.flags
+            rows = [replace(row, matched=True) if flags[row.index] else row for row in rows]
         return rows
 
     def trajectory(self, index: int) -> list[dict[str, Any]]:
@@ -112,6 +137,43 @@ class RunRows:
         for index, kind in self._table.failed.items():
             groups.setdefault(kind, []).append(index)
         return groups
+
+    def sort_status(self, sort: str) -> SortStatus:
+        if sort not in SORT_KEYS:
+            raise ValueError(f"unknown sort key {sort!r}")
+        return self._orders.status(sort) if self._orders is not None else SortStatus(sort, sort == "input")
+
+    def search(self, query: str) -> SearchStatus:
+        if self._search_task is not None:
+            self._search_task.cancel()
+        self._search = self._search_task = None
+        if not query or self._sources is None:
+            return SearchStatus(query)
+        path, end = self._sources.results()
+        search = self._search = RequestSearch(
+            query, self._table, lambda: self._held.requests.values(), path, end, self._sources.queued
+        )
+        self._search_task = start_in_slices(search.work, lambda: None)
+        return search.status()
+
+    def search_status(self) -> SearchStatus:
+        return self._search.status() if self._search is not None else SearchStatus()
+
+    def find(self, position: int, direction: int, row_filter: str = "all", sort: str = "input") -> int | None:
+        if self._search is None:
+            return None
+        view = self._view(row_filter, sort)
+        return next_match(self._search.flags, None if isinstance(view, range) else view, position, direction)
+
+    def _view(self, row_filter: str, sort: str) -> Sequence[int]:
+        """The filter's rows in the order asked; in input order while that order is not built yet."""
+        if sort != "input" and row_filter != "in_flight" and self._orders is not None:
+            if sort not in SORT_KEYS:
+                raise ValueError(f"unknown sort key {sort!r}")
+            view = self._orders.view(sort, row_filter, lambda: self._indexes(row_filter))
+            if view is not None:
+                return view
+        return self._indexes(row_filter)
 
     def _indexes(self, row_filter: str) -> Sequence[int]:
         if row_filter == "all":

@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..endpoint.results import is_failed_result
@@ -28,12 +29,21 @@ from ..store.records import build_record, record_error_kind
 from ..store.results_file import RESULTS_FILE, WRITE_INTERVAL_S, ResultsSummary
 from ..store.state_file import STATE_FILE, write_state
 from ..traffic import Traffic
-from .contract import RequestRow, RunSnapshot, RunState, SaveReport, TrafficView, format_usd
+from .contract import (
+    RequestRow,
+    RunSnapshot,
+    RunState,
+    SaveReport,
+    SearchStatus,
+    SortStatus,
+    TrafficView,
+    format_usd,
+)
 from .events import EventLog
 from .exit_codes import EXIT_DONE, EXIT_INTERRUPTED
 from .opening import STATE_CHANGES_KEY, Confirm, OpenedRun, RunError, open_run
-from .request_index import RequestTable, attempt_status, record_failure_label, record_preview
-from .rows import HeldRequests, RunRows
+from .request_index import RequestTable, attempt_status, record_failure_label, record_preview, record_tokens
+from .rows import HeldRequests, RunRows, Sources
 from .rules_stats import rule_lines
 from .statistics import RunStats, cost_rates
 from .unreachable import Unreachable
@@ -153,7 +163,8 @@ class JobRunner:
         self._fingerprint = opened.fingerprint
         self._table = opened.table
         sent_body = self._sent_body if self._builtin and self._endpoint is not None else None
-        self._rows = RunRows(self._table, self._held, self._ledger, opened.reader, self._builtin, sent_body)
+        sources = Sources(self._results_end, lambda skip: iter_input(self.job, skip=skip), self._clock.monotonic)
+        self._rows = RunRows(self._table, self._held, self._ledger, opened.reader, self._builtin, sent_body, sources)
         self._stats = opened.stats
         self._elapsed_before = opened.elapsed_s
         self._attempts_before = opened.attempts
@@ -485,11 +496,31 @@ class JobRunner:
         started = [t for t in starts if t is not None]
         return max(0.0, now - min(started)) if started else None
 
-    def row_count(self, row_filter: str = "all") -> int:
-        return self._rows.row_count(row_filter)
+    def row_count(self, row_filter: str = "all", sort: str = "input") -> int:
+        return self._rows.row_count(row_filter, sort)
 
-    def rows(self, row_filter: str, start: int, stop: int) -> list[RequestRow]:
-        return self._rows.rows(row_filter, start, stop)
+    def rows(self, row_filter: str, start: int, stop: int, sort: str = "input") -> list[RequestRow]:
+        return self._rows.rows(row_filter, start, stop, sort)
+
+    def sort_status(self, sort: str) -> SortStatus:
+        return self._rows.sort_status(sort)
+
+    def search(self, query: str) -> SearchStatus:
+        return self._rows.search(query)
+
+    def search_status(self) -> SearchStatus:
+        return self._rows.search_status()
+
+    def find(self, position: int, direction: int, row_filter: str = "all", sort: str = "input") -> int | None:
+        return self._rows.find(position, direction, row_filter, sort)
+
+    def _results_end(self) -> tuple[Path, int]:
+        """results.jsonl and how many of its bytes hold whole records, the buffered ones written first."""
+        path = self.output_dir / RESULTS_FILE
+        if self._opened is not None:
+            self._opened.writer.write_buffered()
+            return path, self._opened.writer.summary.size
+        return path, path.stat().st_size if path.exists() else 0
 
     def trajectory(self, index: int) -> list[dict[str, Any]]:
         return self._rows.trajectory(index)
@@ -643,6 +674,7 @@ class JobRunner:
             last.get("latency_ms"),
             record_preview(record),
             offset,
+            record_tokens(record),
         )
         latencies = [a["latency_ms"] for a in attempts if a.get("latency_ms") is not None]
         self._stats.note_finished(self._elapsed(), failed_kind, latencies)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -10,6 +12,7 @@ import orjson
 from .results_file import ResultsWriter
 
 _FIRST_READ = 1 << 16
+_BLOCK = 1 << 20
 
 
 class RecordReader:
@@ -41,3 +44,26 @@ class RecordReader:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def record_lines(path: str | os.PathLike[str], end: int) -> Iterator[tuple[int, bytes]]:
+    """(offset, line without its newline) of each whole line in the first `end` bytes, read a block at a time.
+
+    A generator, so that a caller can read a million records a slice at a time; the file is opened
+    by path, so it reads a closed run's results too. Nothing when the file is missing.
+    """
+    try:
+        file = open(Path(path), "rb")  # noqa: SIM115 - held across the generator's pauses
+    except FileNotFoundError:
+        return
+    with file:
+        offset, rest = 0, b""
+        while offset + len(rest) < end:
+            block = file.read(min(_BLOCK, end - offset - len(rest)))
+            if not block:
+                return
+            lines = (rest + block).split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                yield offset, line
+                offset += len(line) + 1

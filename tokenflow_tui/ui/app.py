@@ -9,12 +9,14 @@ from typing import Any, cast
 
 from textual.app import App
 from textual.binding import Binding
+from textual.command import CommandPalette
 from textual.notifications import Notification, Notify
 from textual.screen import ModalScreen
 from textual.worker import Worker, WorkerState
 
 from ..engine import StatsSnapshot
 from ..run.contract import RunControl, TrafficView
+from .commands import PALETTE_ACTION, KeysProvider
 from .context import DashboardContext
 from .formatting import clock_time, plural
 from .guard import GuardedControl
@@ -55,7 +57,8 @@ class TokenFlowApp(App[int]):
 
     CSS_PATH = "tokenflow.tcss"
     TITLE = "TokenFlow"
-    ENABLE_COMMAND_PALETTE = False
+    COMMANDS = {KeysProvider}  # the keys' actions only: Textual's own (themes, quit without saving) are left out
+    COMMAND_PALETTE_BINDING = "ctrl+p"
     KEYS = [
         Binding(
             "p",
@@ -96,6 +99,14 @@ class TokenFlowApp(App[int]):
         Binding("s", "save", "save", id="save", tooltip="save progress now: results flushed, checkpoint written"),
         Binding("q", "quit", "quit", id="quit", tooltip="save and quit (asks first while requests are in flight)"),
         Binding("question_mark", "help", "help", id="help", key_display="?", tooltip="this list of keys"),
+        Binding(
+            "ctrl+p",
+            PALETTE_ACTION,
+            "commands",
+            id="command_palette",
+            show=False,
+            tooltip="the command palette: every action of this screen with its key, found by typing",
+        ),
         Binding(
             "ctrl+c",
             "interrupt",
@@ -191,11 +202,13 @@ class TokenFlowApp(App[int]):
         self._call("run", self.control.run())
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # the command palette lists the keys of the screen under it as they work there
+        dialog = isinstance(self.screen, ModalScreen) and not isinstance(self.screen, CommandPalette)
         if action == "finished_note":
-            return self.run_code is not None and not isinstance(self.screen, ModalScreen)
+            return self.run_code is not None and not dialog
         if action in _STEERING and self.run_code is not None:
             return False
-        return not (action in _RUN_ACTIONS and isinstance(self.screen, ModalScreen))
+        return not (action in _RUN_ACTIONS and dialog)
 
     def action_finished_note(self) -> None:
         self.notify(_FINISHED_NOTE, severity="warning")

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from ..run.contract import RequestRow, RunControl, RunSnapshot, SaveReport
+from ..run.contract import RequestRow, RunControl, RunSnapshot, SaveReport, SearchStatus, SortStatus
 
 T = TypeVar("T")
 Report = Callable[[str], None]
@@ -52,11 +52,28 @@ class GuardedControl:
         self._last_snapshot = self._guard("reading the run's numbers", self.inner.snapshot, self._last_snapshot)
         return self._last_snapshot
 
-    def row_count(self, row_filter: str = "all") -> int:
-        return self._guard("counting the requests", lambda: self.inner.row_count(row_filter), 0)
+    # the sort key is passed only when there is one, so that a control of the input order alone still serves
+    def row_count(self, row_filter: str = "all", sort: str = "input") -> int:
+        sorted_by = {"sort": sort} if sort != "input" else {}
+        return self._guard("counting the requests", lambda: self.inner.row_count(row_filter, **sorted_by), 0)
 
-    def rows(self, row_filter: str, start: int, stop: int) -> list[RequestRow]:
-        return self._guard("reading the requests", lambda: self.inner.rows(row_filter, start, stop), [])
+    def rows(self, row_filter: str, start: int, stop: int, sort: str = "input") -> list[RequestRow]:
+        sorted_by = {"sort": sort} if sort != "input" else {}
+        return self._guard("reading the requests", lambda: self.inner.rows(row_filter, start, stop, **sorted_by), [])
+
+    def sort_status(self, sort: str) -> SortStatus:
+        return self._guard("sorting the requests", lambda: self.inner.sort_status(sort), SortStatus(sort))
+
+    def search(self, query: str) -> SearchStatus:
+        return self._guard("searching the requests", lambda: self.inner.search(query), SearchStatus(query))
+
+    def search_status(self) -> SearchStatus:
+        return self._guard("searching the requests", self.inner.search_status, SearchStatus())
+
+    def find(self, position: int, direction: int, row_filter: str = "all", sort: str = "input") -> int | None:
+        return self._guard(
+            "finding the next match", lambda: self.inner.find(position, direction, row_filter, sort), None
+        )
 
     def trajectory(self, index: int) -> list[dict[str, Any]]:
         return self._guard(f"reading request #{index}", lambda: self.inner.trajectory(index), [])

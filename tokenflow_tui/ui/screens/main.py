@@ -23,6 +23,7 @@ from ..widgets.summary import summary_content
 from ..widgets.traffic import TrafficPanel
 from .events import EventsScreen
 from .failed import FailedScreen
+from .search import SearchPrompt
 from .trajectory import TrajectoryScreen
 
 # one footer entry for both keys, "l b" rather than "lb" (which reads as pounds): the footer fits 120 columns
@@ -77,6 +78,32 @@ class MainScreen(Screen[None]):
             "filter",
             id="cycle_filter",
             tooltip="show all requests, those in flight, those retried, those failed",
+        ),
+        Binding(
+            "o",
+            "cycle_sort",
+            "sort",
+            show=False,  # the footer keeps its room for the run's keys; ? and ctrl+p list these
+            id="cycle_sort",
+            tooltip="sort the table: input order, then finished requests by latency, attempts, tokens (largest first)",
+        ),
+        Binding(
+            "slash",
+            "search",
+            "search",
+            key_display="/",
+            show=False,
+            id="search",
+            tooltip="search every request by id, or text of its params or its answer",
+        ),
+        Binding("n", "find(1)", "next match", show=False, id="next_match", tooltip="the next match of the search"),
+        Binding(
+            "N",
+            "find(-1)",
+            "previous match",
+            show=False,
+            id="previous_match",
+            tooltip="the previous match of the search",
         ),
         Binding(
             "e",
@@ -267,6 +294,23 @@ class MainScreen(Screen[None]):
 
     def action_filter(self, row_filter: str) -> None:
         self.query_one(RequestsPanel).set_filter(row_filter)
+
+    def action_cycle_sort(self) -> None:
+        self.query_one(RequestsPanel).cycle_sort()
+
+    def action_search(self) -> None:
+        panel = self.query_one(RequestsPanel)
+
+        def searched(query: str | None) -> None:
+            if query is not None:
+                panel.start_search(query)
+
+        self.app.push_screen(SearchPrompt(panel.search.query), searched)
+
+    def action_find(self, direction: int) -> None:
+        why_not = self.query_one(RequestsPanel).find(direction)
+        if why_not is not None:
+            self.notify(why_not, severity="warning")
 
     def action_open_trajectory(self) -> None:
         row = self.query_one(RequestsPanel).selected()

@@ -14,6 +14,10 @@ FIRST = ("help", "quit")
 class KeyFooter(Footer):
     """Keys that do not fit are left out whole (a group with its label), and `?` says how many."""
 
+    def __init__(self) -> None:
+        # ctrl+p is in the help, not on the right of the footer, where it would cut the keys mid-word
+        super().__init__(show_command_palette=False)
+
     def compose(self) -> ComposeResult:
         shown = {
             binding.action: (binding, enabled, tooltip)

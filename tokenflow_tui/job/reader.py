@@ -39,6 +39,8 @@ from .model import (
     RetrySection,
     SimulatorSection,
     WorkersSection,
+    ClusterSection,
+    MAX_SHARDS,
 )
 from .problems import JobError, Problem, did_you_mean, sort_problems, toml_type
 from .toml_positions import KeyPath, KeyPositions
@@ -71,6 +73,7 @@ _SECTIONS = {
         "price_output_per_million_usd",
     ),
     "handler": ("path",),
+    "cluster": ("shards",),
 }
 _SIMULATOR_KEYS = ("latency_ms", "jitter_ms", "fail", "seed", "rpm_limit", "token_interval_ms")
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
@@ -334,6 +337,7 @@ class _Reader:
             limits=self.limits_section(tables["limits"] or {}),
             handler=None if handler is None else self.handler_section(handler, job_dir),
             columns=self.input_section(tables["input"], job_section.input_format),
+            cluster=ClusterSection(shards=self.integer(tables["cluster"] or {}, ("cluster", "shards"), 0, lo=1, hi=MAX_SHARDS)),
         )
 
     def unknown_top_level(self, key: str, value: Any) -> None:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import math
+import os
 import secrets
 import time
 from collections.abc import Sequence
@@ -116,6 +117,12 @@ class ClusterRun:
         if saved is not None and self._asked_shards not in (None, saved):
             raise ClusterError(
                 f"{run_dir} was split into {saved} shards; resume it with --shards {saved} (or without --shards)"
+            )
+        cpus = ray.cluster_resources().get("CPU", 0)
+        if cpus < count * self._shard_cpus:
+            raise ClusterError(
+                f"{count} shards need {count * self._shard_cpus:g} CPUs of the cluster (one actor each), "
+                f"and it has {cpus:g}; add nodes or ask for fewer with --shards"
             )
         self._count = count
         if state is not None and type(state.get(STATE_REQUESTS_KEY)) is int:
@@ -421,12 +428,15 @@ def _is_limit(value: Any) -> bool:
     return type(value) in (int, float) and math.isfinite(value) and value >= 0
 
 
-def connect(address: str) -> Any:
-    """Join (`auto`, an address) or start (`local`) a Ray cluster; the ray module. ClusterError when it cannot."""
+def connect(address: str, shards: int | None = None) -> Any:
+    """Join (`auto`, an address) or start (`local`, room for `shards` actors) a Ray cluster; the ray module.
+
+    ClusterError when it cannot."""
     ray = import_ray()
     try:
         if address == "local":
-            ray.init(include_dashboard=False, log_to_driver=False)
+            cpus = max(os.cpu_count() or 1, shards or 1)  # Ray's CPUs are a count of actors that fit, not cores
+            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
         else:
             ray.init(address=address, log_to_driver=False)
     except Exception as error:

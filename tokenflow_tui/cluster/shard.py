@@ -22,6 +22,7 @@ from ..run.opening import RunError
 from ..run.part import InputPart
 from ..run.runner import JobRunner
 from ..store.shards import shard_dir
+from . import import_ray
 from .lease import Lease, ShardReport
 
 LEASE_INTERVAL_S = 1.0
@@ -109,6 +110,7 @@ class Shard:
             "cpu_s": time.process_time(),
             "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
             "host": socket.gethostname(),
+            "node": import_ray().get_runtime_context().get_node_id(),
             "started": self._started,
         }
 

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any
 
+from ..job.fingerprint import fingerprint
 from ..job.formats.reading import input_description
 from ..job.inputs import scan_input
-from ..job.fingerprint import fingerprint
 from ..job.model import Job
 from ..run.contract import RequestRow, RunEvent, RunSnapshot, SaveReport
 from ..run.events import EventLog
@@ -213,7 +213,9 @@ class ClusterRun:
     def row_count(self, row_filter: str = "all") -> int:
         if row_filter == "all":
             return self._requests
-        return sum(shard.reply["counts"][row_filter] for shard in self._shards if shard.reply and "counts" in shard.reply)
+        return sum(
+            shard.reply["counts"][row_filter] for shard in self._shards if shard.reply and "counts" in shard.reply
+        )
 
     def rows(self, row_filter: str, start: int, stop: int) -> list[RequestRow]:
         stop = min(stop, self.row_count(row_filter))
@@ -294,7 +296,9 @@ class ClusterRun:
             )
         self._budget = (int(max_total_tokens), float(max_cost_usd))
         self._lease.set_budget.remote(*self._budget)
-        self._events.note("budget", f"budgets: {max_total_tokens:,} tokens, {format_usd(max_cost_usd)} (0: none), job-wide")
+        self._events.note(
+            "budget", f"budgets: {max_total_tokens:,} tokens, {format_usd(max_cost_usd)} (0: none), job-wide"
+        )
         return None
 
     def reset_traffic(self) -> str | None:
@@ -334,7 +338,9 @@ class ClusterRun:
 
     async def _apply_all(self) -> None:
         self._version += 1
-        await asyncio.gather(*(self._await(shard, shard.actor.apply.remote(self._settings(k))) for k, shard in enumerate(self._shards)))
+        await asyncio.gather(
+            *(self._await(shard, shard.actor.apply.remote(self._settings(k))) for k, shard in enumerate(self._shards))
+        )
 
     async def _each(self, method: str, *args: Any) -> list[Any]:
         calls = [self._await(shard, getattr(shard.actor, method).remote(*args)) for shard in self._shards]
@@ -442,6 +448,3 @@ def connect(address: str, shards: int | None = None) -> Any:
     except Exception as error:
         raise ClusterError(f"cannot join the Ray cluster at {address}: {error}") from None
     return ray
-
-
-

@@ -10,8 +10,10 @@ from typing import Any
 from ..engine import StatsSnapshot
 from ..run.contract import ChartPoint, RequestRow, RunEvent, RunSnapshot, RunState, TrafficView
 
-_SUMMED_STATS = ("done", "failed", "in_flight", "queued", "attempts", "retries", "workers", "target_workers")
-_SUMMED_STATS += ("rate_1s", "rate_10s", "rate_60s", "rate_avg", "waiting")
+_SUMMED_STATS = (
+    *("done", "failed", "in_flight", "queued", "attempts", "retries", "workers", "target_workers"),
+    *("rate_1s", "rate_10s", "rate_60s", "rate_avg", "waiting"),
+)
 # one shard in each state makes the job's: the first that any shard is in, in this order
 _STATE_ORDER: tuple[RunState, ...] = ("stopping", "pausing", "running", "starting", "paused", "done")
 
@@ -20,7 +22,7 @@ def merge_stats(parts: Sequence[StatsSnapshot], total: int) -> StatsSnapshot:
     """Counts and rates summed; the elapsed time and the latency percentiles of the slowest shard."""
     summed = {name: sum(getattr(s, name) for s in parts) for name in _SUMMED_STATS}
     return StatsSnapshot(
-        state=merge_state([s.state for s in parts]) if parts else "idle",
+        state=_engine_state([s.state for s in parts]),
         total=total,
         elapsed_s=max((s.elapsed_s for s in parts), default=0.0),
         latency_p50_s=_highest(s.latency_p50_s for s in parts),
@@ -30,11 +32,20 @@ def merge_stats(parts: Sequence[StatsSnapshot], total: int) -> StatsSnapshot:
     )
 
 
-def merge_state(states: Sequence[str]) -> Any:
+def merge_state(states: Sequence[str]) -> RunState:
+    """The job's state: the first that any shard is in, in _STATE_ORDER."""
     for state in _STATE_ORDER:
         if state in states:
             return state
-    return states[0] if states else "starting"
+    return "starting"
+
+
+def _engine_state(states: Sequence[str]) -> str:
+    """The engine's state names (idle, running, stopping, paused, done): the first any shard is in."""
+    for state in ("stopping", "running", "idle", "paused", "done"):
+        if state in states:
+            return state
+    return "idle"
 
 
 def merge_history(parts: Sequence[Sequence[ChartPoint]]) -> list[ChartPoint]:

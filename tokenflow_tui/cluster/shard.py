@@ -227,7 +227,10 @@ class Shard:
                 traffic.set_limits(lease.requests_per_minute, lease.tokens_per_minute)
             if lease.hold_s > 0:
                 traffic.hold_shared(lease.hold_s, lease.hold_because)
-            if last is None or (lease.max_total_tokens, lease.max_cost_usd) != (last.max_total_tokens, last.max_cost_usd):
+            if last is None or (lease.max_total_tokens, lease.max_cost_usd) != (
+                last.max_total_tokens,
+                last.max_cost_usd,
+            ):
                 traffic.set_budget(lease.max_total_tokens, lease.max_cost_usd)
             last = lease
 

@@ -25,10 +25,12 @@ from .model import (
     FORBIDDEN_PARAMS,
     HF,
     INPUT_FORMATS,
+    MAX_SHARDS,
     MAX_WORKERS,
     OPENAI_BATCH,
     TABLE_FORMATS,
     TRANSPORTS,
+    ClusterSection,
     EndpointSection,
     HandlerSection,
     InputSection,
@@ -39,8 +41,6 @@ from .model import (
     RetrySection,
     SimulatorSection,
     WorkersSection,
-    ClusterSection,
-    MAX_SHARDS,
 )
 from .problems import JobError, Problem, did_you_mean, sort_problems, toml_type
 from .toml_positions import KeyPath, KeyPositions
@@ -337,7 +337,9 @@ class _Reader:
             limits=self.limits_section(tables["limits"] or {}),
             handler=None if handler is None else self.handler_section(handler, job_dir),
             columns=self.input_section(tables["input"], job_section.input_format),
-            cluster=ClusterSection(shards=self.integer(tables["cluster"] or {}, ("cluster", "shards"), 0, lo=1, hi=MAX_SHARDS)),
+            cluster=ClusterSection(
+                shards=self.integer(tables["cluster"] or {}, ("cluster", "shards"), 0, lo=1, hi=MAX_SHARDS)
+            ),
         )
 
     def unknown_top_level(self, key: str, value: Any) -> None:

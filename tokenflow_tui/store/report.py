@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ def build_report(run_dir: str | Path) -> Report:
         offsets, status = part.recovery.offsets, part.recovery.status
         if not part.recovery.summary.size:
             continue
-        fold_records(figures, part.results_path, part.recovery.summary.size, lambda i, at: offsets[i] == at)
+        fold_records(figures, part.results_path, part.recovery.summary.size, _is_final(offsets))
         with open(part.results_path, "rb") as file:
             for index, offset in enumerate(offsets):
                 if offset >= 0 and status[index] == FAILED:
@@ -88,6 +89,11 @@ def build_report(run_dir: str | Path) -> Report:
         p95,
         p99,
     )
+
+
+def _is_final(offsets: Sequence[int]) -> Callable[[int, int], bool]:
+    """Whether the record of `index` at byte `at` is that index's last one."""
+    return lambda index, at: offsets[index] == at
 
 
 def _note_failure(groups: dict[str, list[Any]], index: int, record: dict[str, Any]) -> None:

@@ -109,13 +109,13 @@ def command(args: argparse.Namespace) -> int:
 def _run_on_cluster(job: Job, args: argparse.Namespace, interactive: bool) -> int:
     """`run --ray`: the shards on the cluster's actors, the dashboard or the progress lines here."""
     from ..cluster import ClusterError
-    from ..cluster.driver import ClusterRun, connect
+    from ..cluster.driver import ClusterRun, connect, saved_shards
 
     if args.restart:
         print("tokenflow run: --restart does not go with --ray; move the run directory aside first", file=sys.stderr)
         return EXIT_INVALID
     try:
-        ray = connect(args.ray, args.shards or job.cluster.shards or None)
+        ray = connect(args.ray, args.shards or saved_shards(job.output) or job.cluster.shards or None)
     except ClusterError as error:
         print(f"tokenflow run: {error}", file=sys.stderr)
         return EXIT_INVALID

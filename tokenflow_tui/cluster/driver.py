@@ -15,6 +15,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 from ..job.fingerprint import fingerprint
@@ -24,6 +25,7 @@ from ..job.model import Job
 from ..run.contract import RequestRow, RunEvent, RunSnapshot, SaveReport
 from ..run.events import EventLog
 from ..run.exit_codes import EXIT_DONE, EXIT_INTERRUPTED
+from ..store.errors import StoreError
 from ..store.export import STATE_INPUT_KEY, STATE_REQUESTS_KEY
 from ..store.results_file import RESULTS_FILE
 from ..store.shards import SHARDS_KEY, shard_count, shard_map
@@ -432,6 +434,14 @@ def _future(ref: Any) -> Future[Any]:
 
 def _is_limit(value: Any) -> bool:
     return type(value) in (int, float) and math.isfinite(value) and value >= 0
+
+
+def saved_shards(run_dir: Path) -> int | None:
+    """The shard count of an earlier run of this directory (None: none, or not a cluster run)."""
+    try:
+        return shard_count(read_state(run_dir / STATE_FILE), run_dir / STATE_FILE)
+    except StoreError:
+        return None  # open() says what is wrong with it
 
 
 def connect(address: str, shards: int | None = None) -> Any:

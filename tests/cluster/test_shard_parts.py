@@ -96,6 +96,10 @@ def test_lease_book_shares_limits_holds_and_budgets() -> None:
     book.lease(_report(1, held_s=5.0, tokens=300))
     held = book.lease(_report(0, tokens=100))
     assert 4.0 < held.hold_s <= 5.0 and held.hold_because == "the server answers 429"
+    spent = book.lease(_report(1, tokens=1200))
+    assert spent.max_total_tokens == 850  # below the 1,200 shard 1 used: the job's budget is spent
+    book.grant_more()  # the user resumes: as much again beyond the 1,350 the job used
+    assert book.lease(_report(1, tokens=1200)).max_total_tokens == 1350 + 1000 - 100 - 50
     book.set_limits(0.0, 0)
     book.set_budget(0, 0.0)
     free = book.lease(_report(0, tokens=100))

@@ -246,6 +246,7 @@ class ClusterRun:
     async def resume(self) -> None:
         self._paused = False
         self._events.note("resume", "resumed")
+        self._lease.grant_more.remote()  # a spent budget allows as much again, job-wide
         await self._apply_all()
 
     async def stop_now(self) -> None:

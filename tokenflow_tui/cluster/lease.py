@@ -45,6 +45,8 @@ class LeaseBook:
         self._count = count
         self._limits = limits
         self._budget = budget
+        self._allowed = list(budget)  # the budgets' allowances now: one more of each after a resume that spent it
+        self._heard_all = False
         self._reports: dict[int, ShardReport] = {}
         self._held_until: dict[int, tuple[float, str | None]] = {}
 
@@ -52,7 +54,18 @@ class LeaseBook:
         self._limits = (requests_per_minute, tokens_per_minute)
 
     def set_budget(self, max_total_tokens: int, max_cost_usd: float) -> None:
+        """New budgets, counted from the start of the job."""
         self._budget = (max_total_tokens, max_cost_usd)
+        self._allowed = [max_total_tokens, max_cost_usd]
+
+    def grant_more(self) -> None:
+        """The job resumes: each budget that is spent allows as much again beyond what the job used."""
+        tokens = sum(r.tokens for r in self._reports.values())
+        cost = sum(r.cost_usd or 0.0 for r in self._reports.values())
+        if self._allowed[0] and tokens >= self._allowed[0]:
+            self._allowed[0] = tokens + self._budget[0]
+        if self._allowed[1] and cost >= self._allowed[1]:
+            self._allowed[1] = cost + self._budget[1]
 
     def limits(self) -> tuple[tuple[float, int], tuple[int, float]]:
         return self._limits, self._budget
@@ -60,6 +73,9 @@ class LeaseBook:
     def lease(self, report: ShardReport) -> Lease:
         now = time.time()  # wall clock: the shards are processes on other machines
         self._reports[report.number] = report
+        if not self._heard_all and len(self._reports) == self._count:
+            self._heard_all = True
+            self.grant_more()  # a new run of a job that stopped on its budget is the user's resume
         if report.held_s > 0:
             self._held_until[report.number] = (now + report.held_s, report.held_because)
         # the asker's share as if it had work (one that has none sends nothing with it); a shard not
@@ -71,7 +87,7 @@ class LeaseBook:
             if number != report.number and until - now > hold_s:
                 hold_s, because = until - now, why
         requests, tokens = self._limits
-        max_tokens, max_cost = self._budget
+        max_tokens, max_cost = self._allowed
         others = [r for r in self._reports.values() if r.number != report.number]
         tokens_left = max(max_tokens - sum(r.tokens for r in others), 1) if max_tokens else 0
         cost_left = max(max_cost - sum(r.cost_usd or 0.0 for r in others), 1e-9) if max_cost else 0.0

@@ -333,6 +333,10 @@ class ClusterRun:
     def restarts(self) -> list[int]:
         return [shard.restarts for shard in self._shards]
 
+    def shard_actor(self, number: int) -> Any:
+        """The Ray actor of shard `number` (a test kills it)."""
+        return self._shards[number].actor
+
     # ----- internals -------------------------------------------------------------------------------
 
     def _settings(self, number: int) -> Settings:

@@ -45,7 +45,8 @@ class LeaseBook:
         self._count = count
         self._limits = limits
         self._budget = budget
-        self._allowed = list(budget)  # the budgets' allowances now: one more of each after a resume that spent it
+        # the budgets' allowances now: one more of each after a resume that spent it
+        self._tokens_allowed, self._cost_allowed = budget
         self._heard_all = False
         self._reports: dict[int, ShardReport] = {}
         self._held_until: dict[int, tuple[float, str | None]] = {}
@@ -56,16 +57,16 @@ class LeaseBook:
     def set_budget(self, max_total_tokens: int, max_cost_usd: float) -> None:
         """New budgets, counted from the start of the job."""
         self._budget = (max_total_tokens, max_cost_usd)
-        self._allowed = [max_total_tokens, max_cost_usd]
+        self._tokens_allowed, self._cost_allowed = max_total_tokens, max_cost_usd
 
     def grant_more(self) -> None:
         """The job resumes: each budget that is spent allows as much again beyond what the job used."""
         tokens = sum(r.tokens for r in self._reports.values())
         cost = sum(r.cost_usd or 0.0 for r in self._reports.values())
-        if self._allowed[0] and tokens >= self._allowed[0]:
-            self._allowed[0] = tokens + self._budget[0]
-        if self._allowed[1] and cost >= self._allowed[1]:
-            self._allowed[1] = cost + self._budget[1]
+        if self._tokens_allowed and tokens >= self._tokens_allowed:
+            self._tokens_allowed = tokens + self._budget[0]
+        if self._cost_allowed and cost >= self._cost_allowed:
+            self._cost_allowed = cost + self._budget[1]
 
     def limits(self) -> tuple[tuple[float, int], tuple[int, float]]:
         return self._limits, self._budget
@@ -87,7 +88,7 @@ class LeaseBook:
             if number != report.number and until - now > hold_s:
                 hold_s, because = until - now, why
         requests, tokens = self._limits
-        max_tokens, max_cost = self._allowed
+        max_tokens, max_cost = self._tokens_allowed, self._cost_allowed
         others = [r for r in self._reports.values() if r.number != report.number]
         tokens_left = max(max_tokens - sum(r.tokens for r in others), 1) if max_tokens else 0
         cost_left = max(max_cost - sum(r.cost_usd or 0.0 for r in others), 1e-9) if max_cost else 0.0

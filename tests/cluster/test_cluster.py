@@ -30,7 +30,8 @@ from tokenflow_tui.store.export import export_results  # noqa: E402
 from tokenflow_tui.store.report import build_report  # noqa: E402
 from tokenflow_tui.store.shards import shard_dir  # noqa: E402
 
-pytestmark = pytest.mark.timeout(120)
+# one worker of `-n 2` runs them all, on the module's one cluster
+pytestmark = [pytest.mark.timeout(120), pytest.mark.xdist_group("ray-cluster")]
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from tokenflow_tui.cluster.lease import LeaseBook, ShardReport
 from tokenflow_tui.cluster.merge import merge_all_rows, merge_filtered_rows, merge_state
 from tokenflow_tui.job.reader import load_job
 from tokenflow_tui.run.contract import RequestRow
+from tokenflow_tui.run.opening import RunError
 from tokenflow_tui.run.part import InputPart
 from tokenflow_tui.run.runner import JobRunner
 from tokenflow_tui.store.export import STATE_REQUESTS_KEY, export_results
@@ -57,6 +58,10 @@ def test_parts_read_as_one_run(tmp_path: Path) -> None:
     assert _kept(tmp_path / "sharded.jsonl") == _kept(tmp_path / "single.jsonl")
     report = build_report(run_dir)
     assert (report.requests, report.done, report.missing, report.records, report.attempts) == (50, 50, 0, 50, 50)
+    # a run without --ray never writes into a sharded run directory
+    whole = dataclasses.replace(job, job=dataclasses.replace(job.job, output=run_dir))
+    with pytest.raises(RunError, match=r"holds a job split into shards over a Ray cluster; resume it with --ray$"):
+        JobRunner(whole).open()
 
 
 def test_a_part_runs_only_its_lines(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from ..job.model import Job
 from ..job.problems import JobError
 from ..run.contract import ROW_FILTERS
+from ..run.exit_codes import EXIT_INTERRUPTED
 from ..run.opening import RunError
 from ..run.part import InputPart
 from ..run.runner import JobRunner
@@ -62,6 +63,7 @@ class Shard:
         self._run: asyncio.Task[int] | None = None
         self._leases: asyncio.Task[None] | None = None
         self._applied = -1
+        self._shut = False  # shut down: saved and closed; no setting starts it again
         self._error: str | None = None
         self._started = time.time()
 
@@ -101,7 +103,13 @@ class Shard:
         if runner is None:
             return {"error": self._error}
         snapshot = runner.snapshot()
-        code = self._run.result() if self._run is not None and self._run.done() else None
+        code = None
+        if self._run is not None and self._run.done():
+            failure = None if self._run.cancelled() else self._run.exception()
+            if failure is not None:
+                self._error = f"shard {self._number} stopped: {failure}"
+                return {"error": self._error}
+            code = EXIT_INTERRUPTED if self._run.cancelled() else self._run.result()
         return {
             "snapshot": dataclasses.replace(snapshot, events=tuple(snapshot.events[-EVENTS_SHOWN:])),
             "counts": {name: runner.row_count(name) for name in ROW_FILTERS},
@@ -131,6 +139,7 @@ class Shard:
         """Pause softly, save and let go of the shard's output; its exit code."""
         if self._runner is None:
             return 0
+        self._shut = True
         code = await self._runner.shutdown()
         await self._stop_leases()
         return code
@@ -175,7 +184,7 @@ class Shard:
 
     async def _ready(self, settings: Settings) -> JobRunner | None:
         """The runner, opened and running, with `settings` applied when they are newer than the last."""
-        if self._runner is None and self.open() is not None:
+        if self._error is not None or (self._runner is None and self.open() is not None):
             return None
         runner = self._runner
         assert runner is not None
@@ -184,7 +193,7 @@ class Shard:
             self._run = asyncio.ensure_future(runner.run())
             self._leases = asyncio.ensure_future(self._lease_loop())
             await _started(runner)
-        if settings.version > self._applied:
+        if settings.version > self._applied and not self._shut:
             self._applied = settings.version
             if runner.snapshot().stats.workers != settings.workers:
                 runner.set_workers(settings.workers)

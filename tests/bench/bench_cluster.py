@@ -23,6 +23,7 @@ import pytest
 
 pytestmark = pytest.mark.benchmark
 
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # as tokenflow_tui.cluster does: nothing leaves the machine
 ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'tokenflow-tui[ray]'")
 
 from run_helpers import write_input, write_job  # noqa: E402

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # as tokenflow_tui.cluster does: nothing leaves the machine
 ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'tokenflow-tui[ray]'")
 
 from ray.cluster_utils import Cluster  # noqa: E402

@@ -32,7 +32,9 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     # sim: a job with `simulate = true` runs against the simulator the runner starts for it
     "run": ("engine", "job", "store", "endpoint", "traffic", "sim"),
     "ui": ("run.contract", "run.durations", "engine"),
-    "cli": ("engine", "job", "store", "endpoint", "traffic", "run", "ui", "sim", "bench"),
+    "cli": ("engine", "job", "store", "endpoint", "traffic", "run", "ui", "sim", "bench", "cluster"),
+    # one job across a Ray cluster: shard actors holding runners, the driver combining them
+    "cluster": ("engine", "job", "store", "traffic", "run"),
     "bench": ("engine", "sim", "endpoint"),
     "sim": ("engine.clock",),
     # the top-level modules: the package's own names are the engine's; `python -m` is the command line
@@ -151,6 +153,16 @@ def test_the_tree_keeps_the_import_rules():
 def test_no_package_imports_another_in_a_circle():
     cycles = package_cycles(read_imports(REPO))
     assert not cycles, "packages that import each other:\n" + "\n".join(cycles)
+
+
+def test_only_the_cluster_package_imports_ray():
+    # ray is the optional [ray] extra: any other import of it would break installs without it
+    found = [
+        f"{i.file}:{i.line}: {i.importer} imports {i.target}"
+        for i in read_imports(REPO)
+        if (i.target == "ray" or i.target.startswith("ray.")) and not i.importer.startswith("tokenflow_tui.cluster")
+    ]
+    assert not found, "ray imported outside tokenflow_tui/cluster:\n" + "\n".join(found)
 
 
 def write_tree(root: Path, files: dict[str, str]) -> None:

@@ -291,6 +291,17 @@ CASES = [
         SIM + "\n[request]\nparams = 3\n",
         ["jobs/job.toml:9:1: request.params must be a table, found an integer"],
     ),
+    # ----- [cluster] (run --ray)
+    Case(
+        "cluster: zero shards",
+        SIM + "\n[cluster]\nshards = 0\n",
+        ["jobs/job.toml:9:1: cluster.shards must be an integer from 1 to 1024, found 0"],
+    ),
+    Case(
+        "cluster: unknown key",
+        SIM + "\n[cluster]\nshard = 2\n",
+        ['jobs/job.toml:9:1: unknown key "shard" in [cluster]; did you mean "shards"?'],
+    ),
     # ----- [workers], [retry], [limits]
     Case(
         "workers zero",

@@ -471,3 +471,14 @@ def test_a_handler_calling_exit_on_import_does_not_stop_tokenflow(jobs):
     with pytest.raises(JobError) as caught:
         load_handler(handler_job(jobs, "h.py:handler"))
     assert caught.value.lines() == ["jobs/h.py:2:1: cannot import the handler: SystemExit: 3"]
+
+
+def test_cluster_shards_are_read(tmp_path):
+    from run_helpers import simulated_job
+
+    from tokenflow_tui.job.reader import load_job
+
+    path = simulated_job(tmp_path, 1)
+    assert load_job(path).cluster.shards == 0  # one per node
+    path.write_text(path.read_text() + "\n[cluster]\nshards = 3\n")
+    assert load_job(path).cluster.shards == 3

@@ -520,3 +520,18 @@ async def test_pace_false_in_the_job_file_never_paces(tmp_path):
     await paced_at_96_a_minute(h)
     view = h.traffic.view()
     assert view.pace_per_minute == 0.0 and view.held_because is not None  # the hold the server asked for stays
+
+
+async def test_a_hold_shared_by_another_shard_holds_dispatch(tmp_path):
+    # a cluster run: one shard's 429 hold reaches the others through the lease book
+    h = Harness(tmp_path)
+    h.traffic.hold_shared(4.0, "the server answers 429 (too many requests)")
+    view = h.traffic.view()
+    assert (view.held_s, view.held_because, view.holds) == (4.0, "the server answers 429 (too many requests)", 1)
+    request, task = h.start()
+    await h.advance(3.9)
+    assert not task.done() and request.waiting_for == "the server's hold"
+    await h.advance(2.0)  # the hold's end, and the spread of the release after it (a quarter of the hold)
+    assert task.done()
+    h.traffic.hold_shared(1.0, None)
+    assert h.traffic.view().held_because == "another shard is held"

@@ -276,3 +276,13 @@ def test_a_long_pause_reason_wraps_instead_of_being_cut() -> None:
     lines = header.render().plain.splitlines()[1:]
     assert " ".join(line.strip() for line in lines) == f"⚠ {run.reason}"
     assert all(len(line) <= 80 for line in lines) and lines[-1].endswith("then resume")
+
+
+def test_a_run_that_cannot_sort_or_search_says_why_in_the_table() -> None:
+    from tokenflow_tui.run.contract import SearchStatus, SortStatus
+    from tokenflow_tui.ui.widgets.requests import search_content, sort_note
+
+    why = "not available yet for a run across shards"
+    assert sort_note(SortStatus("latency", ready=False, unavailable=why), "all") == f"not sorted by latency: {why}"
+    assert sort_note(SortStatus("latency", ready=False, done=1, total=4), "all") == "sorting by latency… 25 %"
+    assert search_content(SearchStatus("doc-1", unavailable=why)).plain == f"/doc-1  {why}"

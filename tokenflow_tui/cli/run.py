@@ -9,12 +9,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..job.model import MAX_WORKERS
+from ..job.model import MAX_SHARDS, MAX_WORKERS, Job
 from ..run.exit_codes import EXIT_DONE, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_SOME_FAILED
 from .arguments import folder_path, print_problems, whole_number
 from .gc_tuning import tune_gc_for_run
 
 if TYPE_CHECKING:
+    from ..cluster.driver import ClusterRun
     from ..run.runner import JobRunner
 
 
@@ -34,6 +35,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="resume although the handler file, [request] params, model or base_url changed (never the input)",
     )
     add("--fail-on-failed", action="store_true", help="exit 3 when the run finished but some requests failed")
+    add(
+        "--ray",
+        metavar="ADDRESS",
+        help="run across a Ray cluster: auto (the cluster `ray start` made), local (one in this process), or an address",
+    )
+    add(
+        "--shards",
+        type=whole_number(1, MAX_SHARDS),
+        metavar="N",
+        help="with --ray: split the input into N shards (default: [cluster] shards, else one per node)",
+    )
 
 
 def command(args: argparse.Namespace) -> int:
@@ -50,6 +62,11 @@ def command(args: argparse.Namespace) -> int:
     if args.output is not None:
         job = dataclasses.replace(job, job=dataclasses.replace(job.job, output=args.output.resolve()))
     interactive = sys.stdout.isatty() and sys.stdin.isatty() and not args.headless
+    if args.ray is not None:
+        return _run_on_cluster(job, args, interactive)
+    if args.shards is not None:
+        print("tokenflow run: --shards goes with --ray (a job split over a Ray cluster)", file=sys.stderr)
+        return EXIT_INVALID
     runner = JobRunner(
         job,
         workers=args.workers,
@@ -89,7 +106,46 @@ def command(args: argparse.Namespace) -> int:
     return code
 
 
-def _run(runner: JobRunner, interactive: bool) -> int:
+def _run_on_cluster(job: Job, args: argparse.Namespace, interactive: bool) -> int:
+    """`run --ray`: the shards on the cluster's actors, the dashboard or the progress lines here."""
+    from ..cluster import ClusterError
+    from ..cluster.driver import ClusterRun, connect, saved_shards
+
+    if args.restart:
+        print("tokenflow run: --restart does not go with --ray; move the run directory aside first", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        ray = connect(args.ray, args.shards or saved_shards(job.output) or job.cluster.shards or None)
+    except ClusterError as error:
+        print(f"tokenflow run: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        run = ClusterRun(
+            job,
+            shards=args.shards,
+            workers=args.workers,
+            retry_failed=args.retry_failed,
+            accept_changes=args.accept_changes,
+        )
+        try:
+            run.open()
+        except ClusterError as error:
+            print(f"tokenflow run: {error}", file=sys.stderr)
+            return EXIT_INVALID
+        try:
+            code = _run(run, interactive)
+        except KeyboardInterrupt:
+            run.close()
+            print("tokenflow run: interrupted; progress saved in every shard", file=sys.stderr)
+            return EXIT_INTERRUPTED
+    finally:
+        ray.shutdown()
+    if code == EXIT_DONE and args.fail_on_failed and run.snapshot().stats.failed:
+        return EXIT_SOME_FAILED
+    return code
+
+
+def _run(runner: JobRunner | ClusterRun, interactive: bool) -> int:
     if interactive:
         from ..ui import run_dashboard
 

@@ -11,6 +11,7 @@ from ..engine.error_kinds import CHECK_NAMES
 from ..sim import SimulatorConfig
 
 MAX_WORKERS = 100_000
+MAX_SHARDS = 1024
 Api = Literal["chat", "completions"]  # endpoint.api
 RequestApi = Literal["chat", "completions", "embeddings"]  # what one request may be sent to (a Batch line's url)
 # where the built-in handler posts, below endpoint.base_url
@@ -182,6 +183,13 @@ class HandlerSection:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterSection:
+    """`run --ray`: how many shards the input is split into; 0: one per node of the cluster."""
+
+    shards: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     job_path: Path  # as the user gave it
     job_dir: Path
@@ -194,6 +202,7 @@ class Job:
     handler: HandlerSection | None
     columns: InputSection = field(default_factory=InputSection)  # the [input] table
     checks: ChecksSection | None = None  # the [checks] table
+    cluster: ClusterSection = field(default_factory=ClusterSection)  # used by `run --ray` only
 
     @property
     def name(self) -> str:

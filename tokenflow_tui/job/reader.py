@@ -27,10 +27,12 @@ from .model import (
     FORBIDDEN_PARAMS,
     HF,
     INPUT_FORMATS,
+    MAX_SHARDS,
     MAX_WORKERS,
     OPENAI_BATCH,
     TABLE_FORMATS,
     TRANSPORTS,
+    ClusterSection,
     EndpointSection,
     HandlerSection,
     InputSection,
@@ -75,6 +77,7 @@ _SECTIONS = {
     ),
     "handler": ("path",),
     "checks": ("json", "json_schema", "regex", "min_chars", "max_chars", "finish_reason"),
+    "cluster": ("shards",),
 }
 _SIMULATOR_KEYS = ("latency_ms", "jitter_ms", "fail", "seed", "rpm_limit", "token_interval_ms", "json_answers")
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
@@ -357,6 +360,9 @@ class _Reader:
             handler=None if handler is None else self.handler_section(handler, job_dir),
             columns=self.input_section(tables["input"], job_section.input_format),
             checks=checks,
+            cluster=ClusterSection(
+                shards=self.integer(tables["cluster"] or {}, ("cluster", "shards"), 0, lo=1, hi=MAX_SHARDS)
+            ),
         )
 
     def unknown_top_level(self, key: str, value: Any) -> None:

@@ -143,6 +143,7 @@ class SearchStatus:
     total: int = 0
     matches: int = 0
     done: bool = True
+    unavailable: str = ""  # why this run cannot search, in a sentence (a run across shards)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +156,7 @@ class SortStatus:
     building: bool = False
     done: int = 0
     total: int = 0
+    unavailable: str = ""  # why this run cannot sort, in a sentence (a run across shards)
 
 
 class RunControl(Protocol):

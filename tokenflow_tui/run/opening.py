@@ -23,6 +23,7 @@ from ..store.previous import earlier_progress, set_aside
 from ..store.record_reader import RecordReader
 from ..store.records import record_error_kind
 from ..store.results_file import RESULTS_FILE, ResultsSummary, ResultsWriter, recover, retried_offsets
+from ..store.shards import SHARDS_KEY
 from ..store.state_file import STATE_FILE, read_state
 from .request_index import RequestTable, record_failure_label
 from .statistics import LateRecords, RunStats
@@ -111,6 +112,8 @@ def open_run(
             notes.append(f"earlier progress moved to {set_aside(output)}")
         results_path = output / RESULTS_FILE
         state = read_state(output / STATE_FILE)
+        if state is not None and SHARDS_KEY in state:
+            raise RunError(f"{output} holds a job split into shards over a Ray cluster; resume it with --ray")
         job_fingerprint = fingerprint(job)
         history = _history(state)
         if state is not None:

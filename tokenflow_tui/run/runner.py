@@ -42,6 +42,7 @@ from .contract import (
 from .events import EventLog
 from .exit_codes import EXIT_DONE, EXIT_INTERRUPTED
 from .opening import STATE_CHANGES_KEY, Confirm, OpenedRun, RunError, open_run
+from .part import InputPart
 from .request_index import RequestTable, attempt_status, record_failure_label, record_preview, record_tokens
 from .rows import HeldRequests, RunRows, Sources
 from .rules_stats import rule_lines
@@ -76,8 +77,10 @@ class JobRunner:
         clock: Clock | None = None,
         save_interval_s: float = 10.0,
         environ: Mapping[str, str] = os.environ,
+        part: InputPart | None = None,
     ) -> None:
         self.job = job
+        self._part = part  # a shard of a job run on a cluster: only these input lines
         self.output_dir = job.output
         self._summary = InputSummary(0, ())
         self._workers = workers or job.workers.count
@@ -176,14 +179,19 @@ class JobRunner:
         self._events.load()
         finished = self._done + self._failed
         if finished:
-            self._events.note("open", f"resumed: {finished:,} of {self._summary.count:,} requests finished earlier")
+            self._events.note("open", f"resumed: {finished:,} of {self._count():,} requests finished earlier")
         else:
-            self._events.note("open", f"started: {self._summary.count:,} requests")
+            self._events.note("open", f"started: {self._count():,} requests")
 
     @property
     def requeued(self) -> int:
         """Failed requests that opening queued again (`retry_failed`)."""
         return len(self._opened.requeued) if self._opened is not None else 0
+
+    @property
+    def traffic(self) -> Traffic | None:
+        """The run's traffic control once it started (the shards of a cluster run share limits and holds through it)."""
+        return self._traffic
 
     @property
     def notes(self) -> list[str]:
@@ -242,9 +250,9 @@ class JobRunner:
         """The engine's task, started: for the input's unfinished requests, then for those queued again."""
         if self._task is None:
             requests: Iterable[tuple[int, Any]] = (
-                (item.index, item.params) for item in iter_input(self.job, skip=self._table.is_finished)
+                (item.index, item.params) for item in iter_input(self.job, skip=self._skipped())
             )
-            total = self._summary.count - self._done - self._failed
+            total = self._count() - self._done - self._failed
         else:
             # the finished round's figures become those of earlier runs
             stats = self._task.stats()
@@ -453,7 +461,7 @@ class JobRunner:
             self._holds_seen = traffic.holds
             self._events.note("hold", f"dispatch held for every worker: {traffic.held_because or 'no reason given'}")
         per_minute, projected = cost_rates(
-            traffic.cost_usd, tokens, self._stats.tokens_rate(elapsed, 60) * 60, stats.finished, self._summary.count
+            traffic.cost_usd, tokens, self._stats.tokens_rate(elapsed, 60) * 60, stats.finished, self._count()
         )
         return RunSnapshot(
             job_name=self.job.name,
@@ -687,7 +695,7 @@ class JobRunner:
 
     def _overall_stats(self, elapsed: float) -> StatsSnapshot:
         """The engine's statistics of this run, with the counts of earlier runs of this output."""
-        count = self._summary.count
+        count = self._count()
         if self._task is None:
             finished = self._done + self._failed
             return StatsSnapshot(
@@ -723,6 +731,18 @@ class JobRunner:
             retries=self._retries_before + engine.retries,
         )
 
+    def _count(self) -> int:
+        """The requests this runner runs: the input's, or its part's."""
+        count = self._summary.count
+        return count if self._part is None else self._part.size(count)
+
+    def _skipped(self) -> Callable[[int], bool]:
+        """Which input lines the first round leaves out: the finished ones, and those of other parts."""
+        finished, part = self._table.is_finished, self._part
+        if part is None:
+            return finished
+        return lambda index: not part.holds(index) or finished(index)
+
     def _elapsed(self) -> float:
         return self._elapsed_before + (self._task.elapsed_s() if self._task is not None else 0.0)
 
@@ -735,7 +755,7 @@ class JobRunner:
         return _RUN_STATES[state]
 
     def _exit_code(self) -> int:
-        if self._done + self._failed >= self._summary.count:
+        if self._done + self._failed >= self._count():
             return EXIT_DONE
         return EXIT_INTERRUPTED
 

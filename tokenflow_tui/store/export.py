@@ -6,9 +6,9 @@ Export only reads: a run may still be writing the directory (a torn last line is
 from __future__ import annotations
 
 import io
-import mmap
 import os
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TextIO, cast
@@ -23,6 +23,7 @@ from .results_file import (
     ResultsSummary,
     recover,
 )
+from .shards import final_lines, shard_count, shard_dir
 from .state_file import STATE_FILE, read_state
 
 # the state.toml keys a run saves for its readers: the count of input requests, and the
@@ -43,6 +44,8 @@ class RunContents:
     results_path: Path
     recovery: Recovery
     requests: int | None  # input requests, when state.toml says
+    # a sharded run's shards, each as read alone (`recovery` merges them; its offsets are in the shard's file)
+    parts: tuple[RunContents, ...] = ()
 
     @property
     def missing(self) -> int:
@@ -66,15 +69,49 @@ def load_run(run_dir: str | os.PathLike[str]) -> RunContents:
     if not run_dir.is_dir():
         raise StoreError(f"{run_dir}: no such directory.")
     results_path = run_dir / RESULTS_FILE
+    state = read_state(run_dir / STATE_FILE) or {}
+    requests = state.get(STATE_REQUESTS_KEY)
+    requests = requests if type(requests) is int else None
+    count = shard_count(state, run_dir / STATE_FILE)
+    if count is not None:
+        return _load_shards(run_dir, count, requests)
     if not results_path.is_file():
         raise StoreError(
             f"{run_dir}: no {RESULTS_FILE} here (not a run's output directory, or no request has finished yet)."
         )
-    state = read_state(run_dir / STATE_FILE) or {}
-    requests = state.get(STATE_REQUESTS_KEY)
     summary = ResultsSummary.from_data(state.get(STATE_RESULTS_KEY))
     recovery = recover(results_path, summary, repair=False)
-    return RunContents(run_dir, results_path, recovery, requests if type(requests) is int else None)
+    return RunContents(run_dir, results_path, recovery, requests)
+
+
+def _load_shards(run_dir: Path, count: int, requests: int | None) -> RunContents:
+    """The shards of a run read as one: statuses merged by index, summaries summed."""
+    parts = []
+    for number in range(count):
+        folder = shard_dir(run_dir, number)
+        if (folder / RESULTS_FILE).is_file():
+            parts.append(load_run(folder))
+        else:  # nothing of this shard finished yet
+            parts.append(RunContents(folder, folder / RESULTS_FILE, Recovery(folder / RESULTS_FILE), requests))
+    length = max(len(part.recovery.status) for part in parts)
+    status, offsets = bytearray(length), array("q", [-1]) * length
+    totals = dict.fromkeys(("size", "records", "prompt_tokens", "completion_tokens", "total_tokens", "attempts"), 0)
+    for number, part in enumerate(parts):
+        own = slice(number, len(part.recovery.status), count)  # the shard's indexes: number, number + count, …
+        status[own] = part.recovery.status[own]
+        offsets[own] = part.recovery.offsets[own]
+        for key in totals:
+            totals[key] += getattr(part.recovery.summary, key)
+    merged = Recovery(run_dir / RESULTS_FILE, ResultsSummary(**totals), status=status, offsets=offsets)
+    return RunContents(run_dir, run_dir / RESULTS_FILE, merged, requests, tuple(parts))
+
+
+def final_records(run: RunContents, wanted: tuple[int, ...]) -> Iterator[tuple[int, bytes]]:
+    """(index, line) of the last record of each input request whose status is in `wanted`, by index."""
+    parts = run.parts or (run,)
+    paths = [part.results_path for part in parts]
+    sizes = [part.recovery.summary.size for part in parts]
+    return final_lines(paths, sizes, run.recovery.status, run.recovery.offsets, wanted)
 
 
 def export_results(
@@ -118,27 +155,17 @@ def _bytes_writer(out: TextIO | BinaryIO) -> Callable[[bytes], object]:
 
 
 def _write_records(run: RunContents, wanted: tuple[int, ...], write: Callable[[bytes], object]) -> int:
-    recovery = run.recovery
-    size = recovery.summary.size
-    if size == 0:
-        return 0
-    status, offsets = recovery.status, recovery.offsets
     written = 0
-    with open(run.results_path, "rb") as file, mmap.mmap(file.fileno(), size, access=mmap.ACCESS_READ) as data:
-        batch: list[bytes] = []
-        batch_bytes = 0
-        for index, code in enumerate(status):
-            if code not in wanted:
-                continue
-            start = offsets[index]
-            line = data[start : data.find(b"\n", start) + 1]
-            batch.append(line)
-            batch_bytes += len(line)
-            written += 1
-            if batch_bytes >= _WRITE_BYTES:
-                write(b"".join(batch))
-                batch.clear()
-                batch_bytes = 0
-        if batch:
+    batch: list[bytes] = []
+    batch_bytes = 0
+    for _, line in final_records(run, wanted):
+        batch.append(line)
+        batch_bytes += len(line)
+        written += 1
+        if batch_bytes >= _WRITE_BYTES:
             write(b"".join(batch))
+            batch.clear()
+            batch_bytes = 0
+    if batch:
+        write(b"".join(batch))
     return written

@@ -7,13 +7,12 @@ each request's input row is rebuilt without reading the input again.
 
 from __future__ import annotations
 
-import mmap
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
-from .export import STATE_INPUT_KEY, RunContents
+from .export import STATE_INPUT_KEY, RunContents, final_records
 from .state_file import STATE_FILE, read_state
 
 TOKENFLOW, OPENAI_BATCH = "tokenflow", "openai-batch"  # the input formats named in state.toml (job/model)
@@ -23,15 +22,8 @@ _BATCH_COLUMNS = ("custom_id", "method", "url", "body")
 
 def iter_records(run: RunContents, wanted: tuple[int, ...]) -> Iterator[dict[str, Any]]:
     """The last record of each input request whose status code is in `wanted`, by input index."""
-    size = run.recovery.summary.size
-    if size == 0:
-        return
-    status, offsets = run.recovery.status, run.recovery.offsets
-    with open(run.results_path, "rb") as file, mmap.mmap(file.fileno(), size, access=mmap.ACCESS_READ) as data:
-        for index, code in enumerate(status):
-            if code in wanted:
-                start = offsets[index]
-                yield orjson.loads(data[start : data.find(b"\n", start)])
+    for _, line in final_records(run, wanted):
+        yield orjson.loads(line)
 
 
 def input_of(run: RunContents) -> dict[str, Any]:

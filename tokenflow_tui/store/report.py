@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,18 +65,17 @@ def build_report(run_dir: str | Path) -> Report:
     summary = recovery.summary
     # kind → [count, example index, example id, example message]
     groups: dict[str, list[Any]] = {}
-    offsets = recovery.offsets
-
-    def is_final(index: int, offset: int) -> bool:
-        return offsets[index] == offset
-
     figures = RecordFigures()
-    fold_records(figures, run.results_path, summary.size, is_final)
-    with open(run.results_path, "rb") as file:
-        for index, offset in enumerate(offsets):
-            if offset >= 0 and recovery.status[index] == FAILED:
-                file.seek(offset)
-                _note_failure(groups, index, orjson.loads(file.readline()))
+    for part in run.parts or (run,):  # a sharded run's shards, each with its own file
+        offsets, status = part.recovery.offsets, part.recovery.status
+        if not part.recovery.summary.size:
+            continue
+        fold_records(figures, part.results_path, part.recovery.summary.size, _is_final(offsets))
+        with open(part.results_path, "rb") as file:
+            for index, offset in enumerate(offsets):
+                if offset >= 0 and status[index] == FAILED:
+                    file.seek(offset)
+                    _note_failure(groups, index, orjson.loads(file.readline()))
     failures = tuple(
         FailureGroup(kind, count, example_id, message)
         for kind, (count, _, example_id, message) in sorted(groups.items(), key=lambda item: (-item[1][0], item[0]))
@@ -105,6 +105,11 @@ def build_report(run_dir: str | Path) -> Report:
             for name, f in figures.rules.rows()
         ),
     )
+
+
+def _is_final(offsets: Sequence[int]) -> Callable[[int, int], bool]:
+    """Whether the record of `index` at byte `at` is that index's last one."""
+    return lambda index, at: offsets[index] == at
 
 
 def _note_failure(groups: dict[str, list[Any]], index: int, record: dict[str, Any]) -> None:

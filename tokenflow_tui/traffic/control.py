@@ -207,6 +207,10 @@ class Traffic:
             if wait_s is not None:
                 self._slowdown.hold(wait_s, now, "the server's x-ratelimit-remaining-tokens is spent")
 
+    def hold_shared(self, seconds: float, reason: str | None) -> None:
+        """Hold dispatch as another runner of the same job on the same endpoint does (the shards of a cluster run)."""
+        self._slowdown.hold(seconds, self._clock.monotonic(), reason or "another shard is held", self._round_trip_s)
+
     # ----- what the runner and the dashboard change --------------------------------------------
 
     def resumed(self) -> None:

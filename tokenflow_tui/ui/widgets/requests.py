@@ -70,6 +70,8 @@ def sort_note(status: SortStatus, row_filter: str) -> str:
     """What the header says of the order: nothing for the input's, else the key, or the build's progress."""
     if status.key == "input":
         return ""
+    if status.unavailable:
+        return f"not sorted by {status.key}: {status.unavailable}"
     if row_filter == "in_flight":
         return f"not sorted by {status.key}: in flight"
     if not status.ready:
@@ -80,6 +82,8 @@ def sort_note(status: SortStatus, row_filter: str) -> str:
 
 def search_content(status: SearchStatus) -> Content:
     """The line under the table while a search is on: its text, how far it has looked, what it found."""
+    if status.unavailable:
+        return Content.assemble((f"/{status.query}", "bold"), f"  {status.unavailable}")
     found = f"{count(status.matches)} match{'es' if status.matches != 1 else ''}"
     if status.done:
         where = f"{found} in {count(status.total)}"

@@ -98,6 +98,7 @@ class EndpointPool:
         addresses: Mapping[str, str],
     ) -> None:
         self._clock = clock
+        self._running = running
         self._pause_job = pause_job
         self._note = note
         self._waiting = Waiting(clock, running)
@@ -124,48 +125,62 @@ class EndpointPool:
             route.unreachable = Unreachable(addresses[named.name], clock, running, partial(self.pause_endpoint, route))
             self.routes.append(route)
         self._by_name = {route.name: route for route in self.routes}
-        self._sent_to: dict[int, Route] = {}  # id(trajectory) → where its attempt goes, from the gate to its end
+        # id(trajectory) → where its attempt goes (and its request), from the gate to its end
+        self._sent_to: dict[int, tuple[Route, TokenFlowRequest]] = {}
 
     # ----- the engine's hooks (through the runner) and the handler ---------------------------
 
     async def before_attempt(self, request: TokenFlowRequest) -> None:
         """Choose the attempt's endpoint and wait at its gates (its probe after a resume, its traffic)."""
-        trajectory = request.request_trajectory
-        line = trajectory.trajectory[-1].request_params
+        key = id(request.request_trajectory)
+        try:
+            await self._gates(request)
+        except BaseException:
+            self._sent_to.pop(key, None)
+            raise
+
+    async def _gates(self, request: TokenFlowRequest) -> None:
+        line = request.request_trajectory.trajectory[-1].request_params
         while (route := self.choose(line)) is None:
             request.waiting_for = "an endpoint that is not paused"
             await self._waiting.nap(LOOK_S)
-        key = id(trajectory)
-        self._sent_to[key] = route
-        try:
-            await route.unreachable.gate(request)
-            await route.traffic.before_attempt(request)
-        except BaseException:
-            del self._sent_to[key]
-            raise
+        self._sent_to[id(request.request_trajectory)] = (route, request)
+        await route.unreachable.gate(request)
+        await route.traffic.before_attempt(request)
 
     async def handler(self, trajectory: TokenFlowRequestTrajectory) -> tuple[Any, ...]:
-        """The engine's handler: the attempt goes to the endpoint chosen at the gate; its result names it."""
-        route = self._sent_to[id(trajectory)]
-        assert route.handler is not None
-        try:
-            outcome = await route.handler(trajectory)
-        except asyncio.CancelledError:
-            cut = trajectory.trajectory[-1].result  # a stream cut by a hard stop keeps its part
-            if type(cut) is dict:
-                cut["endpoint"] = route.name
-            raise
-        result = outcome[1] if len(outcome) >= 2 else None
-        if type(result) is dict:
-            result["endpoint"] = route.name
-        return outcome
+        """The engine's handler: the attempt goes to the endpoint chosen at the gate; its result names it.
+
+        When its endpoint is judged dead under it (its detector gives the attempt back by cancelling it)
+        while the job runs on, the attempt goes to another endpoint, unspent, instead of ending its worker.
+        """
+        while True:
+            route, request = self._sent_to[id(trajectory)]
+            assert route.handler is not None
+            try:
+                outcome = await route.handler(trajectory)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                cancelled = task is not None and task.cancelling() > 0  # a hard stop, the host's cancel
+                if cancelled or route.paused is None or not self._running():
+                    cut = trajectory.trajectory[-1].result  # a stream cut by a hard stop keeps its part
+                    if type(cut) is dict:
+                        cut["endpoint"] = route.name
+                    raise
+                await self._gates(request)
+                continue
+            result = outcome[1] if len(outcome) >= 2 else None
+            if type(result) is dict:
+                result["endpoint"] = route.name
+            return outcome
 
     def attempt_ended(self, request: TokenFlowRequest) -> None:
         """An attempt that passed `before_attempt` ended (or was given back): its endpoint hears of it."""
         trajectory = request.request_trajectory
-        route = self._sent_to.pop(id(trajectory), None)
-        if route is None:
+        sent = self._sent_to.pop(id(trajectory), None)
+        if sent is None:
             return
+        route = sent[0]
         route.traffic.attempt_ended(trajectory)
         route.unreachable.attempt_ended()
         if trajectory.trajectory[-1].action is not None:  # a given-back attempt tells nothing

@@ -25,6 +25,16 @@ class FailureGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class EndpointCounts:
+    """What one of [[endpoints]] did, over every record: the dashboard's endpoint counts."""
+
+    name: str
+    attempts: int
+    errors: int  # attempts that failed
+    done: int  # requests whose final attempt it answered well
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     run_dir: str
     requests: int | None  # input requests, when state.toml says
@@ -43,6 +53,7 @@ class Report:
     latency_p50_ms: float | None  # of every timed attempt, from the histogram the dashboard shows (within 1 %)
     latency_p95_ms: float | None
     latency_p99_ms: float | None
+    endpoints: tuple[EndpointCounts, ...] = ()  # with [[endpoints]], by name
 
 
 def build_report(run_dir: str | Path) -> Report:
@@ -88,6 +99,7 @@ def build_report(run_dir: str | Path) -> Report:
         p50,
         p95,
         p99,
+        tuple(EndpointCounts(name, *figures.endpoints[name]) for name in sorted(figures.endpoints)),
     )
 
 
@@ -143,6 +155,14 @@ def format_report(report: Report) -> str:
             f"latency    p50 {_ms(report.latency_p50_ms)}, p95 {_ms(report.latency_p95_ms)}, "
             f"p99 {_ms(report.latency_p99_ms)}"
         )
+    if report.endpoints:
+        lines.append(f"endpoints  {len(report.endpoints)}")
+        width = max(len(e.name) for e in report.endpoints)
+        for e in report.endpoints:
+            lines.append(
+                f"  {e.name:<{width}}  {e.attempts:,} {'attempt' if e.attempts == 1 else 'attempts'} "
+                f"({e.errors:,} failed), {e.done:,} done"
+            )
     return "\n".join(lines) + "\n"
 
 

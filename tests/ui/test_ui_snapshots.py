@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from textual.widgets._footer import FooterKey
-from ui_fakes import ACTIVE_TRAFFIC, NOW, SIZE, ScriptedRun, make_app, settle
+from ui_fakes import ACTIVE_TRAFFIC, ENDPOINTS, NOW, SIZE, ScriptedRun, make_app, settle
 
 from tokenflow_tui.run.contract import RunEvent
 
@@ -89,3 +89,10 @@ def test_events_pane(snap_compare) -> None:
         RunEvent(NOW, "save", "saved 1,200 results"),
     )
     assert snap_compare(make_app(run), terminal_size=SIZE, press=["e"])
+
+
+def test_main_with_several_endpoints(snap_compare) -> None:
+    # one line per endpoint under the job's traffic topics: state, rate, counts, limit or pace, weight, why
+    run = ScriptedRun()
+    run.endpoints = ENDPOINTS
+    assert snap_compare(make_app(run), terminal_size=SIZE)

@@ -225,7 +225,7 @@ class MainScreen(Screen[None]):
             widgets.speed.set_content(speed_content(snapshot, context.lag.p99_ms()))
             widgets.latency.set_content(latency_content(snapshot))
             widgets.tokens.set_content(tokens_content(snapshot))
-            widgets.traffic.show_traffic(snapshot.traffic)
+            widgets.traffic.show_traffic(snapshot.traffic, snapshot.endpoints)
             if self.exit_code is not None:
                 widgets.summary.set_content(
                     summary_content(snapshot, self.exit_code, self.run_error, widgets.summary.size.width)

@@ -96,3 +96,93 @@ def test_params_naming_no_endpoint_fail_that_request_with_a_sentence(tmp_path):
     assert records["bad"]["error"]["message"] == (
         'ValueError: no endpoint is named "c" (the params\' _endpoint); the endpoints: "a", "b"'
     )
+
+
+def pool_of(tmp_path: Path, weights: dict[str, float], rpm: dict[str, float] | None = None):
+    from tokenflow_tui.engine import ManualClock
+    from tokenflow_tui.run.endpoint_pool import EndpointPool
+
+    write_lines(tmp_path / "prompts.jsonl", [{"prompt": "x"}])
+    endpoints = [
+        {"name": name, "base_url": f"http://127.0.0.1:{9000 + i}/v1", "model": "m", "weight": weight}
+        | ({"requests_per_minute": (rpm or {})[name]} if name in (rpm or {}) else {})
+        for i, (name, weight) in enumerate(weights.items())
+    ]
+    job = load_job(write_job(tmp_path, {"job": {"name": "p", "input": "prompts.jsonl"}, "endpoints": endpoints}))
+    paused: list[str] = []
+    notes: list[str] = []
+    pool = EndpointPool(
+        job,
+        clock=ManualClock(),
+        running=lambda: True,
+        pause_job=paused.append,
+        note=lambda kind, text: notes.append(f"{kind}: {text}"),
+        spent=lambda: (0, 0),
+        sending=lambda: 0,
+        sent_at=lambda: None,
+        addresses={e["name"]: e["base_url"] for e in endpoints},
+    )
+    return pool, paused, notes
+
+
+def test_weights_give_each_endpoint_its_share_of_every_stretch(tmp_path):
+    pool, _, _ = pool_of(tmp_path, {"a": 5, "b": 2, "c": 1})
+    picks = [pool.choose({"prompt": "x"}).name for _ in range(800)]  # type: ignore[union-attr]
+    for start in range(0, 800, 8):  # every 8 picks: exactly 5, 2 and 1
+        stretch = picks[start : start + 8]
+        assert (stretch.count("a"), stretch.count("b"), stretch.count("c")) == (5, 2, 1)
+
+
+def test_an_endpoint_whose_limit_holds_is_passed_over_while_another_can_go_now(tmp_path):
+    pool, _, _ = pool_of(tmp_path, {"slow": 10, "fast": 1}, rpm={"slow": 60})
+    slow = pool.routes[0]
+    assert slow.traffic.free_now()
+    slow.traffic._requests.take(1, 1_000.0)  # type: ignore[union-attr]  # its one request of the second is taken
+    assert not slow.traffic.free_now()
+    assert [pool.choose({"prompt": "x"}).name for _ in range(5)] == ["fast"] * 5  # type: ignore[union-attr]
+    # named in the params, it is chosen all the same (the attempt then waits at its limit)
+    assert pool.choose({"prompt": "x", "params": {"_endpoint": "slow"}}) is slow
+
+
+def test_paused_endpoints_are_skipped_the_job_pauses_when_none_is_left_and_a_resume_tries_them_again(tmp_path):
+    pool, paused, notes = pool_of(tmp_path, {"a": 1, "b": 1})
+    a, b = pool.routes
+    pool.refused_key(a, 401, "Incorrect API key provided")
+    assert notes == [
+        "endpoint: endpoint a paused: the server refused the key (401: Incorrect API key provided); "
+        "check the endpoint's key, then resume"
+    ]
+    assert {pool.choose({"prompt": "x"}).name for _ in range(4)} == {"b"}  # type: ignore[union-attr]
+    # a param naming a paused endpoint goes elsewhere rather than wait for it
+    assert pool.choose({"prompt": "x", "_endpoint": "a"}) is b
+    assert paused == []
+    pool.pause_endpoint(b, "the server at http://127.0.0.1:9001/v1 cannot be reached")
+    assert pool.choose({"prompt": "x"}) is None
+    assert paused == [
+        "every endpoint is paused (a: the server refused the key (401: Incorrect API key provided); check the "
+        "endpoint's key, then resume; b: the server at http://127.0.0.1:9001/v1 cannot be reached)"
+    ]
+    assert [v.state for v in pool.views({})] == ["paused", "paused"]
+    pool.resumed()
+    assert notes[-2:] == ["endpoint: endpoint a resumed", "endpoint: endpoint b resumed"]
+    assert [v.state for v in pool.views({})] == ["sending", "sending"]
+    assert {pool.choose({"prompt": "x"}).name for _ in range(4)} == {"a", "b"}  # type: ignore[union-attr]
+
+
+def test_simulated_endpoints_each_start_their_own_simulator(tmp_path):
+    write_lines(tmp_path / "prompts.jsonl", [{"prompt": f"item {i}"} for i in range(40)])
+    job = write_job(
+        tmp_path,
+        {
+            "job": {"name": "sims", "input": "prompts.jsonl", "output": "out"},
+            "endpoints": [
+                {"name": "one", "simulate": True, "simulator": {"latency_ms": 1}},
+                {"name": "two", "simulate": True, "simulator": {"latency_ms": 1, "rpm_limit": 100_000}},
+            ],
+            "workers": {"count": 4},
+        },
+    )
+    run_job(job).close()
+    records = read_records(tmp_path / "out" / "results.jsonl")
+    assert all(r["status"] == "done" and r["result"].startswith("Echo: item ") for r in records)
+    assert [sum(1 for r in records if r["attempts"][0]["endpoint"] == name) for name in ("one", "two")] == [20, 20]

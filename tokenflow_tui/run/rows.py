@@ -51,14 +51,15 @@ class RunRows:
         ledger: Ledger,
         reader: RecordReader | None,
         builtin: bool,
-        sent_body: Callable[[Any], dict[str, Any]] | None = None,
+        sent_body: Callable[[Any, str | None], dict[str, Any]] | None = None,
     ) -> None:
         self._table = table
         self._held = held
         self._ledger = ledger
         self._reader = reader
         self._builtin = builtin
-        self._sent_body = sent_body  # the HTTP body an attempt's params became (the built-in handler)
+        # the HTTP body an attempt's params became at its endpoint ([[endpoints]]: named in the attempt)
+        self._sent_body = sent_body
 
     def row_count(self, row_filter: str = "all") -> int:
         return len(self._indexes(row_filter))
@@ -98,7 +99,7 @@ class RunRows:
         shown = []
         for attempt in attempts:
             try:
-                shown.append({**attempt, "body": self._sent_body(attempt.get("params") or {})})
+                shown.append({**attempt, "body": self._sent_body(attempt.get("params") or {}, attempt.get("endpoint"))})
             except (ValueError, AttributeError, TypeError):
                 shown.append(attempt)  # a line the handler could not send either: its params say why
         return shown

@@ -510,13 +510,15 @@ class JobRunner:
 
     # ----- internals ---------------------------------------------------------------------------
 
-    def _sent_body(self, line: Any) -> dict[str, Any]:
-        """The body the built-in handler sends for an input line (model and merged params), for the trajectory."""
+    def _sent_body(self, line: Any, endpoint_name: str | None = None) -> dict[str, Any]:
+        """The body the built-in handler sends for an input line (model and merged params), for the trajectory;
+        with [[endpoints]], the model of the endpoint the attempt went to."""
         from ..endpoint.openai_handler import request_body  # loaded already: the run has an endpoint
 
         endpoint = self.job.endpoint
         assert endpoint is not None
-        return request_body({"model": endpoint.model, **self.job.request.params}, line, endpoint.api == "chat")
+        model = next((e.endpoint.model for e in self.job.endpoints if e.name == endpoint_name), endpoint.model)
+        return request_body({"model": model, **self.job.request.params}, line, endpoint.api == "chat")
 
     async def _start_handler(self) -> Handler:
         endpoint = self._endpoint

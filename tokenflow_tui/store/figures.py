@@ -46,7 +46,7 @@ class RecordFigures:
                 add(latency_ms / 1000)
             if "endpoint" in attempt:
                 self._add_endpoint(attempt)
-        if attempts and record.get("status") == "done" and "endpoint" in attempts[-1]:
+        if attempts and "endpoint" in attempts[-1] and record.get("status") == "done":
             self.endpoints[attempts[-1]["endpoint"]][2] += 1
         self.last_offset = max(self.last_offset, offset)
 

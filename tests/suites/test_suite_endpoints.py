@@ -163,7 +163,8 @@ def test_every_endpoint_dead_pauses_the_job(tmp_path):
         {
             "job": {"name": "dead", "input": "prompts.jsonl", "output": "out"},
             "endpoints": [endpoint("one", first), endpoint("two", second)],
-            "workers": {"count": 32},
+            # 32 attempts held at each: enough for either detector to judge its server dead at once
+            "workers": {"count": 64},
             "retry": {"max_attempts": 2, "backoff_base_s": 0.01, "backoff_max_s": 0.02},
         },
     )

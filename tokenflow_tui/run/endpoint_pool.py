@@ -110,8 +110,7 @@ class EndpointPool:
                 limits=LimitsSection(named.requests_per_minute, named.tokens_per_minute, pace=job.limits.pace),
                 workers=dataclasses.replace(job.workers, adaptive=False),
             )
-            route = Route(named, None, None)  # type: ignore[arg-type]  # set just below, they need the route
-            route.traffic = Traffic(
+            traffic = Traffic(
                 own,
                 job.workers.count,
                 clock=clock,
@@ -122,8 +121,8 @@ class EndpointPool:
                 sending=sending,
                 sent_at=sent_at,
             )
-            route.unreachable = Unreachable(addresses[named.name], clock, running, partial(self.pause_endpoint, route))
-            self.routes.append(route)
+            unreachable = Unreachable(addresses[named.name], clock, running, partial(self._pause_named, named.name))
+            self.routes.append(Route(named, traffic, unreachable))
         self._by_name = {route.name: route for route in self.routes}
         # id(trajectory) → where its attempt goes (and its request), from the gate to its end
         self._sent_to: dict[int, tuple[Route, TokenFlowRequest]] = {}
@@ -213,6 +212,9 @@ class EndpointPool:
         if all(r.paused is not None for r in self.routes):
             why = "; ".join(f"{r.name}: {r.paused}" for r in self.routes)
             self._pause_job(f"every endpoint is paused ({why})")
+
+    def _pause_named(self, name: str, reason: str) -> None:
+        self.pause_endpoint(self._by_name[name], reason)
 
     def refused_key(self, route: Route, status_code: int, message: str) -> None:
         """The endpoint's server refused its key (401, 403): it pauses; the request goes on elsewhere."""

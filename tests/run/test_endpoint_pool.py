@@ -186,3 +186,18 @@ def test_simulated_endpoints_each_start_their_own_simulator(tmp_path):
     records = read_records(tmp_path / "out" / "results.jsonl")
     assert all(r["status"] == "done" and r["result"].startswith("Echo: item ") for r in records)
     assert [sum(1 for r in records if r["attempts"][0]["endpoint"] == name) for name in ("one", "two")] == [20, 20]
+
+
+def test_a_retry_after_an_error_goes_to_another_endpoint_at_once(tmp_path):
+    # every answer of a is a 429 asking for 30 s: its requests are retried on b without waiting them out
+    lines = [{"id": f"q{i}", "prompt": f"item {i}"} for i in range(40)]
+    refusing = SimulatorConfig(latency_ms=0, fail={"429": 1.0}, retry_after=30)
+    with ThreadedSimulator(refusing) as a, ThreadedSimulator(SimulatorConfig(latency_ms=0)) as b:
+        run_job(two_endpoint_job(tmp_path, a.base_url, b.base_url, lines)).close()
+    records = read_records(tmp_path / "out" / "results.jsonl")
+    assert all(r["status"] == "done" for r in records)
+    retried = [r["attempts"] for r in records if len(r["attempts"]) > 1]
+    assert retried and all(len(attempts) == 2 for attempts in retried)
+    for first, second in retried:
+        assert (first["endpoint"], first["error"]["kind"], second["endpoint"]) == ("a", "http_429", "b")
+        assert second["started_at"] - first["started_at"] < 30  # not after a's Retry-After

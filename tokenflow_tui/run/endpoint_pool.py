@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
-from ..engine import Clock, TokenFlowRequest, TokenFlowRequestTrajectory
+from ..engine import ActionContinue, Clock, TokenFlowRequest, TokenFlowRequestTrajectory
 from ..job.model import Job, LimitsSection, NamedEndpoint
 from ..traffic import Traffic
 from ..traffic.waiting import Waiting
@@ -126,6 +126,8 @@ class EndpointPool:
         self._by_name = {route.name: route for route in self.routes}
         # id(trajectory) → where its attempt goes (and its request), from the gate to its end
         self._sent_to: dict[int, tuple[Route, TokenFlowRequest]] = {}
+        # id(trajectory) → the endpoint whose error its next attempt leaves aside
+        self._avoid: dict[int, Route] = {}
 
     # ----- the engine's hooks (through the runner) and the handler ---------------------------
 
@@ -140,7 +142,8 @@ class EndpointPool:
 
     async def _gates(self, request: TokenFlowRequest) -> None:
         line = request.request_trajectory.trajectory[-1].request_params
-        while (route := self.choose(line)) is None:
+        avoid = self._avoid.pop(id(request.request_trajectory), None)
+        while (route := self.choose(line, avoid)) is None:
             request.waiting_for = "an endpoint that is not paused"
             await self._waiting.nap(LOOK_S)
         self._sent_to[id(request.request_trajectory)] = (route, request)
@@ -171,7 +174,22 @@ class EndpointPool:
             result = outcome[1] if len(outcome) >= 2 else None
             if type(result) is dict:
                 result["endpoint"] = route.name
+                if type(outcome[0]) is ActionContinue and "error" in result:
+                    return self._retry_elsewhere(trajectory, route, outcome)
             return outcome
+
+    def _retry_elsewhere(
+        self, trajectory: TokenFlowRequestTrajectory, route: Route, outcome: tuple[Any, ...]
+    ) -> tuple[Any, ...]:
+        """A failed attempt's retry goes to another endpoint when one can take it now, and at once: the
+        backoff and the Retry-After were this endpoint's (a retry that names its endpoint keeps both)."""
+        action = outcome[0]
+        if routed_to(action.continue_params) is not None:
+            return outcome
+        if not any(r is not route and r.paused is None and r.traffic.free_now() for r in self.routes):
+            return outcome
+        self._avoid[id(trajectory)] = route
+        return (ActionContinue(action.continue_params, 0.0), *outcome[1:])
 
     def attempt_ended(self, request: TokenFlowRequest) -> None:
         """An attempt that passed `before_attempt` ended (or was given back): its endpoint hears of it."""
@@ -187,9 +205,10 @@ class EndpointPool:
 
     # ----- choosing, pausing ------------------------------------------------------------------
 
-    def choose(self, line: Any) -> Route | None:
-        """The endpoint the params name when it is not paused; else by weight among those not paused,
-        preferring those whose traffic lets the attempt go now. None while every endpoint is paused."""
+    def choose(self, line: Any, avoid: Route | None = None) -> Route | None:
+        """The endpoint the params name when it is not paused; else by weight among those not paused (not
+        `avoid` while there are others), preferring those whose traffic lets the attempt go now. None while
+        every endpoint is paused."""
         name = routed_to(line)
         if name is not None:
             named = self._by_name.get(name)
@@ -199,6 +218,8 @@ class EndpointPool:
             if named.paused is None:
                 return named
         routes = [r for r in self.routes if r.paused is None and not r.unreachable.probe_out]
+        if avoid is not None and len(routes) > 1:
+            routes = [r for r in routes if r is not avoid]
         if len(routes) > 1:
             routes = [r for r in routes if r.traffic.free_now()] or routes
         return _smooth_weighted(routes) if routes else None

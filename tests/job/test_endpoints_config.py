@@ -162,3 +162,13 @@ def test_weights_names_and_limits_are_traffic_but_addresses_are_not(jobs):
 def test_wrong_endpoints_are_told_with_their_place(jobs, text, expected):
     env = {} if "MAIN_KEY is not set" in expected[0] else None
     assert problems(jobs, text, env) == expected
+
+
+def test_the_sample_job_with_three_endpoints_is_valid():
+    job = load_job(Path(__file__).parents[2] / "sample_jobs" / "endpoints.toml", {})
+    assert [(e.name, e.weight, e.requests_per_minute) for e in job.endpoints] == [
+        ("big", 3.0, 0.0),
+        ("flaky", 1.0, 1200.0),
+        ("spare", 1.0, 0.0),
+    ]
+    assert all(e.endpoint.simulator is not None for e in job.endpoints)

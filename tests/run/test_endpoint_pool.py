@@ -144,6 +144,22 @@ def test_an_endpoint_whose_limit_holds_is_passed_over_while_another_can_go_now(t
     assert pool.choose({"prompt": "x", "params": {"_endpoint": "slow"}}) is slow
 
 
+def test_an_endpoint_whose_server_says_its_allowance_is_spent_is_held_alone_and_the_log_says_so(tmp_path):
+    pool, paused, notes = pool_of(tmp_path, {"a": 1, "b": 1})
+    a, b = pool.routes
+    spent = {"x-ratelimit-limit-requests": "500", "x-ratelimit-remaining-requests": "0"}
+    a.traffic.on_headers({**spent, "x-ratelimit-reset-requests": "20s"})
+    views = pool.views({"a": [3, 1, 2]})
+    assert [(v.name, v.state, v.reason, v.attempts, v.errors, v.done) for v in views] == [
+        ("a", "held", "the server's x-ratelimit-remaining-requests is spent", 3, 1, 2),
+        ("b", "sending", None, 0, 0, 0),
+    ]
+    assert notes == ["hold: endpoint a: dispatch held: the server's x-ratelimit-remaining-requests is spent"]
+    pool.views({})
+    assert len(notes) == 1  # told once per hold
+    assert {pool.choose({"prompt": "x"}) for _ in range(4)} == {b} and paused == []
+
+
 def test_paused_endpoints_are_skipped_the_job_pauses_when_none_is_left_and_a_resume_tries_them_again(tmp_path):
     pool, paused, notes = pool_of(tmp_path, {"a": 1, "b": 1})
     a, b = pool.routes

@@ -74,6 +74,7 @@ class Route:
     handler: Handler | None = None
     paused: str | None = None  # why, while paused
     current: float = 0.0  # its standing in the smooth weighted round robin
+    holds_told: int = 0  # its traffic control's holds the event log has heard of
     rate: _Rate = dataclasses.field(default_factory=_Rate)
 
     @property
@@ -258,11 +259,17 @@ class EndpointPool:
             route.traffic.reset()
 
     def views(self, counts: Mapping[str, Sequence[int]]) -> tuple[EndpointView, ...]:
-        """Each endpoint as the dashboard shows it; `counts`: name → (attempts, errors, done) from the records."""
+        """Each endpoint as the dashboard shows it; `counts`: name → (attempts, errors, done) from the records.
+
+        A hold of an endpoint's dispatch seen since the last call goes to the event log (as the job's holds do).
+        """
         now = self._clock.monotonic()
         views = []
         for route in self.routes:
             traffic = route.traffic.view()
+            if traffic.holds > route.holds_told:
+                route.holds_told = traffic.holds
+                self._note("hold", f"endpoint {route.name}: dispatch held: {traffic.held_because or 'no reason given'}")
             reason: str | None
             if route.paused is not None:
                 state, reason = "paused", route.paused

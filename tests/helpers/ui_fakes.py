@@ -18,6 +18,7 @@ from textual.worker import WorkerFailed
 from tokenflow_tui.engine import StatsSnapshot
 from tokenflow_tui.run.contract import (
     ChartPoint,
+    EndpointView,
     RequestRow,
     RuleLine,
     RunEvent,
@@ -33,6 +34,24 @@ WALL_START = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 NOW = WALL_START + 754.0  # 22:25:54 UTC
 SIZE = (120, 40)
 # limits, a hold, adaptive workers, budgets and the server's allowance at once
+# three endpoints: one sending under its own limit, one held after its 429s, one dead
+ENDPOINTS = (
+    EndpointView("primary", "sending", None, 3.0, 8_412, 12, 8_380, 41.5, 3_000.0, 450_000),
+    EndpointView(
+        "limited", "held", "the server answers 429 (too many requests)", 1.0, 2_210, 388, 1_790, 6.2, 0.0, 0, 360.0
+    ),
+    EndpointView(
+        "dead",
+        "paused",
+        "the server at http://10.0.0.7:8000/v1 cannot be reached (20 attempts in a row over 5 s failed to connect: "
+        "the connection failed: Connect call failed); check that it runs and the address, then resume",
+        1.0,
+        0,
+        0,
+        0,
+        0.0,
+    ),
+)
 ACTIVE_TRAFFIC = TrafficView(
     requests_per_minute=3_000,
     tokens_per_minute=450_000,
@@ -157,6 +176,7 @@ class ScriptedRun:
         self.shutdown_gate.set()
         self.run_error: Exception | None = None
         self.traffic = TrafficView()
+        self.endpoints: tuple[EndpointView, ...] = ()  # with [[endpoints]]
         self.ttft_s: tuple[float, float, float] | None = None  # p50, p95, p99 of a streamed run
         self.query = ""  # the search: see search()
         self.search_done = True  # False: the search has looked at a quarter of the requests, found nothing yet
@@ -302,6 +322,7 @@ class ScriptedRun:
             history=self.history,
             saved_at=self.saved_at,
             traffic=self.traffic,
+            endpoints=self.endpoints,
             ttft_p50_s=self.ttft_s[0] if self.ttft_s else None,
             ttft_p95_s=self.ttft_s[1] if self.ttft_s else None,
             ttft_p99_s=self.ttft_s[2] if self.ttft_s else None,

@@ -45,7 +45,7 @@ CASES = [
     Case(
         "no [endpoint] nor [handler]",
         '[job]\nname = "t"\ninput = "prompts.jsonl"\n',
-        ["jobs/job.toml: missing table [endpoint] (with base_url or simulate = true), or a [handler]"],
+        ["jobs/job.toml: missing table [endpoint] (with base_url or simulate = true), [[endpoints]], or a [handler]"],
     ),
     Case(
         "misspelt table",

@@ -186,9 +186,9 @@ CASES = [
 
 
 def load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str):
-    monkeypatch.chdir(tmp_path)
     jobs = tmp_path / "jobs"
-    jobs.mkdir()
+    jobs.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
     for name, content in FILES.items():
         (jobs / name).write_text(content)
     (jobs / "job.toml").write_text(text)
@@ -202,11 +202,33 @@ def test_a_wrong_check_or_rule_is_one_located_sentence(tmp_path, monkeypatch, na
     assert raised.value.lines() == expected
 
 
+TWO_ENDPOINTS = (
+    '[job]\nname = "t"\ninput = "prompts.jsonl"\n\n'
+    '[[endpoints]]\nname = "main"\nsimulate = true\nstructured = true\n\n'
+    '[[endpoints]]\nname = "backup"\nsimulate = true\nstructured = true\n'
+)
+
+
+def test_a_rule_moves_requests_only_to_an_endpoint_the_job_has(tmp_path, monkeypatch):
+    rule = '\n[[retry.rules]]\nwhen = "error = timeout"\nendpoint = "spare"\n'
+    with pytest.raises(JobError) as raised:
+        load(tmp_path, monkeypatch, TWO_ENDPOINTS.replace("structured = true\n", "") + rule)
+    assert raised.value.lines() == [
+        'jobs/job.toml:15:1: retry.rules[0].endpoint must name one of the [[endpoints]] ("main", "backup")'
+    ]
+    with pytest.raises(JobError) as raised:
+        load(tmp_path / "one", monkeypatch, SIM + rule)
+    assert raised.value.lines() == [
+        "jobs/job.toml:10:1: retry.rules[0].endpoint must name one of the [[endpoints]] "
+        "(none: the job has no [[endpoints]])"
+    ]
+
+
 def test_the_issue_rules_read_into_typed_rules(tmp_path, monkeypatch):
     job = load(
         tmp_path,
         monkeypatch,
-        SIM + 'structured = true\n\n[request]\nparams = { max_tokens = 256 }\n\n[checks]\njson_schema = "schema.json"\n'
+        TWO_ENDPOINTS + '\n[request]\nparams = { max_tokens = 256 }\n\n[checks]\njson_schema = "schema.json"\n'
         'finish_reason = true\nregex = "answer"\nmin_chars = 2\n\n'
         '[[retry.rules]]\nwhen = "finish_reason = length"\nset = { max_tokens = "double", max = 4096 }\n\n'
         '[[retry.rules]]\nwhen = "check_failed = json_schema"\n'

@@ -77,7 +77,7 @@ EXTRA_CASES = [
         "",
         [
             "jobs/job.toml: missing table [job] (with name and input)",
-            "jobs/job.toml: missing table [endpoint] (with base_url or simulate = true), or a [handler]",
+            "jobs/job.toml: missing table [endpoint] (with base_url or simulate = true), [[endpoints]], or a [handler]",
         ],
     ),
     Case(

@@ -34,18 +34,22 @@ def rules_job(
     max_attempts: int = 3,
     workers: int = 4,
     timeout_s: float = 5.0,
+    backup: bool = False,
 ) -> Path:
+    """A job against the simulator; with `backup`, as the first of two [[endpoints]], "main" and a fault-free "backup"."""
     write_input(directory / "prompts.jsonl", count)
     (directory / "schema.json").write_text(json.dumps(SCHEMA))
+    endpoint = {
+        "simulate": True,
+        "timeout_s": timeout_s,
+        "simulator": {"latency_ms": 2, "seed": 7, **(simulator or {})},
+    }
+    spare = {"name": "backup", "simulate": True, "timeout_s": timeout_s, "simulator": {"latency_ms": 2, "seed": 7}}
     return write_job(
         directory,
         {
             "job": {"name": "t", "input": "prompts.jsonl", "output": "out"},
-            "endpoint": {
-                "simulate": True,
-                "timeout_s": timeout_s,
-                "simulator": {"latency_ms": 2, "seed": 7, **(simulator or {})},
-            },
+            **({"endpoints": [{"name": "main", **endpoint}, spare]} if backup else {"endpoint": endpoint}),
             "request": {"params": {"max_tokens": max_tokens}},
             "workers": {"count": workers},
             "retry": {"max_attempts": max_attempts, "backoff_base_s": 0.01, "backoff_max_s": 0.02, "rules": rules},
@@ -241,6 +245,7 @@ def test_error_and_status_rules_set_the_model_and_move_to_another_endpoint(tmp_p
         max_attempts=6,
         timeout_s=0.3,
         workers=6,
+        backup=True,
     )
     seen = set()
     for record in run(job):
@@ -255,6 +260,7 @@ def test_error_and_status_rules_set_the_model_and_move_to_another_endpoint(tmp_p
                     "change": "model → sim-2; endpoint → backup",
                 }
                 assert (sent(after, "model"), sent(after, "_endpoint")) == ("sim-2", "backup")
+                assert (before["endpoint"], after["endpoint"]) == ("main", "backup")
             else:
                 seen.add(error["status_code"])
                 assert error["rule"] == {"index": 1, "when": "status = 503", "change": "temperature → 0"}

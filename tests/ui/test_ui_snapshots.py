@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from textual.widgets._footer import FooterKey
-from ui_fakes import ACTIVE_TRAFFIC, NOW, RULE_LINES, SIZE, ScriptedRun, make_app, settle
+from ui_fakes import ACTIVE_TRAFFIC, ENDPOINTS, NOW, RULE_LINES, SIZE, ScriptedRun, make_app, settle
 
 from tokenflow_tui.run.contract import RunEvent
 
@@ -105,3 +105,10 @@ def test_search_prompt_over_the_matches_of_the_last_search(snap_compare) -> None
 
 def test_table_sorted_by_latency(snap_compare) -> None:
     assert snap_compare(make_app(ScriptedRun()), terminal_size=SIZE, press=["o"])
+
+
+def test_main_with_several_endpoints(snap_compare) -> None:
+    # one line per endpoint under the job's traffic topics: state, rate, counts, limit or pace, weight, why
+    run = ScriptedRun()
+    run.endpoints = ENDPOINTS
+    assert snap_compare(make_app(run), terminal_size=SIZE)

@@ -392,3 +392,19 @@ async def test_a_run_that_raises_on_new_limits_is_reported_as_a_sentence() -> No
         await pilot.pause()
         assert app.screen is app.main_screen
     assert notes == []
+
+
+def test_one_line_per_endpoint_says_its_state_rate_counts_limit_and_why() -> None:
+    from ui_fakes import ENDPOINTS
+
+    from tokenflow_tui.ui.widgets.traffic import endpoint_line
+
+    assert [endpoint_line(view, 7).plain for view in ENDPOINTS] == [
+        "endpoint primary sending 41.5/s · 8,412 attempts, 12 failed, 8,380 done · limit 3,000/min · 450k tokens/min"
+        " · weight 3",
+        "endpoint limited held    6.2/s · 2,210 attempts, 388 failed, 1,790 done · paced 360/min · weight 1"
+        " · the server answers 429 (too many requests)",
+        "endpoint dead    paused  0.0/s · 0 attempts, 0 failed, 0 done · weight 1 · the server at "
+        "http://10.0.0.7:8000/v1 cannot be reached (20 attempts in a row over 5 s failed to connect: the connection "
+        "failed: Connect call failed); check that it runs and the address, then resume",
+    ]

@@ -92,6 +92,20 @@ def test_an_attempt_error_shows_its_details_but_not_empty_ones() -> None:
     )
 
 
+def test_an_attempt_names_the_endpoint_it_went_to() -> None:
+    attempt = {
+        "params": {"prompt": "hi"},
+        "result": "hello",
+        "status_code": 200,
+        "started_at": 1_700_000_000.0,
+        "latency_ms": 12.0,
+        "endpoint": "backup",
+    }
+    assert attempt_content(2, attempt, UTC).plain.splitlines()[0] == (
+        "Attempt 2 · 22:13:20 · 12 ms · status 200 · endpoint backup"
+    )
+
+
 def test_per_second_aligns_the_last_point_right_and_fills_gaps() -> None:
     history = [ChartPoint(t=t, finished=t * 10, tokens=0) for t in (3, 4, 6)]
     assert per_second(history, 5, lambda p: p.finished) == [0, 30, 40, 0, 60]

@@ -383,7 +383,11 @@ def request_body(base_body: Mapping[str, Any], line: Mapping[str, Any], chat: bo
     """The JSON body sent for an input line: `base_body` (model and [request] params), the line's params over it,
     and its messages (or its prompt as one user message; for api "completions", as the prompt)."""
     params = line.get("params")
-    body = {**base_body, **params} if params else dict(base_body)
+    if params:
+        body = {**base_body, **params}
+        body.pop("_endpoint", None)  # names the endpoint of the attempt ([[endpoints]]): not the server's
+    else:
+        body = dict(base_body)
     messages = line.get("messages")
     prompt = line.get("prompt")
     if chat:

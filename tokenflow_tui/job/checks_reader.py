@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -137,9 +137,15 @@ def _finish_reasons(reader: _Reader, table: Mapping[str, Any]) -> tuple[str, ...
 
 
 def read_rules(
-    reader: _Reader, value: Any, checks: ChecksSection | None, params: Mapping[str, Any], *, builtin: bool
+    reader: _Reader,
+    value: Any,
+    checks: ChecksSection | None,
+    params: Mapping[str, Any],
+    *,
+    builtin: bool,
+    endpoint_names: Sequence[str] = (),
 ) -> tuple[RetryRule, ...]:
-    """The [[retry.rules]]; each is checked against the job's [checks] and [request] params."""
+    """The [[retry.rules]]; each is checked against the job's [checks], [request] params and [[endpoints]] names."""
     where = ("retry", "rules")
     if value is None:
         return ()
@@ -150,14 +156,19 @@ def read_rules(
         reader.problem(where, "[[retry.rules]] are for the built-in handler; a [handler] makes its own retries")
     rules = []
     for index, table in enumerate(value):
-        rule = _rule(reader, index, table, checks, params)
+        rule = _rule(reader, index, table, checks, params, endpoint_names)
         if rule is not None:
             rules.append(rule)
     return tuple(rules)
 
 
 def _rule(
-    reader: _Reader, index: int, table: dict[str, Any], checks: ChecksSection | None, params: Mapping[str, Any]
+    reader: _Reader,
+    index: int,
+    table: dict[str, Any],
+    checks: ChecksSection | None,
+    params: Mapping[str, Any],
+    endpoint_names: Sequence[str],
 ) -> RetryRule | None:
     path = ("retry", "rules", index)
     name = f"retry.rules[{index}]"
@@ -172,8 +183,9 @@ def _rule(
     changes, cap = _set(reader, path + ("set",), name, table, params)
     message = _message(reader, path + ("append_message",), name, table)
     endpoint = reader.string(table, path + ("endpoint",), None)
-    if endpoint == "":
-        reader.problem(path + ("endpoint",), f"{name}.endpoint must name one of the [[endpoints]]")
+    if endpoint == "" or (isinstance(endpoint, str) and endpoint not in endpoint_names):
+        known = ", ".join(f'"{known}"' for known in endpoint_names) or "none: the job has no [[endpoints]]"
+        reader.problem(path + ("endpoint",), f"{name}.endpoint must name one of the [[endpoints]] ({known})")
     if not any(key in table for key in ("set", "append_message", "endpoint")):
         reader.problem(path, f"{name} changes nothing: give it set, append_message or endpoint")
     if parsed is None or changes is None or message is False or not (endpoint is None or isinstance(endpoint, str)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from .inputs import InputSummary
-from .model import API_PATHS, OPENAI_BATCH, TOKENFLOW, Job, SimulatorSection
+from .model import API_PATHS, OPENAI_BATCH, TOKENFLOW, EndpointSection, Job, SimulatorSection
 
 
 def describe(job: Job, summary: InputSummary) -> list[str]:
@@ -31,13 +31,18 @@ def _endpoint_rows(job: Job) -> list[tuple[str, str]]:
     endpoint = job.endpoint
     if endpoint is None:
         return [*rows, ("endpoint", "none (the handler makes its own requests)")]
-    if endpoint.simulator is not None:
-        rows.append(("endpoint", _simulator(endpoint.simulator)))
+    if job.endpoints:
+        total = sum(named.weight for named in job.endpoints)
+        for named in job.endpoints:
+            share = f"weight {named.weight:g} ({named.weight / total:.0%})"
+            own = _rate_limits(named.requests_per_minute, named.tokens_per_minute)
+            model = f", model {named.endpoint.model}" if named.endpoint.model is not None else ""
+            text = f"{named.name}: {_where(named.endpoint)}{model}, {share}, limits {', '.join(own) or 'none'}"
+            rows.append(("endpoint", text))
     else:
-        key = f", key from ${endpoint.api_key_env}" if endpoint.api_key_env else ", no key"
-        rows.append(("endpoint", f"{endpoint.base_url}{key}, timeout {endpoint.timeout_s:g} s, {endpoint.transport}"))
-    if endpoint.model is not None:
-        rows.append(("model", endpoint.model))
+        rows.append(("endpoint", _where(endpoint)))
+        if endpoint.model is not None:
+            rows.append(("model", endpoint.model))
     if job.job.input_format == OPENAI_BATCH:
         api = "each request's url (/v1/chat/completions, /v1/completions or /v1/embeddings)"
     else:
@@ -49,6 +54,22 @@ def _endpoint_rows(job: Job) -> list[tuple[str, str]]:
     if job.request.params:
         rows.append(("params", orjson.dumps(dict(job.request.params)).decode()))
     return rows
+
+
+def _where(endpoint: EndpointSection) -> str:
+    if endpoint.simulator is not None:
+        return _simulator(endpoint.simulator)
+    key = f", key from ${endpoint.api_key_env}" if endpoint.api_key_env else ", no key"
+    return f"{endpoint.base_url}{key}, timeout {endpoint.timeout_s:g} s, {endpoint.transport}"
+
+
+def _rate_limits(requests_per_minute: float, tokens_per_minute: int) -> list[str]:
+    parts = []
+    if requests_per_minute:
+        parts.append(f"{requests_per_minute:,g} requests/min")
+    if tokens_per_minute:
+        parts.append(f"{tokens_per_minute:,} tokens/min")
+    return parts
 
 
 def _simulator(sim: SimulatorSection) -> str:
@@ -95,11 +116,7 @@ def _workers(job: Job) -> str:
 
 def _limits(job: Job) -> str:
     limits = job.limits
-    parts = []
-    if limits.requests_per_minute:
-        parts.append(f"{limits.requests_per_minute:,g} requests/min")
-    if limits.tokens_per_minute:
-        parts.append(f"{limits.tokens_per_minute:,} tokens/min")
+    parts = _rate_limits(limits.requests_per_minute, limits.tokens_per_minute)
     if limits.max_total_tokens:
         parts.append(f"{limits.max_total_tokens:,} tokens in all")
     prices = _prices(job)

@@ -4,7 +4,8 @@ progress still belongs to the job.
 A resume is refused when a part changed: the input, the endpoint's address, API or model, the request
 params, the handler's path or its file, the [checks]; `run --accept-changes` goes on despite the parts in
 ACCEPTABLE. What only shapes the traffic (workers, retry, limits, timeouts, transport, the simulator's knobs,
-the key's variable) may change between runs.
+the key's variable) may change between runs. With [[endpoints]], the address and model parts are the sets
+of their addresses and models: names, weights and their own limits are traffic.
 
 [checks] (with the schema file's content and [endpoint] structured, which sends it) decide which answers
 are `done`, so the done records of a run were judged by them: they are a part. [[retry.rules]] are not:
@@ -52,7 +53,16 @@ def fingerprint(job: Job) -> dict[str, str]:
     parts = {"input": _file_digest(job.input)}
     if job.job.input_format != TOKENFLOW:  # absent for our JSONL, as in the fingerprints saved before formats
         parts.update(input_format=_digest(job.job.input_format), columns=_digest(dataclasses.asdict(job.columns)))
-    if job.endpoint is not None:
+    if job.endpoints:
+        # the set of places and models: renaming, reweighting or reordering endpoints is traffic
+        sections = [named.endpoint for named in job.endpoints]
+        parts.update(
+            base_url=_digest(sorted({str(e.base_url) for e in sections})),
+            simulate=_digest(sorted({e.simulate for e in sections})),
+            api=_digest(job.endpoints[0].endpoint.api),
+            model=_digest(sorted({str(e.model) for e in sections})),
+        )
+    elif job.endpoint is not None:
         endpoint = job.endpoint
         parts.update(
             base_url=_digest(endpoint.base_url),

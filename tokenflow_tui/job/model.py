@@ -85,6 +85,17 @@ class EndpointSection:
 
 
 @dataclass(frozen=True, slots=True)
+class NamedEndpoint:
+    """One of [[endpoints]]: where it is, its share of the requests and its own rate limits (0: none)."""
+
+    name: str
+    endpoint: EndpointSection
+    weight: float = 1.0
+    requests_per_minute: float = 0.0
+    tokens_per_minute: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class InputSection:
     """Which columns of a table input (Parquet, CSV, a saved dataset) make the request; the others are metadata."""
 
@@ -203,6 +214,9 @@ class Job:
     columns: InputSection = field(default_factory=InputSection)  # the [input] table
     checks: ChecksSection | None = None  # the [checks] table
     cluster: ClusterSection = field(default_factory=ClusterSection)  # used by `run --ray` only
+    # [[endpoints]] in the file's order (empty with one [endpoint]); `endpoint` is then the first one's
+    # section, whose api and stream every one of them shares
+    endpoints: tuple[NamedEndpoint, ...] = ()
 
     @property
     def name(self) -> str:

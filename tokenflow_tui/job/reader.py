@@ -39,6 +39,7 @@ from .model import (
     Job,
     JobSection,
     LimitsSection,
+    NamedEndpoint,
     RequestSection,
     RetrySection,
     SimulatorSection,
@@ -79,6 +80,10 @@ _SECTIONS = {
     "checks": ("json", "json_schema", "regex", "min_chars", "max_chars", "finish_reason"),
     "cluster": ("shards",),
 }
+# a [[endpoints]] entry: an [endpoint]'s keys, its name, its share of the requests and its own limits
+_ENDPOINTS_KEYS = ("name", *_SECTIONS["endpoint"], "weight", "requests_per_minute", "tokens_per_minute")
+# what every [[endpoints]] entry must agree on: the requests are the same whichever endpoint answers
+_SHARED_ENDPOINT_KEYS = ("api", "stream", "idle_timeout_s")
 _SIMULATOR_KEYS = ("latency_ms", "jitter_ms", "fail", "seed", "rpm_limit", "token_interval_ms", "json_answers")
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
 MAX_NAME = 100  # job.name names the folder runs/<name>: well below the 255 bytes a file name may have
@@ -311,13 +316,17 @@ class _Reader:
 
     def job(self, data: dict[str, Any], path: Path, environ: Mapping[str, str]) -> Job:
         for key, value in data.items():
-            if key not in _SECTIONS:
+            if key not in _SECTIONS and key != "endpoints":
                 self.unknown_top_level(key, value)
         builtin = "handler" not in data
         if "job" not in data:
             self.problem((), "missing table [job] (with name and input)")
-        if "endpoint" not in data and builtin:
-            self.problem((), "missing table [endpoint] (with base_url or simulate = true), or a [handler]")
+        if "endpoint" not in data and "endpoints" not in data and builtin:
+            self.problem(
+                (), "missing table [endpoint] (with base_url or simulate = true), [[endpoints]], or a [handler]"
+            )
+        if "endpoint" in data and "endpoints" in data:
+            self.problem(("endpoints",), "give one [endpoint] or several [[endpoints]], not both")
         job_dir = path.parent
         tables = {name: self.table(data, (name,), keys) for name, keys in _SECTIONS.items()}
         job, endpoint, handler = tables["job"], tables["endpoint"], tables["handler"]
@@ -328,16 +337,22 @@ class _Reader:
         checks = None if checks_table is None else read_checks(self, checks_table, job_dir, builtin=builtin)
         request = self.request_section(tables["request"] or {}, builtin=builtin)
         retry = self.retry_section(tables["retry"] or {})
-        rules = read_rules(self, (tables["retry"] or {}).get("rules"), checks, request.params, builtin=builtin)
+        needs_model = builtin and job_section.input_format != OPENAI_BATCH
+        endpoints = self.endpoints_section(data, environ, builtin=builtin, needs_model=needs_model)
+        rules = read_rules(
+            self,
+            (tables["retry"] or {}).get("rules"),
+            checks,
+            request.params,
+            builtin=builtin,
+            endpoint_names=[named.name for named in endpoints],
+        )
         endpoint_section = (
-            None
+            endpoints[0].endpoint
+            if endpoints
+            else None
             if endpoint is None
-            else self.endpoint_section(
-                endpoint,
-                environ,
-                builtin=builtin,
-                needs_model=builtin and job_section.input_format != OPENAI_BATCH,
-            )
+            else self.endpoint_section(endpoint, environ, builtin=builtin, needs_model=needs_model)
         )
         if (
             endpoint_section is not None
@@ -363,6 +378,7 @@ class _Reader:
             cluster=ClusterSection(
                 shards=self.integer(tables["cluster"] or {}, ("cluster", "shards"), 0, lo=1, hi=MAX_SHARDS)
             ),
+            endpoints=endpoints,
         )
 
     def unknown_top_level(self, key: str, value: Any) -> None:
@@ -464,53 +480,126 @@ class _Reader:
         return _INVALID
 
     def endpoint_section(
-        self, table: dict[str, Any], environ: Mapping[str, str], *, builtin: bool, needs_model: bool
+        self,
+        table: dict[str, Any],
+        environ: Mapping[str, str],
+        *,
+        builtin: bool,
+        needs_model: bool,
+        where: KeyPath = ("endpoint",),
     ) -> EndpointSection:
-        base_url = self.base_url(table)
-        simulate = self.boolean(table, ("endpoint", "simulate"), False)
+        """[endpoint], or one of [[endpoints]] at `where` (("endpoints", i)), whose messages name it so."""
+        label = _label(where)
+        base_url = self.base_url(table, where)
+        simulate = self.boolean(table, where + ("simulate",), False)
         if simulate is True and base_url is not None:
-            self.problem(("endpoint", "simulate"), "endpoint: give base_url or simulate = true, not both")
+            self.problem(where + ("simulate",), f"{label}: give base_url or simulate = true, not both")
         elif simulate is False and base_url is None:
             self.problem(
-                ("endpoint", "base_url"), "endpoint needs base_url (an OpenAI-compatible API root) or simulate = true"
+                where + ("base_url",), f"{label} needs base_url (an OpenAI-compatible API root) or simulate = true"
             )
-        model = self.string(table, ("endpoint", "model"), None)
+        model = self.string(table, where + ("model",), None)
         # `needs_model` is false for a [handler] or an OpenAI Batch input (its bodies name their model)
         if model is None and simulate is True:
             model = "sim-1"
         elif model is None and needs_model and "base_url" in table:
-            model = self.required(("endpoint", "model"), None, 'the model to ask, such as "gpt-4o-mini"')
+            model = self.required(where + ("model",), None, 'the model to ask, such as "gpt-4o-mini"')
         elif model == "":
-            self.problem(("endpoint", "model"), "endpoint.model must not be empty")
-        simulator = self.simulator_section(table, simulate is True)
-        stream = self.boolean(table, ("endpoint", "stream"), False)
-        idle_timeout_s = self.number(table, ("endpoint", "idle_timeout_s"), None, above_zero=True)
+            self.problem(where + ("model",), f"{label}.model must not be empty")
+        simulator = self.simulator_section(table, simulate is True, where)
+        stream = self.boolean(table, where + ("stream",), False)
+        idle_timeout_s = self.number(table, where + ("idle_timeout_s",), None, above_zero=True)
         if stream is True and not builtin:
             self.problem(
-                ("endpoint", "stream"),
-                "endpoint.stream is for the built-in handler; a [handler] makes its own requests",
+                where + ("stream",),
+                f"{label}.stream is for the built-in handler; a [handler] makes its own requests",
             )
         elif idle_timeout_s is not None and stream is False:
             self.problem(
-                ("endpoint", "idle_timeout_s"),
-                "endpoint.idle_timeout_s is the wait between chunks of a stream: it needs stream = true",
+                where + ("idle_timeout_s",),
+                f"{label}.idle_timeout_s is the wait between chunks of a stream: it needs stream = true",
             )
         return EndpointSection(
             base_url=base_url,
             simulate=simulate,
-            api=self.string(table, ("endpoint", "api"), "chat", APIS),
+            api=self.string(table, where + ("api",), "chat", APIS),
             model=model,
-            api_key_env=self.api_key_env(table, base_url, simulate is True, environ),
-            timeout_s=self.number(table, ("endpoint", "timeout_s"), 120.0, above_zero=True),
-            transport=self.string(table, ("endpoint", "transport"), "aiohttp", TRANSPORTS),
+            api_key_env=self.api_key_env(table, base_url, simulate is True, environ, where),
+            timeout_s=self.number(table, where + ("timeout_s",), 120.0, above_zero=True),
+            transport=self.string(table, where + ("transport",), "aiohttp", TRANSPORTS),
             simulator=simulator,
             stream=stream,
             idle_timeout_s=idle_timeout_s,
             structured=self.boolean(table, ("endpoint", "structured"), False),
         )
 
-    def base_url(self, table: dict[str, Any]) -> Any:
-        path = ("endpoint", "base_url")
+    def endpoints_section(
+        self, data: dict[str, Any], environ: Mapping[str, str], *, builtin: bool, needs_model: bool
+    ) -> tuple[NamedEndpoint, ...]:
+        """[[endpoints]]: each entry as an [endpoint] with a unique name, a weight > 0 and its own limits."""
+        entries = data.get("endpoints")
+        if entries is None:
+            return ()
+        if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+            self.problem(("endpoints",), f"endpoints must be tables written [[endpoints]], found {toml_type(entries)}")
+            return ()
+        if not entries:
+            self.problem(("endpoints",), "endpoints is empty: write one [[endpoints]] table per endpoint")
+            return ()
+        if not builtin:
+            self.problem(
+                ("endpoints",),
+                "[[endpoints]] are for the built-in handler; a [handler] makes its own requests (give it one [endpoint])",
+            )
+            return ()
+        named: list[NamedEndpoint] = []
+        first_at: dict[str, int] = {}
+        for i, entry in enumerate(entries):
+            where: KeyPath = ("endpoints", i)
+            for key, item in entry.items():
+                if key not in _ENDPOINTS_KEYS:
+                    what = (
+                        f"unknown table [{_dotted(where + (key,))}]"
+                        if isinstance(item, dict)
+                        else (f'unknown key "{key}" in {_label(where)}')
+                    )
+                    self.problem(where + (key,), what + did_you_mean(key, _ENDPOINTS_KEYS))
+            name = self.required(
+                where + ("name",), self.string(entry, where + ("name",), None), 'a name such as "primary"'
+            )
+            if isinstance(name, str) and not _NAME.fullmatch(name):
+                self.problem(
+                    where + ("name",), f'{_label(where)}.name may contain only letters, digits, ".", "_" and "-"'
+                )
+                name = _INVALID
+            elif isinstance(name, str) and name in first_at:
+                line = (self.positions.nearest(("endpoints", first_at[name], "name")) or (None,))[0]
+                self.problem(where + ("name",), f'two endpoints are named "{name}" (the first at line {line})')
+            elif isinstance(name, str):
+                first_at[name] = i
+            for key in _SHARED_ENDPOINT_KEYS:
+                if i and entry.get(key) != entries[0].get(key):
+                    self.problem(
+                        where + (key,),
+                        f"{_label(where)}.{key} must be the same in every [[endpoints]] "
+                        f"(the first one has {_toml_value(entries[0].get(key))}, this one {_toml_value(entry.get(key))})",
+                    )
+            named.append(
+                NamedEndpoint(
+                    name=name,
+                    endpoint=self.endpoint_section(
+                        entry, environ, builtin=builtin, needs_model=needs_model, where=where
+                    ),
+                    weight=self.number(entry, where + ("weight",), 1.0, above_zero=True),
+                    requests_per_minute=self.number(entry, where + ("requests_per_minute",), 0.0),
+                    tokens_per_minute=self.integer(entry, where + ("tokens_per_minute",), 0, lo=0),
+                )
+            )
+        return tuple(named)
+
+    def base_url(self, table: dict[str, Any], where: KeyPath) -> Any:
+        path = where + ("base_url",)
+        label = _label(where)
         url = self.string(table, path, None)
         if not isinstance(url, str):
             return url
@@ -521,23 +610,26 @@ class _Reader:
             parts = None
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             self.problem(
-                path, 'endpoint.base_url must be an http:// or https:// URL, such as "https://api.openai.com/v1"'
+                path, f'{label}.base_url must be an http:// or https:// URL, such as "https://api.openai.com/v1"'
             )
             return _INVALID
         if parts.username is not None or parts.password is not None:
             self.problem(
-                path, "endpoint.base_url must not hold a user or password; name the key's variable in api_key_env"
+                path, f"{label}.base_url must not hold a user or password; name the key's variable in api_key_env"
             )
             return _INVALID
         if parts.path.rstrip("/").endswith("/completions"):
             self.problem(
-                path, "endpoint.base_url is the API root (such as …/v1); the handler adds /chat/completions itself"
+                path, f"{label}.base_url is the API root (such as …/v1); the handler adds /chat/completions itself"
             )
             return _INVALID
         return url.rstrip("/")
 
-    def api_key_env(self, table: dict[str, Any], base_url: Any, simulate: bool, environ: Mapping[str, str]) -> Any:
-        path = ("endpoint", "api_key_env")
+    def api_key_env(
+        self, table: dict[str, Any], base_url: Any, simulate: bool, environ: Mapping[str, str], where: KeyPath
+    ) -> Any:
+        path = where + ("api_key_env",)
+        label = _label(where)
         name = self.string(table, path, None)
         if name is None:
             if isinstance(base_url, str) and not _is_loopback(base_url):
@@ -549,30 +641,30 @@ class _Reader:
             # the value may be a pasted key: it is not repeated in the message
             self.problem(
                 path,
-                "endpoint.api_key_env must be the name of an environment variable (letters, digits and _); "
+                f"{label}.api_key_env must be the name of an environment variable (letters, digits and _); "
                 "the key itself never goes in the job file",
             )
             return _INVALID
         if simulate:
             return name  # the simulator takes no key, so the variable does not have to be set
         if name not in environ:
-            self.problem(path, f"the environment variable {name} is not set (endpoint.api_key_env)")
+            self.problem(path, f"the environment variable {name} is not set ({label}.api_key_env)")
         elif not environ[name]:
-            self.problem(path, f"the environment variable {name} is empty (endpoint.api_key_env)")
+            self.problem(path, f"the environment variable {name} is empty ({label}.api_key_env)")
         elif (bad := _key_problem(environ[name])) is not None:
             # the key itself is never shown: the message goes to logs and terminals
             self.problem(
                 path,
                 f"the environment variable {name} holds {bad}, which cannot be sent in a header; "
-                "set it again without it (endpoint.api_key_env; the key is not shown)",
+                f"set it again without it ({label}.api_key_env; the key is not shown)",
             )
         return name
 
-    def simulator_section(self, endpoint: dict[str, Any], simulate: bool) -> SimulatorSection | None:
-        path = ("endpoint", "simulator")
+    def simulator_section(self, endpoint: dict[str, Any], simulate: bool, where: KeyPath) -> SimulatorSection | None:
+        path = where + ("simulator",)
         table = self.table(endpoint, path, _SIMULATOR_KEYS)
         if "simulator" in endpoint and not simulate:
-            self.problem(path, "[endpoint.simulator] is only used with simulate = true")
+            self.problem(path, f"[{_dotted(path)}] is only used with simulate = true")
         if not simulate:
             return None
         table = table or {}
@@ -677,6 +769,15 @@ class _Reader:
         return HandlerSection(
             spec=spec, file=self.existing_file(path, job_dir / source, "handler file"), function=function
         )
+
+
+def _label(where: KeyPath) -> str:
+    """How messages name an endpoint's table: "endpoint", or "endpoints.1" for the second [[endpoints]]."""
+    return _dotted(where)
+
+
+def _toml_value(value: Any) -> str:
+    return "no value" if value is None else f'"{value}"' if isinstance(value, str) else str(value).lower()
 
 
 def _is_int(value: Any) -> bool:

@@ -33,6 +33,7 @@ __all__ = [
     "SearchStatus",
     "SortStatus",
     "TrafficView",
+    "EndpointView",
     "format_usd",
 ]
 
@@ -78,6 +79,23 @@ class RuleLine:
 
 
 @dataclass(frozen=True, slots=True)
+class EndpointView:
+    """One of [[endpoints]]: its counts over every run (from the records, as `report` reads them) and its state."""
+
+    name: str
+    state: str  # "sending", "held" (its traffic control holds its dispatch) or "paused"
+    reason: str | None  # why it is held or paused, in a sentence
+    weight: float
+    attempts: int
+    errors: int  # attempts that failed
+    done: int  # requests whose final attempt it answered well
+    rate_per_s: float  # attempts it ended per second lately
+    requests_per_minute: float = 0.0  # its own limits; 0 = none
+    tokens_per_minute: int = 0
+    pace_per_minute: float = 0.0  # it follows the rate its server accepted; 0 = not paced
+
+
+@dataclass(frozen=True, slots=True)
 class RunSnapshot:
     job_name: str
     output_dir: str
@@ -112,6 +130,7 @@ class RunSnapshot:
     cost_projected_usd: float | None = None  # at the end of the job, at the average cost per request
     events: Sequence[RunEvent] = ()  # the event log, oldest first (earlier runs' too)
     rules: Sequence[RuleLine] = ()  # each check, then each rule, of a job with [checks] or [[retry.rules]]
+    endpoints: Sequence[EndpointView] = ()  # with [[endpoints]], in the job file's order
 
 
 @dataclass(frozen=True, slots=True)

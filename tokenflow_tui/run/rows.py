@@ -68,7 +68,7 @@ class RunRows:
         ledger: Ledger,
         reader: RecordReader | None,
         builtin: bool,
-        sent_body: Callable[[Any], dict[str, Any]] | None = None,
+        sent_body: Callable[[Any, str | None], dict[str, Any]] | None = None,
         sources: Sources | None = None,
     ) -> None:
         self._table = table
@@ -76,7 +76,8 @@ class RunRows:
         self._ledger = ledger
         self._reader = reader
         self._builtin = builtin
-        self._sent_body = sent_body  # the HTTP body an attempt's params became (the built-in handler)
+        # the HTTP body an attempt's params became at its endpoint ([[endpoints]]: named in the attempt)
+        self._sent_body = sent_body
         self._sources = sources  # None: nothing to search or sort yet (before the run is opened)
         self._orders = RowOrders(table, sources.results, sources.clock) if sources is not None else None
         self._search: RequestSearch | None = None
@@ -123,7 +124,7 @@ class RunRows:
         shown = []
         for attempt in attempts:
             try:
-                shown.append({**attempt, "body": self._sent_body(attempt.get("params") or {})})
+                shown.append({**attempt, "body": self._sent_body(attempt.get("params") or {}, attempt.get("endpoint"))})
             except (ValueError, AttributeError, TypeError):
                 shown.append(attempt)  # a line the handler could not send either: its params say why
         return shown

@@ -30,6 +30,7 @@ from ..store.results_file import RESULTS_FILE, WRITE_INTERVAL_S, ResultsSummary
 from ..store.state_file import STATE_FILE, write_state
 from ..traffic import Traffic
 from .contract import (
+    EndpointView,
     RequestRow,
     RunSnapshot,
     RunState,
@@ -39,6 +40,7 @@ from .contract import (
     TrafficView,
     format_usd,
 )
+from .endpoint_pool import EndpointPool
 from .events import EventLog
 from .exit_codes import EXIT_DONE, EXIT_INTERRUPTED
 from .opening import STATE_CHANGES_KEY, Confirm, OpenedRun, RunError, open_run
@@ -106,6 +108,7 @@ class JobRunner:
         self._task: TokenFlowTask | None = None
         self._traffic: Traffic | None = None
         self._unreachable: Unreachable | None = None  # the built-in handler's dead-server detector
+        self._pool: EndpointPool | None = None  # with [[endpoints]]: where each attempt goes
         self._save_lock = asyncio.Lock()
         self._saved_at: float | None = None
         self._last_save = SaveReport(0, str(self.output_dir / RESULTS_FILE), 0.0)
@@ -120,8 +123,9 @@ class JobRunner:
         self._resume_after_save = False  # the failed save paused the job: the next one that works resumes it
         self.unwritten = 0  # finished records given up at close because they could not be written
         self._input: dict[str, Any] = {}  # the input's format and columns, kept for export
-        key_env = job.endpoint.api_key_env if job.endpoint is not None else None
-        self._events = EventLog(self.output_dir, self._clock.time, [environ.get(key_env, "")] if key_env else ())
+        sections = [named.endpoint for named in job.endpoints] or ([job.endpoint] if job.endpoint else [])
+        secrets = [environ.get(e.api_key_env, "") for e in sections if e.api_key_env]
+        self._events = EventLog(self.output_dir, self._clock.time, secrets)
         self._holds_seen = 0
         # queued again, their last record of two attempts or more: in the figures until they finish again
         self._requeued_retried: set[int] = set()
@@ -318,6 +322,8 @@ class JobRunner:
             self._traffic.resumed()
         if self._unreachable is not None:
             self._unreachable.resumed()
+        if self._pool is not None:
+            self._pool.resumed()
         self._task.run(self._workers)
 
     async def stop_now(self) -> None:
@@ -372,6 +378,8 @@ class JobRunner:
         if self._traffic is None:
             return "the job has not started yet"
         self._traffic.reset()
+        if self._pool is not None:
+            self._pool.reset()
         return None
 
     async def save(self) -> SaveReport:
@@ -489,7 +497,13 @@ class JobRunner:
             longest_in_flight_s=self._longest_in_flight(stats),
             events=self._events.events(),
             rules=rule_lines(self.job, figures.rules) if self.job.checks or self.job.retry.rules else (),
+            endpoints=self._endpoint_views(),
         )
+
+    def _endpoint_views(self) -> tuple[EndpointView, ...]:
+        if self._pool is not None:
+            return self._pool.views(self._stats.figures.endpoints)
+        return ()
 
     def _retrying(self) -> int:
         """Unfinished requests on their second attempt or later (finished ones are in the figures)."""
@@ -538,14 +552,16 @@ class JobRunner:
 
     # ----- internals ---------------------------------------------------------------------------
 
-    def _sent_body(self, line: Any) -> dict[str, Any]:
-        """The body the built-in handler sends for an input line (model and merged params), for the trajectory."""
+    def _sent_body(self, line: Any, endpoint_name: str | None = None) -> dict[str, Any]:
+        """The body the built-in handler sends for an input line (model and merged params), for the trajectory;
+        with [[endpoints]], the model of the endpoint the attempt went to."""
         from ..endpoint.openai_handler import request_body  # loaded already: the run has an endpoint
         from .endpoint_setup import base_params
 
         endpoint = self.job.endpoint
         assert endpoint is not None
-        return request_body({"model": endpoint.model, **base_params(self.job)}, line, endpoint.api == "chat")
+        model = next((e.endpoint.model for e in self.job.endpoints if e.name == endpoint_name), endpoint.model)
+        return request_body({"model": model, **base_params(self.job)}, line, endpoint.api == "chat")
 
     async def _start_handler(self) -> Handler:
         endpoint = self._endpoint
@@ -560,6 +576,8 @@ class JobRunner:
         api_key = self._environ.get(key_env) if key_env else None
         assert base_url is not None
         note_streamed, elapsed = self._stats.note_streamed, self._elapsed
+        if self.job.endpoints:
+            return self._start_pool(endpoint, lambda n: note_streamed(elapsed(), n))
         self._unreachable = Unreachable(base_url, self._clock, self._running, self._pause_by_itself)
         return endpoint.builtin_handler(
             self._workers_cap(),
@@ -569,6 +587,22 @@ class JobRunner:
             self._unreachable,
             lambda n: note_streamed(elapsed(), n),
         )
+
+    def _start_pool(self, endpoint: RunEndpoint, on_tokens: Callable[[int], None]) -> Handler:
+        """[[endpoints]]: each with its handler, traffic control and dead-server detector, chosen per attempt."""
+        pool = self._pool = EndpointPool(
+            self.job,
+            clock=self._clock,
+            running=self._running,
+            pause_job=self._pause_by_itself,
+            note=self._events.note,
+            spent=lambda: (self._stats.prompt_tokens, self._stats.completion_tokens),
+            sending=lambda: self._task.sending() if self._task is not None else 0,
+            sent_at=lambda: self._task.attempt_sent_at() if self._task is not None else None,
+            addresses=endpoint.addresses,
+        )
+        endpoint.route_handlers(pool.routes, self._workers_cap(), self._environ, pool.refused_key, on_tokens)
+        return pool.handler
 
     def _background(self, work: Awaitable[Any]) -> None:
         """Run `work` on the loop, holding a reference so it is not collected before it ends."""
@@ -621,6 +655,8 @@ class JobRunner:
         if self._unreachable is not None:
             await self._unreachable.gate(request)
         await self._traffic.before_attempt(request)
+        if self._pool is not None:
+            await self._pool.before_attempt(request)
 
     def _attempt_ended(self, request: TokenFlowRequest, payload: Any) -> None:
         """Each attempt's tokens and error kind, noted for the charts, then told to traffic control."""
@@ -638,6 +674,8 @@ class JobRunner:
         self._traffic.attempt_ended(request.request_trajectory)
         if self._unreachable is not None:
             self._unreachable.attempt_ended()
+        if self._pool is not None:
+            self._pool.attempt_ended(request)
 
     def _attempt_figures(self, result: Any, payload: Any) -> tuple[Any, str | None]:
         """The tokens an attempt used and the kind of its error (None when it went well)."""

@@ -78,6 +78,11 @@ class Unreachable:
             request.waiting_for = "the first request after the resume to reach the server"
             await self._waiting.nap(LOOK_S)
 
+    @property
+    def probe_out(self) -> bool:
+        """After a resume, the probe is out: the other attempts wait for it at `gate`."""
+        return self._probing and self._probe_out
+
     def resumed(self) -> None:
         """The job runs again: when this detector paused it, probe first."""
         if self._paused:

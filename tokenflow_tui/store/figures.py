@@ -23,7 +23,7 @@ class RecordFigures:
     """Sums over records; `retried` counts requests whose last record has two attempts or more;
     `rules` what each check and retry rule caught and rescued."""
 
-    __slots__ = ("attempts", "last_offset", "latency", "records", "retried", "rules")
+    __slots__ = ("attempts", "endpoints", "last_offset", "latency", "records", "retried", "rules")
 
     def __init__(self) -> None:
         self.records = 0
@@ -31,6 +31,8 @@ class RecordFigures:
         self.retried = 0
         self.latency = LatencyHistogram()
         self.rules = RuleFigures()
+        # with [[endpoints]]: name → [attempts, failed attempts, requests done by their final attempt there]
+        self.endpoints: dict[str, list[int]] = {}
         self.last_offset = -1  # where the last record folded begins in results.jsonl (-1: none yet)
 
     def add(self, record: dict[str, Any], offset: int, final: bool = True) -> None:
@@ -45,9 +47,21 @@ class RecordFigures:
             latency_ms = attempt.get("latency_ms")
             if latency_ms is not None:
                 add(latency_ms / 1000)
+            if "endpoint" in attempt:
+                self._add_endpoint(attempt)
+        if attempts and "endpoint" in attempts[-1] and record.get("status") == "done":
+            self.endpoints[attempts[-1]["endpoint"]][2] += 1
         if len(attempts) >= 2 or record.get("status") != "done":  # a first answer that passed caught nothing
             self.rules.add(record)
         self.last_offset = max(self.last_offset, offset)
+
+    def _add_endpoint(self, attempt: dict[str, Any]) -> None:
+        counts = self.endpoints.get(attempt["endpoint"])
+        if counts is None:
+            counts = self.endpoints[attempt["endpoint"]] = [0, 0, 0]
+        counts[0] += 1
+        if "error" in attempt:
+            counts[1] += 1
 
     def superseded(self, attempts: int) -> None:
         """A request's earlier record, of `attempts` attempts, is no longer its last one."""
@@ -63,6 +77,7 @@ class RecordFigures:
             "last_offset": self.last_offset,
             "latency": self.latency.to_data(),
             "rules": self.rules.to_data(),
+            "endpoints": {name: list(counts) for name, counts in self.endpoints.items()},
         }
 
     @classmethod
@@ -75,6 +90,13 @@ class RecordFigures:
         figures.last_offset = int(data.get("last_offset", -1))
         figures.latency = LatencyHistogram.from_data(data.get("latency"))
         figures.rules = RuleFigures.from_data(data.get("rules"))
+        endpoints = data.get("endpoints")
+        if isinstance(endpoints, dict):
+            figures.endpoints = {
+                str(name): [int(n) for n in counts[:3]]
+                for name, counts in endpoints.items()
+                if isinstance(counts, list) and len(counts) >= 3
+            }
         return figures
 
 

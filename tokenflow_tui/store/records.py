@@ -93,6 +93,9 @@ def _builtin_attempt(element: TokenFlowRequestTrajectoryElement) -> dict[str, An
     # streamed attempts only: time to first token (None when no text came)
     if "ttft_ms" in result:
         attempt["ttft_ms"] = result["ttft_ms"]
+    # with [[endpoints]]: the one the attempt went to
+    if "endpoint" in result:
+        attempt["endpoint"] = result["endpoint"]
     return attempt
 
 

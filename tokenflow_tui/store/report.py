@@ -37,6 +37,16 @@ class RuleSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class EndpointCounts:
+    """What one of [[endpoints]] did, over every record: the dashboard's endpoint counts."""
+
+    name: str
+    attempts: int
+    errors: int  # attempts that failed
+    done: int  # requests whose final attempt it answered well
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     run_dir: str
     requests: int | None  # input requests, when state.toml says
@@ -56,6 +66,7 @@ class Report:
     latency_p95_ms: float | None
     latency_p99_ms: float | None
     rules: tuple[RuleSummary, ...] = ()  # the checks and rules that caught an attempt
+    endpoints: tuple[EndpointCounts, ...] = ()  # with [[endpoints]], by name
 
 
 def build_report(run_dir: str | Path) -> Report:
@@ -104,6 +115,7 @@ def build_report(run_dir: str | Path) -> Report:
             RuleSummary(name, f.label, f.caught, f.rescued, f.prompt_tokens + f.completion_tokens)
             for name, f in figures.rules.rows()
         ),
+        tuple(EndpointCounts(name, *figures.endpoints[name]) for name in sorted(figures.endpoints)),
     )
 
 
@@ -165,6 +177,14 @@ def format_report(report: Report) -> str:
             f"p99 {_ms(report.latency_p99_ms)}"
         )
     lines += format_rules(report.rules)
+    if report.endpoints:
+        lines.append(f"endpoints  {len(report.endpoints)}")
+        width = max(len(e.name) for e in report.endpoints)
+        for e in report.endpoints:
+            lines.append(
+                f"  {e.name:<{width}}  {e.attempts:,} {'attempt' if e.attempts == 1 else 'attempts'} "
+                f"({e.errors:,} failed), {e.done:,} done"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -142,6 +142,16 @@ class Traffic:
             self._give_back(reserved)
             raise
 
+    def free_now(self) -> bool:
+        """Whether an attempt would go at once: nothing holds dispatch and every bucket has room (a cheap look)."""
+        now = self._clock.monotonic()
+        if self._slowdown.release_at(now) is not None:
+            return False
+        return all(
+            bucket is None or bucket.level(now) >= (1.0 if bucket is not self._tokens else 0.0)
+            for bucket in (self._paced, self._requests, self._tokens)
+        )
+
     def attempt_ended(self, trajectory: TokenFlowRequestTrajectory) -> None:
         """An attempt that passed `before_attempt` ended: its result is the trajectory's last (the engine's hook)."""
         if self._adaptive is not None:

@@ -256,7 +256,7 @@ class MainScreen(Screen[None]):
             widgets.speed.set_content(speed_content(snapshot, context.lag.p99_ms()))
             widgets.latency.set_content(latency_content(snapshot))
             widgets.tokens.set_content(tokens_content(snapshot))
-            widgets.traffic.show_traffic(snapshot.traffic)
+            widgets.traffic.show_traffic(snapshot.traffic, snapshot.endpoints)
             widgets.rules.show_rules(snapshot.rules)
             if self.exit_code is not None:
                 widgets.summary.set_content(

@@ -1,11 +1,14 @@
 """Traffic control at a glance: rate limits, the hold after 429s, pace, adaptive target, budgets, the
-server's allowance. Only what carries information is shown; with nothing to show the panel hides."""
+server's allowance, and with [[endpoints]] one line per endpoint (its state, rate, counts, limit).
+Only what carries information is shown; with nothing to show the panel hides."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from textual.content import Content
 
-from ...run.contract import TrafficView, format_usd
+from ...run.contract import EndpointView, TrafficView, format_usd
 from ..formatting import MUTED, compact, plural, setting
 from .panel import LivePanel
 
@@ -121,6 +124,45 @@ def traffic_topics(view: TrafficView, *, short: bool = False) -> list[Content]:
     return [topic for said in topics if (topic := said(view, short)) is not None]
 
 
+_STATE_STYLES = {"sending": "bold $success", "held": "bold $warning", "paused": "bold $error"}
+
+
+def endpoint_line(view: EndpointView, name_width: int = 0) -> Content:
+    """One endpoint: `endpoint NAME state · rate · attempts, failed, done · its limit, pace, weight · why`."""
+    parts = [
+        Content.assemble((f"{view.rate_per_s:,.1f}", "bold"), ("/s", MUTED)),
+        Content.assemble(
+            (f"{view.attempts:,}", "bold"),
+            (" attempts, ", MUTED),
+            (f"{view.errors:,}", "bold $error" if view.errors else "bold"),
+            (" failed, ", MUTED),
+            (f"{view.done:,}", "bold"),
+            (" done", MUTED),
+        ),
+    ]
+    if view.requests_per_minute or view.tokens_per_minute:
+        limits = []
+        if view.requests_per_minute:
+            limits.append(Content.assemble((setting(view.requests_per_minute), "bold"), ("/min", MUTED)))
+        if view.tokens_per_minute:
+            limits.append(Content.assemble((compact(view.tokens_per_minute), "bold"), (" tokens/min", MUTED)))
+        parts.append(Content.assemble(("limit ", MUTED), Content(" · ").join(limits)))
+    if view.pace_per_minute:
+        parts.append(Content.assemble(("paced ", MUTED), (compact(view.pace_per_minute), "bold"), ("/min", MUTED)))
+    parts.append(Content.assemble(("weight ", MUTED), (f"{view.weight:g}", "bold")))
+    line = Content.assemble(
+        ("endpoint ", MUTED),
+        (f"{view.name:<{name_width}}", "bold"),
+        " ",
+        (f"{view.state:<7}", _STATE_STYLES.get(view.state, "bold")),
+        " ",
+        Content(" · ").join(parts),
+    )
+    if view.reason:
+        line = Content.assemble(line, (f" · {view.reason}", "$warning" if view.state == "held" else "$error"))
+    return line
+
+
 def flow(topics: list[Content], width: int) -> list[Content]:
     """The topics on lines of `width` cells, as many on a line as fit; a topic wider than a line is cut."""
     lines: list[Content] = []
@@ -148,12 +190,14 @@ class TrafficPanel(LivePanel):
         super().__init__(id=id)
         self._height_lines = 0  # lines it is sized for; none until the first refresh (the stylesheet hides it)
 
-    def show_traffic(self, view: TrafficView) -> None:
+    def show_traffic(self, view: TrafficView, endpoints: Sequence[EndpointView] = ()) -> None:
         # the panel spans the screen, hidden or not: its border and padding take four columns
         width = max(1, self.screen.size.width - _GUTTER)
         lines = flow(traffic_topics(view), width)
         if len(lines) > _FOLDED_LINES:
             lines = flow(traffic_topics(view, short=True), width)[:_FOLDED_LINES]
+        name_width = max((len(e.name) for e in endpoints), default=0)
+        lines += [endpoint_line(e, name_width).truncate(width, ellipsis=True) for e in endpoints]
         if len(lines) != self._height_lines:
             self._height_lines = len(lines)
             self.display = bool(lines)

@@ -54,6 +54,8 @@ def attempt_content(number: int, attempt: dict[str, Any], tz: tzinfo | None, wid
     ]
     if status is not None:
         heading.append(f"status {status}")
+    if attempt.get("endpoint") is not None:  # with [[endpoints]]: where it went
+        heading.append(f"endpoint {attempt['endpoint']}")
     blocks = [
         Content.styled(" · ".join(heading), "bold $error" if error else "bold $success"),
         # the body that was sent (model and merged params) when the run knows it, else the params

@@ -8,9 +8,9 @@ import signal
 from typing import TextIO
 
 from ..run.contract import RunSnapshot, TrafficView
+from ..run.control_server import HostedRun
 from ..run.durations import duration, eta_text
 from ..run.exit_codes import EXIT_STOPPED_BY_ITSELF
-from ..run.runner import JobRunner
 
 
 def progress_line(snap: RunSnapshot) -> str:
@@ -61,7 +61,7 @@ def final_line(snap: RunSnapshot, code: int) -> str:
     return line
 
 
-async def run_headless(runner: JobRunner, out: TextIO, interval_s: float = 2.0) -> int:
+async def run_headless(runner: HostedRun, out: TextIO, interval_s: float = 2.0) -> int:
     """Run the job to the end or until interrupted; the exit code (§2.1)."""
     loop = asyncio.get_running_loop()
     interrupts = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +16,7 @@ from .arguments import folder_path, print_problems, whole_number
 from .gc_tuning import tune_gc_for_run
 
 if TYPE_CHECKING:
+    from ..run.control_server import ServedControl
     from ..run.runner import JobRunner
 
 
@@ -34,6 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="resume although the handler file, [request] params, model or base_url changed (never the input)",
     )
     add("--fail-on-failed", action="store_true", help="exit 3 when the run finished but some requests failed")
+    add(
+        "--detach",
+        action="store_true",
+        help="run headless in the background (log in OUTPUT/run.log); `tokenflow attach OUTPUT` shows it",
+    )
 
 
 def command(args: argparse.Namespace) -> int:
@@ -49,6 +56,10 @@ def command(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     if args.output is not None:
         job = dataclasses.replace(job, job=dataclasses.replace(job.job, output=args.output.resolve()))
+    if args.detach:
+        from .detach import run_detached
+
+        return run_detached(args, job.output)
     interactive = sys.stdout.isatty() and sys.stdin.isatty() and not args.headless
     runner = JobRunner(
         job,
@@ -58,6 +69,7 @@ def command(args: argparse.Namespace) -> int:
         accept_changes=args.accept_changes,
         confirm=_ask if interactive else _told,
     )
+    control: JobRunner | ServedControl = runner
     try:
         try:
             runner.open()
@@ -70,11 +82,12 @@ def command(args: argparse.Namespace) -> int:
         for note in runner.notes:
             print(note, file=sys.stderr)
         requeued = runner.requeued
+        control = _served(runner, args)
         tune_gc_for_run()
-        code = _run(runner, interactive)
+        code = _run(control, interactive)
     except KeyboardInterrupt:
         # a signal before the front end took over signals (or after it let go): what is open is saved
-        runner.close()
+        control.close()
         print("tokenflow run: interrupted; progress saved", file=sys.stderr)
         return EXIT_INTERRUPTED
     failed = runner.snapshot().stats.failed
@@ -89,7 +102,25 @@ def command(args: argparse.Namespace) -> int:
     return code
 
 
-def _run(runner: JobRunner, interactive: bool) -> int:
+def _served(runner: JobRunner, args: argparse.Namespace) -> JobRunner | ServedControl:
+    """The runner listening on its control socket (`tokenflow attach`); without one when it cannot be set up."""
+    from ..run.control_server import ControlServer, ServedControl
+    from ..run.control_socket import ControlSocketError
+
+    resume = ["tokenflow", "run", str(args.job.resolve())]
+    if args.output is not None:
+        resume += ["--output", str(args.output.resolve())]
+    try:
+        server = ControlServer(
+            runner, runner.output_dir, {"job": str(args.job.resolve()), "resume": shlex.join(resume)}
+        )
+    except ControlSocketError as error:
+        print(f"tokenflow run: {error}; the run goes on without attach", file=sys.stderr)
+        return runner
+    return ServedControl(runner, server)
+
+
+def _run(runner: JobRunner | ServedControl, interactive: bool) -> int:
     if interactive:
         from ..ui import run_dashboard
 

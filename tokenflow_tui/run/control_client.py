@@ -70,6 +70,7 @@ class RemoteControl:
         self._file: Any = None
         self._answers: dict[tuple[Any, ...], Any] = {}  # the last answer of each read, for once the job is gone
         self._lost = False
+        self.ended = False  # run() has returned: the job's run is over
 
     # ----- the wire ---------------------------------------------------------------------------------
 
@@ -140,6 +141,7 @@ class RemoteControl:
     async def run(self) -> int:
         """Wait for the job's run to return; its exit code."""
         code: int = await self._ask_async("wait")
+        self.ended = True
         return code
 
     async def shutdown(self) -> int:

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from .contract import RequestRow, RunControl, RunSnapshot, SaveReport
 from .control_socket import bind, socket_path, write_info
 from .control_wire import MAX_LINE, WireError, decode, encode
+from .exit_codes import EXIT_DONE, EXIT_INTERRUPTED
 
 log = logging.getLogger("tokenflow.control")
 
@@ -34,7 +35,8 @@ WAITS = frozenset({"pause", "resume", "stop_now", "save", "shutdown"})
 class ControlServer:
     """Listens on the run's control socket from `__init__` (bound there, before the loop runs) to `close`."""
 
-    def __init__(self, control: RunControl, output_dir: Path, resume: str) -> None:
+    def __init__(self, control: RunControl, output_dir: Path, about: dict[str, str]) -> None:
+        """`about` goes to OUTPUT/control.json beside the socket's path: the job file, how to resume."""
         self.control = control
         self.output_dir = output_dir
         self.path = socket_path(output_dir)
@@ -43,7 +45,7 @@ class ControlServer:
         self._server: asyncio.Server | None = None
         self._ended: asyncio.Future[int] | None = None
         self._peers: set[asyncio.StreamWriter] = set()
-        write_info(output_dir, {"socket": str(self.path), "pid": os.getpid(), "resume": resume})
+        write_info(output_dir, {"socket": str(self.path), "pid": os.getpid(), **about})
 
     async def start(self) -> None:
         """Serve on the running loop (once; later calls do nothing)."""
@@ -120,25 +122,19 @@ class HostedRun(RunControl, Protocol):
     def close(self) -> None: ...
 
 
-class ServedControl:
-    """A `RunControl` whose run listens on its control socket; the rest is the hosted control's."""
+class ControlProxy:
+    """A `RunControl` that hands every call to the hosted control; subclasses change what they add."""
 
-    def __init__(self, control: HostedRun, server: ControlServer) -> None:
+    def __init__(self, control: HostedRun) -> None:
         self.inner = control
-        self.server = server
 
     async def run(self) -> int:
-        await self.server.start()
-        self.server.round_started()
-        code = await self.inner.run()
-        self.server.round_ended(code)
-        return code
+        return await self.inner.run()
 
     async def shutdown(self) -> int:
         return await self.inner.shutdown()
 
     def close(self) -> None:
-        self.server.close()
         self.inner.close()
 
     def snapshot(self) -> RunSnapshot:
@@ -182,3 +178,30 @@ class ServedControl:
 
     def retry(self, indexes: Sequence[int]) -> int:
         return self.inner.retry(indexes)
+
+
+class ServedControl(ControlProxy):
+    """The hosted control, listening on its control socket while it runs."""
+
+    def __init__(self, control: HostedRun, server: ControlServer) -> None:
+        super().__init__(control)
+        self.server = server
+
+    async def run(self) -> int:
+        await self.server.start()
+        self.server.round_started()
+        code = await self.inner.run()
+        self.server.round_ended(code)
+        return code
+
+    def close(self) -> None:
+        self.server.close()
+        self.inner.close()
+
+
+class StoppedRun(ControlProxy):
+    """A run that is not running, opened from its files to be looked at: `run()` returns at once."""
+
+    async def run(self) -> int:
+        stats = self.inner.snapshot().stats
+        return EXIT_DONE if stats.total is not None and stats.finished >= stats.total else EXIT_INTERRUPTED

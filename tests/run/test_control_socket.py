@@ -1,0 +1,212 @@
+"""The control socket: the contract's dataclasses over the wire, the socket's place and mode, the client's calls."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import socket
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from ui_fakes import ACTIVE_TRAFFIC, ScriptedRun
+
+from tokenflow_tui.run.contract import RequestRow, RunEvent, RunSnapshot, SaveReport
+from tokenflow_tui.run.control_client import ControlError, NotRunning, ReadOnly, RemoteControl, find_socket
+from tokenflow_tui.run.control_server import ControlServer, ServedControl
+from tokenflow_tui.run.control_socket import INFO_FILE, SOCKET_FILE, ControlSocketError, bind, read_info, socket_path
+from tokenflow_tui.run.control_wire import build, decode, encode
+
+
+def rich_run() -> ScriptedRun:
+    """A run whose snapshot has every part filled in: traffic, events, costs, time to first token."""
+    run = ScriptedRun()
+    run.traffic = ACTIVE_TRAFFIC
+    run.events = (RunEvent(1.5, "pause", "paused: the budget is spent"), RunEvent(2.0, "open", "resumed", True))
+    run.cost = (0.42, 0.03, 1.9)
+    run.ttft_s = (0.1, 0.2, 0.3)
+    return run
+
+
+def test_a_snapshot_comes_back_as_the_same_dataclasses() -> None:
+    original = rich_run().snapshot()
+    sent = encode({"ok": original})
+    assert sent.endswith(b"\n") and sent.count(b"\n") == 1  # one message, one line
+    back = build(RunSnapshot, decode(sent)["ok"])
+    # the wire has lists where the run had tuples; everything else is equal, field by field, class by class
+    assert back == dataclasses.replace(original, history=list(original.history), events=list(original.events))
+    assert type(back.stats) is type(original.stats) and type(back.traffic) is type(original.traffic)
+    assert {type(point).__name__ for point in back.history} == {"ChartPoint"}
+    assert back.events[1] == RunEvent(2.0, "open", "resumed", True)
+    assert back.history[0].errors == original.history[0].errors
+    assert back.results_path == "runs/demo/results.jsonl"  # properties work on what came back
+
+
+def test_rows_and_a_save_report_come_back_equal() -> None:
+    run = ScriptedRun()
+    rows = run.rows("all", 0, 60)
+    assert build(list[RequestRow], decode(encode({"ok": rows}))["ok"]) == rows
+    report = SaveReport(12, "out/results.jsonl", 1_700_000_000.5)
+    assert build(SaveReport, decode(encode({"ok": report}))["ok"]) == report
+
+
+def test_the_socket_is_the_owners_only_and_a_stale_one_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / SOCKET_FILE
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(path))
+    stale.close()  # as a run killed with -9 leaves it: the file, nobody listening
+    sock = bind(path)
+    try:
+        info = os.stat(path)
+        assert stat.S_ISSOCK(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o600
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.connect(str(path))  # the new socket listens
+        probe.close()
+        with pytest.raises(ControlSocketError, match="another run listens on this control socket"):
+            bind(path)
+    finally:
+        sock.close()
+
+
+def test_a_file_in_the_sockets_place_is_not_removed(tmp_path: Path) -> None:
+    (tmp_path / SOCKET_FILE).write_text("mine")
+    with pytest.raises(ControlSocketError, match="exists and is not a socket"):
+        bind(tmp_path / SOCKET_FILE)
+    assert (tmp_path / SOCKET_FILE).read_text() == "mine"
+
+
+def test_a_deep_output_gets_its_socket_in_a_private_short_folder(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    path = socket_path(deep)
+    assert path.parent == tmp_path / f"tokenflow-{os.getuid()}"
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+    assert len(os.fsencode(path)) <= 107 and path == socket_path(deep)  # the same output, the same socket
+    assert socket_path(tmp_path) == tmp_path.resolve() / SOCKET_FILE
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[ScriptedRun, Path, asyncio.AbstractEventLoop]]:
+    """A scripted run served on its control socket by a loop in a thread (as a job's loop in its process)."""
+    run = rich_run()
+    run.close = lambda: None  # type: ignore[attr-defined]
+    loop = asyncio.new_event_loop()
+    control = ServedControl(run, ControlServer(run, tmp_path, {"resume": "tokenflow run job.toml"}))  # type: ignore[arg-type]
+    listening = threading.Event()
+
+    async def host() -> int:
+        running = asyncio.ensure_future(control.run())
+        await until_listening(control.server.path)
+        listening.set()
+        return await running
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(host(),))
+    thread.start()
+    assert listening.wait(10)
+    yield run, tmp_path, loop
+    loop.call_soon_threadsafe(run.finish, 0)
+    thread.join(10)
+    loop.call_soon_threadsafe(control.close)
+    loop.run_until_complete(asyncio.sleep(0))
+    loop.close()
+
+
+async def until_listening(path: Path) -> None:
+    for _ in range(200):
+        if path.exists():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the socket did not appear")
+
+
+def test_the_client_reads_and_steers_the_served_run(served) -> None:
+    run, out, loop = served
+    remote = RemoteControl(out)
+    assert orjson.dumps(remote.snapshot()) == orjson.dumps(run.snapshot())
+    assert remote.rows("failed", 0, 3) == run.rows("failed", 0, 3)
+    assert remote.row_count("in_flight") == 64 and remote.failed_groups() == run.failed_groups()
+    assert remote.trajectory(7) == run.trajectory(7)
+    assert remote.set_workers(0) == "at 1 worker already"
+    assert remote.retry([7, 8]) == 1
+
+    async def controls() -> tuple[SaveReport, int]:
+        await remote.pause()
+        return await remote.save(), run.state
+
+    report, state = asyncio.run(controls())
+    assert (report.results, state) == (1_200, "paused")
+    steering = [call for call in run.calls if call[0] != "run"]
+    assert steering == [("set_workers", 0), ("retry", (7, 8)), ("pause",), ("save",)]
+    assert read_info(out) == {"socket": str(out.resolve() / SOCKET_FILE), "pid": os.getpid(), "resume": "tokenflow run job.toml"}
+    remote.close()
+
+
+def test_extra_options_of_rows_reach_the_run_unchanged(served) -> None:
+    run, out, _ = served
+    asked: list[dict[str, Any]] = []
+
+    def rows(row_filter: str, start: int, stop: int, **options: Any) -> list[RequestRow]:
+        asked.append(options)
+        return []
+
+    run.rows = rows  # type: ignore[method-assign]
+    remote = RemoteControl(out)
+    assert remote.rows("all", 0, 5, search="doc-00001", sort="latency") == []
+    assert asked == [{"search": "doc-00001", "sort": "latency"}]
+
+
+def test_a_failing_call_is_a_sentence_and_the_run_goes_on(served) -> None:
+    run, out, _ = served
+
+    def broken(index: int) -> list[dict[str, Any]]:
+        raise KeyError(index)
+
+    run.trajectory = broken  # type: ignore[method-assign]
+    remote = RemoteControl(out)
+    with pytest.raises(ControlError, match="the job refused trajectory: KeyError: 3"):
+        remote.trajectory(3)
+    assert remote.row_count() == 2_000
+
+
+def test_a_watching_client_refuses_to_steer(served) -> None:
+    run, out, _ = served
+    remote = RemoteControl(out, read_only=True)
+    with pytest.raises(ReadOnly, match="watching read-only"):
+        remote.set_workers(3)
+    with pytest.raises(ReadOnly):
+        asyncio.run(remote.pause())
+    assert remote.snapshot().stats.workers == 64
+    assert [call for call in run.calls if call[0] != "run"] == []
+
+
+def test_the_client_waits_for_the_end_of_the_run(served) -> None:
+    run, out, loop = served
+    remote = RemoteControl(out)
+    before = remote.snapshot()
+
+    async def wait() -> int:
+        waiting = asyncio.ensure_future(remote.run())
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        loop.call_soon_threadsafe(run.finish, 3)
+        return await asyncio.wait_for(waiting, 10)
+
+    assert asyncio.run(wait()) == 3 and remote.ended
+    assert before.state == "running"
+
+
+def test_no_run_listening_is_said(tmp_path: Path) -> None:
+    with pytest.raises(NotRunning, match="no tokenflow run has listened here"):
+        find_socket(tmp_path)
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(tmp_path / SOCKET_FILE))
+    stale.close()
+    (tmp_path / INFO_FILE).write_bytes(orjson.dumps({"socket": str(tmp_path / SOCKET_FILE)}))
+    with pytest.raises(NotRunning, match="the job is not running"):
+        RemoteControl(tmp_path)

@@ -77,7 +77,7 @@ def _open_stopped(output_dir: Path, command_name: str, why: str) -> int:
         return EXIT_INVALID
     note = f"the job is not running: shown from its files; `{resume}` resumes it"
     print(f"{command_name}: {note}", file=sys.stderr)
-    control = StoppedRun(runner)
+    control = StoppedRun(runner, resume)
     try:
         run_dashboard(control, "watch", note)
     finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -17,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..engine import StatsSnapshot
+from ..store.state_file import STATE_FILE, read_state
 from .contract import RequestRow, RunControl, RunSnapshot, SaveReport
 from .control_socket import bind, socket_path, write_info
 from .control_wire import MAX_LINE, WireError, decode, encode
@@ -45,7 +48,7 @@ class ControlServer:
         self._server: asyncio.Server | None = None
         self._ended: asyncio.Future[int] | None = None
         self._peers: set[asyncio.StreamWriter] = set()
-        write_info(output_dir, {"socket": str(self.path), "pid": os.getpid(), **about})
+        write_info(output_dir, {"socket": str(self.path), **about})  # the pid is in OUTPUT/.lock
 
     async def start(self) -> None:
         """Serve on the running loop (once; later calls do nothing)."""
@@ -200,8 +203,26 @@ class ServedControl(ControlProxy):
 
 
 class StoppedRun(ControlProxy):
-    """A run that is not running, opened from its files to be looked at: `run()` returns at once."""
+    """A run that is not running, opened from its files to be looked at: `run()` returns at once.
+
+    Its snapshot says it is paused (or done) rather than starting, when it was last saved, and how to resume.
+    """
+
+    def __init__(self, control: HostedRun, resume: str) -> None:
+        super().__init__(control)
+        state = read_state(Path(control.snapshot().output_dir) / STATE_FILE) or {}
+        saved_at = state.get("saved_at")
+        self._saved_at = float(saved_at) if isinstance(saved_at, int | float) else None
+        self._reason = f"the job is not running: `{resume}` resumes it"
+
+    def _finished(self, stats: StatsSnapshot) -> bool:
+        return stats.total is not None and stats.finished >= stats.total
 
     async def run(self) -> int:
-        stats = self.inner.snapshot().stats
-        return EXIT_DONE if stats.total is not None and stats.finished >= stats.total else EXIT_INTERRUPTED
+        return EXIT_DONE if self._finished(self.inner.snapshot().stats) else EXIT_INTERRUPTED
+
+    def snapshot(self) -> RunSnapshot:
+        snapshot = self.inner.snapshot()
+        if self._finished(snapshot.stats):
+            return dataclasses.replace(snapshot, state="done", saved_at=self._saved_at)
+        return dataclasses.replace(snapshot, state="paused", reason=self._reason, saved_at=self._saved_at)

@@ -1,6 +1,6 @@
 """Where a run's control socket lives: OUTPUT/control.sock, or a short path elsewhere when that one is too long.
 
-A Unix socket's path has room for 107 bytes. The run writes OUTPUT/control.json (the socket's path, its pid
+A Unix socket's path has room for 107 bytes. The run writes OUTPUT/control.json (the socket's path, the job file
 and how to resume it) either way, so that `attach` finds the socket wherever it is.
 """
 

@@ -61,6 +61,13 @@ async def test_the_page_and_its_websocket_need_the_token(served) -> None:
     base, token = url.split("/?token=")
     assert base.startswith("http://127.0.0.1:") and len(token) >= 24
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        for _ in range(200):  # bounded: the address is printed as the server starts, a moment before it listens
+            try:
+                async with session.get(f"{base}/static/images/background.png") as early:
+                    assert early.status == 403
+                break
+            except aiohttp.ClientConnectorError:
+                await asyncio.sleep(0.05)
         async with session.get(f"{base}/") as refused:
             assert refused.status == 403
             assert "needs the token" in await refused.text()
@@ -82,9 +89,9 @@ async def test_the_page_and_its_websocket_need_the_token(served) -> None:
                 message = await asyncio.wait_for(ws.receive(), 30)
                 if message.type == aiohttp.WSMsgType.BINARY:
                     received += message.data
-                if b" RUNNING " in received:
+                if b"RUNNING" in received:
                     break
-            assert b" RUNNING " in received  # the header of the watched job
+            assert b"RUNNING" in received, received[-2000:]  # the header of the watched job
     async with aiohttp.ClientSession() as fresh:  # no cookie, no token
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await fresh.ws_connect(f"{base.replace('http', 'ws')}/ws")

@@ -25,6 +25,7 @@ def run_detached(args: argparse.Namespace, output: Path) -> int:
     log_path = output / LOG_FILE
     before = _info_stamp(output)
     with log_path.open("ab") as log, open(os.devnull, "rb") as nothing:
+        start = log.tell()  # earlier runs' lines stay above this one's
         child = subprocess.Popen(
             [sys.executable, "-m", "tokenflow_tui", *_run_arguments(args)],
             stdin=nothing,
@@ -39,7 +40,7 @@ def run_detached(args: argparse.Namespace, output: Path) -> int:
             print(
                 f"tokenflow run: the background run ended at once (exit {code}); its log, {log_path}:", file=sys.stderr
             )
-            sys.stderr.write(_tail(log_path))
+            sys.stderr.write(_since(log_path, start))
             return code or 1
         if _info_stamp(output) != before:
             try:
@@ -79,6 +80,8 @@ def _info_stamp(output: Path) -> int | None:
         return None
 
 
-def _tail(path: Path, size: int = 4000) -> str:
-    data = path.read_bytes()[-size:]
-    return data.decode(errors="replace")
+def _since(path: Path, start: int) -> str:
+    """What the run wrote to its log from `start` on."""
+    with path.open("rb") as log:
+        log.seek(start)
+        return log.read().decode(errors="replace")

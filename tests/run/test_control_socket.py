@@ -92,7 +92,7 @@ def test_a_deep_output_gets_its_socket_in_a_private_short_folder(tmp_path: Path,
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[ScriptedRun, Path, asyncio.AbstractEventLoop]]:
+def served(tmp_path: Path) -> Iterator[tuple[ScriptedRun, Path, asyncio.AbstractEventLoop, ServedControl]]:
     """A scripted run served on its control socket by a loop in a thread (as a job's loop in its process)."""
     run = rich_run()
     run.close = lambda: None  # type: ignore[attr-defined]
@@ -100,20 +100,21 @@ def served(tmp_path: Path) -> Iterator[tuple[ScriptedRun, Path, asyncio.Abstract
     control = ServedControl(run, ControlServer(run, tmp_path, {"resume": "tokenflow run job.toml"}))  # type: ignore[arg-type]
     listening = threading.Event()
 
-    async def host() -> int:
-        running = asyncio.ensure_future(control.run())
+    async def host() -> None:
+        asyncio.ensure_future(control.run())
         await until_listening(control.server.path)
         listening.set()
-        return await running
 
-    thread = threading.Thread(target=loop.run_until_complete, args=(host(),))
+    # the loop goes on after the run returns, as a job's does until its process exits
+    thread = threading.Thread(target=loop.run_forever)
     thread.start()
+    asyncio.run_coroutine_threadsafe(host(), loop)
     assert listening.wait(10)
-    yield run, tmp_path, loop
+    yield run, tmp_path, loop, control
     loop.call_soon_threadsafe(run.finish, 0)
-    thread.join(10)
     loop.call_soon_threadsafe(control.close)
-    loop.run_until_complete(asyncio.sleep(0))
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
     loop.close()
 
 
@@ -126,7 +127,7 @@ async def until_listening(path: Path) -> None:
 
 
 def test_the_client_reads_and_steers_the_served_run(served) -> None:
-    run, out, loop = served
+    run, out, loop, _ = served
     remote = RemoteControl(out)
     assert orjson.dumps(remote.snapshot()) == orjson.dumps(run.snapshot())
     assert remote.rows("failed", 0, 3) == run.rows("failed", 0, 3)
@@ -151,7 +152,7 @@ def test_the_client_reads_and_steers_the_served_run(served) -> None:
 
 
 def test_extra_options_of_rows_reach_the_run_unchanged(served) -> None:
-    run, out, _ = served
+    run, out, _, _ = served
     asked: list[dict[str, Any]] = []
 
     def rows(row_filter: str, start: int, stop: int, **options: Any) -> list[RequestRow]:
@@ -165,7 +166,7 @@ def test_extra_options_of_rows_reach_the_run_unchanged(served) -> None:
 
 
 def test_a_failing_call_is_a_sentence_and_the_run_goes_on(served) -> None:
-    run, out, _ = served
+    run, out, _, _ = served
 
     def broken(index: int) -> list[dict[str, Any]]:
         raise KeyError(index)
@@ -178,7 +179,7 @@ def test_a_failing_call_is_a_sentence_and_the_run_goes_on(served) -> None:
 
 
 def test_a_watching_client_refuses_to_steer(served) -> None:
-    run, out, _ = served
+    run, out, _, _ = served
     remote = RemoteControl(out, read_only=True)
     with pytest.raises(ReadOnly, match="watching read-only"):
         remote.set_workers(3)
@@ -189,7 +190,7 @@ def test_a_watching_client_refuses_to_steer(served) -> None:
 
 
 def test_the_client_waits_for_the_end_of_the_run(served) -> None:
-    run, out, loop = served
+    run, out, loop, control = served
     remote = RemoteControl(out)
     before = remote.snapshot()
 
@@ -202,6 +203,13 @@ def test_the_client_waits_for_the_end_of_the_run(served) -> None:
 
     assert asyncio.run(wait()) == 3 and remote.ended
     assert before.state == "running"
+    last = remote.snapshot()
+    rows = remote.rows("all", 0, 5)
+    closed = threading.Event()
+    loop.call_soon_threadsafe(lambda: (control.close(), closed.set()))
+    assert closed.wait(10)
+    # the job's process is gone once its run is over: what it said last stays, without an error
+    assert remote.snapshot() == last and remote.rows("all", 0, 5) == rows and remote.row_count("failed") == 0
 
 
 def test_no_run_listening_is_said(tmp_path: Path) -> None:

@@ -105,6 +105,8 @@ class RemoteControl:
         if not line:
             self._drop()
             self._lost = True
+            if self.ended:  # the run said it was over: its process has simply exited
+                return self._answers.get(key, _EMPTY.get(op))
             raise ControlError("the job's control socket closed (the job ended or was killed): shown as of then")
         answer = _answer(op, line)
         if op in _EMPTY or op == "snapshot":

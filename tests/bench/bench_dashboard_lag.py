@@ -277,7 +277,7 @@ VIEW_SCRIPT = """
 import asyncio, json, statistics, sys, time
 from pathlib import Path
 from textual.drivers.headless_driver import HeadlessDriver
-from tokenflow_tui.run.control_client import RemoteControl
+from tokenflow_tui.run.control_client import ControlError, RemoteControl
 from tokenflow_tui.ui.app import MODES
 from tokenflow_tui.ui.lag import LoopLagMonitor
 
@@ -299,8 +299,12 @@ async def main(out, mode):
             if app.run_code is not None:
                 break
             started = time.perf_counter()
-            remote.snapshot()
-            remote.rows("all", 0, 60)
+            try:
+                remote.snapshot()
+                remote.rows("all", 0, 60)
+            except ControlError:  # the job has ended and exited before its answer to `wait` came in
+                await asyncio.sleep(0.1)
+                continue
             trips.append((time.perf_counter() - started) * 1000)
             await asyncio.sleep(0.1)
     trips.sort()

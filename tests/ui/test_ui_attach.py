@@ -167,3 +167,30 @@ async def test_a_run_that_is_not_running_is_shown_from_its_files(job, children) 
     finally:
         stopped.close()
     assert notes == ["the job is not running: `tokenflow run job.toml` resumes it", READ_ONLY_NOTE]
+
+
+async def test_the_dashboard_of_tokenflow_run_listens_too(tmp_path: Path) -> None:
+    """The job's own dashboard serves its socket on the app's loop: a view elsewhere reads and steers the same run."""
+    from tokenflow_tui.run.control_server import ControlServer, ServedControl
+
+    runner = JobRunner(load_job(simulated_job(tmp_path, 5_000, latency_ms=100, workers=4)))
+    runner.open()
+    served = ServedControl(runner, ControlServer(runner, runner.output_dir, {"resume": "tokenflow run job.toml"}))
+    app = dashboard("run", served)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(lambda: runner.snapshot().state == "running", 6000)
+            remote = await asyncio.to_thread(RemoteControl, runner.output_dir)
+            assert (await asyncio.to_thread(remote.snapshot)).state == "running"
+            assert await asyncio.to_thread(remote.set_workers, 6) is None
+            assert runner.snapshot().stats.target_workers == 6
+            await remote.pause()  # on its own connection, on this loop: the dashboard stays up meanwhile
+            assert runner.snapshot().state == "paused"
+            await pilot.press("p")  # the local keys still drive it
+            await until(lambda: runner.snapshot().state == "running", 6000)
+            remote.close()
+            await pilot.press("x")
+            await until(lambda: runner.snapshot().state == "paused", 6000)
+    finally:
+        served.close()
+    assert not (runner.output_dir / "control.sock").exists()

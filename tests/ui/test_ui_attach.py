@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from run_helpers import simulated_job, start_tokenflow, until
-from ui_fakes import NOW, SIZE, FixedLag, Notes
+from ui_fakes import NOW, SIZE, FixedLag, Notes, ScriptedRun
 
 from tokenflow_tui.job.reader import load_job
 from tokenflow_tui.run.control_client import NotRunning, RemoteControl, find_socket
@@ -194,3 +194,45 @@ async def test_the_dashboard_of_tokenflow_run_listens_too(tmp_path: Path) -> Non
     finally:
         served.close()
     assert not (runner.output_dir / "control.sock").exists()
+
+
+def shown_keys(app: TokenFlowApp) -> dict[str, str]:
+    """The keys the footer shows, with their words."""
+    return {
+        key: active.binding.description for key, active in app.screen.active_bindings.items() if active.binding.show
+    }
+
+
+async def test_attached_keys_q_detaches_and_capital_q_ends_the_job() -> None:
+    run = ScriptedRun()
+    app = dashboard("attach", run)
+    async with app.run_test(size=SIZE) as pilot:
+        keys = shown_keys(app)
+        assert (keys["q"], keys["Q"], keys["p"], keys["s"]) == ("detach", "end job", "pause/resume", "save")
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_value == 0 and [call for call in run.calls if call != ("run",)] == []
+
+    run = ScriptedRun()
+    app = dashboard("attach", run)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("Q")
+        await until(lambda: app.return_value is not None)
+    assert app.return_value == 130 and ("shutdown",) in run.calls
+
+
+async def test_watching_keys_show_no_steering() -> None:
+    run = ScriptedRun()
+    app = dashboard("watch", run)
+    notes = Notes()
+    async with app.run_test(size=SIZE, message_hook=notes) as pilot:
+        keys = shown_keys(app)
+        assert not {"p", "x", "s", "Q", "l", "b", "t", "plus"} & set(keys)
+        assert keys["q"] == "detach" and {"question_mark", "f", "enter", "e"} <= set(keys)
+        await pilot.press("f", "r")  # the failed browser: queueing again is refused too
+        await pilot.pause()
+        assert type(app.screen).__name__ == "FailedScreen"
+        assert notes == ["watching read-only: `tokenflow attach` queues requests again"]
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+    assert app.return_value == 0 and [call for call in run.calls if call != ("run",)] == []

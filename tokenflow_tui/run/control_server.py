@@ -33,6 +33,7 @@ READS = frozenset(
     | {"reset_traffic", "retry"}
 )
 WAITS = frozenset({"pause", "resume", "stop_now", "save", "shutdown"})
+_LAST_ANSWERS_TURNS = 200  # of 10 ms: how long the end of a run waits for answers still being given
 
 
 class ControlServer:
@@ -48,6 +49,7 @@ class ControlServer:
         self._server: asyncio.Server | None = None
         self._ended: asyncio.Future[int] | None = None
         self._peers: set[asyncio.StreamWriter] = set()
+        self._busy = 0  # messages being answered
         write_info(output_dir, {"socket": str(self.path), **about})  # the pid is in OUTPUT/.lock
 
     async def start(self) -> None:
@@ -60,9 +62,18 @@ class ControlServer:
         if self._ended is None or self._ended.done():
             self._ended = asyncio.get_running_loop().create_future()
 
-    def round_ended(self, code: int) -> None:
+    async def round_ended(self, code: int) -> None:
+        """Answer `wait` with the exit code, and give the answers under way a moment to go out.
+
+        The host closes the socket and exits right after: without that moment an attached view would hear of
+        the end, or of its own `Q`, only as a lost connection.
+        """
         if self._ended is not None and not self._ended.done():
             self._ended.set_result(code)
+        for _ in range(_LAST_ANSWERS_TURNS):
+            if not self._busy:
+                return
+            await asyncio.sleep(0.01)
 
     def close(self) -> None:
         """Stop listening and remove the socket (a later run's socket at the same path is left alone)."""
@@ -85,8 +96,12 @@ class ControlServer:
         self._peers.add(writer)
         try:
             while line := await reader.readline():
-                writer.write(encode(await self._answer(line)))
-                await writer.drain()
+                self._busy += 1
+                try:
+                    writer.write(encode(await self._answer(line)))
+                    await writer.drain()
+                finally:
+                    self._busy -= 1
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
             pass  # the peer went away or sent a line past the limit: its connection ends, the run goes on
         finally:
@@ -194,7 +209,7 @@ class ServedControl(ControlProxy):
         await self.server.start()
         self.server.round_started()
         code = await self.inner.run()
-        self.server.round_ended(code)
+        await self.server.round_ended(code)
         return code
 
     def close(self) -> None:

@@ -55,6 +55,7 @@ class TokenFlowApp(App[int]):
 
     CSS_PATH = "tokenflow.tcss"
     TITLE = "TokenFlow"
+    READ_ONLY = False  # a view that may not change the job (`tokenflow watch`)
     ENABLE_COMMAND_PALETTE = False
     KEYS = [
         Binding(
@@ -129,7 +130,7 @@ class TokenFlowApp(App[int]):
             refresh_s,
             chart_refresh_s,
             lag_probe if lag_probe is not None else LoopLagMonitor(),
-            read_only=isinstance(self, WatchingApp),
+            read_only=self.READ_ONLY,
         )
         self.main_screen = MainScreen(self.context)
         self.run_code: int | None = None  # set when control.run() has returned
@@ -441,6 +442,7 @@ _READ_ONLY = Binding("p,x,plus,minus,right_square_bracket,left_square_bracket,l,
 class WatchingApp(AttachedApp, inherit_bindings=False):
     """The dashboard of a job run by another process, read-only (`tokenflow watch`): every steering key refused."""
 
+    READ_ONLY = True
     KEYS = [_HELP, _DETACH, _LEAVE_ON_CTRL_C]
     BINDINGS = [*KEYS, _READ_ONLY]
 

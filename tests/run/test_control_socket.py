@@ -98,20 +98,14 @@ def served(tmp_path: Path) -> Iterator[tuple[ScriptedRun, Path, asyncio.Abstract
     run.close = lambda: None  # type: ignore[attr-defined]
     loop = asyncio.new_event_loop()
     control = ServedControl(run, ControlServer(run, tmp_path, {"resume": "tokenflow run job.toml"}))  # type: ignore[arg-type]
-    listening = threading.Event()
-
-    async def host() -> None:
-        asyncio.ensure_future(control.run())
-        await until_listening(control.server.path)
-        listening.set()
-
     # the loop goes on after the run returns, as a job's does until its process exits
     thread = threading.Thread(target=loop.run_forever)
     thread.start()
-    asyncio.run_coroutine_threadsafe(host(), loop)
-    assert listening.wait(10)
+    running = asyncio.run_coroutine_threadsafe(control.run(), loop)
+    asyncio.run_coroutine_threadsafe(until_listening(control.server.path), loop).result(10)
     yield run, tmp_path, loop, control
     loop.call_soon_threadsafe(run.finish, 0)
+    running.result(10)
     loop.call_soon_threadsafe(control.close)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)

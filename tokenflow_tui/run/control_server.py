@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import os
 import socket
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -93,6 +94,9 @@ class ControlServer:
                     self.path.unlink()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not _same_user(writer):
+            writer.close()  # the socket's mode keeps others out; this holds where a mode is not enough
+            return
         self._peers.add(writer)
         try:
             while line := await reader.readline():
@@ -132,6 +136,16 @@ class ControlServer:
             self.round_started()
         assert self._ended is not None
         return await asyncio.shield(self._ended)
+
+
+def _same_user(writer: asyncio.StreamWriter) -> bool:
+    """The peer runs as this process's user (or root), as the kernel says (SO_PEERCRED)."""
+    sock = writer.get_extra_info("socket")
+    try:
+        _, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    except (AttributeError, OSError):
+        return True  # no peer credentials on this system: the socket's mode alone decides
+    return uid in (os.getuid(), 0)
 
 
 class HostedRun(RunControl, Protocol):

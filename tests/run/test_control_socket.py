@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import shutil
 import socket
 import stat
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,13 +83,22 @@ def test_a_file_in_the_sockets_place_is_not_removed(tmp_path: Path) -> None:
 
 
 def test_a_deep_output_gets_its_socket_in_a_private_short_folder(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
-    deep = tmp_path / ("d" * 60) / ("e" * 60)
-    deep.mkdir(parents=True)
-    path = socket_path(deep)
-    assert path.parent == tmp_path / f"tokenflow-{os.getuid()}"
-    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
-    assert len(os.fsencode(path)) <= 107 and path == socket_path(deep)  # the same output, the same socket
+    runtime = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))  # short, as $XDG_RUNTIME_DIR is (/run/user/1000)
+    try:
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+        deep = tmp_path / ("d" * 60) / ("e" * 60)
+        deep.mkdir(parents=True)
+        path = socket_path(deep)
+        assert path.parent == runtime / f"tokenflow-{os.getuid()}"
+        assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+        assert len(os.fsencode(path)) <= 107 and path == socket_path(deep)  # the same output, the same socket
+        sock = bind(path)  # a socket there works like one in the output
+        sock.close()
+        # a folder of someone else's (or open to others) is not used
+        os.chmod(path.parent, 0o755)
+        assert socket_path(deep).parent != runtime / f"tokenflow-{os.getuid()}"
+    finally:
+        shutil.rmtree(runtime)
     assert socket_path(tmp_path) == tmp_path.resolve() / SOCKET_FILE
 
 

@@ -20,7 +20,7 @@ from .contract import RequestRow, RunSnapshot, SaveReport
 from .control_socket import read_info
 from .control_wire import MAX_LINE, RETURNS, WireError, build, decode, encode
 
-READ_TIMEOUT_S = 30.0
+READ_TIMEOUT_S = 10.0  # a job that answers no read in this long is stuck (or suspended)
 # what a lost job's reads answer once it is gone, when they were never asked before
 _EMPTY: dict[str, Any] = {"row_count": 0, "rows": [], "trajectory": [], "failed_groups": {}}
 

@@ -226,3 +226,8 @@ def test_no_run_listening_is_said(tmp_path: Path) -> None:
     (tmp_path / INFO_FILE).write_bytes(orjson.dumps({"socket": str(tmp_path / SOCKET_FILE)}))
     with pytest.raises(NotRunning, match="the job is not running"):
         RemoteControl(tmp_path)
+
+
+def test_a_handlers_odd_values_still_go_over_the_wire() -> None:
+    attempts = [{"result": {1: "one", "when": Path("/x")}, "latency_ms": 3.5}]
+    assert decode(encode({"ok": attempts}))["ok"] == [{"result": {"1": "one", "when": "/x"}, "latency_ms": 3.5}]

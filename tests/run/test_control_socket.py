@@ -231,3 +231,10 @@ def test_no_run_listening_is_said(tmp_path: Path) -> None:
 def test_a_handlers_odd_values_still_go_over_the_wire() -> None:
     attempts = [{"result": {1: "one", "when": Path("/x")}, "latency_ms": 3.5}]
     assert decode(encode({"ok": attempts}))["ok"] == [{"result": {"1": "one", "when": "/x"}, "latency_ms": 3.5}]
+
+
+def test_an_output_where_control_json_cannot_be_written_leaves_no_socket(tmp_path: Path) -> None:
+    (tmp_path / INFO_FILE).mkdir()  # in the way, as a full or read-only disk would be
+    with pytest.raises(ControlSocketError, match=r"control.json: cannot write \(Is a directory\)"):
+        ControlServer(ScriptedRun(), tmp_path, {})  # type: ignore[arg-type]
+    assert not (tmp_path / SOCKET_FILE).exists() and not (tmp_path / f"{INFO_FILE}.part").exists()

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from ..engine import StatsSnapshot
 from ..store.state_file import STATE_FILE, read_state
 from .contract import RequestRow, RunControl, RunSnapshot, SaveReport
-from .control_socket import bind, socket_path, write_info
+from .control_socket import ControlSocketError, bind, socket_path, write_info
 from .control_wire import MAX_LINE, WireError, decode, encode
 from .exit_codes import EXIT_DONE, EXIT_INTERRUPTED
 
@@ -51,7 +51,11 @@ class ControlServer:
         self._ended: asyncio.Future[int] | None = None
         self._peers: set[asyncio.StreamWriter] = set()
         self._busy = 0  # messages being answered
-        write_info(output_dir, {"socket": str(self.path), **about})  # the pid is in OUTPUT/.lock
+        try:
+            write_info(output_dir, {"socket": str(self.path), **about})  # the pid is in OUTPUT/.lock
+        except ControlSocketError:
+            self.close()
+            raise
 
     async def start(self) -> None:
         """Serve on the running loop (once; later calls do nothing)."""

@@ -93,8 +93,13 @@ def write_info(output_dir: Path, info: dict[str, Any]) -> None:
     """OUTPUT/control.json, written whole (a reader never sees half of it)."""
     target = output_dir / INFO_FILE
     part = target.with_name(INFO_FILE + ".part")
-    part.write_bytes(orjson.dumps(info, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
-    os.replace(part, target)
+    try:
+        part.write_bytes(orjson.dumps(info, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
+        os.replace(part, target)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            part.unlink()
+        raise ControlSocketError(f"{target}: cannot write ({error.strerror})") from None
 
 
 def read_info(output_dir: Path) -> dict[str, Any] | None:

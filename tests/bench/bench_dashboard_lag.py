@@ -269,3 +269,109 @@ async def test_dashboard_cost_with_the_real_runner(tmp_path: Path) -> None:
     )
     assert dashboard / headless >= 0.90
     assert lag <= 100, f"loop lag p99 {lag:.0f} ms with the dashboard; {headless_lag:.0f} ms headless"
+
+
+# ----- the job served on its control socket, one attached and one watching view in other processes ---
+
+VIEW_SCRIPT = """
+import asyncio, json, statistics, sys, time
+from pathlib import Path
+from textual.drivers.headless_driver import HeadlessDriver
+from tokenflow_tui.run.control_client import ControlError, RemoteControl
+from tokenflow_tui.ui.app import MODES
+from tokenflow_tui.ui.lag import LoopLagMonitor
+
+class NullTerminal(HeadlessDriver):
+    @property
+    def is_headless(self):
+        return False
+    def write(self, data):
+        pass
+
+async def main(out, mode):
+    remote = RemoteControl(Path(out), read_only=mode == "watch")
+    monitor = LoopLagMonitor(interval_s=0.05, window_s=600)
+    app = MODES[mode](remote, lag_probe=monitor)
+    app.driver_class = NullTerminal
+    trips = []
+    async with app.run_test(size=(200, 60), headless=False) as pilot:
+        for _ in range(6000):  # bounded: 10 min
+            if app.run_code is not None:
+                break
+            started = time.perf_counter()
+            try:
+                remote.snapshot()
+                remote.rows("all", 0, 60)
+            except ControlError:  # the job has ended and exited before its answer to `wait` came in
+                await asyncio.sleep(0.1)
+                continue
+            trips.append((time.perf_counter() - started) * 1000)
+            await asyncio.sleep(0.1)
+    trips.sort()
+    print(json.dumps({"mode": mode, "code": app.run_code, "lag_p99_ms": monitor.p99_ms(),
+                      "trip_median_ms": trips[len(trips) // 2], "trip_p99_ms": trips[int(len(trips) * 0.99)]}))
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+async def run_bench_served(job_path: Path, output: Path) -> tuple[RunFigures, list[dict[str, object]]]:
+    """The job headless on its control socket, with `tokenflow attach` and `watch` views in child processes."""
+    import subprocess
+    import sys
+
+    from tokenflow_tui.run.control_server import ControlServer, ServedControl
+
+    runner = bench_runner(job_path, output)
+    served = ServedControl(runner, ControlServer(runner, output, {"resume": "bench"}))
+    views = [
+        subprocess.Popen([sys.executable, "-c", VIEW_SCRIPT, str(output), mode], stdout=subprocess.PIPE, text=True)
+        for mode in ("attach", "watch")
+    ]
+    monitor = LoopLagMonitor(interval_s=0.05, window_s=REAL_TIMEOUT_S)
+    try:
+        figures = await measure(runner, lambda: run_headless(served, io.StringIO()), monitor, start_monitor=True)
+    finally:
+        monitor.stop()
+        served.close()
+    reports = [json.loads(view.communicate(timeout=120)[0].splitlines()[-1]) for view in views]
+    return figures, reports
+
+
+@pytest.mark.benchmark
+@pytest.mark.timeout(1800)
+async def test_the_control_socket_with_an_attached_and_a_watching_view(tmp_path: Path) -> None:
+    job_path = write_bench_job(tmp_path, REAL_REQUESTS)
+    order = ["headless", "served", "served", "headless"] * ((REAL_ROUNDS + 1) // 2)
+    figures: dict[str, list[RunFigures]] = {"headless": [], "served": []}
+    views: list[dict[str, object]] = []
+    for number, name in enumerate(order[: 2 * REAL_ROUNDS]):
+        output = tmp_path / f"{name}-{number}"
+        with gc_tuned_for_run():
+            if name == "headless":
+                figures[name].append(await run_bench_headless(job_path, output))
+            else:
+                run_figures, reports = await run_bench_served(job_path, output)
+                figures[name].append(run_figures)
+                views += reports
+    assert all(f.code == 0 for runs in figures.values() for f in runs)
+    assert [view["code"] for view in views] == [0] * len(views)  # each view saw the job's end
+    print(
+        f"\n{REAL_REQUESTS:,} requests, {WORKERS:,} workers, simulator at 200 ms, {REAL_ROUNDS} round(s) each, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    for name, runs in figures.items():
+        for f in runs:
+            print(
+                f"{name:>9}: {f.rate:,.0f} requests/s (10–90 % of the job), whole run {f.wall_s:.1f} s, "
+                f"CPU {f.cpu_s:.1f} s, the job's loop lag p99 {f.lag_p99_ms:.0f} ms"
+            )
+    for view in views:
+        print(
+            f"{view['mode']:>9} view: its loop lag p99 {view['lag_p99_ms']:.0f} ms; snapshot + 60 rows over the "
+            f"socket median {view['trip_median_ms']:.1f} ms, p99 {view['trip_p99_ms']:.1f} ms"
+        )
+    headless = sum(f.rate for f in figures["headless"]) / len(figures["headless"])
+    served = sum(f.rate for f in figures["served"]) / len(figures["served"])
+    print(f"served with two views / headless throughput {served / headless:.1%} ({served:,.0f} / {headless:,.0f})")
+    assert served / headless >= 0.90

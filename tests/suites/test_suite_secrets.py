@@ -216,3 +216,37 @@ def test_a_bad_job_and_a_key_pasted_into_the_job_file(tmp_path):
     assert MARKER not in run.stderr + validate.stderr and "never goes in the job file" in run.stderr
     (tmp_path / "pasted.toml").unlink()  # the one file that holds the key is the user's own
     assert_no_secret(tmp_path, bad_input.stdout, bad_input.stderr, run.stdout, validate.stdout)
+
+
+def test_the_control_socket_carries_no_key(tmp_path):
+    """Every answer of a running job's control socket, read raw: the snapshot, rows, trajectories, failures."""
+    import socket as sockets
+
+    from tokenflow_tui.run.control_client import find_socket
+    from tokenflow_tui.run.control_wire import encode
+
+    with ThreadedSimulator(SimulatorConfig(latency_ms=50, require_key=MARKER, fail={"500": 0.2}, seed=5)) as sim:
+        job = remote_job(tmp_path, sim.base_url, 3000, workers={"count": 8})
+        child = start_tokenflow("run", str(job), "--headless", env=ENV)
+        try:
+            out = tmp_path / "out"
+            for _ in range(600):  # bounded: 30 s for the run to listen and finish a few requests
+                if (out / "control.sock").exists() and sim.requests() > 50:
+                    break
+                time.sleep(0.05)
+            questions = [("snapshot", []), ("rows", ["all", 0, 200]), ("failed_groups", [])]
+            questions += [("trajectory", [i]) for i in range(20)]
+            with sockets.socket(sockets.AF_UNIX) as sock:
+                sock.connect(str(find_socket(out)))
+                answers = sock.makefile("rb")
+                said = b""
+                for op, args in questions:
+                    sock.sendall(encode({"op": op, "args": args}))
+                    said += answers.readline()
+            assert said.count(b'{"ok":') == len(questions)
+            assert b'"attempts"' in said or b'"params"' in said  # trajectories were in it
+            assert not any(word in said for word in FORBIDDEN)
+        finally:
+            child.send_signal(signal.SIGTERM)
+            outputs = child.communicate(timeout=30)
+    assert_no_secret(tmp_path, *outputs)

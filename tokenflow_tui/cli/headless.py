@@ -5,15 +5,12 @@ from __future__ import annotations
 import asyncio
 import math
 import signal
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from ..run.contract import RunSnapshot, TrafficView
+from ..run.control_server import HostedRun
 from ..run.durations import duration, eta_text
 from ..run.exit_codes import EXIT_STOPPED_BY_ITSELF
-from ..run.runner import JobRunner
-
-if TYPE_CHECKING:
-    from ..cluster.driver import ClusterRun
 
 
 def progress_line(snap: RunSnapshot) -> str:
@@ -64,7 +61,7 @@ def final_line(snap: RunSnapshot, code: int) -> str:
     return line
 
 
-async def run_headless(runner: JobRunner | ClusterRun, out: TextIO, interval_s: float = 2.0) -> int:
+async def run_headless(runner: HostedRun, out: TextIO, interval_s: float = 2.0) -> int:
     """Run the job to the end or until interrupted; the exit code (§2.1)."""
     loop = asyncio.get_running_loop()
     interrupts = 0

@@ -14,9 +14,12 @@ from typing import Any
 from ..run.exit_codes import EXIT_INTERRUPTED
 
 # command → its module; each has HELP, add_arguments(parser) and command(args) -> exit code
-COMMANDS = ("run", "validate", "simulate", "export", "report", "bench", "repair")
+COMMANDS = ("run", "attach", "watch", "serve", "validate", "simulate", "export", "report", "bench", "repair")
 _HELP = {
     "run": "run a job (the dashboard on a terminal); a rerun resumes",
+    "attach": "the dashboard of a job running in another process: q detaches, Q ends the job",
+    "watch": "the dashboard of a job running in another process, read-only",
+    "serve": "serve the watch view (or, with --control, attach) to a browser",
     "validate": "check a job and its input without sending anything",
     "simulate": "serve the built-in OpenAI-compatible simulator",
     "export": "one line per input request, in input order",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +17,7 @@ from .gc_tuning import tune_gc_for_run
 
 if TYPE_CHECKING:
     from ..cluster.driver import ClusterRun
+    from ..run.control_server import HostedRun
     from ..run.runner import JobRunner
 
 
@@ -46,6 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="with --ray: split the input into N shards (default: [cluster] shards, else one per node)",
     )
+    add(
+        "--detach",
+        action="store_true",
+        help="run headless in the background (log in OUTPUT/run.log); `tokenflow attach OUTPUT` shows it",
+    )
 
 
 def command(args: argparse.Namespace) -> int:
@@ -61,6 +68,10 @@ def command(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     if args.output is not None:
         job = dataclasses.replace(job, job=dataclasses.replace(job.job, output=args.output.resolve()))
+    if args.detach:
+        from .detach import run_detached
+
+        return run_detached(args, job.output)
     interactive = sys.stdout.isatty() and sys.stdin.isatty() and not args.headless
     if args.ray is not None:
         return _run_on_cluster(job, args, interactive)
@@ -75,6 +86,7 @@ def command(args: argparse.Namespace) -> int:
         accept_changes=args.accept_changes,
         confirm=_ask if interactive else _told,
     )
+    control: HostedRun = runner
     try:
         try:
             runner.open()
@@ -87,11 +99,12 @@ def command(args: argparse.Namespace) -> int:
         for note in runner.notes:
             print(note, file=sys.stderr)
         requeued = runner.requeued
+        control = _served(runner, args)
         tune_gc_for_run()
-        code = _run(runner, interactive)
+        code = _run(control, interactive)
     except KeyboardInterrupt:
         # a signal before the front end took over signals (or after it let go): what is open is saved
-        runner.close()
+        control.close()
         print("tokenflow run: interrupted; progress saved", file=sys.stderr)
         return EXIT_INTERRUPTED
     failed = runner.snapshot().stats.failed
@@ -133,7 +146,7 @@ def _run_on_cluster(job: Job, args: argparse.Namespace, interactive: bool) -> in
             print(f"tokenflow run: {error}", file=sys.stderr)
             return EXIT_INVALID
         try:
-            code = _run(run, interactive)
+            code = _run(_served(run, args), interactive)
         except KeyboardInterrupt:
             run.close()
             print("tokenflow run: interrupted; progress saved in every shard", file=sys.stderr)
@@ -145,7 +158,25 @@ def _run_on_cluster(job: Job, args: argparse.Namespace, interactive: bool) -> in
     return code
 
 
-def _run(runner: JobRunner | ClusterRun, interactive: bool) -> int:
+def _served(runner: JobRunner | ClusterRun, args: argparse.Namespace) -> HostedRun:
+    """The runner listening on its control socket (`tokenflow attach`); without one when it cannot be set up."""
+    from ..run.control_server import ControlServer, ServedControl
+    from ..run.control_socket import ControlSocketError
+
+    resume = ["tokenflow", "run", str(args.job.resolve())]
+    if args.output is not None:
+        resume += ["--output", str(args.output.resolve())]
+    try:
+        server = ControlServer(
+            runner, runner.output_dir, {"job": str(args.job.resolve()), "resume": shlex.join(resume)}
+        )
+    except ControlSocketError as error:
+        print(f"tokenflow run: {error}; the run goes on without attach", file=sys.stderr)
+        return runner
+    return ServedControl(runner, server)
+
+
+def _run(runner: HostedRun, interactive: bool) -> int:
     if interactive:
         from ..ui import run_dashboard
 

@@ -57,6 +57,7 @@ class TokenFlowApp(App[int]):
 
     CSS_PATH = "tokenflow.tcss"
     TITLE = "TokenFlow"
+    READ_ONLY = False  # a view that may not change the job (`tokenflow watch`)
     COMMANDS = {KeysProvider}  # the keys' actions only: Textual's own (themes, quit without saving) are left out
     COMMAND_PALETTE_BINDING = "ctrl+p"
     KEYS = [
@@ -128,8 +129,10 @@ class TokenFlowApp(App[int]):
         chart_refresh_s: float = 1.0,
         tz: tzinfo | None = None,
         lag_probe: LagProbe | None = None,
+        note: str | None = None,
     ) -> None:
         super().__init__()
+        self.note = note  # said once the dashboard is up (what an attached view is, how to resume a stopped run)
         self.control = GuardedControl(control, self._report_control_error)
         self.context = DashboardContext(
             self.control,
@@ -138,6 +141,7 @@ class TokenFlowApp(App[int]):
             refresh_s,
             chart_refresh_s,
             lag_probe if lag_probe is not None else LoopLagMonitor(),
+            read_only=self.READ_ONLY,
         )
         self.main_screen = MainScreen(self.context)
         self.run_code: int | None = None  # set when control.run() has returned
@@ -158,6 +162,8 @@ class TokenFlowApp(App[int]):
         # the lag probe starts with the run itself (MainScreen.refresh_data): the app's first layout and
         # the run's start-up each hold the loop once, and would stand for the loop's lag for a minute
         self._call("run", self.control.run())
+        if self.note:
+            self.notify(self.note, timeout=20)
 
     def on_unmount(self) -> None:
         self.context.lag.stop()
@@ -414,7 +420,59 @@ class TokenFlowApp(App[int]):
         )
 
 
-def run_dashboard(control: RunControl) -> int:
+_DETACH = Binding("q", "quit", "detach", id="quit", tooltip="leave the dashboard; the job goes on")
+_LEAVE_ON_CTRL_C = Binding("ctrl+c", "quit", "detach", id="interrupt", show=False, priority=True, tooltip="as q")
+_HELP = next(binding for binding in TokenFlowApp.KEYS if binding.action == "help")
+
+
+class AttachedApp(TokenFlowApp, inherit_bindings=False):
+    """The dashboard of a job run by another process (`tokenflow attach`): q detaches, Q ends the job."""
+
+    KEYS = [
+        *(binding for binding in TokenFlowApp.KEYS if binding.id not in ("quit", "interrupt")),
+        _DETACH,
+        Binding("Q", "end_job", "end job", id="end_job", tooltip="end the job: it pauses softly, saves and exits"),
+        _LEAVE_ON_CTRL_C,
+    ]
+    BINDINGS = [*KEYS, _FINISHED]
+
+    async def action_quit(self) -> None:
+        self.exit(self.run_code if self.run_code is not None else 0)
+
+    def action_end_job(self) -> None:
+        if self.run_code is not None:
+            self.notify("the job has ended already (q leaves)", severity="warning")
+        elif self._quitting:
+            self.notify("ending the job: waiting for it to save", severity="warning")
+        else:
+            self._save_and_quit()
+
+
+READ_ONLY_NOTE = "watching read-only: `tokenflow attach` steers the job (q leaves, the job goes on)"
+_READ_ONLY = Binding("p,x,plus,minus,right_square_bracket,left_square_bracket,l,b,t,s,Q", "read_only_note", show=False)
+
+
+class WatchingApp(AttachedApp, inherit_bindings=False):
+    """The dashboard of a job run by another process, read-only (`tokenflow watch`): every steering key refused."""
+
+    READ_ONLY = True
+    KEYS = [_HELP, _DETACH, _LEAVE_ON_CTRL_C]
+    BINDINGS = [*KEYS, _READ_ONLY]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in _STEERING or action in ("save", "end_job"):
+            return False  # the next binding of the key, _READ_ONLY, says why
+        return super().check_action(action, parameters)
+
+    def action_read_only_note(self) -> None:
+        self.notify(READ_ONLY_NOTE, severity="warning")
+
+
+# what `tokenflow run` shows (the job on this loop), `attach` and `watch` (a job in another process)
+MODES: dict[str, type[TokenFlowApp]] = {"run": TokenFlowApp, "attach": AttachedApp, "watch": WatchingApp}
+
+
+def run_dashboard(control: RunControl, mode: str = "run", note: str | None = None) -> int:
     """Show the dashboard until the user quits; the exit code (1 if the app itself failed)."""
-    code = TokenFlowApp(control).run()
+    code = MODES[mode](control, note=note).run()
     return 1 if code is None else code

@@ -18,3 +18,4 @@ class DashboardContext:
     refresh_s: float
     chart_refresh_s: float
     lag: LagProbe
+    read_only: bool = False  # a watching view (`tokenflow watch`): nothing that changes the job

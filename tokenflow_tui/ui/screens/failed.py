@@ -138,6 +138,9 @@ class FailedScreen(Screen[None]):
         self._retry(self.groups[kind], f"the {error_label(kind)} requests are")
 
     def _retry(self, indexes: list[int], what: str) -> None:
+        if self.context.read_only:
+            self.notify("watching read-only: `tokenflow attach` queues requests again", severity="warning")
+            return
         control = self.context.control
         queued = control.retry(indexes)
         if queued:

@@ -287,7 +287,8 @@ class MainScreen(Screen[None]):
         """The run has returned: the summary takes the charts' place."""
         self.exit_code, self.run_error = exit_code, error
         self.add_class("-finished")
-        self.refresh_data()
+        if self.is_mounted:  # a run that returns at once (a stopped run, opened to be looked at) is drawn on mount
+            self.refresh_data()
 
     def action_cycle_filter(self) -> None:
         self.query_one(RequestsPanel).cycle_filter()

@@ -435,22 +435,17 @@ class TokenFlowTask:
         for _ in range(self._target - len(self._workers)):
             self._workers.add(loop.create_task(self._worker()))
 
-    def _take(self) -> TokenFlowRequest | None:
-        if self._ready:
-            return self._ready.popleft()
-        source = self._source
-        if source is None:
-            return None
-        try:
-            request_id, params = next(source)
-        except StopIteration:
+    def _end_of_input(self) -> bool:
+        """The input has no request left for a worker: whether the worker should leave (the task stops).
+
+        At the end of the input the task learns its total, and may be done.
+        """
+        if self._source is not None:
             self._source = None
             held = sum(1 for slot in self._slots.values() if slot.request is not None)
             self._total = self._done + self._failed + held + len(self._delayed)
             self._check_all_finished()
-            return None
-        self._consumed += 1
-        return new_request(request_id, params, next(self._seq))
+        return self._state != RUNNING
 
     def _check_all_finished(self) -> None:
         if self._total is not None and self._done + self._failed >= self._total and self._state != DONE:
@@ -464,17 +459,21 @@ class TokenFlowTask:
                 self._stream.put_nowait(None)
 
     async def _worker(self) -> None:
-        # The hot path: everything a request needs between two awaits is inlined here, because at
-        # hundreds of thousands of requests per second each method call shows in the figures.
+        # The hot path: everything a request needs between two awaits is inlined here (taking it from
+        # the input, counting its end, keeping it), because at hundreds of thousands of requests per
+        # second each method call shows in the figures.
         me: asyncio.Task[None] = asyncio.current_task()  # type: ignore[assignment]
         slot = self._slots[me] = _Slot()
         monotonic = self._clock.monotonic
         wall_offset = self._clock.time() - monotonic()  # one clock read per attempt gives both
         ready = self._ready
-        latency = self._latency
+        add_latency = self._latency.add
+        add_finish = self._finish_rate.add
+        request_fn = self.request_fn
         before, started_hook, ended_hook = self._before_attempt, self._attempt_started, self._attempt_ended
         max_attempts = self._max_attempts or 0
-        is_failure = self._is_failure
+        is_failure = None if self._is_failure is _default_is_failure else self._is_failure
+        seq = self._seq
         turns = 0
         try:
             while self._state == RUNNING and len(self._workers) <= self._target:
@@ -483,16 +482,27 @@ class TokenFlowTask:
                     turns = 0
                     await asyncio.sleep(0)
                     continue  # the task may have been stopped meanwhile
-                request = ready.popleft() if ready else self._take()
-                if request is None:
-                    if self._state != RUNNING:
-                        break
-                    self._wakeup.clear()
-                    await self._wakeup.wait()
-                    continue
+                if ready:
+                    request = ready.popleft()
+                    trajectory = request.request_trajectory
+                    element = trajectory.trajectory[-1]
+                else:
+                    source = self._source
+                    try:
+                        if source is None:
+                            raise StopIteration
+                        request_id, params = next(source)
+                    except StopIteration:
+                        if self._end_of_input():
+                            break
+                        self._wakeup.clear()
+                        await self._wakeup.wait()
+                        continue
+                    self._consumed += 1
+                    element = TokenFlowRequestTrajectoryElement(params)
+                    trajectory = TokenFlowRequestTrajectory([element])
+                    request = TokenFlowRequest(request_id, trajectory, next(seq))
                 slot.request = request
-                trajectory = request.request_trajectory
-                element = trajectory.trajectory[-1]
                 try:
                     if before is not None:
                         await before(request)
@@ -503,7 +513,7 @@ class TokenFlowTask:
                     if started_hook is not None:
                         started_hook(request)
                     try:
-                        outcome = await self.request_fn(trajectory)
+                        outcome = await request_fn(trajectory)
                     finally:
                         self._sending -= 1
                 except asyncio.CancelledError:
@@ -535,14 +545,14 @@ class TokenFlowTask:
                     slot.request = slot.sent_at = None
                     continue
                 now = monotonic()
-                element.latency_s = now - started
+                took = element.latency_s = now - started
                 self._attempts += 1
-                latency.add(now - started)
-                if type(outcome) is tuple and len(outcome) == 3:
-                    action, result, payload = outcome
-                elif type(outcome) is tuple and len(outcome) == 2:
+                add_latency(took)
+                if type(outcome) is tuple and len(outcome) == 2:
                     action, result = outcome
                     payload = None
+                elif type(outcome) is tuple and len(outcome) == 3:
+                    action, result, payload = outcome
                 else:
                     self._record_bad_return(request, element, outcome, now)
                     slot.request = slot.sent_at = None
@@ -561,12 +571,23 @@ class TokenFlowTask:
                     slot.request = slot.sent_at = None
                     if self._events is not None:
                         self._events.emit(TokenFlowDoneEvent(request.id, result, trajectory.snapshot(), payload))
-                    failed = (
+                    # what _finish does, inlined
+                    if (
                         request.failure is not None
-                        or is_failure(result)
+                        or (type(result) is UnexpectedUserException if is_failure is None else is_failure(result))
                         or (payload is not None and says_failed(payload))
-                    )
-                    self._finish(request, now, failed)
+                    ):
+                        self._failed += 1
+                    else:
+                        self._done += 1
+                    origin = self._run_origin
+                    add_finish(self._elapsed_before if origin is None else now - origin)
+                    if self._sink is None:
+                        self._results.append(request)
+                    else:
+                        self._give(request)
+                    if self._total is not None and self._done + self._failed >= self._total:
+                        self._check_all_finished()
                 elif kind is ActionContinue:
                     element.result = result
                     element.action = action
@@ -663,12 +684,15 @@ class TokenFlowTask:
         if self._sink is None:
             self._results.append(request)
         else:
-            try:
-                self._sink(request)
-            except Exception:
-                logger.exception("result sink raised on request %r", request.id)
+            self._give(request)
         if self._total is not None and self._done + self._failed >= self._total:
             self._check_all_finished()
+
+    def _give(self, request: TokenFlowRequest) -> None:
+        try:
+            self._sink(request)  # type: ignore[misc]
+        except Exception:
+            logger.exception("result sink raised on request %r", request.id)
 
     def _delay(self, request: TokenFlowRequest, delay_s: float) -> None:
         release = asyncio.get_running_loop().create_task(self._release_later(delay_s))

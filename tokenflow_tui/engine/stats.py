@@ -6,8 +6,8 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-_TICKS_PER_S = 10  # rate windows are kept in 0.1 s buckets
-_WINDOW_TICKS = 60 * _TICKS_PER_S
+TICKS_PER_S = 10  # rate windows are kept in 0.1 s buckets
+_WINDOW_TICKS = 60 * TICKS_PER_S
 # latency histogram: buckets 1 % wide on a log scale, so a bucket's geometric middle is within 0.5 %
 # of every sample in it; 1 µs .. about 11 days in 2,779 buckets
 _LAT_RATIO = 1.01
@@ -77,7 +77,7 @@ class RateWindow:
         self._tick = -1
 
     def add(self, now: float, n: int = 1) -> None:
-        tick = int(now * _TICKS_PER_S)
+        tick = int(now * TICKS_PER_S)
         if tick != self._tick:
             self._advance(tick)
         self._buckets[tick % _WINDOW_TICKS] += n
@@ -94,13 +94,13 @@ class RateWindow:
 
     def rate(self, now: float, window_s: float, active_s: float) -> float:
         """Events per second over the last `window_s` seconds (at most `active_s`, the time counted)."""
-        tick = int(now * _TICKS_PER_S)
+        tick = int(now * TICKS_PER_S)
         if tick != self._tick:
             self._advance(tick)
-        n_ticks = min(int(window_s * _TICKS_PER_S), _WINDOW_TICKS)
+        n_ticks = min(int(window_s * TICKS_PER_S), _WINDOW_TICKS)
         count = sum(self._buckets[(tick - i) % _WINDOW_TICKS] for i in range(n_ticks))
         # the current bucket is only partly elapsed
-        span = (n_ticks - 1) / _TICKS_PER_S + (now * _TICKS_PER_S - tick) / _TICKS_PER_S
+        span = (n_ticks - 1) / TICKS_PER_S + (now * TICKS_PER_S - tick) / TICKS_PER_S
         span = min(span, active_s)
         return count / span if span > 1e-9 else 0.0
 

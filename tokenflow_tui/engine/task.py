@@ -28,7 +28,7 @@ from .events import (
     UnexpectedUserException,
 )
 from .payload import says_failed
-from .stats import LatencyHistogram, RateWindow, StatsSnapshot
+from .stats import TICKS_PER_S, LatencyHistogram, RateWindow, StatsSnapshot
 from .trajectory import (
     TokenFlowRequest,
     TokenFlowRequestTrajectory,
@@ -145,9 +145,15 @@ class TokenFlowTask:
         # while running, running time = clock.monotonic() - _run_origin; None while not running
         self._run_origin: float | None = None
         self._finish_rate = RateWindow()
+        # finishes are told to the rate window a tick (0.1 s of running time) at a time, not one by
+        # one: those since the last telling all fell in the tick `_rate_tick`, which ends at `_rate_until`
+        self._rate_told = 0
+        self._rate_tick = 0
+        self._rate_until = 0.0
         self._latency = LatencyHistogram()
         if restored is not None:
             self._restore(restored)
+        self._rate_told = self._done + self._failed
         self._check_all_finished()
 
     def _restore(self, restored: Restored) -> None:
@@ -317,6 +323,7 @@ class TokenFlowTask:
     def stats(self) -> StatsSnapshot:
         elapsed = self._elapsed(self._clock.monotonic())
         counted = elapsed - self._counted_from
+        self._tell_rate(elapsed)
         finished = self._done + self._failed
         in_flight = self._sending
         waiting = sum(1 for slot in self._slots.values() if slot.request is not None) - in_flight
@@ -468,7 +475,6 @@ class TokenFlowTask:
         wall_offset = self._clock.time() - monotonic()  # one clock read per attempt gives both
         ready = self._ready
         add_latency = self._latency.add
-        add_finish = self._finish_rate.add
         request_fn = self.request_fn
         before, started_hook, ended_hook = self._before_attempt, self._attempt_started, self._attempt_ended
         max_attempts = self._max_attempts or 0
@@ -572,6 +578,9 @@ class TokenFlowTask:
                     if self._events is not None:
                         self._events.emit(TokenFlowDoneEvent(request.id, result, trajectory.snapshot(), payload))
                     # what _finish does, inlined
+                    origin = self._run_origin
+                    if (self._elapsed_before if origin is None else now - origin) >= self._rate_until:
+                        self._tell_rate(self._elapsed(now))
                     if (
                         request.failure is not None
                         or (type(result) is UnexpectedUserException if is_failure is None else is_failure(result))
@@ -580,12 +589,14 @@ class TokenFlowTask:
                         self._failed += 1
                     else:
                         self._done += 1
-                    origin = self._run_origin
-                    add_finish(self._elapsed_before if origin is None else now - origin)
-                    if self._sink is None:
+                    sink = self._sink
+                    if sink is None:
                         self._results.append(request)
                     else:
-                        self._give(request)
+                        try:
+                            sink(request)
+                        except Exception:
+                            logger.exception("result sink raised on request %r", request.id)
                     if self._total is not None and self._done + self._failed >= self._total:
                         self._check_all_finished()
                 elif kind is ActionContinue:
@@ -676,23 +687,33 @@ class TokenFlowTask:
 
         The one way every request ends; it notices the end of the run.
         """
+        elapsed = self._elapsed(now)
+        if elapsed >= self._rate_until:
+            self._tell_rate(elapsed)
         if failed:
             self._failed += 1
         else:
             self._done += 1
-        self._finish_rate.add(self._elapsed(now))
         if self._sink is None:
             self._results.append(request)
         else:
-            self._give(request)
+            try:
+                self._sink(request)
+            except Exception:
+                logger.exception("result sink raised on request %r", request.id)
         if self._total is not None and self._done + self._failed >= self._total:
             self._check_all_finished()
 
-    def _give(self, request: TokenFlowRequest) -> None:
-        try:
-            self._sink(request)  # type: ignore[misc]
-        except Exception:
-            logger.exception("result sink raised on request %r", request.id)
+    def _tell_rate(self, elapsed: float) -> None:
+        """Tell the rate window of the finishes not yet told (before a new one is counted at `elapsed`)."""
+        finished = self._done + self._failed
+        if finished > self._rate_told:
+            # the middle of the tick: its time times 10 is never taken for the tick before
+            self._finish_rate.add((self._rate_tick + 0.5) / TICKS_PER_S, finished - self._rate_told)
+            self._rate_told = finished
+        if elapsed >= self._rate_until:
+            self._rate_tick = int(elapsed * TICKS_PER_S)
+            self._rate_until = (self._rate_tick + 1) / TICKS_PER_S
 
     def _delay(self, request: TokenFlowRequest, delay_s: float) -> None:
         release = asyncio.get_running_loop().create_task(self._release_later(delay_s))

@@ -38,8 +38,8 @@ def measure(base_url: str, in_flight: int, requests: int, timeout_s: float, loop
     run = run_child(argv, timeout_s=timeout_s)
     if run.code != 0:
         raise BenchError(f"the {loop} yardstick loop failed: {last_line(run.stderr)}")
-    loop = json.loads(run.stdout)
-    return LoopFigures(requests, requests / loop["wall_s"], loop["cpu_s"] * 1000 / requests)
+    spent = json.loads(run.stdout)
+    return LoopFigures(requests, requests / spent["wall_s"], spent["cpu_s"] * 1000 / requests)
 
 
 def _cpu_s() -> float:

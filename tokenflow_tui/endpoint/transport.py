@@ -130,7 +130,12 @@ class AiohttpClient:
             limit=self._max_connections, keepalive_timeout=KEEPALIVE_EXPIRY_S, ssl=self._verify
         )
         self._session = aiohttp.ClientSession(
-            connector=connector, response_class=AiohttpResponse, timeout=self._timeout
+            connector=connector,
+            response_class=AiohttpResponse,
+            timeout=self._timeout,
+            # an API client keeps no cookies (nor did httpx's transport under the handler): a jar
+            # would be searched for every request and filled from every answer that sets one
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         return self._session
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -141,21 +142,49 @@ class LatencyHistogram:
             return
         self._pending = []
         low, high = min(pending), max(pending)
-        counts, log, per_log, least = self._counts, math.log, _LAT_PER_LOG, _LAT_MIN_S
-        if low > least and high < _LAT_MAX_S:
-            # the common case: every sample inside the layout, no clamping
-            for seconds in pending:
-                counts[int(log(seconds / least) * per_log)] += 1
-            first, last = int(log(low / least) * per_log), int(log(high / least) * per_log)
+        first, last = self._index(low), self._index(high)
+        if (last - first) * 4 < len(pending):
+            self._fold_sorted(pending)
         else:
-            first, last = _LAT_BUCKETS, -1
+            counts, index = self._counts, self._index
             for seconds in pending:
-                index = min(int(log(seconds / least) * per_log), _LAT_BUCKETS - 1) if seconds > least else 0
-                counts[index] += 1
-                first, last = min(first, index), max(last, index)
+                counts[index(seconds)] += 1
         self._count += len(pending)
         self._low, self._high = min(self._low, first), max(self._high, last)
         self._min_s, self._max_s = min(self._min_s, low), max(self._max_s, high)
+
+    @staticmethod
+    def _index(seconds: float) -> int:
+        if seconds <= _LAT_MIN_S:
+            return 0
+        return min(int(math.log(seconds / _LAT_MIN_S) * _LAT_PER_LOG), _LAT_BUCKETS - 1)
+
+    def _fold_sorted(self, pending: list[float]) -> None:
+        """Samples that fall in few buckets (the usual case: latencies gather), in one pass over them sorted.
+
+        The samples of a bucket then lie side by side: each bucket costs one logarithm and one binary
+        search, however many samples it gets.
+        """
+        pending.sort()
+        counts, log, per_log, least, last = self._counts, math.log, _LAT_PER_LOG, _LAT_MIN_S, _LAT_BUCKETS - 1
+        size = len(pending)
+        start = 0
+        while start < size:
+            seconds = pending[start]
+            if seconds <= least:
+                index, end = 0, bisect_right(pending, least, start)
+            else:
+                index = int(log(seconds / least) * per_log)
+                if index >= last:
+                    index, end = last, size
+                else:
+                    end = bisect_left(pending, least * _LAT_RATIO ** (index + 1), start + 1)
+                    # the edge worked out by a power and the bucket by a logarithm may disagree in the
+                    # last digit: the logarithm decides, as for a sample alone
+                    while end > start + 1 and int(log(pending[end - 1] / least) * per_log) != index:
+                        end -= 1
+            counts[index] += end - start
+            start = end
 
     def add_all(self, seconds: Iterable[float]) -> None:
         for value in seconds:

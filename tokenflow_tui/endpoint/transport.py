@@ -25,10 +25,10 @@ REQUESTS_PER_HTTPX_POOL = 16
 # drops an idle connection before the server does and a POST never lands on a closing socket
 KEEPALIVE_EXPIRY_S = 4.0
 
-# as httpx-aiohttp reads a body
+# the most read from aiohttp's stream at once (as httpx-aiohttp reads a body)
 READ_CHUNK_BYTES = 16 * 1024
 
-# what a failing request can raise: httpx's errors, and the aiohttp ones httpx-aiohttp lets through
+# what a failing request can raise: httpx's errors (transport httpx), aiohttp's (transport aiohttp)
 TRANSPORT_ERRORS: tuple[type[Exception], ...] = (httpx.TransportError, aiohttp.ClientError)
 
 
@@ -308,8 +308,8 @@ async def _read_decoded(response: httpx.Response, limit: int, chunks: list[bytes
 def response_headers(response: httpx.Response) -> Mapping[str, str]:
     """The response's headers, case-insensitive; the first value of a repeated one.
 
-    Over httpx-aiohttp they are aiohttp's own: a lookup in httpx.Headers scans and decodes every
-    header, about twenty times the cost.
+    Over aiohttp they are aiohttp's own map (a lookup in httpx.Headers scans and decodes every
+    header, about twenty times the cost).
     """
     raw = _aiohttp_response(response)
     return response.headers if raw is None else raw.headers
@@ -326,8 +326,8 @@ def _aiohttp_response(response: httpx.Response) -> aiohttp.ClientResponse | None
 
 def error_kind(exc: BaseException) -> Literal["timeout", "connection"]:
     """Whether a transport error (one of TRANSPORT_ERRORS) was a timeout or a failed connection."""
-    # httpx-aiohttp maps every aiohttp connection error, a refused connection included, to
-    # httpx.ConnectTimeout, so the aiohttp error it chains decides
+    # an error wrapped around an aiohttp one (httpx-aiohttp maps every aiohttp connection error, a
+    # refused connection included, to httpx.ConnectTimeout) is judged by the aiohttp error
     cause: Any = exc.__cause__ if isinstance(exc.__cause__, aiohttp.ClientError) else exc
     if isinstance(cause, (httpx.TimeoutException, asyncio.TimeoutError)):
         return "timeout"

@@ -69,3 +69,27 @@ def test_data_of_another_layout_is_not_read_as_this_one():
 
 def test_no_samples_no_percentiles():
     assert LatencyHistogram().percentiles((50, 99)) == (None, None)
+
+
+@pytest.mark.parametrize(
+    "samples",
+    [
+        [random.Random(9).uniform(2e-4, 3e-4) for _ in range(5_000)],  # few buckets: counted a bucket at a time
+        [random.Random(10).lognormvariate(-3, 2) for _ in range(5_000)],  # many buckets: sample by sample
+        # on the edges of buckets, below the least bucket and beyond the last one
+        [1e-6 * 1.01**k for k in range(0, 2000, 7)] * 5 + [0.0, -1.0, 1e-7, 1e-6, 1e6, 2e6] * 300,
+    ],
+    ids=["narrow", "spread", "edges"],
+)
+def test_samples_added_in_batches_land_in_the_bucket_each_would_alone(samples):
+    # the histogram folds its samples in batches (sorted, for few buckets); each must still land in the
+    # bucket its own logarithm gives
+    hist = LatencyHistogram()
+    hist.add_all(samples)
+    data = hist.to_data()
+    expected: dict[int, int] = {}
+    for seconds in samples:
+        index = LatencyHistogram._index(seconds)
+        expected[index] = expected.get(index, 0) + 1
+    assert dict(zip(data["buckets"], data["counts"])) == expected
+    assert (hist.count, data["min_s"], data["max_s"]) == (len(samples), min(samples), max(samples))

@@ -30,13 +30,21 @@ def _load(machine: dict[str, Any]) -> str:
 
 
 def _engine(figures: dict[str, Any]) -> list[str]:
-    return [
+    lines = [
         f"Engine overhead: {figures['requests']:,} no-op requests, {figures['workers']} workers",
-        f"  TokenFlowTask          {figures['engine_requests_per_s']:>10,.0f} requests/s   "
-        f"peak RSS {figures['engine_peak_rss_mb']:.0f} MB",
-        f"  bare asyncio pool      {figures['bare_requests_per_s']:>10,.0f} requests/s   "
-        f"(the engine does {figures['engine_vs_bare']:.0%} of that)",
+        f"  TokenFlowTask, sink    {figures['engine_requests_per_s']:>10,.0f} requests/s   "
+        f"peak RSS {figures['engine_peak_rss_mb']:.0f} MB, {figures['engine_vs_bare']:.0%} of the bare pool",
     ]
+    if "seed_requests_per_s" in figures:
+        kept = figures["seed_kept_bytes_per_request"]
+        lines.append(
+            f"  seed API, list kept    {figures['seed_requests_per_s']:>10,.0f} requests/s   "
+            f"peak RSS {figures['seed_peak_rss_mb']:.0f} MB, {figures['seed_vs_bare']:.0%} of the bare pool "
+            f"({figures['seed_requests']:,} requests"
+            + (f", {kept:.0f} bytes kept per finished request)" if kept is not None else ")")
+        )
+    lines.append(f"  bare asyncio pool      {figures['bare_requests_per_s']:>10,.0f} requests/s")
+    return lines
 
 
 def _http(points: list[dict[str, Any]]) -> list[str]:
@@ -60,6 +68,18 @@ def _http(points: list[dict[str, Any]]) -> list[str]:
             f"  {'yardstick: httpx over aiohttp loop':36}{loop['requests_per_s']:>11,.0f}"
             f"{loop['cpu_ms_per_request']:>16.3f}"
         )
+        raw = point.get("raw_yardstick")
+        if raw is not None:
+            lines.append(
+                f"  {'raw yardstick: aiohttp loop':36}{raw['requests_per_s']:>11,.0f}{raw['cpu_ms_per_request']:>16.3f}"
+            )
+            lines.append(
+                "  vs raw yardstick: "
+                + ", ".join(
+                    f"{transport} {point['transports'][transport]['cpu_vs_raw_yardstick']:.2f}x"
+                    for transport in TRANSPORTS
+                )
+            )
         cheaper = point["cheaper"]
         lines.append(
             f"  {cheaper['transport']} wins: {cheaper['cpu_factor']:.2f}x less CPU per request, "
@@ -69,7 +89,8 @@ def _http(points: list[dict[str, Any]]) -> list[str]:
         "  requests/s: finished requests over the run's own running time",
         "  CPU ms/request: user + sys of the runner process from the OS, less the interpreter's start and imports",
         "  vs yardstick: that CPU over the yardstick's, a minimal loop of httpx over the httpx-aiohttp",
-        "  transport in the same run (below 1.00x: the run costs less per request than the yardstick)",
+        "  transport in the same run (below 1.00x: the run costs less per request than the yardstick);",
+        "  vs raw yardstick: over a minimal loop of raw aiohttp (one ClientSession) in the same run",
     ]
     return lines
 

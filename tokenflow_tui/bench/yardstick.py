@@ -1,8 +1,11 @@
-"""The yardsticks: a minimal loop of httpx over the httpx-aiohttp transport, with orjson bodies, and for
-streamed answers a minimal aiohttp SSE loop (one ClientSession, orjson, a line loop over the body).
+"""The yardsticks: minimal loops that are the least a client does per request (DESIGN §5 compares the
+runner to them), all with orjson bodies:
 
-They are the least a client does per request (DESIGN §5 compares the runner to them). `measure()` runs
-one in a fresh interpreter: `python -m tokenflow_tui.bench.yardstick URL IN_FLIGHT N [stream]`.
+- "httpx": httpx over the httpx-aiohttp transport;
+- "aiohttp": raw aiohttp, one ClientSession;
+- "sse": for streamed answers, raw aiohttp with a line loop over the body.
+
+`measure()` runs one in a fresh interpreter: `python -m tokenflow_tui.bench.yardstick URL IN_FLIGHT N LOOP`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from dataclasses import dataclass
 from .child import BenchError, last_line, run_child
 from .workload import STREAM_TOKENS, body, stream_body
 
+LOOPS = ("httpx", "aiohttp", "sse")
+
 
 @dataclass(frozen=True, slots=True)
 class LoopFigures:
@@ -25,16 +30,16 @@ class LoopFigures:
     cpu_ms_per_request: float
 
 
-def measure(base_url: str, in_flight: int, requests: int, timeout_s: float, stream: bool = False) -> LoopFigures:
-    """The httpx-over-aiohttp loop, or with `stream` the aiohttp SSE loop."""
-    argv = [sys.executable, "-m", "tokenflow_tui.bench.yardstick", base_url, str(in_flight), str(requests)]
-    if stream:
-        argv.append("stream")
+def measure(base_url: str, in_flight: int, requests: int, timeout_s: float, loop: str = "httpx") -> LoopFigures:
+    """One of the LOOPS, `requests` requests with `in_flight` at a time."""
+    if loop not in LOOPS:
+        raise ValueError(f"measure: loop must be one of {', '.join(LOOPS)}, got {loop!r}")
+    argv = [sys.executable, "-m", "tokenflow_tui.bench.yardstick", base_url, str(in_flight), str(requests), loop]
     run = run_child(argv, timeout_s=timeout_s)
     if run.code != 0:
-        raise BenchError(f"the yardstick loop failed: {last_line(run.stderr)}")
-    loop = json.loads(run.stdout)
-    return LoopFigures(requests, requests / loop["wall_s"], loop["cpu_s"] * 1000 / requests)
+        raise BenchError(f"the {loop} yardstick loop failed: {last_line(run.stderr)}")
+    spent = json.loads(run.stdout)
+    return LoopFigures(requests, requests / spent["wall_s"], spent["cpu_s"] * 1000 / requests)
 
 
 def _cpu_s() -> float:
@@ -67,6 +72,32 @@ async def _loop(base_url: str, in_flight: int, requests: int) -> dict[str, float
         await asyncio.gather(*(worker() for _ in range(in_flight)))
     finally:
         await client.aclose()
+    return {"cpu_s": _cpu_s() - cpu, "wall_s": time.perf_counter() - wall}
+
+
+async def _aiohttp_loop(base_url: str, in_flight: int, requests: int) -> dict[str, float]:
+    import aiohttp
+    import orjson
+
+    url = base_url.rstrip("/") + "/chat/completions"
+    headers = {"content-type": "application/json"}
+    left = requests
+    cpu, wall = _cpu_s(), time.perf_counter()
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=in_flight))
+
+    async def worker() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            async with session.post(url, data=orjson.dumps(body(left)), headers=headers) as response:
+                content = await response.read()
+            if not orjson.loads(content)["choices"][0]["message"]["content"]:
+                raise RuntimeError(f"an empty answer: {content!r}")
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(in_flight)))
+    finally:
+        await session.close()
     return {"cpu_s": _cpu_s() - cpu, "wall_s": time.perf_counter() - wall}
 
 
@@ -111,9 +142,9 @@ async def _sse_loop(base_url: str, in_flight: int, requests: int) -> dict[str, f
 
 
 def main(argv: list[str]) -> None:
-    base_url, in_flight, requests = argv[0], int(argv[1]), int(argv[2])
-    loop = _sse_loop if argv[3:] == ["stream"] else _loop
-    print(json.dumps(asyncio.run(loop(base_url, in_flight, requests))))
+    base_url, in_flight, requests, loop = argv[0], int(argv[1]), int(argv[2]), argv[3]
+    run = {"httpx": _loop, "aiohttp": _aiohttp_loop, "sse": _sse_loop}[loop]
+    print(json.dumps(asyncio.run(run(base_url, in_flight, requests))))
 
 
 if __name__ == "__main__":

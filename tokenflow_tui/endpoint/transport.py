@@ -1,4 +1,5 @@
-"""The HTTP client of a run: httpx's API over aiohttp (default) or over split plain-httpx pools (DESIGN §4).
+"""The HTTP client of a run: aiohttp (default) or split plain-httpx pools (DESIGN §4), behind the one
+method of httpx's API the handler uses, `stream()`.
 
 One client serves the whole run; the caller closes it with `aclose()`.
 """
@@ -10,11 +11,11 @@ import math
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import aiohttp
 import httpx
-from httpx_aiohttp import HttpxAiohttpClient
+import yarl
 
 from ..job.model import TRANSPORTS, TransportName
 
@@ -24,10 +25,10 @@ REQUESTS_PER_HTTPX_POOL = 16
 # drops an idle connection before the server does and a POST never lands on a closing socket
 KEEPALIVE_EXPIRY_S = 4.0
 
-# as httpx-aiohttp reads a body
+# the most read from aiohttp's stream at once (as httpx-aiohttp reads a body)
 READ_CHUNK_BYTES = 16 * 1024
 
-# what a failing request can raise: httpx's errors, and the aiohttp ones httpx-aiohttp lets through
+# what a failing request can raise: httpx's errors (transport httpx), aiohttp's (transport aiohttp)
 TRANSPORT_ERRORS: tuple[type[Exception], ...] = (httpx.TransportError, aiohttp.ClientError)
 
 
@@ -48,7 +49,7 @@ def make_client(transport: TransportName, max_connections: int, timeout_s: float
     # one TLS context for every pool: each one made costs tens of milliseconds and a few megabytes
     verify = httpx.create_ssl_context()
     if transport == "aiohttp":
-        return DirectClient([HttpxAiohttpClient(limits=_limits(max_connections), verify=verify)], timeout_s)
+        return AiohttpClient(max_connections, timeout_s, verify)
     if transport == "httpx":
         count = math.ceil(max_connections / REQUESTS_PER_HTTPX_POOL)
         size, larger = divmod(max_connections, count)
@@ -57,6 +58,93 @@ def make_client(transport: TransportName, max_connections: int, timeout_s: float
         sizes = [size + 1] * larger + [size] * (count - larger)
         return DirectClient([httpx.AsyncClient(limits=_limits(n), verify=verify) for n in sizes], timeout_s)
     raise ValueError(f"make_client: transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
+
+
+class AiohttpResponse(aiohttp.ClientResponse):
+    """aiohttp's response, with the two names of httpx.Response the handler reads (and `aread` for tests)."""
+
+    @property
+    def status_code(self) -> int:
+        return self.status
+
+    @property
+    def reason_phrase(self) -> str:
+        return self.reason or ""
+
+    async def aread(self) -> bytes:
+        return await self.read()
+
+
+class AiohttpClient:
+    """One aiohttp ClientSession, straight: no httpx Request or Response per request.
+
+    httpx's Request, Headers and Response over httpx-aiohttp cost about a tenth of the client's CPU per
+    request, for nothing the handler needs. It honours HTTP(S)_PROXY and NO_PROXY as httpx does,
+    keeps connections alive for KEEPALIVE_EXPIRY_S and verifies TLS with the given context.
+    """
+
+    def __init__(self, max_connections: int, timeout_s: float, verify: Any) -> None:
+        self._max_connections = max_connections
+        self._verify = verify
+        # only making a connection has its own timeout: the caller bounds the whole exchange (the
+        # handler's deadline), and a total timeout would cost a timer per request
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+        self._routes: dict[httpx.URL | str, _AiohttpRoute] = {}
+
+    def stream(
+        self, method: str, url: httpx.URL | str, *, content: bytes, headers: dict[str, str]
+    ) -> AbstractAsyncContextManager[httpx.Response]:
+        session = self._session or self._open()
+        route = self._routes.get(url) or self._route(url)
+        exchange = session.request(
+            method,
+            route.url,
+            data=content,
+            headers=headers,
+            allow_redirects=False,
+            proxy=route.proxy,
+            proxy_auth=route.proxy_auth,
+        )
+        # an AiohttpResponse answers what the handler and the functions below read of an httpx.Response
+        return cast(AbstractAsyncContextManager[httpx.Response], exchange)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def _route(self, url: httpx.URL | str) -> _AiohttpRoute:
+        target = yarl.URL(str(url), encoded=True)
+        # the proxy from HTTP(S)_PROXY and NO_PROXY, once per URL: the session's trust_env would look
+        # it up (and ~/.netrc) in a thread for every request
+        try:
+            proxy, proxy_auth = aiohttp.helpers.get_env_proxy_for_url(target)
+        except LookupError:
+            proxy, proxy_auth = None, None
+        route = self._routes[url] = _AiohttpRoute(target, proxy, proxy_auth)
+        return route
+
+    def _open(self) -> aiohttp.ClientSession:
+        # made on the first request, inside the running loop, as aiohttp wants it
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections, keepalive_timeout=KEEPALIVE_EXPIRY_S, ssl=self._verify
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            response_class=AiohttpResponse,
+            timeout=self._timeout,
+            # an API client keeps no cookies (nor did httpx's transport under the handler): a jar
+            # would be searched for every request and filled from every answer that sets one
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+        return self._session
+
+
+@dataclass(frozen=True, slots=True)
+class _AiohttpRoute:
+    url: yarl.URL
+    proxy: yarl.URL | None  # from the environment
+    proxy_auth: aiohttp.BasicAuth | None
 
 
 class DirectClient:
@@ -169,10 +257,10 @@ async def read_body(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
 
 async def _read_body(response: httpx.Response, limit: int, chunks: list[bytes]) -> tuple[bytes, bool]:
     raw = _aiohttp_response(response)
-    if raw is None or "Content-Encoding" in raw.headers:
+    if raw is None:
         return await _read_decoded(response, limit, chunks)
-    # straight from aiohttp's stream: httpx's four nested async generators per response
-    # (aiter_bytes, aiter_raw, the stream's, aiohttp's iter_chunked) cost more than the read
+    # aiohttp's stream is already decoded (a compressed body too), and read at once, not through an
+    # async generator per response
     if _declared_over(raw.headers.get("Content-Length"), limit):
         return b"", False
     content = raw.content
@@ -191,7 +279,7 @@ async def _read_body(response: httpx.Response, limit: int, chunks: list[bytes]) 
 def chunk_reader(response: httpx.Response) -> Callable[[], Awaitable[bytes]]:
     """A function that returns the body's next bytes as they arrive, and b"" at its end (for streamed answers)."""
     raw = _aiohttp_response(response)
-    if raw is not None and "Content-Encoding" not in raw.headers:
+    if raw is not None:
         # whatever has arrived, at once: an event must not wait for a buffer to fill
         return raw.content.readany
     chunks = response.aiter_bytes()
@@ -220,8 +308,8 @@ async def _read_decoded(response: httpx.Response, limit: int, chunks: list[bytes
 def response_headers(response: httpx.Response) -> Mapping[str, str]:
     """The response's headers, case-insensitive; the first value of a repeated one.
 
-    Over httpx-aiohttp they are aiohttp's own: a lookup in httpx.Headers scans and decodes every
-    header, about twenty times the cost.
+    Over aiohttp they are aiohttp's own map (a lookup in httpx.Headers scans and decodes every
+    header, about twenty times the cost).
     """
     raw = _aiohttp_response(response)
     return response.headers if raw is None else raw.headers
@@ -232,16 +320,14 @@ def _declared_over(content_length: str | None, limit: int) -> bool:
 
 
 def _aiohttp_response(response: httpx.Response) -> aiohttp.ClientResponse | None:
-    """The aiohttp response under an httpx-aiohttp one (None for any other)."""
-    # the attribute is httpx-aiohttp's own: should a release rename it, the body is read through httpx
-    raw = getattr(response.stream, "_aiohttp_response", None)
-    return raw if type(raw) is aiohttp.ClientResponse else None
+    """The response of the aiohttp transport (None for an httpx one)."""
+    return response if type(response) is AiohttpResponse else None  # type: ignore[comparison-overlap]
 
 
 def error_kind(exc: BaseException) -> Literal["timeout", "connection"]:
     """Whether a transport error (one of TRANSPORT_ERRORS) was a timeout or a failed connection."""
-    # httpx-aiohttp maps every aiohttp connection error, a refused connection included, to
-    # httpx.ConnectTimeout, so the aiohttp error it chains decides
+    # an error wrapped around an aiohttp one (httpx-aiohttp maps every aiohttp connection error, a
+    # refused connection included, to httpx.ConnectTimeout) is judged by the aiohttp error
     cause: Any = exc.__cause__ if isinstance(exc.__cause__, aiohttp.ClientError) else exc
     if isinstance(cause, (httpx.TimeoutException, asyncio.TimeoutError)):
         return "timeout"

@@ -8,7 +8,16 @@ from typing import Any, TypeAlias
 
 @dataclass(frozen=True, slots=True)
 class ActionDone:
-    """The request is finished; the attempt's result is its final result."""
+    """The request is finished; the attempt's result is its final result.
+
+    It holds nothing, so every `ActionDone()` is one shared instance: a kept result list of millions
+    holds no copy of it per request (nor one more object per request for the garbage collector).
+    """
+
+    def __new__(cls) -> ActionDone:
+        if cls is ActionDone:
+            return _DONE
+        return object.__new__(cls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,5 +27,7 @@ class ActionContinue:
     continue_params: Any
     delay_s: float = 0.0
 
+
+_DONE: ActionDone = object.__new__(ActionDone)
 
 TokenFlowAction: TypeAlias = ActionDone | ActionContinue

@@ -18,6 +18,9 @@ import pytest
 from test_bad_jobs import CASES as LIBRARY_CASES
 from test_bad_jobs import GOOD_LINE, HANDLER, SIM, Case, write_case
 
+# one worker runs the module: its fixture starts a child process per case, once, not once per xdist worker
+pytestmark = pytest.mark.xdist_group("bad-input")
+
 EXTRA_CASES = [
     Case(
         "limits: token budget negative",

@@ -306,3 +306,18 @@ def test_the_rules_demo_is_valid():
     assert result.returncode == 0, result.stderr
     assert "  checks    finish_reason, json_schema\n" in result.stdout
     assert "  rule 1    finish_reason = length → max_tokens = double, max 64\n" in result.stdout
+
+
+def test_a_check_that_no_answer_passes_pauses_the_job_instead_of_burning_the_input(tmp_path):
+    # a wrong check fails every request at every attempt: the storm detector pauses the job, as for a 400
+    job = rules_job(tmp_path, 2_000, checks={"regex": "^no answer says this$"}, max_attempts=2, workers=4)
+    result = tokenflow("run", str(job), "--headless", timeout=60)
+    assert result.returncode == 1, result.stderr
+    records = read_records(job.parent / "out" / "results.jsonl")
+    assert 20 <= len(records) < 200  # judged over the last 50 finished requests, once 20 have finished
+    assert {record["status"] for record in records} == {"failed"}
+    assert {len(record["attempts"]) for record in records} == {2}
+    assert (
+        "of the last" in result.stderr
+        and "failed with errors that retrying cannot fix (mostly check_failed," in result.stderr
+    )

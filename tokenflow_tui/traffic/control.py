@@ -25,7 +25,7 @@ from typing import Any
 
 from ..endpoint.retry_policy import is_retryable
 from ..engine import ActionDone, Clock, TokenFlowRequest, TokenFlowRequestTrajectory, UnexpectedUserException
-from ..engine.error_kinds import HANDLER_EXCEPTION, TIMEOUT
+from ..engine.error_kinds import CHECK_FAILED, HANDLER_EXCEPTION, TIMEOUT
 from ..job.model import Job
 from .adaptive import AdaptiveConcurrency
 from .bucket import TokenBucket
@@ -371,7 +371,8 @@ class Traffic:
             if overloaded and self._adaptive is not None:
                 self._set_target(self._adaptive.loss(started, now))
             if final:
-                retryable = is_retryable(str(kind), status if type(status) is int else None)
+                # a request that failed its checks at every attempt: retrying was tried, and did not fix it
+                retryable = kind != CHECK_FAILED and is_retryable(str(kind), status if type(status) is int else None)
                 self._finished(None if retryable else failure_label(kind, status))
         else:
             self._rate_limited.note(False, started)

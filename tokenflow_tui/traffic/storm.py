@@ -1,7 +1,8 @@
 """The storm detector: when most recent requests fail in a way retrying cannot fix, pause the job.
 
-A wrong model name, a malformed parameter or a broken custom handler fails every request the same
-way; burning the whole input on it helps nobody. A retry round (`run --retry-failed`, `r` in the
+A wrong model name, a malformed parameter, a broken custom handler or a check no answer passes
+([checks]: every attempt of the request failed it) fails every request the same way; burning the
+whole input on it helps nobody. A retry round (`run --retry-failed`, `r` in the
 dashboard) of requests that failed before is different: the same failure again is not news, so the
 failures it is told to expect do not count.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Iterable
 
+from ..engine.error_kinds import CHECK_FAILED
+
 WINDOW = 50  # the last this many finished requests are judged …
 MIN_SEEN = 20  # … once at least this many have finished
 SHARE = 0.5  # more than this share failing non-retryably is a storm
@@ -18,7 +21,8 @@ SHARE = 0.5  # more than this share failing non-retryably is a storm
 
 def failure_label(kind: object, status: object) -> str:
     """How a failure is named here and in the pause's sentence: "HTTP 400", or its kind."""
-    return f"HTTP {status}" if status else str(kind)
+    # an answer that failed a check came with a good status: the check is what failed
+    return f"HTTP {status}" if status and kind != CHECK_FAILED else str(kind)
 
 
 class StormDetector:

@@ -146,8 +146,9 @@ async def test_a_run_that_is_not_running_is_shown_from_its_files(job, children) 
     child.send_signal(signal.SIGTERM)
     assert child.wait(30) == 130
     saved, saved_at = state_toml(out)["done"], state_toml(out)["saved_at"]
+    files_before = {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()}
 
-    runner = JobRunner(load_job(job), confirm=lambda question: False)
+    runner = JobRunner(load_job(job), confirm=lambda question: False, looking=True)
     runner.open()
     stopped = StoppedRun(runner, "tokenflow run job.toml")
     notes = Notes()
@@ -167,6 +168,11 @@ async def test_a_run_that_is_not_running_is_shown_from_its_files(job, children) 
     finally:
         stopped.close()
     assert notes == ["the job is not running: `tokenflow run job.toml` resumes it", READ_ONLY_NOTE]
+    # looking changed nothing: no "resumed" event, no save (the lock file comes and goes)
+    files_after = {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()}
+    assert {name: files_after.get(name) for name in files_before if name != ".lock"} == {
+        name: content for name, content in files_before.items() if name != ".lock"
+    }
 
 
 async def test_the_dashboard_of_tokenflow_run_listens_too(tmp_path: Path) -> None:

@@ -70,7 +70,7 @@ def _open_stopped(output_dir: Path, command_name: str, why: str) -> int:
     try:
         job = load_job(Path(job_file))
         job = dataclasses.replace(job, job=dataclasses.replace(job.job, output=output_dir.resolve()))
-        runner = JobRunner(job, confirm=lambda question: False)
+        runner = JobRunner(job, confirm=lambda question: False, looking=True)
         runner.open()
     except (JobError, RunError) as error:
         print(f"{command_name}: {why}; its files cannot be opened: {error}", file=sys.stderr)

@@ -80,9 +80,11 @@ class JobRunner:
         save_interval_s: float = 10.0,
         environ: Mapping[str, str] = os.environ,
         part: InputPart | None = None,
+        looking: bool = False,
     ) -> None:
         self.job = job
         self._part = part  # a shard of a job run on a cluster: only these input lines
+        self._looking = looking  # opened to be looked at (`watch` of a stopped run): no event of its own
         self.output_dir = job.output
         self._summary = InputSummary(0, ())
         self._workers = workers or job.workers.count
@@ -182,6 +184,8 @@ class JobRunner:
         self._requeued_retried = opened.requeued_retried
         self._events.load()
         finished = self._done + self._failed
+        if self._looking:
+            return
         if finished:
             self._events.note("open", f"resumed: {finished:,} of {self._count():,} requests finished earlier")
         else:
@@ -848,4 +852,5 @@ class JobRunner:
         if self._opened is not None:
             self.unwritten += self._opened.close()
             self._opened = None
-            self._events.flush()
+            if not self._looking:
+                self._events.flush()

@@ -131,3 +131,38 @@ def test_merged_state_and_rows() -> None:
     ]
     filtered = merge_filtered_rows([[row(0, "failed"), row(4, "failed")], [row(1, "failed"), row(3, "failed")]], 1, 3)
     assert [r.index for r in filtered] == [1, 3]
+
+
+def test_the_rules_panel_and_the_endpoints_add_up_over_the_shards() -> None:
+    from tokenflow_tui.cluster.merge import merge_endpoints, merge_rules
+    from tokenflow_tui.run.contract import EndpointView, RuleLine
+
+    rules = [
+        (RuleLine("check json", "json", 10, 4, 300, None), RuleLine("rule 1", "check_failed = json", 9, 4, 300, None)),
+        (RuleLine("check json", "json", 5, 1, 50, 0.5), RuleLine("rule 1", "check_failed = json", 5, 1, 50, 0.5)),
+    ]
+    assert merge_rules(rules) == (
+        RuleLine("check json", "json", 15, 5, 350, 0.5),
+        RuleLine("rule 1", "check_failed = json", 14, 5, 350, 0.5),
+    )
+    sending = EndpointView("main", "sending", None, 2.0, 100, 3, 90, 10.0, 600.0)
+    paused = EndpointView("main", "paused", "it refused the key", 2.0, 50, 50, 0, 0.0, 600.0)
+    assert merge_endpoints([(sending,), (paused,)]) == (
+        EndpointView("main", "paused", "it refused the key", 2.0, 150, 53, 90, 10.0, 600.0),
+    )
+    assert merge_rules([]) == () and merge_endpoints([]) == ()
+
+
+def test_each_shard_takes_an_even_share_of_every_endpoints_own_limits(tmp_path: Path) -> None:
+    from tokenflow_tui.cluster.shard import Shard
+
+    job = tmp_path / "job.toml"
+    (tmp_path / "prompts.jsonl").write_text('{"prompt": "hi"}\n')
+    job.write_text(
+        '[job]\nname = "t"\ninput = "prompts.jsonl"\n\n'
+        '[[endpoints]]\nname = "a"\nsimulate = true\nrequests_per_minute = 900\ntokens_per_minute = 1000\n\n'
+        '[[endpoints]]\nname = "b"\nsimulate = true\n'
+    )
+    shard = Shard(load_job(job), 1, 3, str(tmp_path / "run"), "m", {})  # the class the driver makes an actor of
+    limits = [(e.name, e.requests_per_minute, e.tokens_per_minute) for e in shard._job.endpoints]
+    assert limits == [("a", 300.0, 334), ("b", 0.0, 0)]

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..engine import StatsSnapshot
-from ..run.contract import ChartPoint, RequestRow, RunEvent, RunSnapshot, RunState, TrafficView
+from ..run.contract import ChartPoint, EndpointView, RequestRow, RuleLine, RunEvent, RunSnapshot, RunState, TrafficView
 
 _SUMMED_STATS = (
     *("done", "failed", "in_flight", "queued", "attempts", "retries", "workers", "target_workers"),
@@ -148,7 +148,57 @@ def merge_snapshots(
         cost_per_min_usd=sum(per_minute) if per_minute else None,
         cost_projected_usd=sum(projected) if projected else None,
         events=events,
+        results_at=f"{output_dir}/shard-*/results.jsonl",
+        rules=merge_rules([p.rules for p in parts]),
+        endpoints=merge_endpoints([p.endpoints for p in parts]),
     )
+
+
+def merge_rules(parts: Sequence[Sequence[RuleLine]]) -> tuple[RuleLine, ...]:
+    """Each check's and rule's figures summed over the shards (every shard has the same checks and rules)."""
+    if not parts:
+        return ()
+    merged = []
+    for lines in zip(*parts):
+        costs = [line.cost_usd for line in lines if line.cost_usd is not None]
+        first = lines[0]
+        merged.append(
+            RuleLine(
+                first.name,
+                first.label,
+                sum(line.caught for line in lines),
+                sum(line.rescued for line in lines),
+                sum(line.tokens for line in lines),
+                sum(costs) if costs else None,
+            )
+        )
+    return tuple(merged)
+
+
+def merge_endpoints(parts: Sequence[Sequence[EndpointView]]) -> tuple[EndpointView, ...]:
+    """Each of [[endpoints]] over the shards: counts and rates summed, the state of the shard that is worst off."""
+    if not parts:
+        return ()
+    worst = {"sending": 0, "held": 1, "paused": 2}
+    merged = []
+    for views in zip(*parts):
+        view = max(views, key=lambda view: worst.get(view.state, 0))
+        merged.append(
+            EndpointView(
+                view.name,
+                view.state,
+                view.reason,
+                view.weight,
+                sum(v.attempts for v in views),
+                sum(v.errors for v in views),
+                sum(v.done for v in views),
+                sum(v.rate_per_s for v in views),
+                view.requests_per_minute,
+                view.tokens_per_minute,
+                sum(v.pace_per_minute for v in views),
+            )
+        )
+    return tuple(merged)
 
 
 def merge_all_rows(parts: Sequence[Sequence[RequestRow]], count: int, start: int) -> list[RequestRow]:

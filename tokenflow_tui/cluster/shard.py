@@ -58,7 +58,18 @@ class Shard:
             requests_per_minute=limits.requests_per_minute / count,
             tokens_per_minute=-(-limits.tokens_per_minute // count),
         )
-        self._job = dataclasses.replace(job, job=dataclasses.replace(job.job, output=output), limits=shared)
+        # each of [[endpoints]] keeps its own limits: an even share on each shard (the lease book shares the job's)
+        endpoints = tuple(
+            dataclasses.replace(
+                named,
+                requests_per_minute=named.requests_per_minute / count,
+                tokens_per_minute=-(-named.tokens_per_minute // count),
+            )
+            for named in job.endpoints
+        )
+        self._job = dataclasses.replace(
+            job, job=dataclasses.replace(job.job, output=output), limits=shared, endpoints=endpoints
+        )
         self._runner: JobRunner | None = None
         self._run: asyncio.Task[int] | None = None
         self._leases: asyncio.Task[None] | None = None

@@ -120,8 +120,8 @@ class RunSnapshot:
 
     @property
     def results_path(self) -> str:
-        """The run's results.jsonl."""
-        return str(Path(self.output_dir) / RESULTS_FILE)
+        """The run's results.jsonl (of a run across shards: each shard's)."""
+        return self.results_at or str(Path(self.output_dir) / RESULTS_FILE)
 
     retried: int = 0  # requests with two attempts or more (their last record's, or the unfinished ones')
     longest_in_flight_s: float | None = None  # in the tail (nothing queued): the oldest attempt in flight
@@ -129,6 +129,7 @@ class RunSnapshot:
     cost_per_min_usd: float | None = None  # at the rate of the last minute
     cost_projected_usd: float | None = None  # at the end of the job, at the average cost per request
     events: Sequence[RunEvent] = ()  # the event log, oldest first (earlier runs' too)
+    results_at: str = ""  # where the results are when not OUTPUT/results.jsonl (a run across shards)
     rules: Sequence[RuleLine] = ()  # each check, then each rule, of a job with [checks] or [[retry.rules]]
     endpoints: Sequence[EndpointView] = ()  # with [[endpoints]], in the job file's order
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import math
 import os
 import secrets
 import time
@@ -31,6 +30,7 @@ from ..store.results_file import RESULTS_FILE
 from ..store.shards import SHARDS_KEY, shard_count, shard_map
 from ..store.state_file import STATE_FILE, read_state, write_state
 from ..traffic.budget import format_usd
+from ..traffic.control import budget_refusal, limits_refusal
 from . import ClusterError, import_ray
 from .lease import LeaseBook
 from .merge import merge_all_rows, merge_filtered_rows, merge_groups, merge_snapshots
@@ -291,10 +291,9 @@ class ClusterRun:
         return saved
 
     def set_limits(self, requests_per_minute: float, tokens_per_minute: int) -> str | None:
-        if not _is_limit(requests_per_minute):
-            return f"requests per minute must be a number of 0 or more, not {requests_per_minute!r}"
-        if not _is_limit(tokens_per_minute) or tokens_per_minute != int(tokens_per_minute):
-            return f"tokens per minute must be a whole number of 0 or more, not {tokens_per_minute!r}"
+        refusal = limits_refusal(requests_per_minute, tokens_per_minute)
+        if refusal is not None:
+            return refusal
         self._limits = (requests_per_minute, int(tokens_per_minute))
         self._lease.set_limits.remote(*self._limits)  # each shard takes its share at its next lease (≤ 1 s)
         self._events.note(
@@ -304,16 +303,11 @@ class ClusterRun:
         return None
 
     def set_budget(self, max_total_tokens: int, max_cost_usd: float) -> str | None:
-        if not _is_limit(max_total_tokens) or max_total_tokens != int(max_total_tokens):
-            return f"the token budget must be a whole number of 0 or more, not {max_total_tokens!r}"
-        if not _is_limit(max_cost_usd):
-            return f"the cost budget must be a number of 0 or more, not {max_cost_usd!r}"
         limits = self.job.limits
-        if max_cost_usd and (limits.price_input_per_million_usd is None or limits.price_output_per_million_usd is None):
-            return (
-                "a cost budget needs the prices in the job file "
-                "(limits.price_input_per_million_usd and limits.price_output_per_million_usd)"
-            )
+        priced = limits.price_input_per_million_usd is not None and limits.price_output_per_million_usd is not None
+        refusal = budget_refusal(max_total_tokens, max_cost_usd, priced)
+        if refusal is not None:
+            return refusal
         self._budget = (int(max_total_tokens), float(max_cost_usd))
         self._lease.set_budget.remote(*self._budget)
         self._events.note(
@@ -452,10 +446,6 @@ class ClusterRun:
 
 def _future(ref: Any) -> Future[Any]:
     return ref.future()  # type: ignore[no-any-return]
-
-
-def _is_limit(value: Any) -> bool:
-    return type(value) in (int, float) and math.isfinite(value) and value >= 0
 
 
 def saved_shards(run_dir: Path) -> int | None:

@@ -256,10 +256,9 @@ class Traffic:
         They apply to the requests already waiting for a limit too: raised or cleared, those go
         sooner (at once when nothing holds them any more); lowered, later.
         """
-        if not _is_limit(requests_per_minute):
-            return f"requests per minute must be a number of 0 or more, not {requests_per_minute!r}"
-        if not _is_limit(tokens_per_minute) or tokens_per_minute != int(tokens_per_minute):
-            return f"tokens per minute must be a whole number of 0 or more, not {tokens_per_minute!r}"
+        refusal = limits_refusal(requests_per_minute, tokens_per_minute)
+        if refusal is not None:
+            return refusal
         now = self._clock.monotonic()
         self._requests = _rebucket(self._requests, requests_per_minute, now)
         self._tokens = _rebucket(self._tokens, int(tokens_per_minute), now)
@@ -268,15 +267,9 @@ class Traffic:
 
     def set_budget(self, max_total_tokens: int, max_cost_usd: float) -> str | None:
         """New budgets (0: none), counted from the start of the job; why not, in a sentence."""
-        if not _is_limit(max_total_tokens) or max_total_tokens != int(max_total_tokens):
-            return f"the token budget must be a whole number of 0 or more, not {max_total_tokens!r}"
-        if not _is_limit(max_cost_usd):
-            return f"the cost budget must be a number of 0 or more, not {max_cost_usd!r}"
-        if max_cost_usd and self._budget.prices is None:
-            return (
-                "a cost budget needs the prices in the job file "
-                "(limits.price_input_per_million_usd and limits.price_output_per_million_usd)"
-            )
+        refusal = budget_refusal(max_total_tokens, max_cost_usd, self._budget.prices is not None)
+        if refusal is not None:
+            return refusal
         self._budget.set_limits(int(max_total_tokens), float(max_cost_usd))
         return None
 
@@ -413,6 +406,29 @@ class Traffic:
 
 def _is_limit(value: Any) -> bool:
     return type(value) in (int, float) and math.isfinite(value) and value >= 0
+
+
+def limits_refusal(requests_per_minute: float, tokens_per_minute: int) -> str | None:
+    """Why these rate limits (0: none) cannot be set, in a sentence; None when they can."""
+    if not _is_limit(requests_per_minute):
+        return f"requests per minute must be a number of 0 or more, not {requests_per_minute!r}"
+    if not _is_limit(tokens_per_minute) or tokens_per_minute != int(tokens_per_minute):
+        return f"tokens per minute must be a whole number of 0 or more, not {tokens_per_minute!r}"
+    return None
+
+
+def budget_refusal(max_total_tokens: int, max_cost_usd: float, priced: bool) -> str | None:
+    """Why these budgets (0: none) cannot be set, in a sentence (`priced`: the job file has prices)."""
+    if not _is_limit(max_total_tokens) or max_total_tokens != int(max_total_tokens):
+        return f"the token budget must be a whole number of 0 or more, not {max_total_tokens!r}"
+    if not _is_limit(max_cost_usd):
+        return f"the cost budget must be a number of 0 or more, not {max_cost_usd!r}"
+    if max_cost_usd and not priced:
+        return (
+            "a cost budget needs the prices in the job file "
+            "(limits.price_input_per_million_usd and limits.price_output_per_million_usd)"
+        )
+    return None
 
 
 def _rebucket(bucket: TokenBucket | None, per_minute: float, now: float) -> TokenBucket | None:

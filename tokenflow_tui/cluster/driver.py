@@ -464,7 +464,8 @@ def connect(address: str, shards: int | None = None) -> Any:
     try:
         if address == "local":
             cpus = max(os.cpu_count() or 1, shards or 1)  # Ray's CPUs are a count of actors that fit, not cores
-            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+            # address="local": a new cluster of our own, even where another one runs on this machine
+            ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
         else:
             ray.init(address=address, log_to_driver=False)
     except Exception as error:

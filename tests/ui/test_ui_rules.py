@@ -31,7 +31,11 @@ async def test_the_panel_shows_only_for_a_job_with_checks_or_rules() -> None:
         assert not panel.display
         run.rules = RULE_LINES
         app.main_screen.refresh_data()
-        await pilot.pause()
+        # shown, the panel is laid out, then drawn again at its width: a loaded machine takes a few turns
+        for _ in range(50):
+            await pilot.pause()
+            if "rule 2  check_failed = json_schema" in panel.render().plain:
+                break
         assert panel.display and panel.outer_size.height == len(RULE_LINES) + 3  # heading and border
         assert "rule 2  check_failed = json_schema" in panel.render().plain
 

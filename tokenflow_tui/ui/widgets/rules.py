@@ -48,6 +48,7 @@ class RulesPanel(LivePanel):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._height_lines = 0
+        self._rules: Sequence[RuleLine] = ()
 
     def show_rules(self, lines: Sequence[RuleLine]) -> None:
         rows = min(len(lines), _MAX_LINES) + 1 if lines else 0
@@ -55,5 +56,11 @@ class RulesPanel(LivePanel):
             self._height_lines = rows
             self.display = bool(lines)
             self.styles.height = rows + _BORDER_ROWS
+        self._rules = lines
         if lines:
             self.set_content(rules_content(lines, max(1, self.content_size.width)))
+
+    def on_resize(self) -> None:
+        # shown at last (or resized): the lines drawn while it had no width are drawn again at its own
+        if self._rules:
+            self.set_content(rules_content(self._rules, max(1, self.content_size.width)))

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from run_helpers import simulated_job
 
+from tokenflow_tui.cluster.files import ShardFiles
 from tokenflow_tui.cluster.lease import LeaseBook, ShardReport
 from tokenflow_tui.cluster.merge import merge_all_rows, merge_filtered_rows, merge_state
 from tokenflow_tui.job.reader import load_job
@@ -62,6 +63,23 @@ def test_parts_read_as_one_run(tmp_path: Path) -> None:
     whole = dataclasses.replace(job, job=dataclasses.replace(job.job, output=run_dir))
     with pytest.raises(RunError, match=r"holds a job split into shards over a Ray cluster; resume it with --ray$"):
         JobRunner(whole).open()
+    # watch of the stopped run: the shards' files read here, as one run, the same as report
+    files_before = {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()}
+    looked = ShardFiles(whole, 3)
+    looked.open()
+    try:
+        snap = looked.snapshot()
+        assert (snap.stats.total, snap.stats.done, snap.stats.failed) == (report.requests, report.done, 0)
+        assert snap.results_path == f"{run_dir}/shard-*/results.jsonl"
+        rows = looked.rows("all", 10, 20)
+        assert [(row.index, row.state) for row in rows] == [(i, "done") for i in range(10, 20)]
+        assert looked.row_count("failed") == 0 and looked.row_count() == 50
+        assert [attempt["result"] for attempt in looked.trajectory(7)] == [rows[0].preview.replace("10", "7")]
+        assert looked.set_workers(3) == "the job is not running: resume it to change it"
+        assert asyncio.run(looked.run()) == 0
+    finally:
+        looked.close()
+    assert {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()} == files_before
 
 
 def test_a_part_runs_only_its_lines(tmp_path: Path) -> None:

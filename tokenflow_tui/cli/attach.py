@@ -10,9 +10,15 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..run.exit_codes import EXIT_INVALID
 from .arguments import add_run_dir
+
+if TYPE_CHECKING:
+    from ..cluster.files import ShardFiles
+    from ..job.model import Job
+    from ..run.runner import JobRunner
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,7 +65,7 @@ def _open_stopped(output_dir: Path, command_name: str, why: str) -> int:
     from ..run.control_server import StoppedRun
     from ..run.control_socket import read_info
     from ..run.opening import RunError
-    from ..run.runner import JobRunner
+    from ..store.errors import StoreError
     from ..ui import run_dashboard
 
     info = read_info(output_dir) or {}
@@ -70,9 +76,9 @@ def _open_stopped(output_dir: Path, command_name: str, why: str) -> int:
     try:
         job = load_job(Path(job_file))
         job = dataclasses.replace(job, job=dataclasses.replace(job.job, output=output_dir.resolve()))
-        runner = JobRunner(job, confirm=lambda question: False, looking=True)
+        runner = _looking_runner(job)
         runner.open()
-    except (JobError, RunError) as error:
+    except (JobError, RunError, StoreError) as error:
         print(f"{command_name}: {why}; its files cannot be opened: {error}", file=sys.stderr)
         return EXIT_INVALID
     note = f"the job is not running: shown from its files; `{resume}` resumes it"
@@ -83,3 +89,17 @@ def _open_stopped(output_dir: Path, command_name: str, why: str) -> int:
     finally:
         control.close()
     return 0
+
+
+def _looking_runner(job: Job) -> JobRunner | ShardFiles:
+    """What opens the run's files only to look at them: its runner, or its shards' (a run across shards)."""
+    from ..run.runner import JobRunner
+    from ..store.shards import shard_count
+    from ..store.state_file import STATE_FILE, read_state
+
+    count = shard_count(read_state(job.output / STATE_FILE), job.output / STATE_FILE)
+    if count is not None:
+        from ..cluster.files import ShardFiles
+
+        return ShardFiles(job, count)
+    return JobRunner(job, confirm=lambda question: False, looking=True)

@@ -166,6 +166,8 @@ def _served(runner: JobRunner | ClusterRun, args: argparse.Namespace) -> HostedR
     resume = ["tokenflow", "run", str(args.job.resolve())]
     if args.output is not None:
         resume += ["--output", str(args.output.resolve())]
+    if args.ray is not None:
+        resume += ["--ray", args.ray]
     try:
         server = ControlServer(
             runner, runner.output_dir, {"job": str(args.job.resolve()), "resume": shlex.join(resume)}

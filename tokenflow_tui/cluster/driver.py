@@ -33,14 +33,13 @@ from ..traffic.budget import format_usd
 from ..traffic.control import budget_refusal, limits_refusal
 from . import ClusterError, import_ray
 from .lease import LeaseBook
-from .merge import merge_all_rows, merge_filtered_rows, merge_groups, merge_snapshots
+from .merge import NOT_ACROSS_SHARDS, merge_all_rows, merge_filtered_rows, merge_groups, merge_snapshots
 from .shard import MARKER_FILE, Settings, Shard
 
 POLL_INTERVAL_S = 0.5
 CALL_TIMEOUT_S = 10.0  # a shard that does not answer a call this long is restarting (or gone)
 LOST_AFTER_S = 120.0  # … and one that has not answered this long cannot come back
 OPEN_TIMEOUT_S = 300.0  # actors start (a worker process each) and open their output (a scan of the input)
-_NOT_ACROSS_SHARDS = "not available yet for a run across shards"
 _DRIVER_KINDS = frozenset({"pause", "resume", "stop", "workers", "limits", "budget", "save", "open", "done"})
 
 
@@ -235,7 +234,7 @@ class ClusterRun:
         return merge_filtered_rows(parts, start, stop)
 
     def sort_status(self, sort: str) -> SortStatus:
-        return SortStatus(sort, ready=sort == "input", unavailable="" if sort == "input" else _NOT_ACROSS_SHARDS)
+        return SortStatus(sort, ready=sort == "input", unavailable="" if sort == "input" else NOT_ACROSS_SHARDS)
 
     def search(self, query: str) -> SearchStatus:
         self._search_query = query
@@ -243,7 +242,7 @@ class ClusterRun:
 
     def search_status(self) -> SearchStatus:
         query = self._search_query
-        return SearchStatus(query, unavailable=_NOT_ACROSS_SHARDS if query else "")
+        return SearchStatus(query, unavailable=NOT_ACROSS_SHARDS if query else "")
 
     def find(self, position: int, direction: int, row_filter: str = "all", sort: str = "input") -> int | None:
         return None

@@ -17,6 +17,9 @@ _SUMMED_STATS = (
 # one shard in each state makes the job's: the first that any shard is in, in this order
 _STATE_ORDER: tuple[RunState, ...] = ("stopping", "pausing", "running", "starting", "paused", "done")
 
+# a runner searches and sorts its own rows; across shards the table keeps the input order
+NOT_ACROSS_SHARDS = "not available yet for a run across shards"
+
 
 def merge_stats(parts: Sequence[StatsSnapshot], total: int) -> StatsSnapshot:
     """Counts and rates summed; the elapsed time and the latency percentiles of the slowest shard."""

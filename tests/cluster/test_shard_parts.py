@@ -70,6 +70,8 @@ def test_parts_read_as_one_run(tmp_path: Path) -> None:
     try:
         snap = looked.snapshot()
         assert (snap.stats.total, snap.stats.done, snap.stats.failed) == (report.requests, report.done, 0)
+        shown = tuple(v * 1000 for v in (snap.stats.latency_p50_s, snap.stats.latency_p95_s, snap.stats.latency_p99_s))
+        assert shown == (report.latency_p50_ms, report.latency_p95_ms, report.latency_p99_ms)  # merged, not the slowest
         assert snap.results_path == f"{run_dir}/shard-*/results.jsonl"
         rows = looked.rows("all", 10, 20)
         assert [(row.index, row.state) for row in rows] == [(i, "done") for i in range(10, 20)]

@@ -202,6 +202,7 @@ class ClusterRun:
 
     def snapshot(self) -> RunSnapshot:
         parts = [shard.reply["snapshot"] for shard in self._shards if shard.reply and "snapshot" in shard.reply]
+        latency = [shard.reply["latency"] for shard in self._shards if shard.reply and "latency" in shard.reply]
         return merge_snapshots(
             parts,
             job_name=self.job.name,
@@ -211,6 +212,7 @@ class ClusterRun:
             limits=self._limits,
             budget=self._budget,
             events=self._merged_events(),
+            latency=latency,
         )
 
     # search and sort run inside a runner over its own rows; across shards the table keeps the input order

@@ -79,6 +79,7 @@ class ShardFiles:
             limits=(limits.requests_per_minute, limits.tokens_per_minute),
             budget=(limits.max_total_tokens, limits.max_cost_usd),
             events=sorted(events, key=lambda event: event.at),
+            latency=[runner.latency_data() for runner in self._runners],
         )
 
     def row_count(self, row_filter: str = "all", sort: str = "input") -> int:

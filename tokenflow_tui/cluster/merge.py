@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..engine import StatsSnapshot
+from ..engine.stats import LatencyHistogram
 from ..run.contract import ChartPoint, EndpointView, RequestRow, RuleLine, RunEvent, RunSnapshot, RunState, TrafficView
 
 _SUMMED_STATS = (
@@ -112,9 +114,14 @@ def merge_snapshots(
     limits: tuple[float, int],
     budget: tuple[int, float],
     events: Sequence[RunEvent],
+    latency: Sequence[object] = (),
 ) -> RunSnapshot:
-    """One snapshot of the whole job from the shards' last ones."""
+    """One snapshot of the whole job from the shards' last ones; `latency`: their histograms' data
+    (`JobRunner.latency_data`), whose merge gives the job's percentiles as `tokenflow report` counts them."""
     stats = merge_stats([p.stats for p in parts], total)
+    if latency:
+        p50, p95, p99 = merge_latency(latency)
+        stats = dataclasses.replace(stats, latency_p50_s=p50, latency_p95_s=p95, latency_p99_s=p99)
     state = merge_state([p.state for p in parts]) if parts else "starting"
     errors: Counter[str] = Counter()
     failed: Counter[str] = Counter()
@@ -155,6 +162,14 @@ def merge_snapshots(
         rules=merge_rules([p.rules for p in parts]),
         endpoints=merge_endpoints([p.endpoints for p in parts]),
     )
+
+
+def merge_latency(datas: Sequence[object]) -> tuple[float | None, ...]:
+    """p50, p95 and p99 of the shards' latency histograms together."""
+    merged = LatencyHistogram()
+    for data in datas:
+        merged.merge(LatencyHistogram.from_data(data))
+    return merged.percentiles((50, 95, 99))
 
 
 def merge_rules(parts: Sequence[Sequence[RuleLine]]) -> tuple[RuleLine, ...]:

@@ -123,6 +123,7 @@ class Shard:
             code = EXIT_INTERRUPTED if self._run.cancelled() else self._run.result()
         return {
             "snapshot": dataclasses.replace(snapshot, events=tuple(snapshot.events[-EVENTS_SHOWN:])),
+            "latency": runner.latency_data(),
             "counts": {name: runner.row_count(name) for name in ROW_FILTERS},
             "rows": {window: runner.rows(*window) for window in windows},
             "code": code,

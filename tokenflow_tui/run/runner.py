@@ -452,6 +452,10 @@ class JobRunner:
             self._held.queued(r for r in self._task.waiting() if r.id in queued)
         return len(again)
 
+    def latency_data(self) -> dict[str, object]:
+        """The job's attempt latencies as histogram data, for a driver to merge with other shards'."""
+        return self._stats.figures.latency.to_data()
+
     def snapshot(self) -> RunSnapshot:
         elapsed = self._elapsed()
         stats = self._overall_stats(elapsed)

@@ -81,6 +81,7 @@ def build_report(run_dir: str | Path) -> Report:
         offsets, status = part.recovery.offsets, part.recovery.status
         if not part.recovery.summary.size:
             continue
+        figures.last_offset = -1  # each shard's file is folded from its start
         fold_records(figures, part.results_path, part.recovery.summary.size, _is_final(offsets))
         with open(part.results_path, "rb") as file:
             for index, offset in enumerate(offsets):

@@ -192,8 +192,11 @@ async def test_mixed_faults_end_with_one_final_record_each_and_no_attempt_past_i
         records = await run_job(job_for(tmp_path, sim.base_url, 400, max_attempts=4, workers=32, transport=transport))
         sent = sum(sim.stats.outcomes[kind] for kind in (*MIXED, "ok"))
     assert sorted(r["index"] for r in records) == list(range(400))
-    assert sum(len(r["attempts"]) for r in records) == sent  # every request sent is in a trajectory
     kinds = Counter(a["error"]["kind"] for r in records for a in r["attempts"] if "error" in a)
+    # every request sent is in a trajectory; on a loaded machine an attempt may also time out (or fail to
+    # connect) before its request reached the server, so only those may be more than the server saw
+    recorded = sum(len(r["attempts"]) for r in records)
+    assert sent <= recorded <= sent + kinds["timeout"] + kinds["connection"]
     assert set(kinds) == {"http_429", "http_5xx", "connection", "timeout", "bad_response"}
     for record in records:
         attempts = record["attempts"]

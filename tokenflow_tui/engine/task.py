@@ -29,7 +29,7 @@ from .events import (
 )
 from .kept_gc import keeping_started, keeping_stopped
 from .payload import says_failed
-from .stats import TICKS_PER_S, LatencyHistogram, RateWindow, StatsSnapshot
+from .stats import LAT_BATCH, TICKS_PER_S, LatencyHistogram, RateWindow, StatsSnapshot
 from .trajectory import (
     TokenFlowRequest,
     TokenFlowRequestTrajectory,
@@ -486,7 +486,9 @@ class TokenFlowTask:
         monotonic = self._clock.monotonic
         wall_offset = self._clock.time() - monotonic()  # one clock read per attempt gives both
         ready = self._ready
-        add_latency = self._latency.add
+        # the histogram's add, inlined: its list of samples, and its fold once that is full
+        latencies = self._latency.samples()
+        add_latency, fold_latencies = latencies.append, self._latency.fold
         request_fn = self.request_fn
         before, started_hook, ended_hook = self._before_attempt, self._attempt_started, self._attempt_ended
         max_attempts = self._max_attempts or 0
@@ -566,6 +568,8 @@ class TokenFlowTask:
                 took = element.latency_s = now - started
                 self._attempts += 1
                 add_latency(took)
+                if len(latencies) >= LAT_BATCH:
+                    fold_latencies()
                 if type(outcome) is tuple and len(outcome) == 2:
                     action, result = outcome
                     payload = None

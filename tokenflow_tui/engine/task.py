@@ -506,7 +506,7 @@ class TokenFlowTask:
                 if ready:
                     request = ready.popleft()
                     trajectory = request.request_trajectory
-                    element = trajectory.trajectory[-1]
+                    element = trajectory.last()
                 else:
                     source = self._source
                     try:
@@ -521,7 +521,7 @@ class TokenFlowTask:
                         continue
                     self._consumed += 1
                     element = TokenFlowRequestTrajectoryElement(params)
-                    trajectory = TokenFlowRequestTrajectory([element])
+                    trajectory = TokenFlowRequestTrajectory(only=element)
                     request = TokenFlowRequest(request_id, trajectory, next(seq))
                 slot.request = request
                 try:
@@ -543,7 +543,7 @@ class TokenFlowTask:
                     if (
                         sent_at is not None
                         and element.result is not None
-                        and len(trajectory.trajectory) < (max_attempts or 1 << 62)
+                        and trajectory.length() < (max_attempts or 1 << 62)
                     ):
                         # the handler kept what the cut attempt brought (a streamed answer's partial text): it is
                         # an attempt, and the request runs again with the same params
@@ -581,7 +581,7 @@ class TokenFlowTask:
                     slot.request = slot.sent_at = None
                     continue
                 kind = type(action)
-                if kind is ActionContinue and len(trajectory.trajectory) >= max_attempts > 0:
+                if kind is ActionContinue and trajectory.length() >= max_attempts > 0:
                     request.failure = TOO_MANY_ATTEMPTS  # the handler's result stays the last one
                     action = ActionDone()
                     kind = ActionDone

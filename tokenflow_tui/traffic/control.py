@@ -320,6 +320,8 @@ class Traffic:
         `reserved` holds what this request took before: a bucket that is gone (its limit cleared)
         holds it no more; a rate changed meanwhile applies to its ticket.
         """
+        if not reserved and self._paced is None and self._requests is None and self._tokens is None:
+            return 0.0  # no limit, the usual case: every attempt asks
         if self._paced is not None:
             assert self._pace.rate is not None
             self._paced.set_rate(self._pace.rate * 60, now)  # the pace grows with every good answer

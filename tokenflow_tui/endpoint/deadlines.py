@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 from types import TracebackType
 
-from ..engine.running_task import current_task as _current_task
-
+_current_task = asyncio.current_task
 _running_loop = asyncio.get_running_loop
 
 

@@ -29,7 +29,6 @@ from .events import (
 )
 from .kept_gc import keeping_started, keeping_stopped
 from .payload import says_failed
-from .running_task import current_task
 from .stats import LAT_BATCH, TICKS_PER_S, LatencyHistogram, RateWindow, StatsSnapshot
 from .trajectory import (
     TokenFlowRequest,
@@ -309,7 +308,7 @@ class TokenFlowTask:
 
         A handler's hooks call it from within the attempt, to learn which attempt they are in.
         """
-        slot = self._slots.get(current_task())  # type: ignore[arg-type]
+        slot = self._slots.get(asyncio.current_task())  # type: ignore[arg-type]
         return slot.sent_at if slot is not None else None
 
     def elapsed_s(self) -> float:

@@ -28,12 +28,16 @@ class Deadlines:
         self._due: dict[asyncio.Task[object], tuple[float, int]] = {}
         self._expired: set[asyncio.Task[object]] = set()
         self._timer: asyncio.TimerHandle | None = None
+        # the loop the blocks run on (one at a time: the timer is on it)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __enter__(self) -> None:
-        task = _current_task()
+        # asyncio.current_task() without a loop asks for the running one, and 3.11 makes a getpid()
+        # system call each time: one lookup per block, its loop kept for __exit__ (and the timer)
+        loop = self._loop = _running_loop()
+        task = _current_task(loop)
         if task is None:
             raise RuntimeError("Deadlines must be entered inside an asyncio task")
-        loop = _running_loop()
         deadline = loop.time() + self._timeout_s
         self._due[task] = (deadline, task.cancelling())
         if self._timer is None:
@@ -42,7 +46,7 @@ class Deadlines:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        task = _current_task()
+        task = _current_task(self._loop)
         assert task is not None
         _, cancelling = self._due.pop(task)
         if task not in self._expired:

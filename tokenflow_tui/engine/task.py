@@ -135,6 +135,7 @@ class TokenFlowTask:
         self._wakeup = asyncio.Event()
         self._done_event = asyncio.Event()
         self._stream: asyncio.Queue[TokenFlowRequest | None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one the workers run on, once run
         self._keeping = False  # counted by `kept_gc` while it runs without a sink
 
         self._done = 0
@@ -185,7 +186,7 @@ class TokenFlowTask:
         if n_workers is not None:
             self._check_worker_count("run", n_workers)
         try:
-            asyncio.get_running_loop()
+            self._loop = asyncio.get_running_loop()
         except RuntimeError:
             raise RuntimeError("TokenFlowTask.run must be called from a coroutine on a running event loop") from None
         if self._state == DONE:
@@ -308,7 +309,8 @@ class TokenFlowTask:
 
         A handler's hooks call it from within the attempt, to learn which attempt they are in.
         """
-        slot = self._slots.get(asyncio.current_task())  # type: ignore[arg-type]
+        # its loop given: asyncio.current_task() would ask for the running one (a getpid() call on 3.11)
+        slot = self._slots.get(asyncio.current_task(self._loop))  # type: ignore[arg-type]
         return slot.sent_at if slot is not None else None
 
     def elapsed_s(self) -> float:

@@ -33,11 +33,15 @@ class Deadlines:
 
     def __enter__(self) -> None:
         # asyncio.current_task() without a loop asks for the running one, and 3.11 makes a getpid()
-        # system call each time: one lookup per block, its loop kept for __exit__ (and the timer)
-        loop = self._loop = _running_loop()
-        task = _current_task(loop)
-        if task is None:
-            raise RuntimeError("Deadlines must be entered inside an asyncio task")
+        # system call each time: the loop of the last block is asked first (it has no task running
+        # now when this block runs on another loop)
+        loop = self._loop
+        task = None if loop is None else _current_task(loop)
+        if loop is None or task is None:
+            loop = self._loop = _running_loop()
+            task = _current_task(loop)
+            if task is None:
+                raise RuntimeError("Deadlines must be entered inside an asyncio task")
         deadline = loop.time() + self._timeout_s
         self._due[task] = (deadline, task.cancelling())
         if self._timer is None:

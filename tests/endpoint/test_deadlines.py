@@ -115,3 +115,43 @@ async def test_deadlines_are_reused_after_every_block_has_left(advance):
 def test_a_timeout_must_be_positive():
     with pytest.raises(ValueError, match="timeout_s must be > 0, got 0"):
         Deadlines(0)
+
+
+def test_one_deadlines_serves_blocks_on_one_loop_after_another():
+    deadlines = Deadlines(0.01)  # a real 10 ms: each loop's own timer must fire
+
+    async def expires() -> bool:
+        try:
+            with deadlines:
+                await asyncio.sleep(TIMEOUT_S)
+        except TimeoutError:
+            return True
+        return False
+
+    # the second loop's block is timed on the second loop, not on the (closed) first one
+    assert asyncio.run(expires()) is True
+    assert asyncio.run(expires()) is True
+    assert deadlines._due == {}
+
+
+def test_entering_outside_a_task_is_refused():
+    deadlines = Deadlines(TIMEOUT_S)
+
+    def enter() -> None:
+        with deadlines:
+            pass
+
+    async def from_a_callback() -> None:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def call() -> None:
+            try:
+                enter()
+            except RuntimeError as error:
+                done.set_result(str(error))
+
+        loop.call_soon(call)
+        assert await done == "Deadlines must be entered inside an asyncio task"
+
+    asyncio.run(from_a_callback())

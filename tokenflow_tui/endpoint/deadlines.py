@@ -28,12 +28,20 @@ class Deadlines:
         self._due: dict[asyncio.Task[object], tuple[float, int]] = {}
         self._expired: set[asyncio.Task[object]] = set()
         self._timer: asyncio.TimerHandle | None = None
+        # the loop the blocks run on (one at a time: the timer is on it)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __enter__(self) -> None:
-        task = _current_task()
-        if task is None:
-            raise RuntimeError("Deadlines must be entered inside an asyncio task")
-        loop = _running_loop()
+        # asyncio.current_task() without a loop asks for the running one, and 3.11 makes a getpid()
+        # system call each time: the loop of the last block is asked first (it has no task running
+        # now when this block runs on another loop)
+        loop = self._loop
+        task = None if loop is None else _current_task(loop)
+        if loop is None or task is None:
+            loop = self._loop = _running_loop()
+            task = _current_task(loop)
+            if task is None:
+                raise RuntimeError("Deadlines must be entered inside an asyncio task")
         deadline = loop.time() + self._timeout_s
         self._due[task] = (deadline, task.cancelling())
         if self._timer is None:
@@ -42,7 +50,7 @@ class Deadlines:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        task = _current_task()
+        task = _current_task(self._loop)
         assert task is not None
         _, cancelling = self._due.pop(task)
         if task not in self._expired:

@@ -147,7 +147,7 @@ class OpenAIHandler:
         self._unreached = unreached
 
     async def __call__(self, trajectory: TokenFlowRequestTrajectory) -> tuple[TokenFlowAction, dict[str, Any], Any]:
-        line = trajectory.trajectory[-1].request_params
+        line = trajectory.last().request_params
         batch_body = line.get("body")
         api: RequestApi
         if batch_body is None:
@@ -163,7 +163,7 @@ class OpenAIHandler:
         except asyncio.CancelledError:
             if answer is not None and answer.parts:
                 # a hard stop cut the stream: the attempt keeps what came (the engine records it, see task.py)
-                trajectory.trajectory[-1].result = self._cut_off(answer, "the stream was cut off by a hard stop")
+                trajectory.last().result = self._cut_off(answer, "the stream was cut off by a hard stop")
             raise
         if headers is _UNREACHED:
             headers = None

@@ -17,7 +17,7 @@ _LAT_MAX_S = 1e6
 _LAT_PER_LOG = 1 / math.log(_LAT_RATIO)
 _LAT_BUCKETS = int(math.log(_LAT_MAX_S / _LAT_MIN_S) * _LAT_PER_LOG) + 1
 _LAT_FORMAT = f"log-{_LAT_RATIO}"  # saved with the counts: counts of another bucket layout are not read
-_LAT_BATCH = 1024  # samples `add` keeps before it puts them in their buckets
+LAT_BATCH = 1024  # samples `add` keeps before it puts them in their buckets
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,19 +128,22 @@ class LatencyHistogram:
     def add(self, seconds: float) -> None:
         pending = self._pending
         pending.append(seconds)
-        if len(pending) >= _LAT_BATCH:
-            self._fold()
+        if len(pending) >= LAT_BATCH:
+            self.fold()
+
+    def samples(self) -> list[float]:
+        """The list `add` appends to: a hot loop may append to it itself, and call `fold()` at `LAT_BATCH`."""
+        return self._pending
 
     @property
     def count(self) -> int:
         return self._count + len(self._pending)
 
-    def _fold(self) -> None:
+    def fold(self) -> None:
         """Put the pending samples in their buckets."""
         pending = self._pending
         if not pending:
             return
-        self._pending = []
         low, high = min(pending), max(pending)
         first, last = self._index(low), self._index(high)
         # fewer buckets between the extremes than samples: a few outliers aside, latencies gather in a
@@ -158,6 +161,7 @@ class LatencyHistogram:
         self._count += len(pending)
         self._low, self._high = min(self._low, first), max(self._high, last)
         self._min_s, self._max_s = min(self._min_s, low), max(self._max_s, high)
+        pending.clear()  # in place: `samples()` handed it out
 
     @staticmethod
     def _index(seconds: float) -> int:
@@ -202,7 +206,7 @@ class LatencyHistogram:
 
     def percentiles(self, points: Sequence[float]) -> tuple[float | None, ...]:
         """Several percentiles in one pass over the buckets; `points` in increasing order."""
-        self._fold()
+        self.fold()
         if not self._count:
             return tuple(None for _ in points)
         ranks = [max(1, math.ceil(p / 100 * self._count - 1e-9)) for p in points]
@@ -219,8 +223,8 @@ class LatencyHistogram:
 
     def merge(self, other: LatencyHistogram) -> None:
         """Add the samples of `other`."""
-        self._fold()
-        other._fold()
+        self.fold()
+        other.fold()
         for index in range(other._low, other._high + 1):
             if other._counts[index]:
                 self._counts[index] += other._counts[index]
@@ -232,7 +236,7 @@ class LatencyHistogram:
 
     def to_data(self) -> dict[str, object]:
         """Plain data (for state.toml and checkpoints): the bucket layout and the used buckets' counts."""
-        self._fold()
+        self.fold()
         counts = self._counts
         used = [i for i in range(self._low, self._high + 1) if counts[i]]
         data: dict[str, object] = {"format": _LAT_FORMAT, "buckets": used, "counts": [counts[i] for i in used]}

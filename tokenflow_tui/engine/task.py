@@ -27,8 +27,9 @@ from .events import (
     TokenFlowUserExceptionEvent,
     UnexpectedUserException,
 )
+from .kept_gc import keeping_started, keeping_stopped
 from .payload import says_failed
-from .stats import TICKS_PER_S, LatencyHistogram, RateWindow, StatsSnapshot
+from .stats import LAT_BATCH, TICKS_PER_S, LatencyHistogram, RateWindow, StatsSnapshot
 from .trajectory import (
     TokenFlowRequest,
     TokenFlowRequestTrajectory,
@@ -134,6 +135,8 @@ class TokenFlowTask:
         self._wakeup = asyncio.Event()
         self._done_event = asyncio.Event()
         self._stream: asyncio.Queue[TokenFlowRequest | None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the one the workers run on, once run
+        self._keeping = False  # counted by `kept_gc` while it runs without a sink
 
         self._done = 0
         self._failed = 0
@@ -183,7 +186,7 @@ class TokenFlowTask:
         if n_workers is not None:
             self._check_worker_count("run", n_workers)
         try:
-            asyncio.get_running_loop()
+            self._loop = asyncio.get_running_loop()
         except RuntimeError:
             raise RuntimeError("TokenFlowTask.run must be called from a coroutine on a running event loop") from None
         if self._state == DONE:
@@ -192,6 +195,9 @@ class TokenFlowTask:
             self._target = n_workers
         self._state = RUNNING
         self._run_origin = self._clock.monotonic() - self._elapsed_before
+        if self._sink is None:
+            self._keeping = True
+            keeping_started()
         self._spawn_workers()
 
     def stop_soon(self) -> None:
@@ -264,6 +270,7 @@ class TokenFlowTask:
             queue.put_nowait(None)
         self._stream = queue
         self._sink = queue.put_nowait
+        self._stop_keeping()
         while (request := await queue.get()) is not None:
             yield request
 
@@ -302,7 +309,8 @@ class TokenFlowTask:
 
         A handler's hooks call it from within the attempt, to learn which attempt they are in.
         """
-        slot = self._slots.get(asyncio.current_task())  # type: ignore[arg-type]
+        # its loop given: asyncio.current_task() would ask for the running one (a getpid() call on 3.11)
+        slot = self._slots.get(asyncio.current_task(self._loop))  # type: ignore[arg-type]
         return slot.sent_at if slot is not None else None
 
     def elapsed_s(self) -> float:
@@ -436,6 +444,12 @@ class TokenFlowTask:
             self._run_origin = None
         if self._state != DONE:
             self._state = PAUSED
+        self._stop_keeping()
+
+    def _stop_keeping(self) -> None:
+        if self._keeping:
+            self._keeping = False
+            keeping_stopped()
 
     def _spawn_workers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -474,7 +488,9 @@ class TokenFlowTask:
         monotonic = self._clock.monotonic
         wall_offset = self._clock.time() - monotonic()  # one clock read per attempt gives both
         ready = self._ready
-        add_latency = self._latency.add
+        # the histogram's add, inlined: its list of samples, and its fold once that is full
+        latencies = self._latency.samples()
+        add_latency, fold_latencies = latencies.append, self._latency.fold
         request_fn = self.request_fn
         before, started_hook, ended_hook = self._before_attempt, self._attempt_started, self._attempt_ended
         max_attempts = self._max_attempts or 0
@@ -491,7 +507,7 @@ class TokenFlowTask:
                 if ready:
                     request = ready.popleft()
                     trajectory = request.request_trajectory
-                    element = trajectory.trajectory[-1]
+                    element = trajectory.last()
                 else:
                     source = self._source
                     try:
@@ -506,7 +522,7 @@ class TokenFlowTask:
                         continue
                     self._consumed += 1
                     element = TokenFlowRequestTrajectoryElement(params)
-                    trajectory = TokenFlowRequestTrajectory([element])
+                    trajectory = TokenFlowRequestTrajectory(only=element)
                     request = TokenFlowRequest(request_id, trajectory, next(seq))
                 slot.request = request
                 try:
@@ -528,7 +544,7 @@ class TokenFlowTask:
                     if (
                         sent_at is not None
                         and element.result is not None
-                        and len(trajectory.trajectory) < (max_attempts or 1 << 62)
+                        and trajectory.length() < (max_attempts or 1 << 62)
                     ):
                         # the handler kept what the cut attempt brought (a streamed answer's partial text): it is
                         # an attempt, and the request runs again with the same params
@@ -554,6 +570,8 @@ class TokenFlowTask:
                 took = element.latency_s = now - started
                 self._attempts += 1
                 add_latency(took)
+                if len(latencies) >= LAT_BATCH:
+                    fold_latencies()
                 if type(outcome) is tuple and len(outcome) == 2:
                     action, result = outcome
                     payload = None
@@ -564,7 +582,7 @@ class TokenFlowTask:
                     slot.request = slot.sent_at = None
                     continue
                 kind = type(action)
-                if kind is ActionContinue and len(trajectory.trajectory) >= max_attempts > 0:
+                if kind is ActionContinue and trajectory.length() >= max_attempts > 0:
                     request.failure = TOO_MANY_ATTEMPTS  # the handler's result stays the last one
                     action = ActionDone()
                     kind = ActionDone

@@ -20,38 +20,89 @@ class TokenFlowRequestTrajectoryElement:
     payload: Any = None  # the handler's third return value, when it gave one (see `payload.py`)
 
 
-@dataclass(slots=True)
 class TokenFlowRequestTrajectory:
-    trajectory: list[TokenFlowRequestTrajectoryElement] = field(default_factory=list)
+    """The attempts of a request, first to last: `trajectory` is their list.
+
+    A trajectory made with `only=` holds its one attempt without a list until `trajectory` is asked
+    for (then it makes the list and keeps it): a list of a million finished requests of one attempt
+    each holds a million lists fewer, each 64 bytes and one more object for the garbage collector.
+    The methods below answer without making it.
+    """
+
+    __slots__ = ("_only", "_list")
+    __match_args__ = ("trajectory",)
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def __init__(
+        self,
+        trajectory: list[TokenFlowRequestTrajectoryElement] | None = None,
+        *,
+        only: TokenFlowRequestTrajectoryElement | None = None,
+    ) -> None:
+        if only is not None and trajectory is not None:
+            raise ValueError("TokenFlowRequestTrajectory: give trajectory or only, not both")
+        self._only = only
+        self._list = ([] if only is None else None) if trajectory is None else trajectory
+
+    @property
+    def trajectory(self) -> list[TokenFlowRequestTrajectoryElement]:
+        elements = self._list
+        if elements is None:
+            elements = self._list = [self._only]  # type: ignore[list-item]
+            self._only = None
+        return elements
+
+    @trajectory.setter
+    def trajectory(self, elements: list[TokenFlowRequestTrajectoryElement]) -> None:
+        self._list, self._only = elements, None
 
     def empty(self) -> bool:
-        return not self.trajectory
+        return self._list is not None and not self._list
 
     def first(self) -> TokenFlowRequestTrajectoryElement:
-        return self.trajectory[0]
+        elements = self._list
+        return self._only if elements is None else elements[0]  # type: ignore[return-value]
 
     def last(self) -> TokenFlowRequestTrajectoryElement:
-        return self.trajectory[-1]
+        elements = self._list
+        return self._only if elements is None else elements[-1]  # type: ignore[return-value]
 
     def length(self) -> int:
-        return len(self.trajectory)
+        elements = self._list
+        return 1 if elements is None else len(elements)
 
     def add(self, element: TokenFlowRequestTrajectoryElement) -> None:
         self.trajectory.append(element)
 
     def mark_last_done(self, result: Any) -> None:
-        last = self.trajectory[-1]
+        last = self.last()
         last.result = result
         last.action = ActionDone()
 
     def mark_last_continue(self, result: Any, continue_params: Any) -> None:
-        last = self.trajectory[-1]
+        last = self.last()
         last.result = result
         last.action = ActionContinue(continue_params)
 
     def snapshot(self) -> TokenFlowRequestTrajectory:
         """A copy that later attempts do not change (elements are finished, so a shallow copy)."""
-        return TokenFlowRequestTrajectory(list(self.trajectory))
+        if self._list is None:
+            return TokenFlowRequestTrajectory(only=self._only)
+        return TokenFlowRequestTrajectory(list(self._list))
+
+    def _elements(self) -> list[TokenFlowRequestTrajectoryElement]:
+        """The attempts, as a list (a new one when none is kept)."""
+        elements = self._list
+        return [self._only] if elements is None else elements  # type: ignore[list-item]
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, TokenFlowRequestTrajectory)
+        return self._elements() == other._elements()
+
+    def __repr__(self) -> str:
+        return f"TokenFlowRequestTrajectory(trajectory={self._elements()!r})"
 
 
 @dataclass(slots=True)
@@ -67,4 +118,4 @@ class TokenFlowRequest:
 
 
 def new_request(request_id: Any, params: Any, seq: int = 0) -> TokenFlowRequest:
-    return TokenFlowRequest(request_id, TokenFlowRequestTrajectory([TokenFlowRequestTrajectoryElement(params)]), seq)
+    return TokenFlowRequest(request_id, TokenFlowRequestTrajectory(only=TokenFlowRequestTrajectoryElement(params)), seq)

@@ -142,7 +142,7 @@ class EndpointPool:
             raise
 
     async def _gates(self, request: TokenFlowRequest) -> None:
-        line = request.request_trajectory.trajectory[-1].request_params
+        line = request.request_trajectory.last().request_params
         avoid = self._avoid.pop(id(request.request_trajectory), None)
         while (route := self.choose(line, avoid)) is None:
             request.waiting_for = "an endpoint that is not paused"
@@ -166,7 +166,7 @@ class EndpointPool:
                 task = asyncio.current_task()
                 cancelled = task is not None and task.cancelling() > 0  # a hard stop, the host's cancel
                 if cancelled or route.paused is None or not self._running():
-                    cut = trajectory.trajectory[-1].result  # a stream cut by a hard stop keeps its part
+                    cut = trajectory.last().result  # a stream cut by a hard stop keeps its part
                     if type(cut) is dict:
                         cut["endpoint"] = route.name
                     raise
@@ -201,7 +201,7 @@ class EndpointPool:
         route = sent[0]
         route.traffic.attempt_ended(trajectory)
         route.unreachable.attempt_ended()
-        if trajectory.trajectory[-1].action is not None:  # a given-back attempt tells nothing
+        if trajectory.last().action is not None:  # a given-back attempt tells nothing
             route.rate.add(self._clock.monotonic())
 
     # ----- choosing, pausing ------------------------------------------------------------------

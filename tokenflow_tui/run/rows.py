@@ -183,7 +183,7 @@ class RunRows:
             return sorted(request.id for request in self._ledger()[0])
         if row_filter == "retried":
             # two attempts or more: a request queued again (by retry) and not yet sent is not one
-            held = [i for i, r in self._held.requests.items() if len(r.request_trajectory.trajectory) >= 2]
+            held = [i for i, r in self._held.requests.items() if r.request_trajectory.length() >= 2]
             return sorted(self._table.retried_rows().union(held))
         if row_filter == "failed":
             return list(self._table.failed)

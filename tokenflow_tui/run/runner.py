@@ -515,14 +515,14 @@ class JobRunner:
 
     def _retrying(self) -> int:
         """Unfinished requests on their second attempt or later (finished ones are in the figures)."""
-        return sum(1 for r in self._held.requests.values() if len(r.request_trajectory.trajectory) >= 2)
+        return sum(1 for r in self._held.requests.values() if r.request_trajectory.length() >= 2)
 
     def _longest_in_flight(self, stats: StatsSnapshot) -> float | None:
         """In the tail (nothing queued), how long the oldest attempt in flight has been running."""
         if self._task is None or stats.queued > 0 or not stats.in_flight:
             return None
         now = self._clock.time()
-        starts = [r.request_trajectory.trajectory[-1].started_at for r in self._task.in_flight()]
+        starts = [r.request_trajectory.last().started_at for r in self._task.in_flight()]
         started = [t for t in starts if t is not None]
         return max(0.0, now - min(started)) if started else None
 
@@ -669,7 +669,7 @@ class JobRunner:
     def _attempt_ended(self, request: TokenFlowRequest, payload: Any) -> None:
         """Each attempt's tokens and error kind, noted for the charts, then told to traffic control."""
         assert self._traffic is not None
-        element = request.request_trajectory.trajectory[-1]
+        element = request.request_trajectory.last()
         if element.action is not None:  # a cancelled attempt runs again: it tells nothing
             result = element.result
             usage, kind = self._attempt_figures(result, payload)

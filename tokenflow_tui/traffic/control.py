@@ -156,7 +156,7 @@ class Traffic:
         """An attempt that passed `before_attempt` ended: its result is the trajectory's last (the engine's hook)."""
         if self._adaptive is not None:
             self._waiting.free_slots(self._adaptive.target - self._sending())
-        element = trajectory.trajectory[-1]
+        element = trajectory.last()
         if element.action is None:
             return  # cancelled: it runs again, having told nothing
         if type(element.result) is UnexpectedUserException:
@@ -313,6 +313,8 @@ class Traffic:
         `reserved` holds what this request took before: a bucket that is gone (its limit cleared)
         holds it no more; a rate changed meanwhile applies to its ticket.
         """
+        if not reserved and self._paced is None and self._requests is None and self._tokens is None:
+            return 0.0  # no limit, the usual case: every attempt asks
         if self._paced is not None:
             assert self._pace.rate is not None
             self._paced.set_rate(self._pace.rate * 60, now)  # the pace grows with every good answer
@@ -339,7 +341,7 @@ class Traffic:
                 bucket.adjust(-units, now)
 
     def _estimate(self, trajectory: TokenFlowRequestTrajectory) -> float:
-        return float(estimate_tokens(trajectory.trajectory[-1].request_params, self._request_params))
+        return float(estimate_tokens(trajectory.last().request_params, self._request_params))
 
     def _observe(self, trajectory: TokenFlowRequestTrajectory, outcome: Any, started: float) -> None:
         now = self._clock.monotonic()

@@ -27,7 +27,6 @@ from .events import (
     TokenFlowUserExceptionEvent,
     UnexpectedUserException,
 )
-from .kept_gc import keeping_started, keeping_stopped
 from .payload import says_failed
 from .stats import LAT_BATCH, TICKS_PER_S, LatencyHistogram, RateWindow, StatsSnapshot
 from .trajectory import (
@@ -136,7 +135,6 @@ class TokenFlowTask:
         self._done_event = asyncio.Event()
         self._stream: asyncio.Queue[TokenFlowRequest | None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the one the workers run on, once run
-        self._keeping = False  # counted by `kept_gc` while it runs without a sink
 
         self._done = 0
         self._failed = 0
@@ -195,9 +193,6 @@ class TokenFlowTask:
             self._target = n_workers
         self._state = RUNNING
         self._run_origin = self._clock.monotonic() - self._elapsed_before
-        if self._sink is None:
-            self._keeping = True
-            keeping_started()
         self._spawn_workers()
 
     def stop_soon(self) -> None:
@@ -270,7 +265,6 @@ class TokenFlowTask:
             queue.put_nowait(None)
         self._stream = queue
         self._sink = queue.put_nowait
-        self._stop_keeping()
         while (request := await queue.get()) is not None:
             yield request
 
@@ -444,12 +438,6 @@ class TokenFlowTask:
             self._run_origin = None
         if self._state != DONE:
             self._state = PAUSED
-        self._stop_keeping()
-
-    def _stop_keeping(self) -> None:
-        if self._keeping:
-            self._keeping = False
-            keeping_stopped()
 
     def _spawn_workers(self) -> None:
         loop = asyncio.get_running_loop()

@@ -166,12 +166,15 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], 
     """Every case through `tokenflow run`, and some through `tokenflow validate` too, 4 at a time."""
     work = [(case, "run") for case in ALL_CASES] + [(case, "validate") for case in VALIDATED]
 
-    def one(item: tuple[Case, str]) -> Outcome:
-        case, command = item
-        return run_case(tmp_path_factory.mktemp("case"), case, command)
+    # the folders first, in this thread: mktemp's numbering is not safe across threads
+    folders = [tmp_path_factory.mktemp("case") for _ in work]
+
+    def one(item: tuple[Path, tuple[Case, str]]) -> Outcome:
+        folder, (case, command) = item
+        return run_case(folder, case, command)
 
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(one, work))
+        results = list(pool.map(one, zip(folders, work)))
     return {(case.name, command): outcome for (case, command), outcome in zip(work, results)}
 
 

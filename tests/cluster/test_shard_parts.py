@@ -15,7 +15,7 @@ from tokenflow_tui.cluster.files import ShardFiles
 from tokenflow_tui.cluster.lease import LeaseBook, ShardReport
 from tokenflow_tui.cluster.merge import merge_all_rows, merge_filtered_rows, merge_state
 from tokenflow_tui.job.reader import load_job
-from tokenflow_tui.run.contract import RequestRow
+from tokenflow_tui.run.contract import RequestRow, SearchStatus, SortStatus
 from tokenflow_tui.run.opening import RunError
 from tokenflow_tui.run.part import InputPart
 from tokenflow_tui.run.runner import JobRunner
@@ -78,6 +78,10 @@ def test_parts_read_as_one_run(tmp_path: Path) -> None:
         assert looked.row_count("failed") == 0 and looked.row_count() == 50
         assert [attempt["result"] for attempt in looked.trajectory(7)] == [rows[0].preview.replace("10", "7")]
         assert looked.set_workers(3) == "the job is not running: resume it to change it"
+        # no search across shards: the table says so for as long as the search is on
+        why = "not available yet for a run across shards"
+        assert looked.search("hello") == looked.search_status() == SearchStatus("hello", unavailable=why)
+        assert looked.sort_status("latency") == SortStatus("latency", ready=False, unavailable=why)
         assert asyncio.run(looked.run()) == 0
     finally:
         looked.close()

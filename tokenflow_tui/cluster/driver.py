@@ -21,7 +21,7 @@ from ..job.fingerprint import fingerprint
 from ..job.formats.reading import input_description
 from ..job.inputs import scan_input
 from ..job.model import Job
-from ..run.contract import RequestRow, RunEvent, RunSnapshot, SaveReport, SearchStatus, SortStatus
+from ..run.contract import RequestRow, RunEvent, RunSnapshot, SaveReport
 from ..run.events import EventLog
 from ..run.exit_codes import EXIT_DONE, EXIT_INTERRUPTED
 from ..store.errors import StoreError
@@ -33,7 +33,7 @@ from ..traffic.budget import format_usd
 from ..traffic.control import budget_refusal, limits_refusal
 from . import ClusterError, import_ray
 from .lease import LeaseBook
-from .merge import NOT_ACROSS_SHARDS, merge_all_rows, merge_filtered_rows, merge_groups, merge_snapshots
+from .merge import NoSearchAcrossShards, merge_all_rows, merge_filtered_rows, merge_groups, merge_snapshots
 from .shard import MARKER_FILE, Settings, Shard
 
 POLL_INTERVAL_S = 0.5
@@ -54,7 +54,7 @@ class _ShardState:
     rows: dict[tuple[str, int, int], list[RequestRow]] = dataclasses.field(default_factory=dict)
 
 
-class ClusterRun:
+class ClusterRun(NoSearchAcrossShards):
     """One job across shard actors; implements `run.contract.RunControl`, plus `open` and `close`."""
 
     def __init__(
@@ -78,7 +78,6 @@ class ClusterRun:
         self._shard_cpus = shard_cpus
         self._max_restarts = max_restarts
         self._poll_interval_s = poll_interval_s
-        self._search_query = ""
         self._lost_after_s = lost_after_s
         self._shards: list[_ShardState] = []
         self._count = 0
@@ -215,7 +214,6 @@ class ClusterRun:
             latency=latency,
         )
 
-    # search and sort run inside a runner over its own rows; across shards the table keeps the input order
     def row_count(self, row_filter: str = "all", sort: str = "input") -> int:
         if row_filter == "all":
             return self._requests
@@ -234,20 +232,6 @@ class ClusterRun:
         if row_filter == "all":
             return merge_all_rows(parts, self._count, start)
         return merge_filtered_rows(parts, start, stop)
-
-    def sort_status(self, sort: str) -> SortStatus:
-        return SortStatus(sort, ready=sort == "input", unavailable="" if sort == "input" else NOT_ACROSS_SHARDS)
-
-    def search(self, query: str) -> SearchStatus:
-        self._search_query = query
-        return self.search_status()
-
-    def search_status(self) -> SearchStatus:
-        query = self._search_query
-        return SearchStatus(query, unavailable=NOT_ACROSS_SHARDS if query else "")
-
-    def find(self, position: int, direction: int, row_filter: str = "all", sort: str = "input") -> int | None:
-        return None
 
     def trajectory(self, index: int) -> list[dict[str, Any]]:
         shard = self._shards[index % self._count]

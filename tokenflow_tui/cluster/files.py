@@ -11,23 +11,24 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..job.model import Job
-from ..run.contract import RequestRow, RunSnapshot, SaveReport, SearchStatus, SortStatus
+from ..run.contract import RequestRow, RunSnapshot, SaveReport
 from ..run.exit_codes import EXIT_DONE, EXIT_INTERRUPTED
 from ..run.part import InputPart
 from ..run.runner import JobRunner
 from ..store.shards import shard_dir
-from .merge import NOT_ACROSS_SHARDS, merge_all_rows, merge_filtered_rows, merge_groups, merge_snapshots
+from .merge import NoSearchAcrossShards, merge_all_rows, merge_filtered_rows, merge_groups, merge_snapshots
 
 NOT_RUNNING = "the job is not running: resume it to change it"
 
 
-class ShardFiles:
+class ShardFiles(NoSearchAcrossShards):
     """Implements `run.contract.RunControl` over the shards' files, read-only; `open`, then `close`."""
 
     def __init__(self, job: Job, count: int) -> None:
         self.job = job
         self.output_dir = job.output
         self._count = count
+        self._requests = 0  # of the whole input, once open: every shard's table has an entry for each
         self._runners = [
             JobRunner(
                 dataclasses.replace(job, job=dataclasses.replace(job.job, output=shard_dir(job.output, number))),
@@ -46,6 +47,7 @@ class ShardFiles:
         except BaseException:
             self.close()
             raise
+        self._requests = sum(runner.snapshot().stats.total or 0 for runner in self._runners)
 
     def close(self) -> None:
         for runner in self._runners:
@@ -64,7 +66,6 @@ class ShardFiles:
     def snapshot(self) -> RunSnapshot:
         parts = [runner.snapshot() for runner in self._runners]
         limits = self.job.limits
-        total = sum(part.stats.total or 0 for part in parts)
         events = [
             dataclasses.replace(event, text=f"shard {number}: {event.text}")
             for number, part in enumerate(parts)
@@ -74,7 +75,7 @@ class ShardFiles:
             parts,
             job_name=self.job.name,
             output_dir=str(self.output_dir),
-            total=total,
+            total=self._requests,
             reason=None,
             limits=(limits.requests_per_minute, limits.tokens_per_minute),
             budget=(limits.max_total_tokens, limits.max_cost_usd),
@@ -83,27 +84,14 @@ class ShardFiles:
         )
 
     def row_count(self, row_filter: str = "all", sort: str = "input") -> int:
-        return sum(runner.row_count(row_filter) for runner in self._runners) if row_filter != "all" else self._total()
-
-    def _total(self) -> int:
-        return sum(runner.snapshot().stats.total or 0 for runner in self._runners)
+        if row_filter == "all":
+            return self._requests
+        return sum(runner.row_count(row_filter) for runner in self._runners)
 
     def rows(self, row_filter: str, start: int, stop: int, sort: str = "input") -> list[RequestRow]:
         if row_filter == "all":
             return merge_all_rows([runner.rows("all", start, stop) for runner in self._runners], self._count, start)
         return merge_filtered_rows([runner.rows(row_filter, 0, stop) for runner in self._runners], start, stop)
-
-    def sort_status(self, sort: str) -> SortStatus:
-        return SortStatus(sort, ready=sort == "input", unavailable="" if sort == "input" else NOT_ACROSS_SHARDS)
-
-    def search(self, query: str) -> SearchStatus:
-        return SearchStatus(query, unavailable=NOT_ACROSS_SHARDS if query else "")
-
-    def search_status(self) -> SearchStatus:
-        return SearchStatus()
-
-    def find(self, position: int, direction: int, row_filter: str = "all", sort: str = "input") -> int | None:
-        return None
 
     def trajectory(self, index: int) -> list[dict[str, Any]]:
         return self._runners[index % self._count].trajectory(index)

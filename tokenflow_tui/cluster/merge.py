@@ -10,7 +10,18 @@ from typing import Any
 
 from ..engine import StatsSnapshot
 from ..engine.stats import LatencyHistogram
-from ..run.contract import ChartPoint, EndpointView, RequestRow, RuleLine, RunEvent, RunSnapshot, RunState, TrafficView
+from ..run.contract import (
+    ChartPoint,
+    EndpointView,
+    RequestRow,
+    RuleLine,
+    RunEvent,
+    RunSnapshot,
+    RunState,
+    SearchStatus,
+    SortStatus,
+    TrafficView,
+)
 
 _SUMMED_STATS = (
     *("done", "failed", "in_flight", "queued", "attempts", "retries", "workers", "target_workers"),
@@ -21,6 +32,26 @@ _STATE_ORDER: tuple[RunState, ...] = ("stopping", "pausing", "running", "startin
 
 # a runner searches and sorts its own rows; across shards the table keeps the input order
 NOT_ACROSS_SHARDS = "not available yet for a run across shards"
+
+
+class NoSearchAcrossShards:
+    """The contract's search and sort for a run across shards: they say, in the table, that there are none."""
+
+    _search_query = ""
+
+    def sort_status(self, sort: str) -> SortStatus:
+        return SortStatus(sort, ready=sort == "input", unavailable="" if sort == "input" else NOT_ACROSS_SHARDS)
+
+    def search(self, query: str) -> SearchStatus:
+        self._search_query = query
+        return self.search_status()
+
+    def search_status(self) -> SearchStatus:
+        query = self._search_query
+        return SearchStatus(query, unavailable=NOT_ACROSS_SHARDS if query else "")
+
+    def find(self, position: int, direction: int, row_filter: str = "all", sort: str = "input") -> int | None:
+        return None
 
 
 def merge_stats(parts: Sequence[StatsSnapshot], total: int) -> StatsSnapshot:

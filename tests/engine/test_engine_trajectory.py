@@ -7,8 +7,8 @@ import pickle
 
 import pytest
 
-from tokenflow import ActionDone, TokenFlowRequestTrajectory
-from tokenflow_tui.engine.trajectory import TokenFlowRequestTrajectoryElement
+from tokenflow import ActionContinue, ActionDone, TokenFlowRequest, TokenFlowRequestTrajectory
+from tokenflow_tui.engine.trajectory import TokenFlowRequestTrajectoryElement, new_attempt, new_request
 
 
 def element(params: object = "p") -> TokenFlowRequestTrajectoryElement:
@@ -60,3 +60,30 @@ def test_it_pickles_and_copies_in_both_forms():
 def test_it_is_not_hashable_as_the_dataclass_was_not():
     with pytest.raises(TypeError):
         hash(TokenFlowRequestTrajectory(only=element()))
+
+
+def test_a_new_request_is_what_the_constructors_make_with_every_field_set():
+    request, trajectory, first = new_attempt("r1", {"q": 1}, 7)
+    made = TokenFlowRequest("r1", TokenFlowRequestTrajectory(only=TokenFlowRequestTrajectoryElement({"q": 1})), 7)
+    assert (request, request.seq, request.waiting_for) == (made, 7, None)
+    assert trajectory is request.request_trajectory and first is trajectory.first()
+    # new_attempt fills the slots itself: one left unset would raise here
+    for got, want in ((request, made), (first, made.request_trajectory.first())):
+        assert [getattr(got, name) for name in type(got).__slots__] == [
+            getattr(want, name) for name in type(want).__slots__
+        ]
+    assert new_request("r1", {"q": 1}, 7) == made
+
+
+def test_every_action_done_is_one_instance_that_pickles_compares_and_refuses_fields():
+    done = ActionDone()
+    assert done is ActionDone() and done == ActionDone() and hash(done) == hash(ActionDone())
+    assert pickle.loads(pickle.dumps(done)) is done and copy.deepcopy(done) is done
+    assert repr(done) == "ActionDone()" and done != ActionContinue(None)
+    with pytest.raises(AttributeError, match="cannot assign to field 'x'"):
+        done.x = 1  # type: ignore[attr-defined]
+
+    class Finished(ActionDone):
+        pass
+
+    assert Finished() is Finished() and Finished() != done and isinstance(Finished(), ActionDone)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import traceback
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -33,6 +34,7 @@ from .trajectory import (
     TokenFlowRequest,
     TokenFlowRequestTrajectory,
     TokenFlowRequestTrajectoryElement,
+    new_attempt,
     new_request,
 )
 
@@ -131,6 +133,9 @@ class TokenFlowTask:
         self._workers: set[asyncio.Task[None]] = set()
         self._target = 1
         self._state = IDLE
+        # whether a worker may take another request: running, and no worker beyond the target (kept by
+        # _set_state and _count_workers, so that a worker's loop tests one flag per request)
+        self._go = False
         self._wakeup = asyncio.Event()
         self._done_event = asyncio.Event()
         self._stream: asyncio.Queue[TokenFlowRequest | None] | None = None
@@ -138,7 +143,9 @@ class TokenFlowTask:
 
         self._done = 0
         self._failed = 0
-        self._attempts = 0
+        # every attempt that ends counts once as done, failed or retried: the attempts are their sum,
+        # plus what a checkpoint carried beyond it
+        self._attempts_over = 0
         self._retries = 0
         self._carried = 0  # requests finished before a checkpoint this task was restored from
         self._elapsed_before = 0.0
@@ -151,6 +158,9 @@ class TokenFlowTask:
         self._rate_told = 0
         self._rate_tick = 0
         self._rate_until = 0.0
+        # when (clock.monotonic) running time reaches _rate_until: one comparison per finish; -inf while
+        # not running (a finish then always tells)
+        self._rate_due = -math.inf
         self._latency = LatencyHistogram()
         if restored is not None:
             self._restore(restored)
@@ -164,7 +174,8 @@ class TokenFlowTask:
             request.seq = next(self._seq)
         self._ready.extend(restored.pending)
         self._done, self._failed = restored.done, restored.failed
-        self._attempts, self._retries = restored.attempts, restored.retries
+        self._retries = restored.retries
+        self._attempts_over = restored.attempts - restored.done - restored.failed - restored.retries
         self._carried = restored.done + restored.failed
         self._elapsed_before = self._counted_from = restored.elapsed_s
         self._latency = restored.latency
@@ -191,14 +202,15 @@ class TokenFlowTask:
             return
         if n_workers is not None:
             self._target = n_workers
-        self._state = RUNNING
+        self._set_state(RUNNING)
         self._run_origin = self._clock.monotonic() - self._elapsed_before
+        self._rate_due = self._run_origin + self._rate_until
         self._spawn_workers()
 
     def stop_soon(self) -> None:
         """Start nothing new from now on (what soft_stop does before it waits); callable from anywhere."""
         if self._state == RUNNING:
-            self._state = STOPPING
+            self._set_state(STOPPING)
             self._wakeup.set()
 
     async def soft_stop(self) -> None:
@@ -219,7 +231,7 @@ class TokenFlowTask:
         """
         if self._state not in (RUNNING, STOPPING):
             return
-        self._state = STOPPING
+        self._set_state(STOPPING)
         in_flight = {id(slot.request) for slot in self._slots.values() if slot.request is not None}
         workers = list(self._workers)
         for worker in workers:
@@ -343,7 +355,7 @@ class TokenFlowTask:
             in_flight=in_flight,
             waiting=waiting,
             queued=queued,
-            attempts=self._attempts,
+            attempts=self._attempts(),
             retries=self._retries,
             workers=len(self._workers),
             target_workers=self._target,
@@ -375,7 +387,7 @@ class TokenFlowTask:
             "counters": {
                 "done": self._done,
                 "failed": self._failed,
-                "attempts": self._attempts,
+                "attempts": self._attempts(),
                 "retries": self._retries,
                 "elapsed_s": self._elapsed(self._clock.monotonic()),
             },
@@ -428,6 +440,17 @@ class TokenFlowTask:
         if type(n_workers) is not int or n_workers < 1:
             raise ValueError(f"TokenFlowTask.{where}: n_workers must be a whole number ≥ 1, got {n_workers!r}")
 
+    def _set_state(self, state: str) -> None:
+        self._state = state
+        self._count_workers()
+
+    def _count_workers(self) -> None:
+        """After a change of state, target or workers: whether workers may go on."""
+        self._go = self._state == RUNNING and len(self._workers) <= self._target
+
+    def _attempts(self) -> int:
+        return self._done + self._failed + self._retries + self._attempts_over
+
     def _elapsed(self, now: float) -> float:
         origin = self._run_origin
         return self._elapsed_before if origin is None else now - origin
@@ -436,13 +459,15 @@ class TokenFlowTask:
         if self._run_origin is not None:
             self._elapsed_before = self._elapsed(self._clock.monotonic())
             self._run_origin = None
+            self._rate_due = -math.inf
         if self._state != DONE:
-            self._state = PAUSED
+            self._set_state(PAUSED)
 
     def _spawn_workers(self) -> None:
         loop = asyncio.get_running_loop()
         for _ in range(self._target - len(self._workers)):
             self._workers.add(loop.create_task(self._worker()))
+        self._count_workers()
 
     def _end_of_input(self) -> bool:
         """The input has no request left for a worker: whether the worker should leave (the task stops).
@@ -461,7 +486,7 @@ class TokenFlowTask:
             if self._source is not None and self._total == 0:
                 self._source = None
             self._pause()
-            self._state = DONE
+            self._set_state(DONE)
             self._done_event.set()
             self._wakeup.set()
             if self._stream is not None:
@@ -486,7 +511,7 @@ class TokenFlowTask:
         seq = self._seq
         turns = 0
         try:
-            while self._state == RUNNING and len(self._workers) <= self._target:
+            while self._go:
                 turns += 1
                 if turns >= _YIELD_EVERY:
                     turns = 0
@@ -509,9 +534,7 @@ class TokenFlowTask:
                         await self._wakeup.wait()
                         continue
                     self._consumed += 1
-                    element = TokenFlowRequestTrajectoryElement(params)
-                    trajectory = TokenFlowRequestTrajectory(only=element)
-                    request = TokenFlowRequest(request_id, trajectory, next(seq))
+                    request, trajectory, element = new_attempt(request_id, params, next(seq))
                 slot.request = request
                 try:
                     if before is not None:
@@ -556,7 +579,6 @@ class TokenFlowTask:
                     continue
                 now = monotonic()
                 took = element.latency_s = now - started
-                self._attempts += 1
                 add_latency(took)
                 if len(latencies) >= LAT_BATCH:
                     fold_latencies()
@@ -584,8 +606,7 @@ class TokenFlowTask:
                     if self._events is not None:
                         self._events.emit(TokenFlowDoneEvent(request.id, result, trajectory.snapshot(), payload))
                     # what _finish does, inlined
-                    origin = self._run_origin
-                    if (self._elapsed_before if origin is None else now - origin) >= self._rate_until:
+                    if now >= self._rate_due:
                         self._tell_rate(self._elapsed(now))
                     if (
                         request.failure is not None
@@ -618,6 +639,7 @@ class TokenFlowTask:
                     slot.request = slot.sent_at = None
         finally:
             self._workers.discard(me)
+            self._count_workers()
             del self._slots[me]
 
     def _keep_cut_attempt(
@@ -630,7 +652,6 @@ class TokenFlowTask:
         """A cancelled attempt whose handler set its result: recorded, and a new attempt with the same params."""
         element.latency_s = self._clock.monotonic() - started
         element.action = ActionContinue(element.request_params)
-        self._attempts += 1
         self._retries += 1
         if ended_hook is not None:
             ended_hook(request, None)
@@ -669,7 +690,6 @@ class TokenFlowTask:
     ) -> None:
         now = self._clock.monotonic()
         element.latency_s = now - started
-        self._attempts += 1
         self._latency.add(now - started)
         logger.error("handler raised on request %r: %s", request.id, exc)
         self._fail_with_exception(request, element, now, f"{type(exc).__name__}: {exc}", traceback_str)
@@ -720,6 +740,8 @@ class TokenFlowTask:
         if elapsed >= self._rate_until:
             self._rate_tick = int(elapsed * TICKS_PER_S)
             self._rate_until = (self._rate_tick + 1) / TICKS_PER_S
+            if self._run_origin is not None:
+                self._rate_due = self._run_origin + self._rate_until
 
     def _delay(self, request: TokenFlowRequest, delay_s: float) -> None:
         release = asyncio.get_running_loop().create_task(self._release_later(delay_s))

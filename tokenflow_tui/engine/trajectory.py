@@ -117,5 +117,31 @@ class TokenFlowRequest:
     failure: str | None = field(default=None, compare=False)
 
 
+_make = object.__new__
+
+
 def new_request(request_id: Any, params: Any, seq: int = 0) -> TokenFlowRequest:
-    return TokenFlowRequest(request_id, TokenFlowRequestTrajectory(only=TokenFlowRequestTrajectoryElement(params)), seq)
+    """A request of one attempt yet to run."""
+    return new_attempt(request_id, params, seq)[0]
+
+
+def new_attempt(
+    request_id: Any, params: Any, seq: int
+) -> tuple[TokenFlowRequest, TokenFlowRequestTrajectory, TokenFlowRequestTrajectoryElement]:
+    """A new request with its trajectory and the element of its first attempt, as the constructors make them.
+
+    They are made and filled here, not by their `__init__`: every request of a job is made this way,
+    and on Python 3.11 calling a class with a Python `__init__` costs about twice as much.
+    """
+    element = _make(TokenFlowRequestTrajectoryElement)
+    element.request_params = params
+    element.result = element.action = element.started_at = element.latency_s = element.payload = None
+    trajectory = _make(TokenFlowRequestTrajectory)
+    trajectory._only = element
+    trajectory._list = None
+    request = _make(TokenFlowRequest)
+    request.id = request_id
+    request.request_trajectory = trajectory
+    request.seq = seq
+    request.waiting_for = request.failure = None
+    return request, trajectory, element

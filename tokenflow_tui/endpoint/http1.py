@@ -339,7 +339,6 @@ class Http1Connection(asyncio.Protocol):
             self.keep_alive = "keep-alive" in connection
         elif "close" in connection:
             self.keep_alive = False
-        self._head = Head(status, reason, headers)
         if self._no_body or status == 204 or status == 304:
             self._state = _DONE
         elif "chunked" in dict.get(headers, "transfer-encoding", "").lower():
@@ -354,3 +353,4 @@ class Http1Connection(asyncio.Protocol):
             else:
                 self._remaining = int(length)
                 self._state = _LENGTH if self._remaining else _DONE
+        self._head = Head(status, reason, headers)

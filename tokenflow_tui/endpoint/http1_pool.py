@@ -128,7 +128,7 @@ class Http1Client:
             except BaseException:
                 if waiter.done() and not waiter.cancelled():
                     self._wake_one()  # the slot it was woken for is someone else's now
-                else:
+                elif waiter in self._waiters:  # not yet passed over by a wake-up
                     self._waiters.remove(waiter)
                 raise
 
@@ -241,8 +241,7 @@ class Http1Client:
         netloc = parts.netloc.rpartition("@")[2]
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         head = (
-            f"{target} HTTP/1.1\r\nHost: {netloc}\r\nUser-Agent: {USER_AGENT}\r\n"
-            "Accept-Encoding: gzip, deflate\r\n"
+            f"{target} HTTP/1.1\r\nHost: {netloc}\r\nUser-Agent: {USER_AGENT}\r\nAccept-Encoding: gzip, deflate\r\n"
         ).encode("latin-1")
         route = _Route((scheme, host, port), host, port, scheme == "https", netloc, head)
         self._routes[id(url)] = (url, route)
@@ -268,7 +267,9 @@ class _Exchange:
 
     __slots__ = ("_client", "_route", "_method", "_content", "_headers", "_connection")
 
-    def __init__(self, client: Http1Client, route: _Route, method: str, content: bytes, headers: dict[str, str]) -> None:
+    def __init__(
+        self, client: Http1Client, route: _Route, method: str, content: bytes, headers: dict[str, str]
+    ) -> None:
         self._client, self._route, self._method, self._content, self._headers = client, route, method, content, headers
         self._connection: Http1Connection | None = None
 

@@ -32,34 +32,36 @@ class Http1Response:
         body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         if not self._encoding or not body:
             return body, complete
-        decoded = self._decode(body, limit + 1, complete)
+        decoded = self._decode(body, limit + 1)
         return decoded, complete and len(decoded) <= limit
 
     async def read_chunk(self) -> bytes:
         """The (decoded) bytes that arrived since the last call, waiting for some; b"" at the body's end."""
-        data = await self._connection.read_available()
-        if not self._encoding:
-            return data
-        return self._decode(data, 0, not data)
+        while True:
+            data = await self._connection.read_available()
+            if not self._encoding:
+                return data
+            if not data:
+                decoder, self._decoder = self._decoder, None
+                return decoder.flush() if decoder is not None else b""
+            decoded = self._decode(data, 0)
+            # bytes that decode to nothing yet (a header, a partial block) are not the end
+            if decoded:
+                return decoded
 
     async def aread(self) -> bytes:
         body, _ = await self.read_body(sys.maxsize)
         return body
 
-    def _decode(self, data: bytes, max_length: int, last: bool) -> bytes:
-        """`data` decoded, at most `max_length` bytes of it (0: all)."""
+    def _decode(self, data: bytes, max_length: int) -> bytes:
+        """`data` (not empty) decoded, at most `max_length` bytes of it (0: all)."""
         decoder = self._decoder
         if decoder is None:
-            if not data:
-                return b""
             # "deflate" is meant to be zlib-wrapped, but some servers send it raw; gzip and zlib
             # are told apart by their header
             raw = self._encoding == "deflate" and (data[0] & 0x0F) != 8
             decoder = self._decoder = zlib.decompressobj(-zlib.MAX_WBITS if raw else zlib.MAX_WBITS | 32)
         try:
-            decoded = decoder.decompress(data, max_length)
-            if last and not max_length:
-                decoded += decoder.flush()
+            return decoder.decompress(data, max_length)
         except zlib.error as exc:
             raise BodyCut(f"the {self._encoding} body does not decode: {exc}", data[:256]) from exc
-        return decoded

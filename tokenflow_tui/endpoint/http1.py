@@ -168,6 +168,8 @@ class Http1Connection(asyncio.Protocol):
 
         `no_body`: the response has none whatever it declares (a HEAD request).
         """
+        if self.closed:  # its end was heard after the pool handed it out
+            raise ConnectionBroken("the server closed the connection before the request was sent")
         self._state = _HEAD
         self._want = _WANT_HEAD
         self._no_body = no_body

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from .. import __version__
 from .http1 import ConnectError, ConnectTimeout, Http1Connection
 from .http1_response import Http1Response
 
-USER_AGENT = "tokenflow-tui/0.1"
+USER_AGENT = f"tokenflow-tui/{__version__}"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 

@@ -170,6 +170,15 @@ async def test_an_http_1_0_answer_without_keep_alive_is_not_reused(client):
     assert server.connections == 2
 
 
+async def test_bytes_after_the_answer_make_the_connection_unfit_for_another(client):
+    # a 408 a server sends on an idle connection before closing it is not the next request's answer
+    extra = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n"
+    async with RawServer(always(reply() + extra)) as server:
+        outcomes = [await post(client, server.url) for _ in range(2)]
+    assert outcomes == [(200, ANSWER)] * 2
+    assert server.connections == 2
+
+
 async def test_an_interim_100_continue_is_skipped(client):
     async with RawServer(always(b"HTTP/1.1 100 Continue\r\n\r\n" + reply())) as server:
         assert await post(client, server.url) == (200, ANSWER)
@@ -458,12 +467,12 @@ async def test_a_deadline_that_cancels_at_any_point_never_leaks_a_slot():
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:
-    """A certificate for localhost and 127.0.0.1, and its key."""
+    """A certificate for the name localhost (not for the address 127.0.0.1), and its key."""
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
          "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+         "-addext", "subjectAltName=DNS:localhost"],
         check=True,
         capture_output=True,
         timeout=60,
@@ -475,23 +484,27 @@ async def test_tls_is_spoken_and_verified(tmp_path):
     cert, key = self_signed(tmp_path)
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_tls.load_cert_chain(cert, key)
+    names: list[str | None] = []
+    server_tls.sni_callback = lambda ssl_object, name, context: names.append(name)
     trusting = http1_client(tls=ssl.create_default_context(cafile=str(cert)))
     untrusting = http1_client()
     try:
         async with RawServer(tls=server_tls) as server:
-            outcomes = [await post(trusting, server.url) for _ in range(3)]
+            url = httpx.URL(f"https://localhost:{server.port}/v1/chat/completions")
+            outcomes = [await post(trusting, url) for _ in range(3)]
             with pytest.raises(TRANSPORT_ERRORS) as caught:
-                await post(untrusting, server.url)
-            # the name checked is the URL's: the certificate is not for this one
+                await post(untrusting, url)
+            # the name checked is the URL's: the certificate is for localhost, not for 127.0.0.1
             with pytest.raises(TRANSPORT_ERRORS) as wrong_name:
-                await post(trusting, httpx.URL(f"https://127.0.0.2:{server.port}/v1"))
+                await post(trusting, server.url)
     finally:
         await trusting.aclose()
         await untrusting.aclose()
     assert outcomes == [(200, ANSWER)] * 3
     assert server.connections == 1  # the server counts only connections past the handshake
+    assert names[0] == "localhost"  # SNI
     assert failed_to_connect(caught.value) and "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
-    assert failed_to_connect(wrong_name.value)
+    assert failed_to_connect(wrong_name.value) and "IP address mismatch" in str(wrong_name.value)
 
 
 async def test_an_idle_connection_is_dropped_after_the_keepalive():
@@ -528,3 +541,11 @@ async def test_a_connection_the_server_closed_while_idle_is_not_used(client):
             await asyncio.sleep(0)
         assert await post(client, server.url) == (200, ANSWER)
     assert server.connections == 2
+
+
+async def test_a_new_url_object_per_request_does_not_grow_the_routes(client):
+    async with RawServer() as server:
+        outcomes = [await post(client, httpx.URL(str(server.url))) for _ in range(200)]
+    assert outcomes == [(200, ANSWER)] * 200
+    assert server.connections == 1
+    assert len(client._routes) <= 64

@@ -23,6 +23,9 @@ from .http1 import ConnectError, ConnectTimeout, Http1Connection
 from .http1_response import Http1Response
 
 USER_AGENT = f"tokenflow-tui/{__version__}"
+# the routes kept by URL object: the handler has a few; a caller that makes a new URL per request
+# must not grow the map without end
+_ROUTES_KEPT = 64
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -103,7 +106,7 @@ class Http1Client:
             if idle:
                 connection = idle.pop()
                 connection.parked = False
-                if connection.closed:
+                if connection.closed or not connection.keep_alive:  # closing, or sent bytes while idle
                     self._discard(connection)
                     continue
                 if asyncio.get_running_loop().time() - connection.idle_since < self._keepalive_s:
@@ -229,6 +232,8 @@ class Http1Client:
     # ----- routes
 
     def _route(self, url: Any) -> _Route | None:
+        if len(self._routes) >= _ROUTES_KEPT:
+            self._routes.clear()
         text = str(url)
         if self._behind_proxy(text):
             self._routes[id(url)] = (url, None)

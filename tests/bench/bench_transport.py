@@ -131,6 +131,7 @@ CASES: dict[str, Callable[[int, str], tuple[OneRequest, Callable[[], Awaitable[N
     ),
     "(d) minimal httpx-aiohttp loop": minimal_httpx_over_aiohttp,
     "(e) plain aiohttp": plain_aiohttp,
+    "(f) handler, asyncio (our HTTP/1.1)": lambda n, url: handler_request(make_client("asyncio", n, 30), url),
 }
 
 

@@ -16,6 +16,7 @@ import pytest
 from run_helpers import read_records, until, write_input, write_job
 
 from tokenflow_tui.engine import ManualClock
+from tokenflow_tui.job.model import TRANSPORTS
 from tokenflow_tui.job.reader import load_job
 from tokenflow_tui.run.runner import JobRunner
 from tokenflow_tui.sim import Simulator, SimulatorConfig
@@ -183,7 +184,7 @@ MIXED = {
 }
 
 
-@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_mixed_faults_end_with_one_final_record_each_and_no_attempt_past_its_deadline(tmp_path, transport):
     config = SimulatorConfig(
         latency_ms=5, jitter_ms=5, fail=MIXED, retry_after="none", retry_after_ms=20, huge_bytes=HUGE_BYTES, seed=4

@@ -82,8 +82,8 @@ def _http(points: list[dict[str, Any]]) -> list[str]:
             )
         cheaper = point["cheaper"]
         lines.append(
-            f"  {cheaper['transport']} wins: {cheaper['cpu_factor']:.2f}x less CPU per request, "
-            f"{cheaper['rate_factor']:.2f}x the requests/s"
+            f"  {cheaper['transport']} wins: {cheaper['cpu_factor']:.2f}x less CPU per request than the next, "
+            f"{cheaper['rate_factor']:.2f}x its requests/s"
         )
     lines += [
         "  requests/s: finished requests over the run's own running time",

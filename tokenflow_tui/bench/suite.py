@@ -150,8 +150,8 @@ def _streaming(plan: Plan, scratch: Path, progress: Progress) -> dict[str, Any]:
 
 
 def _cheaper(by_transport: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The transport with less client CPU per request, and by how much on CPU and on requests/s."""
-    best, other = sorted(by_transport, key=lambda t: by_transport[t]["cpu_ms_per_request"])
+    """The transport with the least client CPU per request, and by how much (CPU and requests/s) over the next."""
+    best, other = sorted(by_transport, key=lambda t: by_transport[t]["cpu_ms_per_request"])[:2]
     winner, loser = by_transport[best], by_transport[other]
     return {
         "transport": best,

@@ -1,5 +1,5 @@
-"""The HTTP client of a run: aiohttp (default) or split plain-httpx pools (DESIGN §4), behind the one
-method of httpx's API the handler uses, `stream()`.
+"""The HTTP client of a run: aiohttp (default), split plain-httpx pools, or our own HTTP/1.1 client on
+asyncio (DESIGN §4), behind the one method of httpx's API the handler uses, `stream()`.
 
 One client serves the whole run; the caller closes it with `aclose()`.
 """
@@ -18,6 +18,9 @@ import httpx
 import yarl
 
 from ..job.model import TRANSPORTS, TransportName
+from .http1 import BodyCut, ConnectError, ConnectTimeout, Http1Error
+from .http1_pool import Http1Client
+from .http1_response import Http1Response
 
 # one plain httpx pool rescans all its connections per request, so its cost grows with its size
 REQUESTS_PER_HTTPX_POOL = 16
@@ -28,8 +31,9 @@ KEEPALIVE_EXPIRY_S = 4.0
 # the most read from aiohttp's stream at once (as httpx-aiohttp reads a body)
 READ_CHUNK_BYTES = 16 * 1024
 
-# what a failing request can raise: httpx's errors (transport httpx), aiohttp's (transport aiohttp)
-TRANSPORT_ERRORS: tuple[type[Exception], ...] = (httpx.TransportError, aiohttp.ClientError)
+# what a failing request can raise: httpx's errors (transport httpx), aiohttp's (transport aiohttp,
+# and asyncio's for a URL behind a proxy), our own (transport asyncio)
+TRANSPORT_ERRORS: tuple[type[Exception], ...] = (httpx.TransportError, aiohttp.ClientError, Http1Error)
 
 
 class ClientLike(Protocol):
@@ -50,6 +54,16 @@ def make_client(transport: TransportName, max_connections: int, timeout_s: float
     verify = httpx.create_ssl_context()
     if transport == "aiohttp":
         return AiohttpClient(max_connections, timeout_s, verify)
+    if transport == "asyncio":
+        # it speaks to servers directly; a URL behind a proxy goes through aiohttp instead
+        return Http1Client(
+            max_connections,
+            timeout_s,
+            verify,
+            KEEPALIVE_EXPIRY_S,
+            behind_proxy=_behind_proxy,
+            fallback=lambda: AiohttpClient(max_connections, timeout_s, verify),
+        )
     if transport == "httpx":
         count = math.ceil(max_connections / REQUESTS_PER_HTTPX_POOL)
         size, larger = divmod(max_connections, count)
@@ -138,6 +152,15 @@ class AiohttpClient:
             cookie_jar=aiohttp.DummyCookieJar(),
         )
         return self._session
+
+
+def _behind_proxy(url: str) -> bool:
+    """Whether HTTP(S)_PROXY and NO_PROXY send `url` through a proxy (as aiohttp and httpx read them)."""
+    try:
+        aiohttp.helpers.get_env_proxy_for_url(yarl.URL(url, encoded=True))
+    except LookupError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +269,13 @@ async def read_body(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
 
     A connection that fails midway raises BodyCutShort with what arrived; a timeout raises as it is.
     """
+    if type(response) is Http1Response:  # type: ignore[comparison-overlap]
+        if _declared_over(response.headers.get("content-length"), limit):
+            return b"", False
+        try:
+            return await response.read_body(limit)
+        except BodyCut as cut:
+            raise BodyCutShort(cut, cut.partial) from cut
     chunks: list[bytes] = []
     try:
         return await _read_body(response, limit, chunks)
@@ -278,6 +308,8 @@ async def _read_body(response: httpx.Response, limit: int, chunks: list[bytes]) 
 
 def chunk_reader(response: httpx.Response) -> Callable[[], Awaitable[bytes]]:
     """A function that returns the body's next bytes as they arrive, and b"" at its end (for streamed answers)."""
+    if type(response) is Http1Response:  # type: ignore[comparison-overlap]
+        return response.read_chunk
     raw = _aiohttp_response(response)
     if raw is not None:
         # whatever has arrived, at once: an event must not wait for a buffer to fill
@@ -308,9 +340,11 @@ async def _read_decoded(response: httpx.Response, limit: int, chunks: list[bytes
 def response_headers(response: httpx.Response) -> Mapping[str, str]:
     """The response's headers, case-insensitive; the first value of a repeated one.
 
-    Over aiohttp they are aiohttp's own map (a lookup in httpx.Headers scans and decodes every
-    header, about twenty times the cost).
+    Over aiohttp they are aiohttp's own map, over asyncio a dict by lower-case name (a lookup in
+    httpx.Headers scans and decodes every header, about twenty times the cost).
     """
+    if type(response) is Http1Response:  # type: ignore[comparison-overlap]
+        return response.headers
     raw = _aiohttp_response(response)
     return response.headers if raw is None else raw.headers
 
@@ -329,7 +363,7 @@ def error_kind(exc: BaseException) -> Literal["timeout", "connection"]:
     # an error wrapped around an aiohttp one (httpx-aiohttp maps every aiohttp connection error, a
     # refused connection included, to httpx.ConnectTimeout) is judged by the aiohttp error
     cause: Any = exc.__cause__ if isinstance(exc.__cause__, aiohttp.ClientError) else exc
-    if isinstance(cause, (httpx.TimeoutException, asyncio.TimeoutError)):
+    if isinstance(cause, (httpx.TimeoutException, asyncio.TimeoutError, ConnectTimeout)):
         return "timeout"
     return "connection"
 
@@ -339,6 +373,8 @@ def failed_to_connect(exc: BaseException) -> bool:
 
     A reset or a read timeout is not: the connection was made.
     """
+    if isinstance(exc, Http1Error):
+        return isinstance(exc, ConnectError)
     cause: Any = exc.__cause__ if isinstance(exc.__cause__, aiohttp.ClientError) else exc
     if isinstance(cause, aiohttp.ClientError):
         return isinstance(cause, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))

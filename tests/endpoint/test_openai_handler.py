@@ -511,7 +511,7 @@ async def test_the_key_never_reaches_a_result(server, client):
 
 
 def test_make_client_rejects_an_unknown_transport():
-    with pytest.raises(ValueError, match="transport must be one of aiohttp, httpx, asyncio, got 'curl'"):
+    with pytest.raises(ValueError, match="transport must be one of asyncio, aiohttp, httpx, got 'curl'"):
         make_client("curl", 4, 1.0)  # type: ignore[arg-type]
 
 

@@ -200,7 +200,7 @@ CASES = [
     Case(
         "transport unknown",
         SIM + 'transport = "requests"\n',
-        ['jobs/job.toml:7:1: endpoint.transport must be "aiohttp" or "httpx" or "asyncio", found "requests"'],
+        ['jobs/job.toml:7:1: endpoint.transport must be "asyncio" or "aiohttp" or "httpx", found "requests"'],
     ),
     Case(
         "simulate not a boolean",

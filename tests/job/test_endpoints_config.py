@@ -59,7 +59,7 @@ def test_validate_prints_one_line_per_endpoint(jobs):
     (jobs / "job.toml").write_text(TWO)
     job = load_job(Path("jobs/job.toml"), ENV)
     assert describe(job, InputSummary(1, (0,)))[2:5] == [
-        "endpoint  main: https://api.example.com/v1, key from $MAIN_KEY, timeout 120 s, aiohttp, model m, "
+        "endpoint  main: https://api.example.com/v1, key from $MAIN_KEY, timeout 120 s, asyncio, model m, "
         "weight 3 (75%), limits 600 requests/min, 90,000 tokens/min",
         "endpoint  spare: simulator on loopback, latency 5 ms, 100 requests/min, model sim-1, weight 1 (25%), "
         "limits none",

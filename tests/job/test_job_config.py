@@ -140,7 +140,7 @@ def test_a_minimal_simulated_job_takes_every_default(jobs):
             model="sim-1",
             api_key_env=None,
             timeout_s=120.0,
-            transport="aiohttp",
+            transport="asyncio",
             simulator=SimulatorSection(latency_ms=200.0, jitter_ms=0.0, fail={}, seed=None, rpm_limit=0),
         ),
         request=RequestSection(params={}),

@@ -78,7 +78,7 @@ def report(name: str, **figures: int) -> None:
 
 
 def test_sigkill_at_random_moments_loses_duplicates_and_damages_nothing(tmp_path):
-    total = 32_000  # enough that the run outlives its eight kills (each run resends little)
+    total = 96_000  # enough that the run outlives its eight kills (each run resends little)
     results = tmp_path / "out" / "results.jsonl"
     rng = random.Random(20240601)
     cycles = torn = 0

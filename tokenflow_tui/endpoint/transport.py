@@ -1,5 +1,5 @@
-"""The HTTP client of a run: aiohttp (default), split plain-httpx pools, or our own HTTP/1.1 client on
-asyncio (DESIGN §4), behind the one method of httpx's API the handler uses, `stream()`.
+"""The HTTP client of a run: our own HTTP/1.1 client on asyncio (default), aiohttp, or split plain-httpx
+pools (DESIGN §4), behind the one method of httpx's API the handler uses, `stream()`.
 
 One client serves the whole run; the caller closes it with `aclose()`.
 """

@@ -21,9 +21,10 @@ API_PATHS: dict[RequestApi, str] = {
     "embeddings": "/embeddings",
 }
 APIS: tuple[Api, ...] = ("chat", "completions")
-TransportName = Literal["aiohttp", "httpx", "asyncio"]
-# the first is the default; "asyncio" is our own HTTP/1.1 client on raw asyncio (endpoint/http1*.py)
-TRANSPORTS: tuple[TransportName, ...] = ("aiohttp", "httpx", "asyncio")
+TransportName = Literal["asyncio", "aiohttp", "httpx"]
+# the first is the default: our own HTTP/1.1 client on raw asyncio (endpoint/http1*.py), then
+# aiohttp's ClientSession straight, then split plain-httpx pools
+TRANSPORTS: tuple[TransportName, ...] = ("asyncio", "aiohttp", "httpx")
 # [job] input_format: our JSONL, OpenAI Batch JSONL, and the tables read by job/formats
 TOKENFLOW, OPENAI_BATCH, PARQUET, CSV, HF = "tokenflow", "openai-batch", "parquet", "csv", "hf"
 INPUT_FORMATS = (TOKENFLOW, OPENAI_BATCH, PARQUET, CSV, HF)

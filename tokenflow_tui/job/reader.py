@@ -526,7 +526,7 @@ class _Reader:
             model=model,
             api_key_env=self.api_key_env(table, base_url, simulate is True, environ, where),
             timeout_s=self.number(table, where + ("timeout_s",), 120.0, above_zero=True),
-            transport=self.string(table, where + ("transport",), "aiohttp", TRANSPORTS),
+            transport=self.string(table, where + ("transport",), TRANSPORTS[0], TRANSPORTS),
             simulator=simulator,
             stream=stream,
             idle_timeout_s=idle_timeout_s,

@@ -382,6 +382,12 @@ CASES = [
         files={"h.py": "async def handle(trajectory):\n    return None\n"},
     ),
     Case(
+        "handler timeout not above zero",
+        HANDLER + "timeout_s = 0\n",
+        ["jobs/job.toml:7:1: handler.timeout_s must be a number > 0, found 0"],
+        files={"h.py": "async def handler(trajectory):\n    return None\n"},
+    ),
+    Case(
         "handler not async",
         HANDLER,
         ['jobs/job.toml:6:1: "h.py:handler" is a plain function (def); a handler is an async function (async def)'],

@@ -217,6 +217,9 @@ def test_a_handler_job_needs_no_endpoint_and_may_set_any_param(jobs):
     assert job.endpoint is None
     assert job.request.params == {"model": "x"}
     assert job.handler == HandlerSection(spec="h.py:handler", file=Path("jobs/h.py"), function="handler")
+    assert job.handler.timeout_s == 600.0
+    timed = load_job(write_job(jobs, text + "timeout_s = 2.5\n"), {})
+    assert timed.handler is not None and timed.handler.timeout_s == 2.5
 
 
 def test_loading_creates_no_file_or_folder(jobs, tmp_path):
@@ -389,7 +392,7 @@ def test_describe_a_simulated_job_and_a_handler_job(jobs):
     assert describe(job, summary) == [
         "job       h (jobs/job.toml)",
         "requests  1 from jobs/prompts.jsonl (ids 0)",
-        "handler   h.py:handler",
+        "handler   h.py:handler, timeout 600 s",
         "endpoint  none (the handler makes its own requests)",
         "workers   64 (up to 256 from the dashboard)",
         "retry     up to 5 attempts, backoff 0.5 s to 60 s",

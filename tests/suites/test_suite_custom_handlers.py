@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from run_helpers import read_records, start_tokenflow, tokenflow, write_job
 
@@ -37,18 +38,43 @@ async def handler(trajectory):
 """
 
 
-def handler_job(directory: Path, source: str, count: int, max_attempts: int, workers: int = 4) -> Path:
+# never answers some requests: n % 10 == 3 on its first attempt only, n % 10 == 7 never
+HANGING_HANDLER = """
+import asyncio
+
+from tokenflow import ActionDone
+
+
+async def handler(trajectory):
+    n = trajectory.last().request_params["n"]
+    if n % 10 == 7 or (n % 10 == 3 and trajectory.length() == 1):
+        await asyncio.Event().wait()
+    return ActionDone(), {"n": n}
+"""
+
+
+def handler_job(
+    directory: Path,
+    source: str,
+    count: int,
+    max_attempts: int,
+    workers: int = 4,
+    timeout_s: float | None = None,
+) -> Path:
     (directory / "handler.py").write_text(source)
     with (directory / "in.jsonl").open("w") as out:
         for n in range(count):
             out.write(json.dumps({"n": n}) + "\n")
+    handler: dict[str, Any] = {"path": "handler.py:handler"}
+    if timeout_s is not None:
+        handler["timeout_s"] = timeout_s
     return write_job(
         directory,
         {
             "job": {"name": "spin", "input": "in.jsonl", "output": "out"},
-            "handler": {"path": "handler.py:handler"},
+            "handler": handler,
             "workers": {"count": workers},
-            "retry": {"max_attempts": max_attempts},
+            "retry": {"max_attempts": max_attempts, "backoff_base_s": 0.01, "backoff_max_s": 0.05},
         },
     )
 
@@ -116,3 +142,22 @@ def test_a_handler_says_its_tokens_and_its_failures_through_the_payload(tmp_path
     report = tokenflow("report", str(tmp_path / "out"))
     assert "handler_failed" in report.stdout
     assert "140" in report.stdout  # the tokens of every attempt: 10 requests × 2 attempts × 7
+
+
+def test_a_handler_that_never_answers_is_cut_at_its_timeout_retried_and_the_run_ends(tmp_path):
+    # as many hanging requests as workers: without the deadline every worker would hang for good
+    job = handler_job(tmp_path, HANGING_HANDLER, count=40, max_attempts=3, workers=4, timeout_s=0.2)
+    done = tokenflow("run", str(job), "--headless", timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "spin: finished 40 requests (36 done, 4 failed)" in done.stderr
+    records = {r["index"]: r for r in read_records(tmp_path / "out" / "results.jsonl")}
+    timeout = {"kind": "timeout", "message": "the handler did not answer within 0.2 s ([handler] timeout_s)"}
+    # hung once: the second attempt answers
+    assert [a.get("error") for a in records[3]["attempts"]] == [timeout, None]
+    assert (records[3]["status"], records[3]["result"]) == ("done", {"n": 3})
+    # hung every time: failed with the timeout after max_attempts
+    assert [a.get("error") for a in records[7]["attempts"]] == [timeout] * 3
+    assert (records[7]["status"], records[7]["error"]) == ("failed", timeout)
+    assert [len(records[n]["attempts"]) for n in (0, 1, 2, 4)] == [1, 1, 1, 1]
+    report = tokenflow("report", str(tmp_path / "out"))
+    assert "timeout" in report.stdout and "4 failed" in report.stdout

@@ -1,9 +1,9 @@
 """One deadline for each of many concurrent attempts, kept with a single timer.
 
 `with deadlines:` inside a task behaves as `async with asyncio.timeout(timeout_s):` does (the task is
-cancelled at the deadline and TimeoutError raised out of the block; a cancellation from elsewhere
-stays a cancellation), but asyncio.timeout() makes, schedules and cancels a timer per block, which
-costs about a twentieth of the client's CPU per request at a few thousand requests a second.
+cancelled at the deadline and a TimeoutError, DeadlineExceeded, raised out of the block; a
+cancellation from elsewhere stays a cancellation), but asyncio.timeout() makes, schedules and cancels
+a timer per block, which costs about a twentieth of the client's CPU per request at a few thousand requests a second.
 Every block has the same length, so deadlines come in the order the blocks are entered: a dict in
 insertion order is their queue, earliest first, and one timer set for its head is enough.
 """
@@ -15,6 +15,10 @@ from types import TracebackType
 
 _current_task = asyncio.current_task
 _running_loop = asyncio.get_running_loop
+
+
+class DeadlineExceeded(TimeoutError):
+    """Raised out of a `with deadlines:` block whose deadline came (a TimeoutError from within is not one)."""
 
 
 class Deadlines:
@@ -58,7 +62,7 @@ class Deadlines:
         self._expired.discard(task)
         # the deadline's own cancellation is taken back; any other one still stands
         if task.uncancel() <= cancelling and exc_type is asyncio.CancelledError:
-            raise TimeoutError from exc
+            raise DeadlineExceeded from exc
 
     def _expire(self) -> None:
         self._timer = None

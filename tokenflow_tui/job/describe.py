@@ -27,7 +27,8 @@ def describe(job: Job, summary: InputSummary) -> list[str]:
 
 
 def _endpoint_rows(job: Job) -> list[tuple[str, str]]:
-    rows = [("handler", job.handler.spec)] if job.handler is not None else []
+    handler = job.handler
+    rows = [("handler", f"{handler.spec}, timeout {handler.timeout_s:g} s")] if handler is not None else []
     endpoint = job.endpoint
     if endpoint is None:
         return [*rows, ("endpoint", "none (the handler makes its own requests)")]

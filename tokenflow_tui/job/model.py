@@ -188,11 +188,16 @@ class LimitsSection:
     price_output_per_million_usd: float | None = None
 
 
+HANDLER_TIMEOUT_S = 600.0  # [handler] timeout_s when not given
+
+
 @dataclass(frozen=True, slots=True)
 class HandlerSection:
     spec: str  # as written: "file.py:function"
     file: Path  # joined to the job file's folder
     function: str
+    # the longest one attempt may take: a handler that never answers must not hold its worker for good
+    timeout_s: float = HANDLER_TIMEOUT_S
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from .formats.detect import HF_STATE, detect_format
 from .model import (
     APIS,
     FORBIDDEN_PARAMS,
+    HANDLER_TIMEOUT_S,
     HF,
     INPUT_FORMATS,
     MAX_SHARDS,
@@ -76,7 +77,7 @@ _SECTIONS = {
         "price_input_per_million_usd",
         "price_output_per_million_usd",
     ),
-    "handler": ("path",),
+    "handler": ("path", "timeout_s"),
     "checks": ("json", "json_schema", "regex", "min_chars", "max_chars", "finish_reason"),
     "cluster": ("shards",),
 }
@@ -766,8 +767,12 @@ class _Reader:
         if not source or not function.isidentifier():
             self.problem(path, f'handler.path must look like "file.py:function", found "{spec}"')
             return HandlerSection(spec=spec, file=_INVALID, function=_INVALID)
+        timeout_s = self.number(table, ("handler", "timeout_s"), HANDLER_TIMEOUT_S, above_zero=True)
         return HandlerSection(
-            spec=spec, file=self.existing_file(path, job_dir / source, "handler file"), function=function
+            spec=spec,
+            file=self.existing_file(path, job_dir / source, "handler file"),
+            function=function,
+            timeout_s=timeout_s,
         )
 
 

@@ -42,6 +42,7 @@ from .contract import (
 )
 from .endpoint_pool import EndpointPool
 from .events import EventLog
+from .handler_deadline import HandlerWithDeadline
 from .exit_codes import EXIT_DONE, EXIT_INTERRUPTED
 from .opening import STATE_CHANGES_KEY, Confirm, OpenedRun, RunError, open_run
 from .part import InputPart
@@ -578,7 +579,8 @@ class JobRunner:
             if base_url is not None:
                 # a user's handler does its own requests: this tells it where the endpoint is
                 os.environ["TOKENFLOW_BASE_URL"] = base_url
-            return self._user_handler
+            assert self.job.handler is not None
+            return HandlerWithDeadline(self._user_handler, self.job.handler.timeout_s, self.job.retry)
         assert endpoint is not None and self._traffic is not None and self.job.endpoint is not None
         key_env = self.job.endpoint.api_key_env
         api_key = self._environ.get(key_env) if key_env else None

@@ -42,8 +42,8 @@ from .contract import (
 )
 from .endpoint_pool import EndpointPool
 from .events import EventLog
-from .handler_deadline import HandlerWithDeadline
 from .exit_codes import EXIT_DONE, EXIT_INTERRUPTED
+from .handler_deadline import HandlerWithDeadline
 from .opening import STATE_CHANGES_KEY, Confirm, OpenedRun, RunError, open_run
 from .part import InputPart
 from .request_index import RequestTable, attempt_status, record_failure_label, record_preview, record_tokens

@@ -587,3 +587,24 @@ async def test_a_dialog_takes_keys_typed_at_once_in_order(keys: str, call: tuple
         await settle(pilot)
         assert isinstance(app.screen, MainScreen)
     assert [c for c in run.calls if c[0] in ("set_limits", "set_budget")] == ([call] if call else [])
+
+
+async def test_a_pause_reason_that_comes_later_grows_the_header_to_every_wrapped_line() -> None:
+    run = ScriptedRun()
+    app = make_app(run)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        header = app.screen.query_one(RunHeader)
+        assert header.size.height == 2
+        run.state, run.in_flight = "paused", 0
+        run.reason = (
+            "the server at http://127.0.0.1:8901/v1 cannot be reached (128 attempts in a row over 5 s failed to "
+            "connect: cannot connect to 127.0.0.1:8901: [Errno 111] Connect call failed); check that it runs "
+            "and the address, then resume"
+        )
+        app.main_screen.refresh_data()
+        await pilot.pause()
+        lines = header.render().plain.splitlines()
+        assert len(lines) == 3 and lines[-1].endswith("then resume")
+        # drawn, not only made: the header is as tall as its lines
+        assert header.size.height == 3

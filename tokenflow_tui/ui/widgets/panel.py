@@ -35,7 +35,8 @@ class LivePanel(Widget):
         old, self._lines, self._keys = self._keys, lines, keys
         if len(old) != len(keys):
             self._strips.clear()
-            self.refresh()
+            # a panel of auto height (the header, when a pause reason wraps) is laid out again
+            self.refresh(layout=True)
             return
         width = self.size.width
         for y, (was, now) in enumerate(zip(old, keys)):

@@ -137,3 +137,19 @@ def test_a_reader_that_goes_away_gets_no_traceback(tmp_path: Path) -> None:
     command = f"{shlex.quote(sys.executable)} -m tokenflow_tui validate {shlex.quote(str(job))} | true"
     done = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr) == (1, "")
+
+
+def test_the_commands_that_read_a_run_take_its_job_file_too(tmp_path):
+    job = simulated_job(tmp_path, 3)
+    assert tokenflow("run", str(job), "--headless").returncode == 0
+    by_folder, by_job = tokenflow("report", str(tmp_path / "out")), tokenflow("report", str(job))
+    assert by_job.returncode == 0 and by_job.stdout == by_folder.stdout
+    assert "3 finished (3 done, 0 failed)" in by_job.stdout
+    broken = tmp_path / "broken.toml"
+    broken.write_text('[job]\nname = "b"\n')
+    refused = tokenflow("report", str(broken))
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines()[-1] == (
+        f"tokenflow report: error: argument RUN_DIR: {broken} is a job file with problems: "
+        f"{broken}: missing table [endpoint] (with base_url or simulate = true), [[endpoints]], or a [handler]"
+    )

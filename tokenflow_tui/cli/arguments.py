@@ -39,7 +39,22 @@ def folder_path(text: str) -> Path:
 
 def add_run_dir(parser: argparse.ArgumentParser) -> None:
     """The RUN_DIR argument of the commands that read a run's files."""
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="the output directory of a run")
+    parser.add_argument(
+        "run_dir", metavar="RUN_DIR", type=run_folder, help="the output directory of a run, or its job file"
+    )
+
+
+def run_folder(text: str) -> str:
+    """An argparse type: a run's output directory as given, or for a job file the folder its runs write to."""
+    path = Path(text)
+    if path.suffix != ".toml" or not path.is_file():
+        return text
+    from ..job.reader import load_job  # only for a job file: the commands that read runs need no job otherwise
+
+    try:
+        return str(load_job(path).output)
+    except JobError as error:
+        raise argparse.ArgumentTypeError(f"{text} is a job file with problems: {error.lines()[0]}") from None
 
 
 def print_problems(error: JobError) -> None:

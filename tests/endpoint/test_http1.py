@@ -237,7 +237,7 @@ class FakeTransport:
 
 async def waiting_connection() -> tuple[Http1Connection, asyncio.Future[Any]]:
     """A connection that has sent a request and waits for its head, fed by hand."""
-    connection = Http1Connection(("http", "h", 80), lambda _: None)
+    connection = Http1Connection(("http", "h", 80), lambda _: None, asyncio.get_running_loop())
     connection.connection_made(FakeTransport())  # type: ignore[arg-type]
     head = asyncio.ensure_future(connection.request(b"GET / HTTP/1.1\r\n\r\n", False))
     await asyncio.sleep(0)

@@ -89,6 +89,7 @@ class Http1Connection(asyncio.Protocol):
         "keep_alive",
         "closed",
         "_on_lost",
+        "_loop",
         "_transport",
         "_state",
         "_want",
@@ -103,7 +104,9 @@ class Http1Connection(asyncio.Protocol):
         "_no_body",
     )
 
-    def __init__(self, origin: Any, on_lost: Callable[[Http1Connection], None]) -> None:
+    def __init__(
+        self, origin: Any, on_lost: Callable[[Http1Connection], None], loop: asyncio.AbstractEventLoop
+    ) -> None:
         self.origin = origin
         self.idle_since = 0.0
         self.held = True  # counted in its pool's limit (until discarded, or lost while idle)
@@ -111,6 +114,8 @@ class Http1Connection(asyncio.Protocol):
         self.keep_alive = True
         self.closed = False
         self._on_lost = on_lost
+        # given, not asked for: asyncio.get_running_loop() makes a getpid() system call on 3.11
+        self._loop = loop
         self._transport: asyncio.Transport | None = None
         self._state = _IDLE
         self._want = _WANT_HEAD
@@ -228,7 +233,7 @@ class Http1Connection(asyncio.Protocol):
             self._transport.close()
 
     async def _wait(self) -> None:
-        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        waiter = self._waiter = self._loop.create_future()
         try:
             await waiter
         finally:

@@ -72,6 +72,9 @@ class Http1Client:
         # id(url) → (url, its route), the url kept so that its id is not reused; None: through the fallback
         self._routes: dict[int, tuple[Any, _Route | None]] = {}
         self._sweep: asyncio.TimerHandle | None = None
+        # the loop of the run, known from the first request on: asyncio.get_running_loop() makes a
+        # getpid() system call on 3.11, and the pool asks for the time twice per request
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._headers_of: tuple[dict[str, str], dict[str, str], bytes] | None = None
         self._closed = False
 
@@ -101,6 +104,9 @@ class Http1Client:
 
     async def _acquire(self, route: _Route) -> Http1Connection:
         """A connection to the route's origin: an idle one, a new one, or the first freed slot's."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         while True:
             idle = self._idle.get(route.origin)
             if idle:
@@ -109,7 +115,7 @@ class Http1Client:
                 if connection.closed or not connection.keep_alive:  # closing, or sent bytes while idle
                     self._discard(connection)
                     continue
-                if asyncio.get_running_loop().time() - connection.idle_since < self._keepalive_s:
+                if loop.time() - connection.idle_since < self._keepalive_s:
                     return connection
                 # the most recent idle connection has expired, so have all older ones
                 self._discard(connection)
@@ -118,14 +124,14 @@ class Http1Client:
             if self._free > 0:
                 self._free -= 1
                 try:
-                    return await self._connect(route)
+                    return await self._connect(route, loop)
                 except BaseException:
                     self._free += 1
                     self._wake_one()
                     raise
             if self._drop_other_idle(route.origin):
                 continue
-            waiter = asyncio.get_running_loop().create_future()
+            waiter = loop.create_future()
             self._waiters.append(waiter)
             try:
                 await waiter
@@ -136,9 +142,8 @@ class Http1Client:
                     self._waiters.remove(waiter)
                 raise
 
-    async def _connect(self, route: _Route) -> Http1Connection:
-        loop = asyncio.get_running_loop()
-        connection = Http1Connection(route.origin, self._lost)
+    async def _connect(self, route: _Route, loop: asyncio.AbstractEventLoop) -> Http1Connection:
+        connection = Http1Connection(route.origin, self._lost, loop)
         try:
             async with asyncio.timeout(self._connect_timeout_s):
                 await loop.create_connection(
@@ -158,7 +163,8 @@ class Http1Client:
 
     def _release(self, connection: Http1Connection) -> None:
         """Back to the idle list after a clean exchange."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        assert loop is not None  # it was acquired
         if self._closed:
             self._discard(connection)
             return
@@ -207,7 +213,9 @@ class Http1Client:
 
     def _expire(self) -> None:
         self._sweep = None
-        now = asyncio.get_running_loop().time()
+        loop = self._loop
+        assert loop is not None  # the timer is on it
+        now = loop.time()
         next_due = None
         for origin, idle in list(self._idle.items()):
             expired = 0
@@ -219,7 +227,7 @@ class Http1Client:
                 expired += 1
             self._drop_idle(origin, expired)
         if next_due is not None:
-            self._sweep = asyncio.get_running_loop().call_at(next_due, self._expire)
+            self._sweep = loop.call_at(next_due, self._expire)
 
     def _wake_one(self) -> None:
         waiters = self._waiters

@@ -5,6 +5,7 @@ params, so the request's whole trajectory ends up in results.jsonl ([retry] max_
 The third value, the payload, tells TokenFlow the tokens the attempt used (for budgets and tokens/s)
 and, on the last attempt, that the request failed (it then counts as failed, with that sentence).
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,11 @@ async def handler(trajectory: TokenFlowRequestTrajectory):
     try:
         response = await client().post(
             "/chat/completions",
-            json={"model": "sim-1", "messages": [{"role": "user", "content": params["prompt"]}],
-                  "max_tokens": params.get("max_tokens", 4)},
+            json={
+                "model": "sim-1",
+                "messages": [{"role": "user", "content": params["prompt"]}],
+                "max_tokens": params.get("max_tokens", 4),
+            },
         )
         response.raise_for_status()
         answer = response.json()

@@ -16,6 +16,7 @@ import pytest
 
 from tokenflow_tui.engine.clock import ManualClock
 from tokenflow_tui.sim import Simulator, SimulatorConfig
+from tokenflow_tui.sim.answers import embedding
 from tokenflow_tui.sim.connection import DRIP_BYTES, Connection, How, Reply
 from tokenflow_tui.sim.draws import FaultDraw
 from tokenflow_tui.sim.faults import HTML_BODY, MALFORMED_BODY
@@ -208,11 +209,44 @@ async def test_models_lists_the_configured_model(serve: Serve, client: httpx.Asy
     assert response.json() == {"object": "list", "data": [listed]}
 
 
+async def test_embeddings_are_unit_vectors_of_their_text_in_input_order(
+    serve: Serve, client: httpx.AsyncClient
+) -> None:
+    sim = await serve()
+    one = (await client.post(f"{sim.base_url}/embeddings", json={"model": "emb", "input": "abcde"})).json()
+    assert one == {
+        "object": "list",
+        "data": [{"object": "embedding", "index": 0, "embedding": embedding("abcde", 8)}],
+        "model": "emb",
+        "usage": {"prompt_tokens": 2, "total_tokens": 2},
+    }
+    vector = one["data"][0]["embedding"]
+    assert len(vector) == 8 and abs(sum(v * v for v in vector) - 1) < 1e-5
+    listed = await client.post(f"{sim.base_url}/embeddings", json={"model": "emb", "input": ["x", "abcde", "x"]})
+    data = listed.json()["data"]
+    assert [d["index"] for d in data] == [0, 1, 2]
+    # the same text, the same vector; another text, another one
+    assert data[1]["embedding"] == vector and data[0]["embedding"] == data[2]["embedding"] != vector
+    assert listed.json()["usage"] == {"prompt_tokens": 4, "total_tokens": 4}
+    wide = await client.post(f"{sim.base_url}/embeddings", json={"model": "emb", "input": "a", "dimensions": 64})
+    assert len(wide.json()["data"][0]["embedding"]) == 64
+    assert sim.stats.outcomes == Counter({"ok": 3})
+
+
+async def test_an_answer_fault_leaves_an_embedding_whole(serve: Serve, client: httpx.AsyncClient) -> None:
+    sim = await serve(fail={"length": 1.0}, json_answers=True)
+    response = await client.post(f"{sim.base_url}/embeddings", json={"model": "emb", "input": "abc"})
+    assert response.json()["data"][0]["embedding"] == embedding("abc", 8)
+    assert sim.stats.outcomes == Counter({"ok": 1})
+
+
 async def test_unknown_path_is_404_with_an_openai_error(serve: Serve, client: httpx.AsyncClient) -> None:
     sim = await serve()
-    response = await client.post(f"{sim.base_url}/embeddings", json={"model": "m"})
+    response = await client.post(f"{sim.base_url}/moderations", json={"model": "m"})
     assert response.status_code == 404
-    assert response.json() == error("Unknown request URL: POST /v1/embeddings.", "invalid_request_error", "unknown_url")
+    assert response.json() == error(
+        "Unknown request URL: POST /v1/moderations.", "invalid_request_error", "unknown_url"
+    )
     assert sim.stats.outcomes == Counter({"not_found": 1})
 
 
@@ -240,6 +274,25 @@ async def test_wrong_method_is_405_naming_the_allowed_one(serve: Serve, client: 
             b'{"model": "m", "prompt": "a", "max_tokens": 0}',
             "'max_tokens' must be a positive integer",
             "max_tokens",
+        ),
+        ("/embeddings", b'{"model": "m"}', "'input' is a required property", "input"),
+        (
+            "/embeddings",
+            b'{"model": "m", "input": []}',
+            "'input' must be a string or a non-empty array of strings",
+            "input",
+        ),
+        (
+            "/embeddings",
+            b'{"model": "m", "input": [1]}',
+            "'input' must be a string or a non-empty array of strings",
+            "input",
+        ),
+        (
+            "/embeddings",
+            b'{"model": "m", "input": "a", "dimensions": 0}',
+            "'dimensions' must be an integer from 1 to 4096",
+            "dimensions",
         ),
     ],
 )

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from run_helpers import tokenflow, write_job
 
+from tokenflow_tui.sim.answers import embedding
+
 datasets = pytest.importorskip("datasets", reason="the [hf] extra (datasets) is not installed: pip install -e '.[hf]'")
 pa = pytest.importorskip("pyarrow", reason="the [data] extra (pyarrow) is not installed: pip install -e '.[data]'")
 pq = pytest.importorskip(
@@ -88,6 +90,27 @@ def test_an_openai_batch_file_in_and_the_batch_output_shape_out(tmp_path: Path) 
     records = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     sent = {r["id"]: r["attempts"][0]["params"] for r in records}
     assert sent["task-2"] == {"id": "task-2", "url": "/v1/completions", "body": {"prompt": "alpha beta"}}
+
+
+def test_batch_embeddings_run_against_the_simulator_and_come_back_as_embedding_lists(tmp_path: Path) -> None:
+    lines = [
+        {"custom_id": "e-1", "method": "POST", "url": "/v1/embeddings", "body": {"input": "the sea"}},
+        {"custom_id": "e-2", "method": "POST", "url": "/v1/embeddings", "body": {"input": ["a", "b"], "dimensions": 4}},
+    ]
+    (tmp_path / "batch.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    run_job(tmp_path, "batch.jsonl", {"request": {"params": {"max_tokens": 50}}})
+    records = {r["id"]: r for r in map(json.loads, (tmp_path / "out" / "results.jsonl").read_text().splitlines())}
+    # an embedding's result is its vector, or the vectors of a list of inputs
+    assert records["e-1"]["result"] == embedding("the sea", 8)
+    assert records["e-2"]["result"] == [embedding("a", 4), embedding("b", 4)]
+    out = tokenflow("export", str(tmp_path / "out"), "--format", "openai-batch")
+    assert out.returncode == 0, out.stderr
+    bodies = [json.loads(line)["response"]["body"] for line in out.stdout.splitlines()]
+    assert [body["object"] for body in bodies] == ["list", "list"]
+    assert [[d["embedding"] for d in body["data"]] for body in bodies] == [
+        [embedding("the sea", 8)],
+        [embedding("a", 4), embedding("b", 4)],
+    ]
 
 
 def test_failed_batch_requests_go_to_the_errors_file_and_back_as_a_batch_input(tmp_path: Path) -> None:
@@ -181,4 +204,4 @@ def test_the_sample_batch_job_is_valid() -> None:
     sample = Path(__file__).parents[2] / "sample_jobs" / "batch.toml"
     checked = tokenflow("validate", str(sample))
     assert checked.returncode == 0, checked.stderr
-    assert "20 from" in checked.stdout and "(openai-batch, ids" in checked.stdout
+    assert "22 from" in checked.stdout and "(openai-batch, ids" in checked.stdout

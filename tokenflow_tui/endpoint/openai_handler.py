@@ -57,6 +57,9 @@ _BATCH_APIS: dict[str, RequestApi] = {
     "/v1/completions": "completions",
     "/v1/embeddings": "embeddings",
 }
+# what of the job's model and [request] params an embeddings body takes: the API refuses the others
+# (max_tokens, temperature, stream), which a job of chat lines sets for them
+_EMBEDDINGS_KEYS = ("model", "dimensions", "encoding_format", "user")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +132,7 @@ class OpenAIHandler:
             self._headers["authorization"] = f"Bearer {api_key}"
         self._api_key = api_key
         self._base_body = {"model": settings.model, **settings.params} if settings.model else dict(settings.params)
+        self._embeddings_base = {key: value for key, value in self._base_body.items() if key in _EMBEDDINGS_KEYS}
         self._stream = settings.stream
         if settings.stream:
             self._base_body["stream"] = True
@@ -153,7 +157,9 @@ class OpenAIHandler:
         if batch_body is None:
             api, content = self._settings.api, orjson.dumps(request_body(self._base_body, line, self._chat))
         else:
-            api, content = _BATCH_APIS[line["url"]], orjson.dumps({**self._base_body, **batch_body})
+            api = _BATCH_APIS[line["url"]]
+            base = self._embeddings_base if api == "embeddings" else self._base_body
+            content = orjson.dumps({**base, **batch_body})
         answer = StreamedAnswer(self._clock.monotonic()) if self._stream else None
         try:
             with self._deadlines:

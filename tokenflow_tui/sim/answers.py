@@ -1,18 +1,24 @@
 """OpenAI-shaped bodies: reading a completion request, and writing answers, stream events and errors.
 
 Answers are deterministic so tests can match them to prompts: "Echo: " + the last user message
-(chat) or the prompt (completions), cut to `max_tokens` words.
+(chat) or the prompt (completions), cut to `max_tokens` words; an embedding is a unit vector worked
+out from its input's text alone (the same text, the same vector).
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import re
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import orjson
 
-Api = Literal["chat", "completions"]
+Api = Literal["chat", "completions", "embeddings"]
+# an embedding's length unless the request asks for `dimensions` (at most MAX_DIMENSIONS)
+EMBEDDING_DIMENSIONS = 8
+MAX_DIMENSIONS = 4096
 
 _WORD_PIECE = re.compile(r"\S+\s*")
 
@@ -42,6 +48,8 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     stream: bool
+    inputs: tuple[str, ...] = ()  # embeddings: the texts to embed, in order
+    dimensions: int = 0  # embeddings: each vector's length
 
 
 def _message_text(content: object) -> str:
@@ -82,6 +90,37 @@ def _completions_prompt(body: dict[str, Any]) -> tuple[str, int]:
     return prompt, len(prompt)
 
 
+def _embeddings_request(body: dict[str, Any], model: str) -> Completion:
+    texts = body.get("input")
+    if texts is None:
+        raise BadRequest("'input' is a required property", "input")
+    inputs = (texts,) if isinstance(texts, str) else texts
+    if not isinstance(inputs, (tuple, list)) or not inputs or not all(isinstance(text, str) for text in inputs):
+        raise BadRequest("'input' must be a string or a non-empty array of strings", "input")
+    dimensions = body.get("dimensions", EMBEDDING_DIMENSIONS)
+    if not isinstance(dimensions, int) or isinstance(dimensions, bool) or not 1 <= dimensions <= MAX_DIMENSIONS:
+        raise BadRequest(f"'dimensions' must be an integer from 1 to {MAX_DIMENSIONS}", "dimensions")
+    return Completion(
+        api="embeddings",
+        model=model,
+        content="",
+        finish_reason="stop",
+        prompt_tokens=sum(count_tokens(len(text)) for text in inputs),
+        completion_tokens=0,
+        stream=False,
+        inputs=tuple(inputs),
+        dimensions=dimensions,
+    )
+
+
+def embedding(text: str, dimensions: int) -> list[float]:
+    """The vector of `text`: unit length, its values from a hash of the text (six decimals)."""
+    digest = hashlib.shake_256(text.encode("utf-8", "surrogatepass")).digest(2 * dimensions)
+    values = [int.from_bytes(digest[i : i + 2], "big") / 32767.5 - 1.0 for i in range(0, 2 * dimensions, 2)]
+    norm = math.sqrt(sum(value * value for value in values)) or 1.0
+    return [round(value / norm, 6) for value in values]
+
+
 def read_completion(api: Api, raw: bytes) -> Completion:
     """Validate a request body and work out its answer; raise BadRequest when it is invalid."""
     try:
@@ -93,6 +132,8 @@ def read_completion(api: Api, raw: bytes) -> Completion:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest("you must provide a model parameter", "model")
+    if api == "embeddings":
+        return _embeddings_request(body, model)
     max_tokens = body.get("max_tokens")
     if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
         raise BadRequest("'max_tokens' must be a positive integer", "max_tokens")
@@ -139,6 +180,13 @@ def _usage(answer: Completion) -> dict[str, int]:
 
 def answer_body(answer: Completion, answer_id: str, created: int) -> bytes:
     """The JSON body of a non-streamed answer."""
+    if answer.api == "embeddings":
+        data = [
+            {"object": "embedding", "index": index, "embedding": embedding(text, answer.dimensions)}
+            for index, text in enumerate(answer.inputs)
+        ]
+        usage = {"prompt_tokens": answer.prompt_tokens, "total_tokens": answer.prompt_tokens}
+        return orjson.dumps({"object": "list", "data": data, "model": answer.model, "usage": usage})
     if answer.api == "chat":
         choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": answer.content}}
         obj = "chat.completion"

@@ -24,9 +24,10 @@ BASE_PATH = "/v1"
 _ROUTES: dict[str, tuple[str, Api | None]] = {
     BASE_PATH + "/chat/completions": ("POST", "chat"),
     BASE_PATH + "/completions": ("POST", "completions"),
+    BASE_PATH + "/embeddings": ("POST", "embeddings"),
     BASE_PATH + "/models": ("GET", None),
 }
-_ID_PREFIX = {"chat": "chatcmpl-sim-", "completions": "cmpl-sim-"}
+_ID_PREFIX = {"chat": "chatcmpl-sim-", "completions": "cmpl-sim-", "embeddings": "emb-sim-"}
 _BACKLOG = 4096  # benchmarks open hundreds of connections at once
 
 
@@ -190,8 +191,10 @@ class Simulator:
             if self.config.ratelimit_headers:
                 limit_headers = ratelimit_headers(window.limit, window.remaining(now), window.reset_s(now))
         fault = self._draw_fault()
+        if api == "embeddings" and fault in ANSWER_FAULTS:
+            fault = None  # they change an answer's text: a vector has none
         outcomes[fault or "ok"] += 1
-        if fault in ANSWER_FAULTS or self.config.json_answers:
+        if api != "embeddings" and (fault in ANSWER_FAULTS or self.config.json_answers):
             answer = shaped_answer(answer, self.config.json_answers, fault)
             fault = None if fault in ANSWER_FAULTS else fault
         delay_s = self._draw_delay()

@@ -303,6 +303,46 @@ async def test_the_trajectory_holds_the_body_sent_with_the_model_and_merged_para
     }
 
 
+async def test_the_trajectory_holds_the_body_sent_for_batch_lines_and_streamed_answers(tmp_path):
+    messages = [{"role": "user", "content": "hi"}]
+    lines = [
+        {
+            "custom_id": "c",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"messages": messages, "max_tokens": 2},
+        },
+        {"custom_id": "e", "method": "POST", "url": "/v1/embeddings", "body": {"input": "x"}},
+    ]
+    (tmp_path / "batch.jsonl").write_text("".join(orjson.dumps(line).decode() + "\n" for line in lines))
+    job_path = tmp_path / "job.toml"
+    job_path.write_text(
+        '[job]\nname = "b"\ninput = "batch.jsonl"\noutput = "out"\n'
+        "[endpoint]\nsimulate = true\nstream = true\n[endpoint.simulator]\nlatency_ms = 1\n"
+        "[request]\nparams = { max_tokens = 64, temperature = 0 }\n[workers]\ncount = 1\n"
+    )
+    job = load_job(job_path)
+    runner = JobRunner(job, save_interval_s=3600)
+    runner.open()
+    try:
+        assert await asyncio.wait_for(runner.run(), 30) == 0
+        chat, vector = runner.trajectory(0)[-1], runner.trajectory(1)[-1]
+    finally:
+        await runner.shutdown()
+    assert job.endpoint is not None
+    stream = {"stream": True, "stream_options": {"include_usage": True}}
+    # the line's own keys win; the job's fill the rest, the stream's included
+    assert chat["body"] == {
+        "model": job.endpoint.model,
+        "max_tokens": 2,
+        "temperature": 0,
+        **stream,
+        "messages": messages,
+    }
+    # an embeddings body takes only the model of them
+    assert vector["body"] == {"model": job.endpoint.model, "input": "x"}
+
+
 def test_records_written_after_the_last_save_add_their_seconds_errors_and_running_time():
     saved = RunStats()
     saved.note_attempt(9.5, None, "http_5xx")

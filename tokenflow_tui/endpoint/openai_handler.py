@@ -131,12 +131,8 @@ class OpenAIHandler:
         if api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
         self._api_key = api_key
-        self._base_body = {"model": settings.model, **settings.params} if settings.model else dict(settings.params)
-        self._embeddings_base = {key: value for key, value in self._base_body.items() if key in _EMBEDDINGS_KEYS}
+        self._base_body = base_body(settings.model, settings.params, settings.stream)
         self._stream = settings.stream
-        if settings.stream:
-            self._base_body["stream"] = True
-            self._base_body.setdefault("stream_options", {"include_usage": True})
         self._idle_timeout_s = settings.idle_timeout_s
         self._timeout_s = settings.timeout_s
         self._deadlines = Deadlines(settings.timeout_s)
@@ -152,14 +148,9 @@ class OpenAIHandler:
 
     async def __call__(self, trajectory: TokenFlowRequestTrajectory) -> tuple[TokenFlowAction, dict[str, Any], Any]:
         line = trajectory.last().request_params
-        batch_body = line.get("body")
-        api: RequestApi
-        if batch_body is None:
-            api, content = self._settings.api, orjson.dumps(request_body(self._base_body, line, self._chat))
-        else:
-            api = _BATCH_APIS[line["url"]]
-            base = self._embeddings_base if api == "embeddings" else self._base_body
-            content = orjson.dumps({**base, **batch_body})
+        api, body = line_body(self._base_body, line, self._chat)
+        api = api or self._settings.api
+        content = orjson.dumps(body)
         answer = StreamedAnswer(self._clock.monotonic()) if self._stream else None
         try:
             with self._deadlines:
@@ -383,6 +374,30 @@ class OpenAIHandler:
 
 def _is_event_stream(headers: Mapping[str, str]) -> bool:
     return headers.get("content-type", "").partition(";")[0].strip().lower() == "text/event-stream"
+
+
+def base_body(model: str | None, params: Mapping[str, Any], stream: bool) -> dict[str, Any]:
+    """What every body of a job starts from: its model, its [request] params, and the keys of a streamed answer."""
+    body = {"model": model, **params} if model else dict(params)
+    if stream:
+        body["stream"] = True
+        body.setdefault("stream_options", {"include_usage": True})
+    return body
+
+
+def line_body(base: Mapping[str, Any], line: Mapping[str, Any], chat: bool) -> tuple[RequestApi | None, dict[str, Any]]:
+    """The JSON body sent for an input line, and the API an OpenAI Batch line's url names (None: the job's).
+
+    A Batch line's body goes as it is, `base` filling only the keys it lacks (of them, an embeddings
+    body takes only what the embeddings API knows); any other line is made by `request_body`.
+    """
+    batch_body = line.get("body")
+    if batch_body is None:
+        return None, request_body(base, line, chat)
+    api = _BATCH_APIS[line["url"]]
+    if api == "embeddings":
+        base = {key: value for key, value in base.items() if key in _EMBEDDINGS_KEYS}
+    return api, {**base, **batch_body}
 
 
 def request_body(base_body: Mapping[str, Any], line: Mapping[str, Any], chat: bool) -> dict[str, Any]:

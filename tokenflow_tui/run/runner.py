@@ -562,15 +562,16 @@ class JobRunner:
     # ----- internals ---------------------------------------------------------------------------
 
     def _sent_body(self, line: Any, endpoint_name: str | None = None) -> dict[str, Any]:
-        """The body the built-in handler sends for an input line (model and merged params), for the trajectory;
-        with [[endpoints]], the model of the endpoint the attempt went to."""
-        from ..endpoint.openai_handler import request_body  # loaded already: the run has an endpoint
+        """The body the built-in handler sends for an input line, for the trajectory (a Batch line's too, and
+        a streamed one's); with [[endpoints]], with the model of the endpoint the attempt went to."""
+        from ..endpoint.openai_handler import base_body, line_body  # loaded already: the run has an endpoint
         from .endpoint_setup import base_params
 
         endpoint = self.job.endpoint
         assert endpoint is not None
         model = next((e.endpoint.model for e in self.job.endpoints if e.name == endpoint_name), endpoint.model)
-        return request_body({"model": model, **base_params(self.job)}, line, endpoint.api == "chat")
+        base = base_body(model, base_params(self.job), endpoint.stream)
+        return line_body(base, line, endpoint.api == "chat")[1]
 
     async def _start_handler(self) -> Handler:
         endpoint = self._endpoint

@@ -8,7 +8,7 @@ import pytest
 
 from tokenflow_tui.job.describe import describe
 from tokenflow_tui.job.fingerprint import fingerprint
-from tokenflow_tui.job.inputs import InputSummary
+from tokenflow_tui.job.inputs import InputSummary, iter_input, scan_input
 from tokenflow_tui.job.model import NamedEndpoint
 from tokenflow_tui.job.problems import JobError
 from tokenflow_tui.job.reader import load_job
@@ -172,3 +172,25 @@ def test_the_sample_job_with_three_endpoints_is_valid():
         ("spare", 1.0, 0.0),
     ]
     assert all(e.endpoint.simulator is not None for e in job.endpoints)
+
+
+def test_an_endpoint_a_line_names_must_be_one_of_the_jobs(jobs):
+    (jobs / "prompts.jsonl").write_text(
+        '{"prompt": "a", "_endpoint": "spare"}\n'
+        '{"prompt": "b", "params": {"_endpoint": "main"}}\n'
+        '{"prompt": "c", "_endpoint": "spar"}\n'
+        '{"prompt": "d", "params": {"_endpoint": "other"}}\n'
+    )
+    (jobs / "job.toml").write_text(TWO)
+    job = load_job(Path("jobs/job.toml"), ENV)
+    with pytest.raises(JobError) as caught:
+        scan_input(job)
+    names = '(the job\'s [[endpoints]]: "main", "spare")'
+    assert [str(problem) for problem in caught.value.problems] == [
+        f'jobs/prompts.jsonl:3:1: "_endpoint" names no endpoint: "spar" {names}; did you mean "spare"?',
+        f'jobs/prompts.jsonl:4:1: "_endpoint" names no endpoint: "other" {names}',
+    ]
+    # reading the input for a run stops at the first such line, with the same sentence
+    with pytest.raises(JobError) as stopped:
+        list(iter_input(job))
+    assert [str(problem) for problem in stopped.value.problems] == [str(caught.value.problems[0])]

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from run_helpers import read_records, write_job
+from run_helpers import read_records, tokenflow, write_job
 from suite_helpers import ThreadedSimulator
 
 from tokenflow_tui.endpoint.openai_handler import request_body
@@ -86,16 +86,16 @@ def test_params_naming_an_endpoint_go_there_and_the_counts_survive_a_reopen(tmp_
         reopened.close()
 
 
-def test_params_naming_no_endpoint_fail_that_request_with_a_sentence(tmp_path):
+def test_params_naming_no_endpoint_are_refused_before_anything_is_sent(tmp_path):
     lines = [{"id": "good", "prompt": "x"}, {"id": "bad", "prompt": "y", "params": {"_endpoint": "c"}}]
     with ThreadedSimulator(SimulatorConfig(latency_ms=0)) as a, ThreadedSimulator(SimulatorConfig(latency_ms=0)) as b:
-        run_job(two_endpoint_job(tmp_path, a.base_url, b.base_url, lines)).close()
-    records = {r["id"]: r for r in read_records(tmp_path / "out" / "results.jsonl")}
-    assert records["good"]["status"] == "done"
-    assert records["bad"]["status"] == "failed"
-    assert records["bad"]["error"]["message"] == (
-        'ValueError: no endpoint is named "c" (the params\' _endpoint); the endpoints: "a", "b"'
-    )
+        refused = tokenflow("run", str(two_endpoint_job(tmp_path, a.base_url, b.base_url, lines)), "--headless")
+        sent = a.requests() + b.requests()
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines() == [
+        f'{tmp_path / "prompts.jsonl"}:2:1: "_endpoint" names no endpoint: "c" (the job\'s [[endpoints]]: "a", "b")'
+    ]
+    assert sent == 0 and not (tmp_path / "out").exists()
 
 
 def pool_of(tmp_path: Path, weights: dict[str, float], rpm: dict[str, float] | None = None):

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from ..store.errors import os_reason
-from .model import FORBIDDEN_PARAMS, TOKENFLOW, Job
+from .model import FORBIDDEN_PARAMS, ROUTE_KEY, TOKENFLOW, Job
 from .problems import JobError, Problem, did_you_mean, json_type, sort_problems
 
 KEPT_PROBLEMS = 1000  # more are counted, not kept: a wrong 10M-line file must not fill the memory
@@ -72,7 +72,7 @@ def iter_input(
 
         yield from iter_formatted(job, skip, only)
         return
-    file, builtin, chat = str(job.job.input), job.handler is None, _is_chat(job)
+    file, builtin, chat, endpoints = str(job.job.input), job.handler is None, _is_chat(job), _endpoint_names(job)
     wanted = set(only) if only is not None else None
     last = max(wanted, default=-1) if wanted is not None else -1
     for index, line, raw in _numbered_lines(job.job.input):
@@ -85,7 +85,7 @@ def iter_input(
             continue
         item, problem = _parse(raw)
         if problem is None:
-            messages = _line_problems(item, builtin, chat)
+            messages = _line_problems(item, builtin, chat, endpoints)
             if messages:
                 problem = (1, messages[0])
         if problem is not None:
@@ -95,6 +95,11 @@ def iter_input(
 
 def _is_chat(job: Job) -> bool:
     return job.endpoint is None or job.endpoint.api == "chat"
+
+
+def _endpoint_names(job: Job) -> tuple[str, ...]:
+    """The names a line's `_endpoint` may give: the job's [[endpoints]], in the file's order."""
+    return tuple(named.name for named in job.endpoints)
 
 
 def _numbered_lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
@@ -123,8 +128,11 @@ def _parse(raw: bytes) -> tuple[Any, tuple[int, str] | None]:
         return None, (error.colno, f"invalid JSON: {error.msg}")
 
 
-def _line_problems(item: Any, builtin: bool, chat: bool) -> list[str]:
-    """What is wrong with a parsed line, as messages; empty when it is a valid request."""
+def _line_problems(item: Any, builtin: bool, chat: bool, endpoints: tuple[str, ...] = ()) -> list[str]:
+    """What is wrong with a parsed line, as messages; empty when it is a valid request.
+
+    With [[endpoints]] (`endpoints`, their names), an `_endpoint` in the line or its params must name one.
+    """
     if type(item) is not dict:
         return [f"expected a JSON object, found {json_type(item)}"]
     found: list[str] = []
@@ -151,6 +159,13 @@ def _line_problems(item: Any, builtin: bool, chat: bool) -> list[str]:
                 for key in params
                 if key in FORBIDDEN_PARAMS
             )
+    if endpoints:
+        params = item.get("params")
+        routed = item.get(ROUTE_KEY, params.get(ROUTE_KEY) if type(params) is dict else None)
+        if routed is not None and str(routed) not in endpoints:
+            names = ", ".join(f'"{name}"' for name in endpoints)
+            hint = did_you_mean(str(routed), endpoints)
+            found.append(f'"{ROUTE_KEY}" names no endpoint: "{routed}" (the job\'s [[endpoints]]: {names}){hint}')
     return found
 
 
@@ -206,6 +221,7 @@ class _Scan:
         self.file = str(self.path)
         self.builtin = job.handler is None
         self.chat = _is_chat(job)
+        self.endpoints = _endpoint_names(job)
         self.problems: list[Problem] = []
         self.duplicates: list[Problem] = []  # kept apart so that the first pass cannot crowd them out
         self.total = 0
@@ -228,7 +244,7 @@ class _Scan:
             if problem is not None:
                 self.report(line, *problem)
                 continue
-            for message in _line_problems(item, self.builtin, self.chat):
+            for message in _line_problems(item, self.builtin, self.chat, self.endpoints):
                 self.report(line, 1, message)
             if type(item) is dict:
                 self.see_id(index, item.get("id", _NO_ID))

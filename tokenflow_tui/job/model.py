@@ -30,6 +30,9 @@ TOKENFLOW, OPENAI_BATCH, PARQUET, CSV, HF = "tokenflow", "openai-batch", "parque
 INPUT_FORMATS = (TOKENFLOW, OPENAI_BATCH, PARQUET, CSV, HF)
 TABLE_FORMATS = (PARQUET, CSV, HF)
 
+# in an input line or its params: the [[endpoints]] entry (by name) its attempts go to; never sent
+ROUTE_KEY = "_endpoint"
+
 # Keys of a request body that the built-in handler sets itself, with the reason a user may not.
 FORBIDDEN_PARAMS = {
     "model": "the model is set by endpoint.model",

@@ -21,13 +21,12 @@ from functools import partial
 from typing import Any
 
 from ..engine import ActionContinue, Clock, TokenFlowRequest, TokenFlowRequestTrajectory
-from ..job.model import Job, LimitsSection, NamedEndpoint
+from ..job.model import ROUTE_KEY, Job, LimitsSection, NamedEndpoint
 from ..traffic import Traffic
 from ..traffic.waiting import Waiting
 from .contract import EndpointView
 from .unreachable import Unreachable
 
-ROUTE_KEY = "_endpoint"
 RATE_WINDOW_S = 10  # the rate shown is over the last this many whole seconds
 LOOK_S = 0.1  # how often an attempt with every endpoint paused looks again (the job pauses meanwhile)
 

@@ -29,7 +29,7 @@ from .events import (
     UnexpectedUserException,
 )
 from .payload import says_failed
-from .stats import LAT_BATCH, TICKS_PER_S, LatencyHistogram, RateWindow, StatsSnapshot
+from .stats import TICKS_PER_S, LatencyHistogram, RateWindow, StatsSnapshot
 from .trajectory import (
     TokenFlowRequest,
     TokenFlowRequestTrajectory,
@@ -516,9 +516,8 @@ class TokenFlowTask:
         monotonic = self._clock.monotonic
         wall_offset = self._clock.time() - monotonic()  # one clock read per attempt gives both
         ready = self._ready
-        # the histogram's add, inlined: its list of samples, and its fold once that is full
-        latencies = self._latency.samples()
-        add_latency, fold_latencies = latencies.append, self._latency.fold
+        # the histogram's add, inlined: its list of samples (folded once a tick, by _tell_rate)
+        add_latency = self._latency.samples().append
         request_fn = self.request_fn
         before, started_hook, ended_hook = self._before_attempt, self._attempt_started, self._attempt_ended
         max_attempts = self._max_attempts or 0
@@ -591,8 +590,6 @@ class TokenFlowTask:
                     now = monotonic()
                     took = element.latency_s = now - started
                     add_latency(took)
-                    if len(latencies) >= LAT_BATCH:
-                        fold_latencies()
                     if type(outcome) is tuple and len(outcome) == 2:
                         action, result = outcome
                         payload = None
@@ -644,6 +641,8 @@ class TokenFlowTask:
                         if ended_hook is not None:
                             ended_hook(request, payload)
                         slot.request = slot.sent_at = None
+                        if now >= self._rate_due:  # the latencies are folded even when no request finishes
+                            self._tell_rate(self._elapsed(now))
                         self._continue(request, action, result, payload)
                     else:
                         self._record_bad_return(request, element, outcome, now)
@@ -744,13 +743,19 @@ class TokenFlowTask:
             self._check_all_finished()
 
     def _tell_rate(self, elapsed: float) -> None:
-        """Tell the rate window of the finishes not yet told (before a new one is counted at `elapsed`)."""
+        """Tell the rate window of the finishes not yet told (before a new one is counted at `elapsed`).
+
+        At the end of a tick the latencies kept since are folded into the histogram.
+        """
         finished = self._done + self._failed
         if finished > self._rate_told:
             # the middle of the tick: its time times 10 is never taken for the tick before
             self._finish_rate.add((self._rate_tick + 0.5) / TICKS_PER_S, finished - self._rate_told)
             self._rate_told = finished
         if elapsed >= self._rate_until:
+            # the latencies of the tick go to their buckets too: a tick's worth are few enough to keep, and
+            # many enough to sort cheaply (a length check per attempt cost more than folding them)
+            self._latency.fold()
             self._rate_tick = int(elapsed * TICKS_PER_S)
             self._rate_until = (self._rate_tick + 1) / TICKS_PER_S
             if self._run_origin is not None:

@@ -49,7 +49,7 @@ IDLE, RUNNING, STOPPING, PAUSED, DONE = "idle", "running", "stopping", "paused",
 CHECKPOINT_VERSION = 1
 # a worker whose handler never suspends would keep the loop (signals, saving, the dashboard) from
 # running: every this many attempts it lets the loop go round once
-_YIELD_EVERY = 64
+_YIELD_EVERY = 256
 
 
 class _Slot:

@@ -390,6 +390,25 @@ async def test_checkpoint_taken_while_running_leaves_in_flight_attempts_to_run_a
     await task.wait_for_done()
 
 
+async def test_checkpoint_counts_only_the_inputs_taken_not_added_or_restored_requests():
+    gate = Gate()
+    task = TokenFlowTask(gate, requests=((i, i) for i in range(5)))
+    assert task.checkpoint()["consumed"] == 0
+    task.add_requests([("a", "a"), ("b", "b")])
+    task.run(3)  # the added requests are taken first
+    await until(lambda: len(gate.started) == 3)
+    assert [task.checkpoint()["consumed"] for _ in range(3)] == [1, 1, 1]
+    data = task.checkpoint()
+    resumed = TokenFlowTask.from_checkpoint(data, gate, requests=((i, i) for i in range(5)))
+    resumed.add_requests([("c", "c")])
+    assert resumed.checkpoint()["consumed"] == 1
+    resumed.run(10)
+    await until(lambda: len(gate.started) == 3 + 3 + 1 + 4)
+    assert resumed.checkpoint()["consumed"] == 5
+    await task.hard_stop()
+    await resumed.hard_stop()
+
+
 async def test_continue_with_delay_waits_on_the_clock():
     clock = ManualClock()
     attempts: list[float] = []

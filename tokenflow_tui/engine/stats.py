@@ -132,7 +132,7 @@ class LatencyHistogram:
             self.fold()
 
     def samples(self) -> list[float]:
-        """The list `add` appends to: a hot loop may append to it itself, and call `fold()` at `LAT_BATCH`."""
+        """The list `add` appends to: a hot loop may append to it itself, and call `fold()` often enough to keep it short."""
         return self._pending
 
     @property

@@ -29,7 +29,7 @@ from .events import (
     UnexpectedUserException,
 )
 from .payload import says_failed
-from .stats import LAT_BATCH, TICKS_PER_S, LatencyHistogram, RateWindow, StatsSnapshot
+from .stats import TICKS_PER_S, LatencyHistogram, RateWindow, StatsSnapshot
 from .trajectory import (
     TokenFlowRequest,
     TokenFlowRequestTrajectory,
@@ -49,7 +49,7 @@ IDLE, RUNNING, STOPPING, PAUSED, DONE = "idle", "running", "stopping", "paused",
 CHECKPOINT_VERSION = 1
 # a worker whose handler never suspends would keep the loop (signals, saving, the dashboard) from
 # running: every this many attempts it lets the loop go round once
-_YIELD_EVERY = 64
+_YIELD_EVERY = 256
 
 
 class _Slot:
@@ -112,8 +112,13 @@ class TokenFlowTask:
         self.request_fn = request_fn
         self.event_callback = event_callback
         self._events = EventDispatcher(event_callback) if event_callback is not None else None
-        self._source: Iterator[tuple[Any, Any]] | None = iter(requests if requests is not None else ())
-        self._consumed = 0
+        self._seq = itertools.count()  # numbers the requests in the order the task takes them
+        # the input, each request numbered as it is taken (by zip, so that a worker makes no call for it)
+        self._source: Iterator[tuple[tuple[Any, Any], int]] | None = zip(
+            requests if requests is not None else (), self._seq
+        )
+        self._consumed_before = 0  # inputs taken by the task a checkpoint was made of
+        self._numbered_elsewhere = 0  # numbers of `_seq` that no input's request got (see `_consumed`)
         self._total = total
         self._sink = sink
         self._is_failure = is_failure or _default_is_failure
@@ -124,7 +129,6 @@ class TokenFlowTask:
         self._max_attempts = max_attempts
 
         self._ready: deque[TokenFlowRequest] = deque()
-        self._seq = itertools.count()  # numbers the requests in the order the task takes them
         self._delayed: dict[asyncio.Task[None], TokenFlowRequest] = {}
         # the ledger of what the workers hold: one slot per worker, and how many attempts are sent
         self._slots: dict[asyncio.Task[None], _Slot] = {}
@@ -169,9 +173,10 @@ class TokenFlowTask:
 
     def _restore(self, restored: Restored) -> None:
         """Carry on from a checkpoint's progress (see `from_checkpoint`)."""
-        self._consumed = restored.consumed
+        self._consumed_before = restored.consumed
         for request in restored.pending:
             request.seq = next(self._seq)
+        self._numbered_elsewhere += len(restored.pending)
         self._ready.extend(restored.pending)
         self._done, self._failed = restored.done, restored.failed
         self._retries = restored.retries
@@ -288,6 +293,7 @@ class TokenFlowTask:
         for request_id, params in requests:
             self._ready.append(new_request(request_id, params, next(self._seq)))
             added += 1
+        self._numbered_elsewhere += added
         if self._total is not None:
             self._total += added
         if added:
@@ -381,7 +387,7 @@ class TokenFlowTask:
         held_ids = {id(request) for request in held}
         return {
             "version": CHECKPOINT_VERSION,
-            "consumed": self._consumed,
+            "consumed": self._consumed(),
             "input_exhausted": self._source is None,
             "target_workers": self._target,
             "counters": {
@@ -448,6 +454,15 @@ class TokenFlowTask:
         """After a change of state, target or workers: whether workers may go on."""
         self._go = self._state == RUNNING and len(self._workers) <= self._target
 
+    def _consumed(self) -> int:
+        """How many requests the task has taken from its input.
+
+        Each took a number of `_seq` as it was taken; every other number is counted as given elsewhere.
+        """
+        numbered = next(self._seq)  # how many numbers were given: this one goes to none
+        self._numbered_elsewhere += 1
+        return self._consumed_before + numbered - (self._numbered_elsewhere - 1)
+
     def _attempts(self) -> int:
         return self._done + self._failed + self._retries + self._attempts_over
 
@@ -501,142 +516,139 @@ class TokenFlowTask:
         monotonic = self._clock.monotonic
         wall_offset = self._clock.time() - monotonic()  # one clock read per attempt gives both
         ready = self._ready
-        # the histogram's add, inlined: its list of samples, and its fold once that is full
-        latencies = self._latency.samples()
-        add_latency, fold_latencies = latencies.append, self._latency.fold
+        # the histogram's add, inlined: its list of samples (folded once a tick, by _tell_rate)
+        add_latency = self._latency.samples().append
         request_fn = self.request_fn
         before, started_hook, ended_hook = self._before_attempt, self._attempt_started, self._attempt_ended
         max_attempts = self._max_attempts or 0
         is_failure = None if self._is_failure is _default_is_failure else self._is_failure
-        seq = self._seq
-        turns = 0
+        turns = range(_YIELD_EVERY)
         try:
-            while self._go:
-                turns += 1
-                if turns >= _YIELD_EVERY:
-                    turns = 0
-                    await asyncio.sleep(0)
-                    continue  # the task may have been stopped meanwhile
-                if ready:
-                    request = ready.popleft()
-                    trajectory = request.request_trajectory
-                    element = trajectory.last()
-                else:
-                    source = self._source
-                    try:
-                        if source is None:
-                            raise StopIteration
-                        request_id, params = next(source)
-                    except StopIteration:
-                        if self._end_of_input():
-                            break
-                        self._wakeup.clear()
-                        await self._wakeup.wait()
-                        continue
-                    self._consumed += 1
-                    request, trajectory, element = new_attempt(request_id, params, next(seq))
-                slot.request = request
-                try:
-                    if before is not None:
-                        await before(request)
-                        request.waiting_for = None
-                    started = slot.sent_at = monotonic()
-                    self._sending += 1
-                    element.started_at = started + wall_offset
-                    if started_hook is not None:
-                        started_hook(request)
-                    try:
-                        outcome = await request_fn(trajectory)
-                    finally:
-                        self._sending -= 1
-                except asyncio.CancelledError:
-                    sent_at = slot.sent_at
-                    sent = sent_at is not None
-                    if (
-                        sent_at is not None
-                        and element.result is not None
-                        and trajectory.length() < (max_attempts or 1 << 62)
-                    ):
-                        # the handler kept what the cut attempt brought (a streamed answer's partial text): it is
-                        # an attempt, and the request runs again with the same params
-                        self._keep_cut_attempt(request, element, sent_at, ended_hook)
+            while True:
+                for _ in turns:
+                    if not self._go:
+                        return
+                    if ready:
+                        request = ready.popleft()
+                        trajectory = request.request_trajectory
+                        element = trajectory.last()
                     else:
-                        element.result = None
-                        element.started_at = None
-                        if sent and ended_hook is not None:
-                            ended_hook(request, None)
-                    slot.request = slot.sent_at = None
-                    request.waiting_for = None
-                    ready.appendleft(request)
-                    if self._events is not None:
-                        self._events.emit(TokenFlowCancelledEvent(request.id, trajectory.snapshot()))
-                    raise
-                except Exception as exc:
-                    if slot.sent_at is None:  # the gate failed before the attempt began
-                        started = monotonic()
-                    self._record_exception(request, element, started, exc, traceback.format_exc())
-                    slot.request = slot.sent_at = None
-                    continue
-                now = monotonic()
-                took = element.latency_s = now - started
-                add_latency(took)
-                if len(latencies) >= LAT_BATCH:
-                    fold_latencies()
-                if type(outcome) is tuple and len(outcome) == 2:
-                    action, result = outcome
-                    payload = None
-                elif type(outcome) is tuple and len(outcome) == 3:
-                    action, result, payload = outcome
-                else:
-                    self._record_bad_return(request, element, outcome, now)
-                    slot.request = slot.sent_at = None
-                    continue
-                kind = type(action)
-                if kind is ActionContinue and trajectory.length() >= max_attempts > 0:
-                    request.failure = TOO_MANY_ATTEMPTS  # the handler's result stays the last one
-                    action = ActionDone()
-                    kind = ActionDone
-                if kind is ActionDone:
-                    element.result = result
-                    element.action = action
-                    element.payload = payload
-                    if ended_hook is not None:
-                        ended_hook(request, payload)
-                    slot.request = slot.sent_at = None
-                    if self._events is not None:
-                        self._events.emit(TokenFlowDoneEvent(request.id, result, trajectory.snapshot(), payload))
-                    # what _finish does, inlined
-                    if now >= self._rate_due:
-                        self._tell_rate(self._elapsed(now))
-                    if (
-                        request.failure is not None
-                        or (type(result) is UnexpectedUserException if is_failure is None else is_failure(result))
-                        or (payload is not None and says_failed(payload))
-                    ):
-                        self._failed += 1
-                    else:
-                        self._done += 1
-                    sink = self._sink
-                    if sink is None:
-                        self._results.append(request)
-                    else:
+                        source = self._source
                         try:
-                            sink(request)
-                        except Exception:
-                            logger.exception("result sink raised on request %r", request.id)
-                    if self._total is not None and self._done + self._failed >= self._total:
-                        self._check_all_finished()
-                elif kind is ActionContinue:
-                    element.result = result
-                    element.action = action
-                    element.payload = payload
-                    if ended_hook is not None:
-                        ended_hook(request, payload)
-                    slot.request = slot.sent_at = None
-                    self._continue(request, action, result, payload)
-                else:
-                    self._record_bad_return(request, element, outcome, now)
-                    slot.request = slot.sent_at = None
+                            if source is None:
+                                raise StopIteration
+                            (request_id, params), number = next(source)
+                        except StopIteration:
+                            if self._end_of_input():
+                                return
+                            self._wakeup.clear()
+                            await self._wakeup.wait()
+                            continue
+                        request, trajectory, element = new_attempt(request_id, params, number)
+                    slot.request = request
+                    try:
+                        if before is not None:
+                            await before(request)
+                            request.waiting_for = None
+                        started = slot.sent_at = monotonic()
+                        self._sending += 1
+                        element.started_at = started + wall_offset
+                        if started_hook is not None:
+                            started_hook(request)
+                        try:
+                            outcome = await request_fn(trajectory)
+                        finally:
+                            self._sending -= 1
+                    except asyncio.CancelledError:
+                        sent_at = slot.sent_at
+                        sent = sent_at is not None
+                        if (
+                            sent_at is not None
+                            and element.result is not None
+                            and trajectory.length() < (max_attempts or 1 << 62)
+                        ):
+                            # the handler kept what the cut attempt brought (a streamed answer's partial text): it is
+                            # an attempt, and the request runs again with the same params
+                            self._keep_cut_attempt(request, element, sent_at, ended_hook)
+                        else:
+                            element.result = None
+                            element.started_at = None
+                            if sent and ended_hook is not None:
+                                ended_hook(request, None)
+                        slot.request = slot.sent_at = None
+                        request.waiting_for = None
+                        ready.appendleft(request)
+                        if self._events is not None:
+                            self._events.emit(TokenFlowCancelledEvent(request.id, trajectory.snapshot()))
+                        raise
+                    except Exception as exc:
+                        if slot.sent_at is None:  # the gate failed before the attempt began
+                            started = monotonic()
+                        self._record_exception(request, element, started, exc, traceback.format_exc())
+                        slot.request = slot.sent_at = None
+                        continue
+                    now = monotonic()
+                    took = element.latency_s = now - started
+                    add_latency(took)
+                    if type(outcome) is tuple and len(outcome) == 2:
+                        action, result = outcome
+                        payload = None
+                    elif type(outcome) is tuple and len(outcome) == 3:
+                        action, result, payload = outcome
+                    else:
+                        self._record_bad_return(request, element, outcome, now)
+                        slot.request = slot.sent_at = None
+                        continue
+                    kind = type(action)
+                    if kind is ActionContinue and trajectory.length() >= max_attempts > 0:
+                        request.failure = TOO_MANY_ATTEMPTS  # the handler's result stays the last one
+                        action = ActionDone()
+                        kind = ActionDone
+                    if kind is ActionDone:
+                        element.result = result
+                        element.action = action
+                        element.payload = payload
+                        if ended_hook is not None:
+                            ended_hook(request, payload)
+                        slot.request = slot.sent_at = None
+                        if self._events is not None:
+                            self._events.emit(TokenFlowDoneEvent(request.id, result, trajectory.snapshot(), payload))
+                        # what _finish does, inlined
+                        if now >= self._rate_due:
+                            self._tell_rate(self._elapsed(now))
+                        if (
+                            request.failure is not None
+                            or (type(result) is UnexpectedUserException if is_failure is None else is_failure(result))
+                            or (payload is not None and says_failed(payload))
+                        ):
+                            self._failed += 1
+                        else:
+                            self._done += 1
+                        sink = self._sink
+                        if sink is None:
+                            self._results.append(request)
+                        else:
+                            try:
+                                sink(request)
+                            except Exception:
+                                logger.exception("result sink raised on request %r", request.id)
+                        if self._total is not None and self._done + self._failed >= self._total:
+                            self._check_all_finished()
+                    elif kind is ActionContinue:
+                        element.result = result
+                        element.action = action
+                        element.payload = payload
+                        if ended_hook is not None:
+                            ended_hook(request, payload)
+                        slot.request = slot.sent_at = None
+                        if now >= self._rate_due:  # the latencies are folded even when no request finishes
+                            self._tell_rate(self._elapsed(now))
+                        self._continue(request, action, result, payload)
+                    else:
+                        self._record_bad_return(request, element, outcome, now)
+                        slot.request = slot.sent_at = None
+                # a turn of the loop every _YIELD_EVERY attempts (see there)
+                await asyncio.sleep(0)
         finally:
             self._workers.discard(me)
             self._count_workers()
@@ -731,13 +743,19 @@ class TokenFlowTask:
             self._check_all_finished()
 
     def _tell_rate(self, elapsed: float) -> None:
-        """Tell the rate window of the finishes not yet told (before a new one is counted at `elapsed`)."""
+        """Tell the rate window of the finishes not yet told (before a new one is counted at `elapsed`).
+
+        At the end of a tick the latencies kept since are folded into the histogram.
+        """
         finished = self._done + self._failed
         if finished > self._rate_told:
             # the middle of the tick: its time times 10 is never taken for the tick before
             self._finish_rate.add((self._rate_tick + 0.5) / TICKS_PER_S, finished - self._rate_told)
             self._rate_told = finished
         if elapsed >= self._rate_until:
+            # the latencies of the tick go to their buckets too: a tick's worth are few enough to keep, and
+            # many enough to sort cheaply (a length check per attempt cost more than folding them)
+            self._latency.fold()
             self._rate_tick = int(elapsed * TICKS_PER_S)
             self._rate_until = (self._rate_tick + 1) / TICKS_PER_S
             if self._run_origin is not None:

@@ -108,6 +108,27 @@ def test_a_disk_that_fills_goes_on_by_itself_once_there_is_room(tmp_path, small_
     assert (figures.lost(total), figures.duplicated, figures.invalid_lines) == (0, 0, 0)
 
 
+def test_a_job_that_finishes_while_the_disk_is_full_waits_for_room_to_save(tmp_path, small_disk):
+    # about 50 kB of records for the 20 kB left, and a worker for each request: they have all finished
+    # before the first write (0.2 s in), so the save that fails is the one at the end of the run
+    total = 120
+    filler = fill(small_disk, leave=20_000)
+    job = simulated_job(tmp_path, total, latency_ms=1, workers=total)
+    job.write_text(job.read_text().replace('output = "out"', f'output = "{small_disk / "out"}"'))
+    child = start_tokenflow("run", str(job), "--headless")
+    try:
+        seen = wait_for_line(child, ": paused: saving failed: ")
+        filler.unlink()
+        _, rest = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert child.returncode == 0, rest
+    assert "Traceback" not in "".join(seen) + rest
+    assert rest.strip().split("\n")[-1].startswith(f"t: finished {total} requests ({total} done, 0 failed) in ")
+    figures = file_figures(small_disk / "out" / "results.jsonl")
+    assert (figures.lost(total), figures.duplicated, figures.invalid_lines) == (0, 0, 0)
+
+
 def test_a_disk_full_from_the_start_is_a_sentence_and_exit_2(tmp_path, small_disk):
     job = job_on(tmp_path, small_disk, 10)
     fill(small_disk, leave=0)

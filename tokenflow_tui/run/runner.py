@@ -236,8 +236,7 @@ class JobRunner:
                     waiter.cancel()
                 if self._shutdown.is_set():
                     break
-                await self.save()
-                if not self._again:
+                if not await self._save_at_round_end() or not self._again:
                     break
             code = self._exit_code()
             if code == EXIT_DONE:
@@ -801,10 +800,30 @@ class JobRunner:
         state = self._task.state
         if state == "stopping":
             return "stopping" if self._stopping_hard else "pausing"
+        if state == DONE and self._save_failed:
+            return "paused"  # every request finished, not every record saved: it waits for the disk
         return _RUN_STATES[state]
 
+    async def _save_at_round_end(self) -> bool:
+        """The round's last save; while saving fails (a full disk) it is tried again every second, as during
+        the round, until it works (True) or the run is shut down (False: closing says what was not written)."""
+        while True:
+            try:
+                await self.save()
+                return True
+            except RunError:
+                pass  # the reason is shown (the dashboard, the progress lines): room made, the next try works
+            shutdown = asyncio.ensure_future(self._shutdown.wait())
+            later = asyncio.ensure_future(self._clock.sleep(min(self._save_interval_s, 1.0)))
+            await asyncio.wait({shutdown, later}, return_when=asyncio.FIRST_COMPLETED)
+            shutdown.cancel()
+            later.cancel()
+            if self._shutdown.is_set():
+                return False
+
     def _exit_code(self) -> int:
-        if self._done + self._failed >= self._count():
+        # every request finished, and every record written: what could not be saved runs again next time
+        if self._done + self._failed >= self._count() and not self._unsaved():
             return EXIT_DONE
         return EXIT_INTERRUPTED
 

@@ -604,18 +604,23 @@ class TokenFlowTask:
                         request.failure = TOO_MANY_ATTEMPTS  # the handler's result stays the last one
                         action = ActionDone()
                         kind = ActionDone
-                    if kind is ActionDone:
-                        element.result = result
-                        element.action = action
-                        element.payload = payload
-                        if ended_hook is not None:
-                            ended_hook(request, payload)
+                    if kind is not ActionDone and kind is not ActionContinue:
+                        self._record_bad_return(request, element, outcome, now)
                         slot.request = slot.sent_at = None
+                        continue
+                    element.result = result
+                    element.action = action
+                    element.payload = payload
+                    if ended_hook is not None:
+                        ended_hook(request, payload)
+                    slot.request = slot.sent_at = None
+                    # the rate window, and the latencies, are told a tick at a time, retries or not
+                    if now >= self._rate_due:
+                        self._tell_rate(self._elapsed(now))
+                    if kind is ActionDone:
                         if self._events is not None:
                             self._events.emit(TokenFlowDoneEvent(request.id, result, trajectory.snapshot(), payload))
                         # what _finish does, inlined
-                        if now >= self._rate_due:
-                            self._tell_rate(self._elapsed(now))
                         if (
                             request.failure is not None
                             or (type(result) is UnexpectedUserException if is_failure is None else is_failure(result))
@@ -634,19 +639,8 @@ class TokenFlowTask:
                                 logger.exception("result sink raised on request %r", request.id)
                         if self._total is not None and self._done + self._failed >= self._total:
                             self._check_all_finished()
-                    elif kind is ActionContinue:
-                        element.result = result
-                        element.action = action
-                        element.payload = payload
-                        if ended_hook is not None:
-                            ended_hook(request, payload)
-                        slot.request = slot.sent_at = None
-                        if now >= self._rate_due:  # the latencies are folded even when no request finishes
-                            self._tell_rate(self._elapsed(now))
-                        self._continue(request, action, result, payload)
                     else:
-                        self._record_bad_return(request, element, outcome, now)
-                        slot.request = slot.sent_at = None
+                        self._continue(request, action, result, payload)
                 # a turn of the loop every _YIELD_EVERY attempts (see there)
                 await asyncio.sleep(0)
         finally:

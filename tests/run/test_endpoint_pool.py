@@ -12,8 +12,8 @@ from run_helpers import read_records, tokenflow, write_job
 from suite_helpers import ThreadedSimulator
 
 from tokenflow_tui.endpoint.openai_handler import request_body
+from tokenflow_tui.job.model import routed_to
 from tokenflow_tui.job.reader import load_job
-from tokenflow_tui.run.endpoint_pool import routed_to
 from tokenflow_tui.run.runner import JobRunner
 from tokenflow_tui.sim import SimulatorConfig
 from tokenflow_tui.store.report import EndpointCounts, build_report

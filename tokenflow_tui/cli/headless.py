@@ -44,6 +44,11 @@ def _traffic_parts(traffic: TrafficView) -> list[str]:
     return parts
 
 
+def pause_line(snap: RunSnapshot) -> str:
+    """Why the job paused by itself (a refused key, an unreachable server, a full disk)."""
+    return f"{snap.job_name}: paused: {snap.reason}"
+
+
 def final_line(snap: RunSnapshot, code: int) -> str:
     s = snap.stats
     results = snap.results_path
@@ -90,7 +95,7 @@ async def run_headless(runner: HostedRun, out: TextIO, interval_s: float = 2.0) 
             print(progress_line(snap), file=out, flush=True)
             if snap.state == "paused" and snap.reason and snap.reason != told and not stopped_by_itself:
                 told = snap.reason
-                print(f"{snap.job_name}: paused: {snap.reason}", file=out, flush=True)
+                print(pause_line(snap), file=out, flush=True)
                 if not snap.unsaved:  # a full disk: the runner retries the save and resumes by itself
                     stopped_by_itself = True
                     loop.create_task(runner.shutdown())

@@ -179,7 +179,7 @@ def _served(runner: JobRunner | ClusterRun, args: argparse.Namespace) -> HostedR
 
 
 def _run(runner: HostedRun, interactive: bool) -> int:
-    from .headless import final_line
+    from .headless import final_line, pause_line
 
     if interactive:
         from ..ui import run_dashboard
@@ -191,7 +191,7 @@ def _run(runner: HostedRun, interactive: bool) -> int:
             runner.close()
         # the dashboard's screen is gone with it: what became of the run stays in the terminal
         if snap.reason and code != EXIT_DONE:
-            print(f"{snap.job_name}: paused: {snap.reason}", file=sys.stderr)
+            print(pause_line(snap), file=sys.stderr)
         print(final_line(snap, code), file=sys.stderr)
         return code
     from .headless import run_headless

@@ -131,11 +131,7 @@ class AiohttpClient:
         target = yarl.URL(str(url), encoded=True)
         # the proxy from HTTP(S)_PROXY and NO_PROXY, once per URL: the session's trust_env would look
         # it up (and ~/.netrc) in a thread for every request
-        try:
-            proxy, proxy_auth = aiohttp.helpers.get_env_proxy_for_url(target)
-        except LookupError:
-            proxy, proxy_auth = None, None
-        route = self._routes[url] = _AiohttpRoute(target, proxy, proxy_auth)
+        route = self._routes[url] = _AiohttpRoute(target, *_env_proxy(target))
         return route
 
     def _open(self) -> aiohttp.ClientSession:
@@ -154,13 +150,18 @@ class AiohttpClient:
         return self._session
 
 
-def _behind_proxy(url: str) -> bool:
-    """Whether HTTP(S)_PROXY and NO_PROXY send `url` through a proxy (as aiohttp and httpx read them)."""
+def _env_proxy(target: yarl.URL) -> tuple[yarl.URL | None, aiohttp.BasicAuth | None]:
+    """The proxy (and its credentials) that HTTP(S)_PROXY and NO_PROXY give `target`, as aiohttp and httpx
+    read them; (None, None) for none."""
     try:
-        aiohttp.helpers.get_env_proxy_for_url(yarl.URL(url, encoded=True))
+        return aiohttp.helpers.get_env_proxy_for_url(target)
     except LookupError:
-        return False
-    return True
+        return None, None
+
+
+def _behind_proxy(url: str) -> bool:
+    """Whether HTTP(S)_PROXY and NO_PROXY send `url` through a proxy."""
+    return _env_proxy(yarl.URL(url, encoded=True))[0] is not None
 
 
 @dataclass(frozen=True, slots=True)

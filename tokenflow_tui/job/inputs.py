@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from ..store.errors import os_reason
-from .model import FORBIDDEN_PARAMS, ROUTE_KEY, TOKENFLOW, Job
+from .model import FORBIDDEN_PARAMS, ROUTE_KEY, TOKENFLOW, Job, routed_to
 from .problems import JobError, Problem, did_you_mean, json_type, sort_problems
 
 KEPT_PROBLEMS = 1000  # more are counted, not kept: a wrong 10M-line file must not fill the memory
@@ -160,9 +160,8 @@ def _line_problems(item: Any, builtin: bool, chat: bool, endpoints: tuple[str, .
                 if key in FORBIDDEN_PARAMS
             )
     if endpoints:
-        params = item.get("params")
-        routed = item.get(ROUTE_KEY, params.get(ROUTE_KEY) if type(params) is dict else None)
-        if routed is not None and str(routed) not in endpoints:
+        routed = routed_to(item)
+        if routed is not None and routed not in endpoints:
             names = ", ".join(f'"{name}"' for name in endpoints)
             hint = did_you_mean(str(routed), endpoints)
             found.append(f'"{ROUTE_KEY}" names no endpoint: "{routed}" (the job\'s [[endpoints]]: {names}){hint}')

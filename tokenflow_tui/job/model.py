@@ -33,6 +33,19 @@ TABLE_FORMATS = (PARQUET, CSV, HF)
 # in an input line or its params: the [[endpoints]] entry (by name) its attempts go to; never sent
 ROUTE_KEY = "_endpoint"
 
+
+def routed_to(line: Any) -> str | None:
+    """The endpoint an attempt's params name (`_endpoint` in the line or in its `params`), if any."""
+    if type(line) is not dict:
+        return None
+    name = line.get(ROUTE_KEY)
+    if name is None:
+        params = line.get("params")
+        if type(params) is dict:
+            name = params.get(ROUTE_KEY)
+    return None if name is None else str(name)
+
+
 # Keys of a request body that the built-in handler sets itself, with the reason a user may not.
 FORBIDDEN_PARAMS = {
     "model": "the model is set by endpoint.model",

@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any
 
 from ..engine import ActionContinue, Clock, TokenFlowRequest, TokenFlowRequestTrajectory
-from ..job.model import ROUTE_KEY, Job, LimitsSection, NamedEndpoint
+from ..job.model import ROUTE_KEY, Job, LimitsSection, NamedEndpoint, routed_to
 from ..traffic import Traffic
 from ..traffic.waiting import Waiting
 from .contract import EndpointView
@@ -31,18 +31,6 @@ RATE_WINDOW_S = 10  # the rate shown is over the last this many whole seconds
 LOOK_S = 0.1  # how often an attempt with every endpoint paused looks again (the job pauses meanwhile)
 
 Handler = Callable[[TokenFlowRequestTrajectory], Awaitable[tuple[Any, ...]]]
-
-
-def routed_to(line: Any) -> str | None:
-    """The endpoint an attempt's params name (`_endpoint` in the line or in its `params`), if any."""
-    if type(line) is not dict:
-        return None
-    name = line.get(ROUTE_KEY)
-    if name is None:
-        params = line.get("params")
-        if type(params) is dict:
-            name = params.get(ROUTE_KEY)
-    return None if name is None else str(name)
 
 
 class _Rate:
